@@ -1,0 +1,43 @@
+"""art_fim: attack-free robustness metrics for ART classifiers.
+
+The core metric is the spectral norm of the input Fisher information matrix
+``F(x) = Jᵀ (diag(p) − ppᵀ) J`` (https://arxiv.org/abs/2606.04767).
+
+ART-facing API:
+    :func:`fisher_spectral_norm`, :func:`fisher_trace`, :class:`FisherInformationMetric`.
+Building blocks:
+    :class:`InputJacobian` and its constructions, the exact, Lanczos, power-iteration and
+    Hutchinson estimators, and :func:`summarize` for dataset summaries.
+"""
+
+from art_fim.adapters import NotDifferentiableError, adapter_for
+from art_fim.checks import LabelOnlyOutputError
+from art_fim.exact import exact_spectral_norm, exact_trace, top_eigenvector
+from art_fim.hutchinson import hutchinson_trace
+from art_fim.iterative import EigenResult, lanczos, power_iteration
+from art_fim.jacobian import AutogradJacobian, DenseJacobian, InputJacobian
+from art_fim.metric import FisherInformationMetric, fisher_spectral_norm, fisher_trace
+from art_fim.results import FisherEstimate, summarize
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AutogradJacobian",
+    "DenseJacobian",
+    "EigenResult",
+    "FisherEstimate",
+    "FisherInformationMetric",
+    "InputJacobian",
+    "LabelOnlyOutputError",
+    "NotDifferentiableError",
+    "adapter_for",
+    "exact_spectral_norm",
+    "exact_trace",
+    "fisher_spectral_norm",
+    "fisher_trace",
+    "hutchinson_trace",
+    "lanczos",
+    "power_iteration",
+    "summarize",
+    "top_eigenvector",
+]
