@@ -1,0 +1,168 @@
+"""Speed and error of the exact input-Fisher spectral norm against the methods it replaces.
+
+    python benchmarks/core_speed.py [--device cpu|cuda] [--n 200] [--n-reference 50] [--n-clever 3]
+
+On one bundled CIFAR-10 model (``examples/models/small_cnn_standard.pt``, an ART
+``PyTorchClassifier`` with ``preprocessing=(mean, std)``) and the bundled test images, in one
+run, it times per input:
+
+* ``exact``: ``art_fim``'s exact route (``K`` batched VJPs, float64 ``K × K`` eigenproblem);
+* ``lanczos``: ``art_fim``'s matrix-free route (one JVP + one VJP per step);
+* ``reference``: the first paper's white-box estimator (one input at a time, ``K`` backward
+  passes, the largest of 100 random Rayleigh quotients; ``benchmarks/srp_reference.py``);
+* ``clever_u``: ART's CLEVER score (``nb_batches=50, batch_size=10``, ℓ2, radius 0.5); a
+  different quantity (a robustness radius), timed as the attack-free metric ART ships today.
+
+Errors are relative to a float64 dense reference: the model cast to float64, ``J`` by
+``torch.func.jacrev`` and ``eigvalsh(Jᵀ M J)`` on the ``d × d`` Fisher (first ``--n-dense``
+inputs). Ratios are measured side by side in this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from art.metrics import clever_u
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "examples"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from score_bundled_models import SUBSET, load_classifier  # noqa: E402
+from srp_reference import srp_whitebox_estimate, zero_parameter_gradients  # noqa: E402
+
+from art_fim import FisherInformationMetric  # noqa: E402
+
+MODEL = ROOT / "examples" / "models" / "small_cnn_standard.pt"
+
+
+def synchronized_seconds(device: torch.device, fn: Callable[[], object]) -> tuple[float, object]:
+    """Wall time of ``fn()`` with the device synchronised before and after."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start, out
+
+
+def dense_reference(classifier, x: np.ndarray) -> np.ndarray:
+    """``λ_max`` of the dense float64 Fisher ``Jᵀ (diag p − ppᵀ) J`` per input (``d × d``)."""
+    model = copy.deepcopy(classifier.model).double().cpu().eval()
+    mean = torch.tensor(classifier.preprocessing.mean, dtype=torch.float64).reshape(1, -1, 1, 1)
+    std = torch.tensor(classifier.preprocessing.std, dtype=torch.float64).reshape(1, -1, 1, 1)
+
+    def forward(t: torch.Tensor) -> torch.Tensor:
+        return model((t[None] - mean) / std)[0]
+
+    values = []
+    for sample in torch.from_numpy(x).double():
+        jac = torch.func.jacrev(forward)(sample).reshape(10, -1)
+        p = torch.softmax(forward(sample), -1).detach()
+        fisher = jac.T @ (torch.diag(p) - torch.outer(p, p)) @ jac
+        values.append(torch.linalg.eigvalsh(fisher)[-1].item())
+    return np.array(values)
+
+
+def relative_error(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """``|estimate − truth| / truth`` elementwise."""
+    return np.abs(estimate - truth) / truth
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--n", type=int, default=200, help="inputs for the exact and Lanczos routes")
+    parser.add_argument("--n-reference", type=int, default=50, help="inputs for the reference estimator")
+    parser.add_argument("--n-clever", type=int, default=3, help="inputs for clever_u (slow)")
+    parser.add_argument("--n-dense", type=int, default=5, help="inputs checked against the dense d×d reference")
+    parser.add_argument("--batch-size", type=int, default=200)
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    classifier = load_classifier(MODEL)
+    if device.type == "cuda":
+        classifier = type(classifier)(
+            model=classifier.model, loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10,
+            clip_values=(0.0, 1.0), preprocessing=(classifier.preprocessing.mean, classifier.preprocessing.std),
+            device_type="gpu",
+        )
+    x = (np.load(SUBSET)["x"][: args.n].astype(np.float32) / 255).copy()
+
+    def fisher(method: str) -> Callable[[], np.ndarray]:
+        metric = FisherInformationMetric(classifier, method=method, batch_size=args.batch_size, verbose=False)
+        return lambda: metric(x)
+
+    fisher("exact")()  # warm-up: first-call allocations and kernel selection stay out of the times
+    t_exact, exact = synchronized_seconds(device, fisher("exact"))
+    t_lanczos, lanczos = synchronized_seconds(device, fisher("lanczos"))
+
+    module = classifier.model.to(device).eval()
+
+    def forward(t: torch.Tensor) -> torch.Tensor:
+        t, _ = classifier._apply_preprocessing(t, None, fit=False, no_grad=False)
+        return module(t)
+
+    x_ref = torch.from_numpy(x[: args.n_reference]).to(device)
+    generator = torch.Generator().manual_seed(0)
+    srp_whitebox_estimate(forward, x_ref[:2], generator=generator)  # warm-up
+    t_ref, reference = synchronized_seconds(
+        device, lambda: srp_whitebox_estimate(forward, x_ref, generator=generator).cpu().numpy()
+    )
+    zero_parameter_gradients(module)
+
+    np.random.seed(0)  # clever_u samples with NumPy's global generator
+    t_clever, _ = synchronized_seconds(
+        device,
+        lambda: [
+            clever_u(classifier, x[i], nb_batches=50, batch_size=10, radius=0.5, norm=2, verbose=False)
+            for i in range(args.n_clever)
+        ],
+    )
+
+    dense = dense_reference(classifier, x[: args.n_dense])
+    per_input = {
+        "exact": t_exact / len(x),
+        "lanczos": t_lanczos / len(x),
+        "reference": t_ref / len(x_ref),
+        "clever_u": t_clever / args.n_clever,
+    }
+    errors = {
+        "exact": relative_error(exact[: args.n_dense], dense),
+        "lanczos": relative_error(lanczos[: args.n_dense], dense),
+        "reference": relative_error(reference[: args.n_dense], dense),
+    }
+    errors_vs_exact = {
+        "lanczos": relative_error(lanczos, exact),
+        "reference": relative_error(reference, exact[: len(reference)]),
+    }
+
+    print(f"\nInput-Fisher λ_max on {MODEL.name}, CIFAR-10 (d = 3072, K = 10), device {device}"
+          f" ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'},"
+          f" {torch.get_num_threads()} threads), torch {torch.__version__}")
+    print(f"{'method':<11}{'inputs':>7}{'ms / input':>12}{'exact is ×':>12}"
+          f"{'median err vs exact':>21}{'max err vs dense f64':>22}")
+    counts = {"exact": len(x), "lanczos": len(x), "reference": len(x_ref), "clever_u": args.n_clever}
+    for name, seconds in per_input.items():
+        ratio = seconds / per_input["exact"]
+        vs_exact = f"{np.median(errors_vs_exact[name]):.2e}" if name in errors_vs_exact else "—"
+        vs_dense = f"{errors[name].max():.2e}" if name in errors else "—"
+        print(f"{name:<11}{counts[name]:>7}{1e3 * seconds:>12.3f}{ratio:>12.1f}{vs_exact:>21}{vs_dense:>22}")
+    print("\n'exact is ×': time per input of the method over that of the exact route.")
+    print("clever_u estimates a robustness radius, not λ_max: its error column does not apply.")
+    print(f"reference/exact ratio: median {np.median(reference / exact[: len(reference)]):.3f}, "
+          f"range [{(reference / exact[: len(reference)]).min():.3f}, {(reference / exact[: len(reference)]).max():.3f}]")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
