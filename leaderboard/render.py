@@ -1,0 +1,257 @@
+"""Render scored models: a CSV, a Markdown leaderboard, correlations and plots.
+
+    python -m leaderboard render --results results/leaderboard --out results/leaderboard
+
+Reads every ``<results>/<dataset>/<threat_model>/<model>.json`` written by ``run``, and writes
+
+* ``leaderboard.csv``: one row per scored model;
+* ``leaderboard.md``: per dataset and threat model, the models ranked by reported AutoAttack
+  accuracy beside their Fisher statistics, then the correlation table;
+* ``correlations.json``: every coefficient with its bootstrap interval;
+* ``fisher_vs_autoattack.png`` and ``clean_vs_autoattack.png``.
+
+Correlations are computed within each dataset/threat model (AutoAttack accuracies at
+different threat models are not comparable), over models with a reported AutoAttack accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leaderboard.stats import Correlation, correlation_table
+
+logger = logging.getLogger(__name__)
+
+# The aggregates of the per-image Fisher values that are correlated with accuracy. The
+# Fisher norm is heavy-tailed, so the median and the mean of log10 are the robust choices.
+SCORES: dict[str, tuple[str, str]] = {
+    "lambda_max_median": ("spectral_norm", "median"),
+    "lambda_max_mean_log10": ("spectral_norm", "mean_log10"),
+    "lambda_max_mean": ("spectral_norm", "mean"),
+    "trace_median": ("trace", "median"),
+}
+
+COLUMNS = (
+    "dataset", "threat_model", "model", "architecture", "reported_clean_acc", "autoattack_acc",
+    "clean_acc", "n_examples", *SCORES, "seconds", "status", "error",
+)
+
+
+def load_results(results: Path) -> list[dict[str, Any]]:
+    """Every ``<dataset>/<threat_model>/<model>.json`` under ``results``, sorted by path."""
+    records = []
+    for path in sorted(results.glob("*/*/*.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except json.JSONDecodeError as err:
+            logger.warning("skipping %s: not valid JSON (%s)", path, err)
+    return records
+
+
+def flatten(record: dict[str, Any]) -> dict[str, Any]:
+    """One CSV row from one result JSON."""
+    reported = record.get("reported") or {}
+    fisher = record.get("fisher") or {}
+    row = {
+        "dataset": record.get("dataset"),
+        "threat_model": record.get("threat_model"),
+        "model": record.get("model"),
+        "architecture": reported.get("architecture"),
+        "reported_clean_acc": reported.get("clean_acc"),
+        "autoattack_acc": reported.get("autoattack_acc"),
+        "clean_acc": record.get("clean_acc"),
+        "n_examples": record.get("n_examples"),
+        "seconds": (record.get("seconds") or {}).get("total"),
+        "status": record.get("status"),
+        "error": (record.get("error") or "").strip().splitlines()[-1:] or [""],
+    }
+    row["error"] = row["error"][0]
+    for column, (quantity, statistic) in SCORES.items():
+        row[column] = (fisher.get(quantity) or {}).get(statistic)
+    return row
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def group_correlations(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, dict[str, dict[str, Correlation]]]:
+    """Correlations per ``dataset/threat_model`` and score, over models with AutoAttack accuracy."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row["status"] == "ok" and _finite(row["autoattack_acc"]):
+            groups[f"{row['dataset']}/{row['threat_model']}"].append(row)
+    out: dict[str, dict[str, dict[str, Correlation]]] = {}
+    for group, members in sorted(groups.items()):
+        robust = np.array([m["autoattack_acc"] for m in members], dtype=float)
+        # The clean accuracy RobustBench reports (full test set) where known, else ours.
+        clean = np.array(
+            [m["reported_clean_acc"] if _finite(m["reported_clean_acc"]) else m["clean_acc"] for m in members],
+            dtype=float,
+        )
+        out[group] = {
+            score: correlation_table(np.array([m[score] for m in members], dtype=float), robust, clean, seed=seed)
+            for score in SCORES
+        }
+    return out
+
+
+def _format(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str, Correlation]]]) -> str:
+    """The leaderboard as Markdown: one ranked table and one correlation table per group."""
+    lines = ["# Input-Fisher leaderboard", ""]
+    lines.append(
+        "λ_max: spectral norm of the input Fisher information per test image (exact), summarised "
+        "over the scored images. Accuracies in percent; AutoAttack accuracy as reported by "
+        "RobustBench. Coefficients with paired-bootstrap 95% intervals."
+    )
+    by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_group[f"{row['dataset']}/{row['threat_model']}"].append(row)
+    for group, members in sorted(by_group.items()):
+        members.sort(key=lambda r: -(r["autoattack_acc"] if _finite(r["autoattack_acc"]) else -1.0))
+        lines += ["", f"## {group}", "",
+                  "| model | architecture | AutoAttack | clean (reported) | clean (here, n) | median λ_max "
+                  "| mean log10 λ_max | median tr F | s | status |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for r in members:
+            clean_here = f"{_format(r['clean_acc'])} ({r['n_examples']})" if r["clean_acc"] is not None else ""
+            status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error']}"
+            lines.append(
+                f"| {r['model']} | {_format(r['architecture'])} | {_format(r['autoattack_acc'])} "
+                f"| {_format(r['reported_clean_acc'])} | {clean_here} | {_format(r['lambda_max_median'])} "
+                f"| {_format(r['lambda_max_mean_log10'], 3)} | {_format(r['trace_median'])} "
+                f"| {_format(r['seconds'], 3)} | {status} |"
+            )
+        if group in correlations:
+            table = correlations[group]
+            kinds = list(next(iter(table.values())))
+            lines += ["", f"Correlations over {next(iter(next(iter(table.values())).values())).n} models:", "",
+                      "| score | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+            for score, row in table.items():
+                lines.append(f"| {score} | " + " | ".join(str(row[k]) for k in kinds) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str, Correlation]]], out: Path,
+         score: str = "lambda_max_median") -> list[Path]:
+    """Fisher vs AutoAttack accuracy, and clean vs AutoAttack accuracy coloured by Fisher."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    usable = [r for r in rows if r["status"] == "ok" and _finite(r["autoattack_acc"]) and _finite(r[score])]
+    groups = sorted({f"{r['dataset']}/{r['threat_model']}" for r in usable})
+    paths = [out / "fisher_vs_autoattack.png", out / "clean_vs_autoattack.png"]
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for group in groups:
+        members = [r for r in usable if f"{r['dataset']}/{r['threat_model']}" == group]
+        rho = correlations.get(group, {}).get(score, {}).get("spearman_vs_autoattack")
+        label = f"{group} (n={len(members)}, Spearman ρ = {rho})" if rho else group
+        ax.scatter([r[score] for r in members], [r["autoattack_acc"] for r in members], label=label, alpha=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{score.replace('_', ' ')} of the input Fisher (log scale)")
+    ax.set_ylabel("AutoAttack accuracy (%), reported")
+    ax.set_title("Input-Fisher spectral norm vs AutoAttack accuracy")
+    if groups:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=130)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    clean = [r["reported_clean_acc"] if _finite(r["reported_clean_acc"]) else r["clean_acc"] for r in usable]
+    points = ax.scatter(clean, [r["autoattack_acc"] for r in usable],
+                        c=[math.log10(max(r[score], 1e-30)) for r in usable], cmap="viridis")
+    fig.colorbar(points, ax=ax, label=f"log10 {score.replace('_', ' ')}")
+    ax.set_xlabel("clean accuracy (%)")
+    ax.set_ylabel("AutoAttack accuracy (%), reported")
+    ax.set_title("Clean vs AutoAttack accuracy, coloured by the input-Fisher norm")
+    fig.tight_layout()
+    fig.savefig(paths[1], dpi=130)
+    plt.close(fig)
+    return paths
+
+
+def render(results: Path, out: Path, seed: int = 0) -> dict[str, Any]:
+    """Write the CSV, Markdown, correlations and plots for the results under ``results``.
+
+    Args:
+        results: directory that ``run`` wrote into.
+        out: output directory (created).
+        seed: bootstrap seed.
+
+    Returns:
+        ``{"rows": [...], "correlations": {...}, "files": [...]}``.
+
+    Raises:
+        FileNotFoundError: no result JSON under ``results``.
+    """
+    records = load_results(results)
+    if not records:
+        raise FileNotFoundError(
+            f"no results under {results} (expected <dataset>/<threat_model>/<model>.json): "
+            "score models with `python -m leaderboard run` first."
+        )
+    rows = [flatten(r) for r in records]
+    correlations = group_correlations(rows, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "leaderboard.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "leaderboard.md").write_text(markdown(rows, correlations))
+    serialisable = {g: {s: {k: c.as_dict() for k, c in t.items()} for s, t in table.items()}
+                    for g, table in correlations.items()}
+    (out / "correlations.json").write_text(json.dumps(serialisable, indent=2, allow_nan=True) + "\n")
+    files = [out / "leaderboard.csv", out / "leaderboard.md", out / "correlations.json", *plot(rows, correlations, out)]
+    return {"rows": rows, "correlations": correlations, "files": files}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``render`` subcommand's options."""
+    parser.add_argument("--results", type=Path, default=Path("results/leaderboard"),
+                        help="directory written by `run` (default: results/leaderboard)")
+    parser.add_argument("--out", type=Path, default=None, help="output directory (default: --results)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Render, then print the correlations of the main score per group."""
+    rendered = render(args.results, args.out or args.results, seed=args.seed)
+    for group, table in rendered["correlations"].items():
+        print(f"\n{group}: correlations with reported AutoAttack accuracy ({table['lambda_max_median']['spearman_vs_autoattack'].n} models)")
+        for score, row in table.items():
+            print(f"  {score:<24} Spearman {row['spearman_vs_autoattack']}   Kendall {row['kendall_vs_autoattack']}"
+                  f"   partial|clean {row['partial_spearman_vs_autoattack_given_clean']}")
+    print("\nwrote " + ", ".join(str(p) for p in rendered["files"]))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m leaderboard.render``: the render subcommand on its own."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
