@@ -20,16 +20,30 @@ e.g. from ART's ``class_gradient``) and, for query-only classifiers,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 logger = logging.getLogger(__name__)
 
 ForwardFn = Callable[[Tensor], Tensor]
+
+
+@contextlib.contextmanager
+def _second_order_attention() -> Iterator[None]:
+    """Route scaled-dot-product attention through its composite ("math") kernel.
+
+    The fused attention kernels (flash, memory-efficient) have first derivatives only: no
+    forward-mode rule and no double backward, so Jacobian-vector products through a
+    transformer need the composite kernel, which is made of differentiable primitives.
+    """
+    with sdpa_kernel([SDPBackend.MATH]):
+        yield
 
 
 class InputJacobian(ABC):
@@ -177,6 +191,7 @@ class AutogradJacobian(InputJacobian):
         self.input_shape = tuple(x.shape[1:])
         self._batched_backward_ok = True
         self._forward_mode_ok = True
+        self._transposed: tuple[Tensor, Tensor] | None = None
 
     def _as_input(self, v: Tensor) -> Tensor:
         return v.to(self._x.dtype).reshape(self._x.shape)
@@ -193,16 +208,27 @@ class AutogradJacobian(InputJacobian):
         tangent = self._as_input(v)
         if self._forward_mode_ok:
             try:
-                with torch.enable_grad():
+                with torch.enable_grad(), _second_order_attention():
                     _, out = torch.func.jvp(self._forward, (self._x.detach(),), (tangent,))
                 return out.detach()
             except (RuntimeError, NotImplementedError) as err:
                 logger.info("forward-mode AD unavailable (%s); using double backward", err)
                 self._forward_mode_ok = False
-        with torch.enable_grad():
-            u = torch.zeros_like(self._z, requires_grad=True)
-            (jt_u,) = torch.autograd.grad(self._z, self._x, u, retain_graph=True, create_graph=True)
-            (jv,) = torch.autograd.grad(jt_u, u, tangent, retain_graph=True)
+        return self._double_backward_jvp(tangent)
+
+    def _double_backward_jvp(self, tangent: Tensor) -> Tensor:
+        """``J v = ∂/∂u ⟨Jᵀu, v⟩`` for operations without forward-mode derivatives."""
+        if self._transposed is None:
+            # A second forward pass, with the composite attention kernel: the graph of the
+            # first may hold fused kernels that cannot be differentiated twice.
+            with torch.enable_grad(), _second_order_attention():
+                x = self._x.detach().requires_grad_(True)
+                z = self._forward(x)
+                u = torch.zeros_like(z, requires_grad=True)
+                (jt_u,) = torch.autograd.grad(z, x, u, create_graph=True)
+            self._transposed = (u, jt_u)
+        u, jt_u = self._transposed
+        (jv,) = torch.autograd.grad(jt_u, u, tangent, retain_graph=True)
         return jv.detach()
 
     def rows(self) -> Tensor:
