@@ -12,36 +12,18 @@ model smoother and its input Fisher smaller. Weights are saved as a float16 stat
 from __future__ import annotations
 
 import argparse
-import io
-import sys
 import json
+import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from small_cnn import CIFAR10_MEAN, CIFAR10_STD, small_cnn
 from torch import nn
 
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
-def load_zip(path: Path, limit_per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Decode ``<split>/<class>/<NNNN>.jpg`` images from a zip into uint8 NCHW arrays."""
-    xs, ys = [], []
-    with zipfile.ZipFile(path) as archive:
-        names = sorted(n for n in archive.namelist() if n.endswith(".jpg"))
-        counts = dict.fromkeys(CLASSES, 0)
-        for name in names:
-            label = name.split("/")[1]
-            if limit_per_class is not None and counts[label] >= limit_per_class:
-                continue
-            counts[label] += 1
-            xs.append(np.asarray(Image.open(io.BytesIO(archive.read(name))).convert("RGB")))
-            ys.append(CLASSES.index(label))
-    return np.stack(xs).transpose(0, 3, 1, 2).copy(), np.array(ys, dtype=np.int64)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from leaderboard.zoo.cifar_zip import load_zip  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,174 @@
+"""Train the zoo and measure its AutoAttack accuracy, resumably.
+
+    python -m leaderboard.zoo.build train  [--models NAME ...] [--device auto] [--time-budget 540]
+    python -m leaderboard.zoo.build attack [--models NAME ...] [--n 1000] [--norms Linf L2]
+
+``train`` writes ``<out>/models/<name>.pt`` (float16 state dict) and ``<name>.json`` (how it was
+trained, clean accuracy on the 10,000 test images, training time). ``attack`` writes
+RobustBench-style model-info files ``<out>/model_info/cifar10/<norm>/<name>.json`` with clean and
+standard-AutoAttack accuracy on the first ``n`` images of the bundled test subset
+(``leaderboard/data/cifar10_test_1000.npz``, 100 per class). Finished models are skipped, so
+the work can be spread over several runs; ``--time-budget`` stops before starting a model
+once that many seconds have passed. Every file is written atomically.
+
+Training data: ``../shared/data/cifar10/train.zip`` relative to the project root (``--data-dir``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from leaderboard.zoo.architectures import build
+from leaderboard.zoo.cifar_zip import load_zip
+from leaderboard.zoo.plan import ZOO, ZooEntry
+from leaderboard.zoo.training import accuracy, train
+
+ROOT = Path(__file__).resolve().parents[2]
+ZOO_DIR = ROOT / "leaderboard" / "zoo"
+SUBSET = ROOT / "leaderboard" / "data" / "cifar10_test_1000.npz"
+
+
+def write_json_atomic(path: Path, record: dict[str, Any]) -> None:
+    """Write JSON through a temporary file and ``os.replace``: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def load_zoo_model(entry: ZooEntry, out: Path = ZOO_DIR) -> torch.nn.Module:
+    """A trained zoo model in float32 eval mode, on the CPU."""
+    model = build(entry.architecture)
+    state = torch.load(out / "models" / f"{entry.name}.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.eval()
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _test_set(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    test_zip = data_dir / "test.zip"
+    if test_zip.exists():
+        x, y = load_zip(test_zip)
+    else:  # the bundled 1,000-image subset, when the full test set is not at hand
+        data = np.load(SUBSET)
+        x, y = data["x"], data["y"]
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def train_models(entries: list[ZooEntry], args: argparse.Namespace) -> None:
+    """Train every entry that has no weights yet."""
+    device = _device(args.device)
+    todo = [e for e in entries if not (args.out / "models" / f"{e.name}.pt").exists()]
+    print(f"{len(entries) - len(todo)} of {len(entries)} models already trained; {len(todo)} to train on {device}")
+    if not todo:
+        return
+    x_train, y_train = load_zip(args.data_dir / "train.zip", limit_per_class=args.limit_per_class)
+    x_test, y_test = _test_set(args.data_dir)
+    started = time.perf_counter()
+    for entry in todo:
+        if time.perf_counter() - started > args.time_budget:
+            print(f"time budget of {args.time_budget:.0f} s reached; rerun to continue")
+            return
+        model = build(entry.architecture)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        stats = train(
+            model, torch.from_numpy(x_train), torch.from_numpy(y_train), entry.regime,
+            epochs=args.epochs or entry.epochs, batch_size=args.batch_size, lr=entry.lr,
+            optimizer=entry.optimizer, seed=entry.seed, device=device, verbose=True,
+        )
+        clean = accuracy(model, x_test, y_test)
+        state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+        weights = args.out / "models" / f"{entry.name}.pt"
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, weights.with_suffix(".pt.tmp"))
+        os.replace(weights.with_suffix(".pt.tmp"), weights)
+        record = {
+            "name": entry.name, "architecture": entry.architecture, "regime": vars(entry.regime),
+            "epochs": args.epochs or entry.epochs, "lr": entry.lr, "optimizer": entry.optimizer,
+            "batch_size": args.batch_size, "seed": entry.seed,
+            "train_images": len(x_train), "clean_acc": clean, "test_images": len(x_test),
+            "train_seconds": round(stats["train_seconds"], 1),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "torch": torch.__version__,
+            "command": "python -m leaderboard.zoo.build " + " ".join(sys.argv[1:]),
+        }
+        write_json_atomic(weights.with_suffix(".json"), record)
+        print(f"{entry.name}: clean {clean:.2f}% on {len(x_test)} test images, {stats['train_seconds']:.0f} s")
+
+
+def attack_models(entries: list[ZooEntry], args: argparse.Namespace) -> None:
+    """Measure clean and AutoAttack accuracy for every trained entry and norm not yet done."""
+    from leaderboard.zoo.autoattack_eval import autoattack_accuracy
+
+    device = _device(args.device)
+    data = np.load(SUBSET)
+    x = torch.from_numpy(data["x"][: args.n].astype(np.float32) / 255)
+    y = torch.from_numpy(data["y"][: args.n])
+    started = time.perf_counter()
+    for entry in entries:
+        if not (args.out / "models" / f"{entry.name}.pt").exists():
+            print(f"{entry.name}: not trained yet, skipped")
+            continue
+        for norm in args.norms:
+            path = args.out / "model_info" / "cifar10" / norm / f"{entry.name}.json"
+            if path.exists():
+                continue
+            if time.perf_counter() - started > args.time_budget:
+                print(f"time budget of {args.time_budget:.0f} s reached; rerun to continue")
+                return
+            model = load_zoo_model(entry, args.out).to(device)
+            clean = accuracy(model, x, y)
+            result = autoattack_accuracy(model, x, y, norm=norm, device=device, seed=args.seed)
+            training = json.loads((args.out / "models" / f"{entry.name}.json").read_text())
+            write_json_atomic(path, {
+                "name": entry.name, "architecture": entry.architecture, "dataset": "cifar10",
+                "threat_model": norm, "eps": result["eps"], "clean_acc": clean,
+                "autoattack_acc": result["autoattack_acc"], "n_examples": result["n"],
+                "attack_seconds": round(result["seconds"], 1), "attack": "pyautoattack standard",
+                "training": {k: training[k] for k in ("regime", "epochs", "train_seconds", "device")},
+                "command": f"python -m leaderboard.zoo.build attack --models {entry.name} --n {args.n} --norms {norm}",
+            })
+            print(f"{entry.name} {norm}: clean {clean:.1f}%, AutoAttack {result['autoattack_acc']:.1f}% "
+                  f"({result['seconds']:.0f} s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=["train", "attack"])
+    parser.add_argument("--models", nargs="*", default=None, help=f"subset of: {' '.join(ZOO)}")
+    parser.add_argument("--out", type=Path, default=ZOO_DIR, help="zoo directory (default: leaderboard/zoo)")
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "cifar10")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--time-budget", type=float, default=float("inf"), help="seconds before stopping")
+    parser.add_argument("--epochs", type=int, default=None, help="override every entry's epochs (smoke runs)")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--limit-per-class", type=int, default=None, help="training images per class (smoke runs)")
+    parser.add_argument("--n", type=int, default=1000, help="test images to attack (at most 1000)")
+    parser.add_argument("--norms", nargs="+", default=["Linf", "L2"], choices=["Linf", "L2"])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    unknown = set(args.models or []) - set(ZOO)
+    if unknown:
+        parser.error(f"unknown zoo models {sorted(unknown)}; choose from {' '.join(ZOO)}")
+    entries = [ZOO[name] for name in (args.models or ZOO)]
+    (train_models if args.stage == "train" else attack_models)(entries, args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""Seeded CIFAR-10 training: standard, PGD adversarial, TRADES and Gaussian-noise regimes.
+
+* PGD adversarial training (Madry et al., 2018, https://arxiv.org/abs/1706.06083): minimise
+  the cross-entropy at ``x + δ*``, ``δ*`` from ``steps`` of projected sign-gradient ascent in
+  the ℓ∞ ball of radius ``eps``, from a uniform random start.
+* TRADES (Zhang et al., 2019, https://arxiv.org/abs/1901.08573): ``CE(f(x), y) +
+  β · KL(p(x) ‖ p(x + δ*))``, ``δ*`` maximising the KL term.
+* Gaussian augmentation: ``x + N(0, σ²I)``, clipped to [0, 1].
+
+Inputs are [0, 1] pixels; the networks normalise inside (see ``architectures.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Regime:
+    """How a model is trained.
+
+    Attributes:
+        kind: ``"standard"``, ``"pgd"``, ``"trades"`` or ``"noise"``.
+        eps: ℓ∞ radius of the training attack (``pgd``, ``trades``).
+        steps: attack steps during training.
+        beta: TRADES trade-off weight.
+        sigma: standard deviation of the Gaussian augmentation (``noise``).
+    """
+
+    kind: str = "standard"
+    eps: float = 0.0
+    steps: int = 5
+    beta: float = 6.0
+    sigma: float = 0.0
+
+
+def pgd_linf(
+    model: nn.Module, x: Tensor, loss_fn: Callable[[Tensor], Tensor], eps: float, steps: int, *, start: str = "uniform"
+) -> Tensor:
+    """Projected gradient ascent on ``loss_fn(model(x + δ))`` over ``‖δ‖∞ ≤ eps``, ``x + δ ∈ [0, 1]``.
+
+    Step size ``2.5 · eps / steps`` (Madry et al.); ``start`` is ``"uniform"`` in the ball
+    (Madry et al.) or ``"normal"``, ``0.001 · N(0, I)`` (TRADES). Returns the perturbed inputs.
+    """
+    step = 2.5 * eps / steps
+    if start == "uniform":
+        delta = torch.empty_like(x).uniform_(-eps, eps)
+    else:
+        delta = (0.001 * torch.randn_like(x)).clamp(-eps, eps)
+    delta = ((x + delta).clamp(0, 1) - x).detach()
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss_fn(model(x + delta)), delta)
+        delta = (delta + step * grad.sign()).clamp(-eps, eps)
+        delta = ((x + delta).clamp(0, 1) - x).detach()
+    return (x + delta).detach()
+
+
+def _attack_in_eval_mode(model: nn.Module, attack: Callable[[], Tensor]) -> Tensor:
+    # The attack's forward passes must not move batch-norm running statistics (as in TRADES).
+    model.eval()
+    try:
+        return attack()
+    finally:
+        model.train()
+
+
+def training_loss(model: nn.Module, x: Tensor, y: Tensor, regime: Regime) -> Tensor:
+    """The regime's loss on one batch (the model is in training mode)."""
+    if regime.kind == "standard":
+        return F.cross_entropy(model(x), y)
+    if regime.kind == "noise":
+        return F.cross_entropy(model((x + regime.sigma * torch.randn_like(x)).clamp(0, 1)), y)
+    if regime.kind == "pgd":
+        x_adv = _attack_in_eval_mode(
+            model, lambda: pgd_linf(model, x, lambda logits: F.cross_entropy(logits, y), regime.eps, regime.steps)
+        )
+        return F.cross_entropy(model(x_adv), y)
+    if regime.kind == "trades":
+        with torch.no_grad():
+            p_clean = F.softmax(_attack_in_eval_mode(model, lambda: model(x)), dim=-1).float()
+
+        def kl_to_clean(logits: Tensor) -> Tensor:
+            return F.kl_div(F.log_softmax(logits.float(), dim=-1), p_clean, reduction="batchmean")
+
+        x_adv = _attack_in_eval_mode(
+            model, lambda: pgd_linf(model, x, kl_to_clean, regime.eps, regime.steps, start="normal")
+        )
+        logits = model(x)
+        return F.cross_entropy(logits, y) + regime.beta * F.kl_div(
+            F.log_softmax(model(x_adv).float(), dim=-1), F.softmax(logits.float(), dim=-1), reduction="batchmean"
+        )
+    raise ValueError(f"unknown regime {regime.kind!r}; choose standard, pgd, trades or noise")
+
+
+def augment(x: Tensor, generator: torch.Generator) -> Tensor:
+    """Random horizontal flips and random 32×32 crops of the 4-pixel reflection-padded image."""
+    flip = torch.rand(len(x), generator=generator, device="cpu").to(x.device) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
+    i, j = (int(v) for v in torch.randint(0, 9, (2,), generator=generator))
+    return padded[:, :, i : i + 32, j : j + 32]
+
+
+def train(
+    model: nn.Module,
+    x_train: Tensor,
+    y_train: Tensor,
+    regime: Regime,
+    *,
+    epochs: int,
+    batch_size: int = 512,
+    lr: float = 0.1,
+    optimizer: str = "sgd",
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    verbose: bool = True,
+) -> dict[str, float]:
+    """Train ``model`` in place with a one-cycle schedule; return timing and the last loss.
+
+    Args:
+        model: the network (moved to ``device``).
+        x_train: ``[N, 3, 32, 32]`` uint8 or float images.
+        y_train: ``[N]`` labels.
+        regime: the training regime.
+        epochs: passes over the data.
+        batch_size: images per step.
+        lr: peak learning rate.
+        optimizer: ``"sgd"`` (Nesterov, weight decay 5e-4) or ``"adamw"`` (weight decay 0.05).
+        seed: seeds the initial shuffle, augmentation and attack starts.
+        device: where to train; on CUDA the forward passes run under bf16 autocast.
+        verbose: show a progress bar.
+
+    Returns:
+        ``{"train_seconds": ..., "final_loss": ...}``.
+    """
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model.to(device).train()
+    x_all = x_train.to(device)
+    y_all = y_train.to(device)
+    steps_per_epoch = len(x_all) // batch_size
+    if optimizer == "adamw":
+        opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * steps_per_epoch))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    start = time.perf_counter()
+    loss = torch.zeros(())
+    with tqdm(total=epochs * steps_per_epoch, desc=f"train ({regime.kind})", disable=not verbose) as bar:
+        for _ in range(epochs):
+            order = torch.randperm(len(x_all), generator=generator).to(device)
+            for step in range(steps_per_epoch):
+                idx = order[step * batch_size : (step + 1) * batch_size]
+                xb = x_all[idx]
+                xb = augment(xb.float() / 255 if xb.dtype == torch.uint8 else xb, generator)
+                with autocast:
+                    loss = training_loss(model, xb, y_all[idx], regime)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                schedule.step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    model.eval()
+    return {"train_seconds": time.perf_counter() - start, "final_loss": float(loss.item())}
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000) -> float:
+    """Top-1 accuracy in percent on [0, 1] inputs (eval mode, float32)."""
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size].to(device)
+        xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb
+        correct += int((model(xb).argmax(1) == y[start : start + batch_size].to(device)).sum())
+    return 100.0 * correct / len(x)

@@ -1,0 +1,76 @@
+"""The zoo's building blocks: architectures, the training attack, the regimes, the size budget."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from leaderboard.zoo.architectures import ARCHITECTURES, build
+from leaderboard.zoo.plan import ZOO
+from leaderboard.zoo.training import Regime, pgd_linf, training_loss
+
+# The zoo ships with the project: at most 40 MB of float16 weights in all.
+_ZOO_BUDGET_BYTES = 40e6
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_architectures_take_pixels_and_return_ten_logits(architecture):
+    """Each family maps [N, 3, 32, 32] pixels to [N, 10] logits and normalises inside."""
+    torch.manual_seed(0)
+    model = build(architecture).eval()
+    x = torch.rand(2, 3, 32, 32)
+    assert model(x).shape == (2, 10)
+    assert any(type(m).__name__ == "Normalize" for m in model.modules())
+
+
+def test_zoo_fits_the_shipping_budget():
+    """The planned zoo's float16 state dicts add up to at most 40 MB, four families covered."""
+    total = sum(2 * sum(p.numel() for p in build(entry.architecture).state_dict().values()) for entry in ZOO.values())
+    assert total <= _ZOO_BUDGET_BYTES
+    assert {entry.architecture for entry in ZOO.values()} == set(ARCHITECTURES)
+    assert len(ZOO) >= 12
+
+
+def test_pgd_reaches_the_exact_worst_case_of_a_linear_model():
+    """For logits W x, the ℓ∞ worst case of the cross-entropy is x − ε·sign((w_y − w_other)) (two classes).
+
+    The sign of the gradient is constant, so PGD's steps of 2.5ε/steps carry every start to that
+    corner of the ball; the box [0, 1] does not bind for inputs in [0.3, 0.7] and ε = 0.05.
+    """
+    torch.manual_seed(0)
+    model = nn.Linear(20, 2, bias=False)
+    x = 0.3 + 0.4 * torch.rand(16, 20)
+    y = torch.randint(0, 2, (16,))
+    eps = 0.05
+    x_adv = pgd_linf(model, x, lambda logits: F.cross_entropy(logits, y), eps, steps=5)
+    w = model.weight.detach()
+    direction = torch.sign(w[y] - w[1 - y])
+    torch.testing.assert_close(x_adv, x - eps * direction, rtol=0, atol=1e-6)
+
+
+def test_pgd_stays_in_the_ball_and_the_box():
+    """Adversarial inputs stay within ε in ℓ∞ and inside [0, 1] even at the box's edge."""
+    torch.manual_seed(1)
+    model = build("resnet9").eval()
+    x = torch.rand(4, 3, 32, 32).round()  # every pixel at 0 or 1
+    y = torch.randint(0, 10, (4,))
+    x_adv = pgd_linf(model, x, lambda logits: F.cross_entropy(logits, y), 8 / 255, steps=3)
+    assert (x_adv - x).abs().max() <= 8 / 255 + 1e-7
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+
+
+@pytest.mark.parametrize("regime", [Regime("standard"), Regime("noise", sigma=0.1),
+                                    Regime("pgd", eps=8 / 255, steps=2), Regime("trades", eps=8 / 255, steps=2)],
+                         ids=lambda r: r.kind)
+def test_regimes_give_finite_losses_and_gradients(regime):
+    """Each regime's loss is finite and has finite gradients; the model is left in training mode."""
+    torch.manual_seed(2)
+    model = build("densenet").train()
+    x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    loss = training_loss(model, x, y, regime)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert model.training  # the attack's eval-mode switch is undone
