@@ -6,8 +6,8 @@
 ``train`` writes ``<out>/models/<name>.pt`` (float16 state dict) and ``<name>.json`` (how it was
 trained, clean accuracy on the 10,000 test images, training time). ``attack`` writes
 RobustBench-style model-info files ``<out>/model_info/cifar10/<norm>/<name>.json`` with clean and
-standard-AutoAttack accuracy on the first ``n`` images of the bundled test subset
-(``leaderboard/data/cifar10_test_1000.npz``, 100 per class). Finished models are skipped, so
+standard-AutoAttack accuracy on ``n`` images of the bundled test subset
+(``leaderboard/data/cifar10_test_1000.npz``, 100 per class), taken class by class in turn. Finished models are skipped, so
 the work can be spread over several runs; ``--time-budget`` stops before starting a model
 once that many seconds have passed. Every file is written atomically.
 
@@ -51,6 +51,18 @@ def load_zoo_model(entry: ZooEntry, out: Path = ZOO_DIR) -> torch.nn.Module:
     state = torch.load(out / "models" / f"{entry.name}.pt", map_location="cpu", weights_only=True)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.eval()
+
+
+def class_balanced_order(y: np.ndarray) -> np.ndarray:
+    """Indices that cycle through the classes (first of each class, then second, ...).
+
+    The bundled subset is sorted by class, so its first ``n`` images would all be airplanes.
+    """
+    rank_in_class = np.zeros(len(y), dtype=np.int64)
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        rank_in_class[members] = np.arange(len(members))
+    return np.lexsort((y, rank_in_class))
 
 
 def _device(name: str) -> torch.device:
@@ -117,8 +129,9 @@ def attack_models(entries: list[ZooEntry], args: argparse.Namespace) -> None:
 
     device = _device(args.device)
     data = np.load(SUBSET)
-    x = torch.from_numpy(data["x"][: args.n].astype(np.float32) / 255)
-    y = torch.from_numpy(data["y"][: args.n])
+    chosen = class_balanced_order(data["y"])[: args.n]
+    x = torch.from_numpy(data["x"][chosen].astype(np.float32) / 255)
+    y = torch.from_numpy(data["y"][chosen])
     started = time.perf_counter()
     for entry in entries:
         if not (args.out / "models" / f"{entry.name}.pt").exists():
