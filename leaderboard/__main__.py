@@ -90,8 +90,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     """Hand over to ``leaderboard.render`` (CSV, Markdown, plots, correlations)."""
-    from leaderboard.render import main as render_main
-
+    try:
+        from leaderboard.render import main as render_main
+    except ModuleNotFoundError as exc:
+        if exc.name != "leaderboard.render":
+            raise
+        print("error: `render` is not available in this checkout (leaderboard/render.py is missing)", file=sys.stderr)
+        return 2
     return int(render_main(args.render_args) or 0)
 
 
