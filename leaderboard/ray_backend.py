@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from leaderboard.registry import ZooEntry
 from leaderboard.run import RunSummary, result_path, score_and_write, write_atomic
-from leaderboard.scoring import ScoreConfig, _base_record
+from leaderboard.scoring import ScoreConfig, empty_record
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def run_ray(
                 try:
                     record = ray.get(ready[0])
                 except Exception as exc:  # noqa: BLE001  (a dead worker fails one model only)
-                    record = _base_record(entry, config)
+                    record = empty_record(entry, config)
                     record["error"] = f"{type(exc).__name__}: {exc}\n" + traceback.format_exc()[-2000:]
                     write_atomic(result_path(results_dir, entry), record)
                 summary.add(record)

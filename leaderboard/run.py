@@ -108,14 +108,30 @@ def score_and_write(
 
 
 def pending_entries(
-    entries: Iterable[ZooEntry], results_dir: str | Path, summary: RunSummary, overwrite: bool = False
+    entries: Iterable[ZooEntry],
+    results_dir: str | Path,
+    summary: RunSummary,
+    config: ScoreConfig | None = None,
+    overwrite: bool = False,
 ) -> list[ZooEntry]:
-    """Entries still to score: those without an ``ok`` result (all of them with ``overwrite``)."""
+    """Entries still to score: those without an ``ok`` result (all of them with ``overwrite``).
+
+    A kept result computed with other settings (``n_examples``, ``seed``) is logged, since
+    only ``--overwrite`` recomputes it.
+    """
     todo = []
     for entry in entries:
         previous = None if overwrite else read_result(result_path(results_dir, entry))
         if previous is not None and previous.get("status") == "ok":
             summary.skipped.append(entry.key)
+            if config is not None:
+                stale = {
+                    key: previous.get(key)
+                    for key in ("n_examples", "seed")
+                    if previous.get(key) != getattr(config, key)
+                }
+                if stale:
+                    logger.warning("keeping %s computed with %s; --overwrite rescores it", entry.key, stale)
         else:
             todo.append(entry)
     return todo
@@ -152,7 +168,7 @@ def run_models(
     """
     started = time.perf_counter()
     summary = RunSummary()
-    todo = pending_entries(entries, results_dir, summary, overwrite)
+    todo = pending_entries(entries, results_dir, summary, config, overwrite)
     if summary.skipped:
         logger.info("%d of %d models already scored; skipping them", len(summary.skipped), len(entries))
     if backend == "local":

@@ -95,7 +95,8 @@ def clean_accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch_s
     return 100.0 * correct / len(x)
 
 
-def _base_record(entry: ZooEntry, config: ScoreConfig) -> dict[str, Any]:
+def empty_record(entry: ZooEntry, config: ScoreConfig) -> dict[str, Any]:
+    """A result with every key, marked failed until scoring completes."""
     return {
         "model": entry.name,
         "dataset": entry.dataset,
@@ -131,7 +132,7 @@ def score_model(
     """
     from art_fim import FisherInformationMetric
 
-    record = _base_record(entry, config)
+    record = empty_record(entry, config)
     start = time.perf_counter()
     try:
         import_robustbench()
@@ -157,7 +158,10 @@ def score_model(
             trace = metric.trace(x)
         fisher_done = time.perf_counter()
         record["fisher"] = {"spectral_norm": spectral.summary(), "trace": trace.summary()}
-        record["method"] = spectral.method
+        # With method="auto" the trace may take another route (Hutchinson) than λ_max (Lanczos).
+        record["method"] = (
+            spectral.method if trace.method == spectral.method else f"{spectral.method} (trace: {trace.method})"
+        )
         record["n_examples"] = int(len(x))
         record["seconds"]["fisher"] = fisher_done - loaded
         record["images_per_second"] = len(x) / max(fisher_done - loaded, 1e-12)

@@ -60,3 +60,14 @@ def test_unknown_model_suggests_close_names(capsys: pytest.CaptureFixture[str]) 
         select_entries("cifar10", "Linf", ["Standrd"])
     assert main(["run", "--models", "Wong2020Fst", "--results", "unused"]) == 2
     assert "Did you mean Wong2020Fast" in capsys.readouterr().err
+
+
+def test_list_marks_present_weights(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkpoint in RobustBench's layout shows as present in its row and in the count."""
+    (tmp_path / "cifar10" / "Linf").mkdir(parents=True)
+    (tmp_path / "cifar10" / "Linf" / "Standard.pt").touch()
+    assert main(["list", "--dataset", "cifar10", "--threat-model", "Linf", "--model-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    rows = {line.split()[2]: line.split()[-1] for line in lines[1:-1]}
+    assert rows["Standard"] == "yes" and list(rows.values()).count("yes") == 1
+    assert lines[-1].startswith("76 zoo entries, 76 with AutoAttack accuracy, 1 with weights")

@@ -144,3 +144,13 @@ def test_ray_backend_matches_local_run(interrupted_run: dict[str, Any], tmp_path
     remote = _records(tmp_path, E2E_MODELS)
     for name in E2E_MODELS:
         assert without_timing(remote[name]) == without_timing(local[name]), name
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
+    """A write that fails midway leaves the previous result intact and no temporary file."""
+    path = tmp_path / "cifar10" / "Linf" / "M.json"
+    lb_run.write_atomic(path, {"status": "ok"})
+    with pytest.raises(TypeError):
+        lb_run.write_atomic(path, {"status": object()})
+    assert json.loads(path.read_text()) == {"status": "ok"}
+    assert [p.name for p in path.parent.iterdir()] == ["M.json"]
