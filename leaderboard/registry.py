@@ -7,6 +7,7 @@ leaderboard, an ``external`` evaluation replaces ``autoattack_acc`` when present
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -141,8 +142,6 @@ def select_entries(dataset: str, threat_model: str, models: list[str] | None) ->
     chosen = []
     for name in models:
         if name not in by_name:
-            import difflib
-
             close = difflib.get_close_matches(name, list(by_name), n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise rb.UnknownModelError(
