@@ -1,0 +1,173 @@
+"""Command line: ``python -m leaderboard list|run|render``.
+
+Examples::
+
+    python -m leaderboard list --dataset cifar10 --threat-model Linf --model-dir models
+    python -m leaderboard run --dataset cifar10 --threat-model Linf --models Standard,Wong2020Fast \\
+        --model-dir models --n-examples 1000 --results leaderboard/results
+    python -m leaderboard run ... --backend ray --num-gpus-per-task 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from leaderboard.registry import DATASETS, THREAT_MODELS
+
+DEFAULT_MODEL_DIR = "models"
+DEFAULT_RESULTS = "leaderboard/results"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the zoo with reported accuracies and whether weights are present."""
+    from leaderboard.registry import list_entries, weights_present
+
+    entries = list_entries(args.dataset, args.threat_model)
+    width = max((len(e.name) for e in entries), default=10)
+    print(f"{'dataset':<9} {'threat':<11} {'model':<{width}} {'architecture':<26} {'clean':>6} {'AA':>6} weights")
+    for e in entries:
+        r = e.reported
+        aa = _fmt(r.autoattack_acc) + ("*" if r.aa_source == "external" else " ")
+        present = "yes" if weights_present(e, args.model_dir) else "no"
+        print(
+            f"{e.dataset:<9} {e.threat_model:<11} {e.name:<{width}} {(r.architecture or '-')[:26]:<26} "
+            f"{_fmt(r.clean_acc):>6} {aa:>7} {present}"
+        )
+    with_aa = sum(e.reported.autoattack_acc is not None for e in entries)
+    present = sum(weights_present(e, args.model_dir) for e in entries)
+    print(
+        f"{len(entries)} zoo entries, {with_aa} with AutoAttack accuracy, "
+        f"{present} with weights under {args.model_dir} (* external evaluation)"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Score models and print a summary; exit status 1 if any model failed."""
+    from leaderboard.registry import select_entries, weights_present
+    from leaderboard.run import run_models
+    from leaderboard.scoring import ScoreConfig
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    entries = select_entries(args.dataset, args.threat_model, models)
+    if args.skip_missing:
+        missing = [e for e in entries if not weights_present(e, args.model_dir)]
+        if missing:
+            print(f"skipping {len(missing)} models without weights under {args.model_dir}")
+        entries = [e for e in entries if weights_present(e, args.model_dir)]
+    config = ScoreConfig(
+        model_dir=args.model_dir,
+        data_dir=args.data_dir,
+        n_examples=args.n_examples,
+        batch_size=args.batch_size,
+        method=args.method,
+        device=args.device,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    summary = run_models(
+        entries,
+        config,
+        args.results,
+        backend=args.backend,
+        overwrite=args.overwrite,
+        ray_address=args.ray_address,
+        num_gpus_per_task=args.num_gpus_per_task,
+        num_cpus_per_task=args.num_cpus_per_task,
+        progress=not args.no_progress,
+    )
+    print(summary.table())
+    print(f"results in {args.results}")
+    return 1 if summary.failed else 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Hand over to ``leaderboard.render`` (CSV, Markdown, plots, correlations)."""
+    try:
+        from leaderboard.render import main as render_main
+    except ModuleNotFoundError as exc:
+        if exc.name != "leaderboard.render":
+            raise
+        print("error: `render` is not available in this checkout (leaderboard/render.py is missing)", file=sys.stderr)
+        return 2
+    return int(render_main(args.render_args) or 0)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m leaderboard``."""
+    parser = argparse.ArgumentParser(prog="python -m leaderboard", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def selection(p: argparse.ArgumentParser, dataset: str, threat: str) -> None:
+        p.add_argument("--dataset", choices=[*DATASETS, "all"], default=dataset)
+        p.add_argument("--threat-model", choices=[*THREAT_MODELS, "all"], default=threat)
+        p.add_argument(
+            "--model-dir", default=DEFAULT_MODEL_DIR,
+            help="RobustBench's layout: <model-dir>/<dataset>/<threat>/<name>.pt (ensembles: <name>.pt_m{i}.pt)",
+        )
+
+    p_list = sub.add_parser("list", help="the RobustBench zoo with reported accuracies and local weights")
+    selection(p_list, "all", "all")
+    p_list.set_defaults(func=cmd_list)
+
+    p_run = sub.add_parser("run", help="score models (resumable; one JSON per model)")
+    selection(p_run, "cifar10", "Linf")
+    p_run.add_argument("--models", help="comma-separated zoo names (default: every model of the selection)")
+    p_run.add_argument("--data-dir", help="torchvision-layout data root (default: the bundled CIFAR-10 subset)")
+    p_run.add_argument("--n-examples", type=_positive_int, default=1000, help="test images per model")
+    p_run.add_argument("--batch-size", type=_positive_int, default=128, help="largest batch (shrunk to fit memory)")
+    p_run.add_argument("--method", choices=["auto", "exact"], default="auto")
+    p_run.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
+    p_run.add_argument("--seed", type=int, default=0)
+    p_run.add_argument("--results", default=DEFAULT_RESULTS, help="where result JSONs go")
+    p_run.add_argument("--overwrite", action="store_true", help="rescore models already done")
+    p_run.add_argument("--skip-missing", action="store_true", help="leave out models without weights")
+    p_run.add_argument("--backend", choices=["local", "ray"], default="local")
+    p_run.add_argument("--ray-address", help="Ray cluster address (default: start a local one)")
+    p_run.add_argument("--num-gpus-per-task", type=float, default=0.0, help="GPUs per Ray task (1 on a GPU cluster)")
+    p_run.add_argument("--num-cpus-per-task", type=float, default=1.0, help="CPUs per Ray task")
+    p_run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p_run.set_defaults(func=cmd_run)
+
+    p_render = sub.add_parser("render", help="CSV, Markdown table, plots and correlations", add_help=False)
+    p_render.add_argument("render_args", nargs=argparse.REMAINDER)
+    p_render.set_defaults(func=cmd_render)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    # render's own flags pass through untouched to leaderboard.render.
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "render":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "render":
+        args.render_args = [*args.render_args, *extra]
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from leaderboard.robustbench_compat import MissingWeightsError, UnknownModelError
+
+    try:
+        return int(args.func(args))
+    except (UnknownModelError, MissingWeightsError, FileNotFoundError, ValueError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
