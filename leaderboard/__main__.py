@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from leaderboard.registry import DATASETS, THREAT_MODELS
+from leaderboard.render import add_arguments as render_arguments
 
 DEFAULT_MODEL_DIR = "models"
 DEFAULT_RESULTS = "leaderboard/results"
@@ -89,15 +90,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    """Hand over to ``leaderboard.render`` (CSV, Markdown, plots, correlations)."""
-    try:
-        from leaderboard.render import main as render_main
-    except ModuleNotFoundError as exc:
-        if exc.name != "leaderboard.render":
-            raise
-        print("error: `render` is not available in this checkout (leaderboard/render.py is missing)", file=sys.stderr)
-        return 2
-    return int(render_main(args.render_args) or 0)
+    """CSV, Markdown, plots and correlations of the results (``leaderboard.render``)."""
+    from leaderboard.render import run_from_args
+
+    return run_from_args(args)
 
 
 def _positive_int(text: str) -> int:
@@ -144,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--no-progress", action="store_true", help="no progress bars")
     p_run.set_defaults(func=cmd_run)
 
-    p_render = sub.add_parser("render", help="CSV, Markdown table, plots and correlations", add_help=False)
-    p_render.add_argument("render_args", nargs=argparse.REMAINDER)
+    p_render = sub.add_parser("render", help="CSV, Markdown table, plots and correlations")
+    render_arguments(p_render, default_results=DEFAULT_RESULTS)
     p_render.set_defaults(func=cmd_render)
     return parser
 
@@ -153,12 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    # render's own flags pass through untouched to leaderboard.render.
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "render":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command == "render":
-        args.render_args = [*args.render_args, *extra]
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from leaderboard.robustbench_compat import MissingWeightsError, UnknownModelError
 

@@ -1,6 +1,6 @@
 """Render scored models: a CSV, a Markdown leaderboard, correlations and plots.
 
-    python -m leaderboard render --results results/leaderboard --out results/leaderboard
+    python -m leaderboard render [--results leaderboard/results] [--out DIR]
 
 Reads every ``<results>/<dataset>/<threat_model>/<model>.json`` written by ``run``, and writes
 
@@ -226,10 +226,10 @@ def render(results: Path, out: Path, seed: int = 0) -> dict[str, Any]:
     return {"rows": rows, "correlations": correlations, "files": files}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, default_results: str = "leaderboard/results") -> None:
     """The ``render`` subcommand's options."""
-    parser.add_argument("--results", type=Path, default=Path("results/leaderboard"),
-                        help="directory written by `run` (default: results/leaderboard)")
+    parser.add_argument("--results", type=Path, default=Path(default_results),
+                        help=f"directory written by `run` (default: {default_results})")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: --results)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 

@@ -154,3 +154,21 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
         lb_run.write_atomic(path, {"status": object()})
     assert json.loads(path.read_text()) == {"status": "ok"}
     assert [p.name for p in path.parent.iterdir()] == ["M.json"]
+
+
+def test_render_after_run_prints_correlations(interrupted_run: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """`render` on the resumed run's results: every output, and correlations over the scored models.
+
+    With three scored models the Spearman coefficient is one of ±1, ±0.5; its value is whatever
+    the random weights give, so only its definition over exactly these models is asserted.
+    """
+    out = interrupted_run["results"].parent / "rendered"
+    assert main(["render", "--results", str(interrupted_run["results"]), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "cifar10/Linf: correlations with reported AutoAttack accuracy (3 models)" in printed
+    correlations = json.loads((out / "correlations.json").read_text())["cifar10/Linf"]["lambda_max_median"]
+    assert correlations["spearman_vs_autoattack"]["n"] == 3
+    assert correlations["spearman_vs_autoattack"]["value"] in (-1.0, -0.5, 0.5, 1.0)
+    table = (out / "leaderboard.md").read_text()
+    assert all(name in table for name in (*E2E_MODELS, MISSING))
+    assert (out / "fisher_vs_autoattack.png").exists() and (out / "clean_vs_autoattack.png").exists()
