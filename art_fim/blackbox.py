@@ -69,7 +69,10 @@ def sample_directions(kind: str, start: int, count: int, dim: int, rng: np.rando
     frames = []
     for offset in range(0, count, dim):
         g = rng.standard_normal((dim, min(dim, count - offset)))
-        q, r = np.linalg.qr(g)
+        if g.size > 2**16:  # torch's LAPACK is much faster on large frames, NumPy's call on small ones
+            q, r = (t.numpy() for t in torch.linalg.qr(torch.from_numpy(g)))
+        else:
+            q, r = np.linalg.qr(g)
         q *= np.where(np.diagonal(r) < 0, -1.0, 1.0)  # Haar-distributed frame
         frames.append(q.T * np.sqrt(dim))
     return np.concatenate(frames)
@@ -222,8 +225,23 @@ class BlackBoxFisher:
             A :class:`~art_fim.results.FisherEstimate` with bootstrap standard errors,
             ``iterations`` = directions and ``queries`` per input.
         """
-        if quantity not in ("spectral_norm", "trace"):
-            raise ValueError(f"quantity must be 'spectral_norm' or 'trace', got {quantity!r}")
+        return self.estimate_many(x, (quantity,))[quantity]
+
+    def estimate_many(
+        self, x: np.ndarray, quantities: tuple[Quantity, ...] = ("spectral_norm", "trace")
+    ) -> dict[str, FisherEstimate]:
+        """Estimate several quantities from the same queries (one sketch ``Ĝ`` per input).
+
+        Args:
+            x: ``[N, *input_shape]`` inputs in the classifier's own scale.
+            quantities: any of ``"spectral_norm"`` and ``"trace"``.
+
+        Returns:
+            One :class:`~art_fim.results.FisherEstimate` per quantity.
+        """
+        for quantity in quantities:
+            if quantity not in ("spectral_norm", "trace"):
+                raise ValueError(f"quantity must be 'spectral_norm' or 'trace', got {quantity!r}")
         input_shape = getattr(self.classifier, "input_shape", None)
         clip_values = getattr(self.classifier, "clip_values", None)
         x = check_inputs(x, None if input_shape is None else tuple(input_shape), clip_values)
@@ -233,8 +251,11 @@ class BlackBoxFisher:
         rows = max(1, QUERY_BYTES // (8 * dim))  # direction rows held at once
         group, block = max(1, min(n, rows // m)), min(m, rows)
         predict = self._predict_fn()
-        values, stderr, queries, discrepancy = [], [], [], []
-        with tqdm(total=n, desc=f"black-box Fisher {quantity}", unit="input", disable=not self.verbose) as bar:
+        values: dict[str, list[np.ndarray]] = {q: [] for q in quantities}
+        stderr: dict[str, list[np.ndarray]] = {q: [] for q in quantities}
+        queries, discrepancy = [], []
+        desc = f"black-box Fisher ({kind}, {m} directions)"
+        with tqdm(total=n, desc=desc, unit="input", disable=not self.verbose) as bar:
             for start in range(0, n, group):
                 idx = range(start, min(n, start + group))
                 jac = FiniteDifferenceJacobian(
@@ -253,22 +274,28 @@ class BlackBoxFisher:
                         self._step_discrepancy(jac, jv, first_direction, [rngs[i] for i in idx])
                     )
                 jv_t, p = torch.from_numpy(jv), jac.probs
-                values.append(_quantity(sketch_gram(jv_t), p, quantity).numpy())
-                if kind == "coordinate" or self.num_bootstrap < 2:
-                    stderr.append(np.zeros(len(idx)))
-                else:
-                    stderr.append(np.array([
-                        _bootstrap_stderr(jv_t[j], p[j : j + 1], quantity, self.num_bootstrap, rngs[i])
-                        for j, i in enumerate(idx)
-                    ]))
+                gram = sketch_gram(jv_t)
+                for quantity in quantities:
+                    values[quantity].append(_quantity(gram, p, quantity).numpy())
+                    if kind == "coordinate" or self.num_bootstrap < 2:
+                        stderr[quantity].append(np.zeros(len(idx)))
+                    else:
+                        stderr[quantity].append(np.array([
+                            _bootstrap_stderr(jv_t[j], p[j : j + 1], quantity, self.num_bootstrap, rngs[i])
+                            for j, i in enumerate(idx)
+                        ]))
                 queries.append(jac.queries.copy())
                 bar.update(len(idx))
         if discrepancy:
             self._warn_rounding(np.concatenate(discrepancy), jac.step)
-        return FisherEstimate(
-            values=np.concatenate(values), stderr=np.concatenate(stderr), iterations=np.full(n, m),
-            converged=np.ones(n, dtype=bool), method="blackbox", queries=np.concatenate(queries),
-        )
+        return {
+            quantity: FisherEstimate(
+                values=np.concatenate(values[quantity]), stderr=np.concatenate(stderr[quantity]),
+                iterations=np.full(n, m), converged=np.ones(n, dtype=bool), method="blackbox",
+                queries=np.concatenate(queries),
+            )
+            for quantity in quantities
+        }
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Return the estimated ``λ_max(F(x))`` per input, shape ``[N]``."""

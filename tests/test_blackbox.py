@@ -193,3 +193,14 @@ def test_budget_errors():
         BlackBoxFisher(make_model("mlp"), max_queries=300, directions="coordinate", verbose=False)(x)
     with pytest.raises(ValueError, match="max_queries must be at least 7"):
         BlackBoxFisher(make_model("mlp"), max_queries=5, verbose=False)(x)
+
+
+def test_one_sketch_serves_both_quantities():
+    """estimate_many gives, from one set of queries, the values of separate estimate calls."""
+    model, x = make_model("cnn"), make_inputs(3).numpy()
+    fisher = BlackBoxFisher(model, max_queries=61, dtype="float64", verbose=False)
+    both = fisher.estimate_many(x)
+    for quantity in ("spectral_norm", "trace"):
+        single = fisher.estimate(x, quantity)
+        np.testing.assert_array_equal(both[quantity].values, single.values)
+        np.testing.assert_array_equal(both[quantity].queries, single.queries)
