@@ -68,14 +68,27 @@ def sample_directions(kind: str, start: int, count: int, dim: int, rng: np.rando
         return rows
     frames = []
     for offset in range(0, count, dim):
-        g = rng.standard_normal((dim, min(dim, count - offset)))
-        if g.size > 2**16:  # torch's LAPACK is much faster on large frames, NumPy's call on small ones
-            q, r = (t.numpy() for t in torch.linalg.qr(torch.from_numpy(g)))
-        else:
-            q, r = np.linalg.qr(g)
-        q *= np.where(np.diagonal(r) < 0, -1.0, 1.0)  # Haar-distributed frame
-        frames.append(q.T * np.sqrt(dim))
+        frames.append(_haar_frame(rng.standard_normal((dim, min(dim, count - offset)))).T * np.sqrt(dim))
     return np.concatenate(frames)
+
+
+def _haar_frame(g: np.ndarray) -> np.ndarray:
+    """Return ``Q`` of ``g = Q R`` with ``diag R > 0``: for Gaussian ``g``, a Haar-random frame.
+
+    Large frames use CholeskyQR2 (``R = chol(gᵀg)``, twice; two matrix products instead of
+    Householder reflections, and the same ``Q``), small ones NumPy's Householder QR.
+    """
+    if g.size > 2**16:
+        q = torch.from_numpy(g)
+        for _ in range(2):
+            r, info = torch.linalg.cholesky_ex(q.T @ q, upper=True)
+            if int(info) != 0:  # too ill-conditioned: Householder
+                break
+            q = torch.linalg.solve_triangular(r, q, upper=True, left=False)
+        else:
+            return q.numpy()
+    q, r = np.linalg.qr(g)
+    return q * np.where(np.diagonal(r) < 0, -1.0, 1.0)
 
 
 def sketch_gram(jv: Tensor, weights: Tensor | None = None) -> Tensor:
@@ -124,7 +137,8 @@ class BlackBoxFisher:
     Args:
         classifier: the classifier; ``input_shape`` and ``clip_values`` are read from it
             when present, and no query leaves ``clip_values``.
-        max_queries: query budget per input; ``m = (max_queries − 3) // 2`` directions.
+        max_queries: query budget per input; ``m = (max_queries − 3) // 2`` directions
+            (``(max_queries − 1) // 2`` without the step check).
         directions: ``"orthogonal"``, ``"gaussian"``, ``"coordinate"`` (``Ĝ = J Jᵀ``, needs
             ``max_queries ≥ 2d + 3``) or ``"auto"``: coordinate when the budget allows it,
             orthogonal otherwise.
@@ -182,11 +196,13 @@ class BlackBoxFisher:
         if isinstance(clf, nn.Module):
             if clf.training:
                 raise ValueError("The model is in training mode; call model.eval() first.")
-            dtype = next((t.dtype for t in clf.parameters() if t.is_floating_point()), torch.float32)
+            param = next((t for t in clf.parameters() if t.is_floating_point()), None)
+            dtype = torch.float32 if param is None else param.dtype
+            device = torch.device("cpu") if param is None else param.device
 
             def predict_module(q: np.ndarray) -> np.ndarray:
                 with torch.no_grad():
-                    return clf(torch.as_tensor(q).to(dtype)).numpy()
+                    return clf(torch.as_tensor(q).to(device, dtype)).cpu().numpy()
 
             return predict_module
         if callable(getattr(clf, "predict", None)):

@@ -78,7 +78,7 @@ def paired_offsets(
     farther bound, and by zero in the other (one-sided).
 
     Args:
-        x: ``[n, d]`` base points.
+        x: ``[d]`` base point (or ``[n, d]`` base points).
         u: ``[n, d]`` unit directions.
         step: ``h``, at most a quarter of the box width.
         bounds: ``(low, high)``, ``[d]`` each, or ``None``.
@@ -86,15 +86,19 @@ def paired_offsets(
     Returns:
         ``(a, b)``, ``[n, d]`` each.
     """
-    a, b = step * u, -step * u
+    a = step * u
+    b = -a
     if bounds is None:
         return a, b
-    low, high = bounds
-    central = (x + a >= low) & (x + a <= high) & (x + b >= low) & (x + b <= high)
-    towards = np.where(high - x >= x - low, 1.0, -1.0)  # the feasible side of each coordinate
-    forward = towards * u > 0
-    a = np.where(central, a, np.where(forward, 2.0 * a, 0.0))
-    b = np.where(central, b, np.where(forward, 0.0, 2.0 * b))
+    below, above = x - bounds[0], bounds[1] - x
+    rows, cols = np.nonzero(np.abs(a) > np.minimum(below, above))
+    if rows.size:
+        moved = a[rows, cols]
+        below, above = (np.broadcast_to(room, a.shape)[rows, cols] for room in (below, above))
+        # Move towards the farther bound: up where there is more room above, else down.
+        forward = np.where(above >= below, moved > 0, moved < 0)
+        a[rows, cols] = np.where(forward, 2.0 * moved, 0.0)
+        b[rows, cols] = np.where(forward, 0.0, -2.0 * moved)
     return a, b
 
 
@@ -165,8 +169,9 @@ class FiniteDifferenceJacobian(InputJacobian):
 
     def _query(self, points: np.ndarray) -> np.ndarray:
         if self._bounds is not None:  # guard against rounding past the bounds
-            points = np.clip(points, self._bounds[0], self._bounds[1])
-        return self._scores(self._predict(points.astype(self.query_dtype).reshape(-1, *self.input_shape)))
+            np.clip(points, self._bounds[0], self._bounds[1], out=points)
+        queries = points.astype(self.query_dtype, copy=False).reshape(-1, *self.input_shape)
+        return self._scores(self._predict(queries))
 
     def directional_derivatives(self, v: np.ndarray, step: float | None = None) -> np.ndarray:
         """Return ``J_b v_{bj}`` for every sample ``b`` and direction ``j``: ``[B, m, d] -> [B, m, K]``.
@@ -185,15 +190,19 @@ class FiniteDifferenceJacobian(InputJacobian):
         batch, m, d = v.shape
         norms = np.linalg.norm(v, axis=-1, keepdims=True)
         units = (v / np.where(norms > 0, norms, 1.0)).reshape(batch * m, d)
-        base = np.repeat(self._x, m, axis=0)
         out = np.empty((batch * m, self.num_classes))
-        chunk = max(1, QUERY_BYTES // (16 * d))
+        chunk = max(1, QUERY_BYTES // (16 * d))  # direction pairs per predict call
         for start in range(0, batch * m, chunk):
-            rows = slice(start, start + chunk)
-            a, b = paired_offsets(base[rows], units[rows], h, self._bounds)
-            scores = self._query(np.concatenate([base[rows] + a, base[rows] + b]))
-            n = a.shape[0]
-            out[rows] = (scores[:n] - scores[n:]) / (2.0 * h)
+            stop = min(batch * m, start + chunk)
+            n = stop - start
+            points = np.empty((2 * n, d))
+            for sample in range(start // m, (stop - 1) // m + 1):  # the samples in this chunk
+                lo, hi = max(start, sample * m), min(stop, (sample + 1) * m)
+                a, b = paired_offsets(self._x[sample], units[lo:hi], h, self._bounds)
+                points[lo - start : hi - start] = self._x[sample] + a
+                points[n + lo - start : n + hi - start] = self._x[sample] + b
+            scores = self._query(points)
+            out[start:stop] = (scores[:n] - scores[n:]) / (2.0 * h)
         self.queries += 2 * m
         return out.reshape(batch, m, -1) * norms
 
