@@ -49,7 +49,9 @@ Quantity = Literal["spectral_norm", "trace"]
 STEP_TOLERANCE = 0.05
 
 
-def sample_directions(kind: str, start: int, count: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+def sample_directions(
+    kind: str, start: int, count: int, dim: int, rng: np.random.Generator
+) -> np.ndarray:
     """Return ``count`` directions with ``E[v vᵀ] = I``, ``[count, dim]`` float64.
 
     Args:
@@ -68,7 +70,8 @@ def sample_directions(kind: str, start: int, count: int, dim: int, rng: np.rando
         return rows
     frames = []
     for offset in range(0, count, dim):
-        frames.append(_haar_frame(rng.standard_normal((dim, min(dim, count - offset)))).T * np.sqrt(dim))
+        gaussian = rng.standard_normal((dim, min(dim, count - offset)))
+        frames.append(_haar_frame(gaussian).T * np.sqrt(dim))
     return np.concatenate(frames)
 
 
@@ -227,7 +230,9 @@ class BlackBoxFisher:
             return kind, dim
         m = (self.max_queries - overhead) // 2
         if m < 2:
-            raise ValueError(f"max_queries must be at least {overhead + 4} (two directions), got {self.max_queries}")
+            raise ValueError(
+                f"max_queries must be at least {overhead + 4} (two directions), got {self.max_queries}"
+            )
         return kind, m
 
     def estimate(self, x: np.ndarray, quantity: Quantity = "spectral_norm") -> FisherEstimate:
@@ -319,9 +324,12 @@ class BlackBoxFisher:
 
     @staticmethod
     def _step_discrepancy(
-        jac: FiniteDifferenceJacobian, jv: np.ndarray, first: np.ndarray | None, rngs: list[np.random.Generator]
+        jac: FiniteDifferenceJacobian,
+        jv: np.ndarray,
+        first: np.ndarray | None,
+        rngs: list[np.random.Generator],
     ) -> np.ndarray:
-        """``‖D_h − D_2h‖ / max(‖D_h‖, ‖D_2h‖)`` per input along one direction, for two more queries each.
+        """``‖D_h − D_2h‖ / max(‖D_h‖, ‖D_2h‖)`` per input along one direction (two more queries).
 
         ``D_h`` is the first sketch direction's difference, or in coordinate mode (``first``
         is ``None``) ``J w`` for a random ``w`` assembled from the columns ``√d J e_i``.
@@ -334,7 +342,8 @@ class BlackBoxFisher:
         at_2h = jac.directional_derivatives(first[:, None], step=2 * jac.step)[:, 0]
         norm = np.maximum(np.linalg.norm(at_h, axis=-1), np.linalg.norm(at_2h, axis=-1))
         # Both differences exactly zero: the scores did not change at all (rounded away).
-        return np.where(norm > 0, np.linalg.norm(at_h - at_2h, axis=-1) / np.where(norm > 0, norm, 1.0), 1.0)
+        gap = np.linalg.norm(at_h - at_2h, axis=-1)
+        return np.where(norm > 0, gap / np.where(norm > 0, norm, 1.0), 1.0)
 
     @staticmethod
     def _warn_rounding(discrepancy: np.ndarray, step: float) -> None:

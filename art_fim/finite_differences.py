@@ -56,7 +56,9 @@ def default_step(scale: float, eps: float) -> float:
     return float(eps ** (1.0 / 3.0) * scale)
 
 
-def box_bounds(clip_values: Any, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+def box_bounds(
+    clip_values: Any, input_shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Return flattened ``(low, high)`` bounds, ``[d]`` each, or ``None`` without ``clip_values``."""
     if clip_values is None:
         return None
@@ -159,7 +161,9 @@ class FiniteDifferenceJacobian(InputJacobian):
             scale, max(float(np.finfo(self.query_dtype).eps), float(score_eps))
         )
         if not 0 < self.step <= scale / 4:
-            raise ValueError(f"step must be in (0, {scale / 4:g}] (a quarter of the input range), got {self.step!r}")
+            raise ValueError(
+                f"step must be in (0, {scale / 4:g}] (a quarter of the input range), got {self.step!r}"
+            )
 
     def _scores(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.float64)
@@ -219,6 +223,7 @@ class FiniteDifferenceJacobian(InputJacobian):
             n = min(block, d - start)
             eye = np.zeros((n, d))
             eye[np.arange(n), start + np.arange(n)] = 1.0
-            cols = torch.from_numpy(self.directional_derivatives(np.broadcast_to(eye, (self.batch_size, *eye.shape))))
+            eye = np.broadcast_to(eye, (self.batch_size, *eye.shape))
+            cols = torch.from_numpy(self.directional_derivatives(eye))
             gram += cols.transpose(1, 2) @ cols
         return gram
