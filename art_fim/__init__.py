@@ -7,12 +7,15 @@ ART-facing API:
     :func:`fisher_spectral_norm`, :func:`fisher_trace`, :class:`FisherInformationMetric`.
 Building blocks:
     :class:`InputJacobian` and its constructions, the exact, Lanczos, power-iteration and
-    Hutchinson estimators, and :func:`summarize` for dataset summaries.
+    Hutchinson estimators, the query-only :class:`BlackBoxFisher` (a sketch of ``J Jᵀ`` from
+    finite differences), and :func:`summarize` for dataset summaries.
 """
 
 from art_fim.adapters import NotDifferentiableError, adapter_for
+from art_fim.blackbox import BlackBoxFisher, sample_directions, sketch_gram
 from art_fim.checks import LabelOnlyOutputError
 from art_fim.exact import exact_spectral_norm, exact_trace, top_eigenvector
+from art_fim.finite_differences import FiniteDifferenceJacobian
 from art_fim.hutchinson import hutchinson_trace
 from art_fim.iterative import EigenResult, lanczos, power_iteration
 from art_fim.jacobian import AutogradJacobian, DenseJacobian, InputJacobian
@@ -23,8 +26,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AutogradJacobian",
+    "BlackBoxFisher",
     "DenseJacobian",
     "EigenResult",
+    "FiniteDifferenceJacobian",
     "FisherEstimate",
     "FisherInformationMetric",
     "InputJacobian",
@@ -38,6 +43,8 @@ __all__ = [
     "hutchinson_trace",
     "lanczos",
     "power_iteration",
+    "sample_directions",
+    "sketch_gram",
     "summarize",
     "top_eigenvector",
 ]

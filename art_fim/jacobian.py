@@ -15,7 +15,8 @@ gives every sample's product at once: the operator is block-diagonal over the ba
 Three constructions share this interface: :class:`AutogradJacobian` (PyTorch models,
 through torch.func / autograd), :class:`DenseJacobian` (a Jacobian handed over whole,
 e.g. from ART's ``class_gradient``) and, for query-only classifiers,
-:class:`art_fim.blackbox.FiniteDifferenceJacobian` (``jvp`` only).
+:class:`art_fim.finite_differences.FiniteDifferenceJacobian` (``jvp`` by finite
+differences, ``gram`` from the ``d`` coordinate directions, no ``vjp``).
 """
 
 from __future__ import annotations

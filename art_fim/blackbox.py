@@ -1,0 +1,361 @@
+"""Query-only (black-box) input-Fisher estimators: a sketch of the ``K × K`` Gram ``J Jᵀ``.
+
+A query returns the whole score vector, so a finite difference along a direction ``v`` gives
+the ``K``-vector ``J v`` (:mod:`art_fim.finite_differences`). For directions with
+``E[v vᵀ] = I``,
+
+.. math::  \\hat G = \\frac1m \\sum_{j=1}^m (J v_j)(J v_j)ᵀ, \\qquad E[\\hat G] = J Jᵀ,
+
+and the exact formulas of :mod:`art_fim.exact` applied to ``Ĝ`` give
+``λ_max(F) ≈ λ_max(Sᵀ Ĝ S)`` and the unbiased ``tr F ≈ Σ_k p_k Ĝ_kk − pᵀ Ĝ p``. Along the top
+eigenvector the quadratic form is a mean of ``m`` squared Gaussians, so the relative error
+is about ``√(2/m)``, whatever the input dimension ``d``. Directions:
+
+* ``"orthogonal"``: blocks of up to ``d`` Gaussian directions made orthonormal and scaled by
+  ``√d`` (each still uniform on the sphere, so ``E[v vᵀ] = I``); the error shrinks by
+  ``√(1 − m/d)`` as ``m`` approaches ``d``.
+* ``"gaussian"``: independent ``v ∼ N(0, I_d)``.
+* ``"coordinate"``: ``v = √d e_i``, ``i = 1..d``: ``Ĝ = J Jᵀ`` exactly (up to the differences).
+
+| Paper link: https://arxiv.org/abs/2606.04767
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from art_fim.checks import OutputType, check_inputs
+from art_fim.exact import spectrum_from_gram, trace_from_gram
+from art_fim.finite_differences import QUERY_BYTES, FiniteDifferenceJacobian, PredictFn
+from art_fim.results import FisherEstimate
+
+__all__ = ["BlackBoxFisher", "FiniteDifferenceJacobian", "sample_directions", "sketch_gram"]
+
+logger = logging.getLogger(__name__)
+
+Directions = Literal["auto", "orthogonal", "gaussian", "coordinate"]
+Quantity = Literal["spectral_norm", "trace"]
+
+# Median (over inputs) relative disagreement of the differences at h and 2h above which a
+# warning is raised: rounding spoils every input alike, while a ReLU kink crossed by one
+# difference spoils only a few.
+STEP_TOLERANCE = 0.05
+
+
+def sample_directions(
+    kind: str, start: int, count: int, dim: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Return ``count`` directions with ``E[v vᵀ] = I``, ``[count, dim]`` float64.
+
+    Args:
+        kind: ``"orthogonal"``, ``"gaussian"`` or ``"coordinate"`` (rows ``√d e_i``,
+            ``i = start .. start + count − 1``).
+        start: index of the first direction (used by ``"coordinate"``).
+        count: number of directions.
+        dim: input dimension ``d``.
+        rng: random generator.
+    """
+    if kind == "gaussian":
+        return rng.standard_normal((count, dim))
+    if kind == "coordinate":
+        rows = np.zeros((count, dim))
+        rows[np.arange(count), start + np.arange(count)] = np.sqrt(dim)
+        return rows
+    frames = []
+    for offset in range(0, count, dim):
+        gaussian = rng.standard_normal((dim, min(dim, count - offset)))
+        frames.append(_haar_frame(gaussian).T * np.sqrt(dim))
+    return np.concatenate(frames)
+
+
+def _haar_frame(g: np.ndarray) -> np.ndarray:
+    """Return ``Q`` of ``g = Q R`` with ``diag R > 0``: for Gaussian ``g``, a Haar-random frame.
+
+    Large frames use CholeskyQR2 (``R = chol(gᵀg)``, twice; two matrix products instead of
+    Householder reflections, and the same ``Q``), small ones NumPy's Householder QR.
+    """
+    if g.size > 2**16:
+        q = torch.from_numpy(g)
+        for _ in range(2):
+            r, info = torch.linalg.cholesky_ex(q.T @ q, upper=True)
+            if int(info) != 0:  # too ill-conditioned: Householder
+                break
+            q = torch.linalg.solve_triangular(r, q, upper=True, left=False)
+        else:
+            return q.numpy()
+    q, r = np.linalg.qr(g)
+    return q * np.where(np.diagonal(r) < 0, -1.0, 1.0)
+
+
+def sketch_gram(jv: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Return ``Ĝ = (1/m) Σ_j w_j (J v_j)(J v_j)ᵀ``: ``[..., m, K] -> [..., K, K]`` float64.
+
+    Args:
+        jv: directional derivatives ``J v_j``.
+        weights: ``[..., m]`` resampling counts (bootstrap), or ``None`` for all ones.
+    """
+    jv = jv.double()
+    weighted = jv if weights is None else jv * weights.double()[..., None]
+    return weighted.transpose(-1, -2) @ jv / jv.shape[-2]
+
+
+def _quantity(gram: Tensor, p: Tensor, quantity: Quantity) -> Tensor:
+    if quantity == "trace":
+        return trace_from_gram(gram, p)
+    eigenvalues, _ = spectrum_from_gram(gram, p)
+    return eigenvalues[:, -1].clamp_min(0.0)
+
+
+def _bootstrap_stderr(
+    jv: Tensor, p: Tensor, quantity: Quantity, num_bootstrap: int, rng: np.random.Generator
+) -> float:
+    """Standard deviation of the estimate over directions resampled with replacement."""
+    m = jv.shape[0]
+    counts = torch.from_numpy(rng.multinomial(m, np.full(m, 1.0 / m), size=num_bootstrap))
+    values = [
+        _quantity(sketch_gram(jv.expand(len(c), -1, -1), c), p.expand(len(c), -1), quantity)
+        for c in counts.split(16)
+    ]
+    return float(torch.cat(values).std())
+
+
+class BlackBoxFisher:
+    """Input-Fisher ``λ_max`` or trace of any classifier from ``predict`` queries only.
+
+    Works with ART's ``BlackBoxClassifier`` and ``BlackBoxClassifierNeuralNetwork``, any ART
+    classifier (only ``predict`` is called), a plain function ``[n, *shape] -> [n, K]``, or a
+    ``torch.nn.Module`` seen as a black box. Per input: one query at ``x``, two per direction,
+    and two more to compare the differences at steps ``h`` and ``2h`` (a warning says when
+    rounding dominates). The queries of several inputs are batched into few ``predict`` calls.
+
+    | Paper link: https://arxiv.org/abs/2606.04767
+
+    Args:
+        classifier: the classifier; ``input_shape`` and ``clip_values`` are read from it
+            when present, and no query leaves ``clip_values``.
+        max_queries: query budget per input; ``m = (max_queries − 3) // 2`` directions
+            (``(max_queries − 1) // 2`` without the step check).
+        directions: ``"orthogonal"``, ``"gaussian"``, ``"coordinate"`` (``Ĝ = J Jᵀ``, needs
+            ``max_queries ≥ 2d + 3``) or ``"auto"``: coordinate when the budget allows it,
+            orthogonal otherwise.
+        step: finite-difference step along unit directions; default ``ε^{1/3}`` times the
+            input range, ``ε`` the roundoff of the query and score dtypes.
+        dtype: query dtype, ``"float32"`` or ``"float64"`` (pass float64 when the classifier
+            computes in float64); default ``x``'s dtype.
+        num_bootstrap: bootstrap resamples of the directions for the standard error (``0``:
+            none). Resampling treats directions as independent, so for orthogonal ones the
+            standard error is conservative. Coordinate mode reports zero.
+        check_step: spend two queries per input comparing the differences at ``h`` and ``2h``.
+        output_type: ``"auto"`` (detect), ``"logits"`` or ``"probabilities"``.
+        seed: seed of the directions and the bootstrap (each input has its own stream).
+        batch_size: ``batch_size`` passed to ``predict``.
+        verbose: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        classifier: Any,
+        max_queries: int = 400,
+        directions: Directions = "auto",
+        step: float | None = None,
+        dtype: str | np.dtype | None = None,
+        num_bootstrap: int = 100,
+        check_step: bool = True,
+        output_type: OutputType = "auto",
+        seed: int = 0,
+        batch_size: int = 128,
+        verbose: bool = True,
+    ) -> None:
+        if directions not in ("auto", "orthogonal", "gaussian", "coordinate"):
+            raise ValueError(
+                f"directions must be 'auto', 'orthogonal', 'gaussian' or 'coordinate', got {directions!r}"
+            )
+        for name, value, low in (("max_queries", max_queries, 1), ("num_bootstrap", num_bootstrap, 0)):
+            if not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+        if step is not None and not step > 0:
+            raise ValueError(f"step must be positive, got {step!r}")
+        self.classifier = classifier
+        self.max_queries = int(max_queries)
+        self.directions = directions
+        self.step = step
+        self.dtype = None if dtype is None else np.dtype(dtype)
+        self.num_bootstrap = int(num_bootstrap)
+        self.check_step = check_step
+        self.output_type = output_type
+        self.seed = seed
+        self.batch_size = batch_size
+        self.verbose = verbose
+
+    def _predict_fn(self) -> PredictFn:
+        clf = self.classifier
+        if isinstance(clf, nn.Module):
+            if clf.training:
+                raise ValueError("The model is in training mode; call model.eval() first.")
+            param = next((t for t in clf.parameters() if t.is_floating_point()), None)
+            dtype = torch.float32 if param is None else param.dtype
+            device = torch.device("cpu") if param is None else param.device
+
+            def predict_module(q: np.ndarray) -> np.ndarray:
+                with torch.no_grad():
+                    return clf(torch.as_tensor(q).to(device, dtype)).cpu().numpy()
+
+            return predict_module
+        if callable(getattr(clf, "predict", None)):
+            return lambda q: np.asarray(clf.predict(q, batch_size=self.batch_size))
+        if callable(clf):
+            return lambda q: np.asarray(clf(q))
+        raise TypeError(f"{type(clf).__name__} has no predict method; pass an ART classifier or a function.")
+
+    def plan(self, dim: int) -> tuple[str, int]:
+        """Return the direction kind and the number of directions ``m`` for input dimension ``d``."""
+        overhead = 1 + (2 if self.check_step else 0)
+        coordinate_budget = overhead + 2 * dim
+        kind = self.directions
+        if kind == "auto":
+            kind = "coordinate" if self.max_queries >= coordinate_budget else "orthogonal"
+        if kind == "coordinate":
+            if self.max_queries < coordinate_budget:
+                raise ValueError(
+                    f"directions='coordinate' needs max_queries ≥ {coordinate_budget} (2d + {overhead}"
+                    f" for d = {dim}), got {self.max_queries}."
+                )
+            return kind, dim
+        m = (self.max_queries - overhead) // 2
+        if m < 2:
+            raise ValueError(
+                f"max_queries must be at least {overhead + 4} (two directions), got {self.max_queries}"
+            )
+        return kind, m
+
+    def estimate(self, x: np.ndarray, quantity: Quantity = "spectral_norm") -> FisherEstimate:
+        """Estimate ``λ_max(F(x))`` or ``tr F(x)`` per input from queries.
+
+        Args:
+            x: ``[N, *input_shape]`` inputs in the classifier's own scale.
+            quantity: ``"spectral_norm"`` or ``"trace"``.
+
+        Returns:
+            A :class:`~art_fim.results.FisherEstimate` with bootstrap standard errors,
+            ``iterations`` = directions and ``queries`` per input.
+        """
+        return self.estimate_many(x, (quantity,))[quantity]
+
+    def estimate_many(
+        self, x: np.ndarray, quantities: tuple[Quantity, ...] = ("spectral_norm", "trace")
+    ) -> dict[str, FisherEstimate]:
+        """Estimate several quantities from the same queries (one sketch ``Ĝ`` per input).
+
+        Args:
+            x: ``[N, *input_shape]`` inputs in the classifier's own scale.
+            quantities: any of ``"spectral_norm"`` and ``"trace"``.
+
+        Returns:
+            One :class:`~art_fim.results.FisherEstimate` per quantity.
+        """
+        for quantity in quantities:
+            if quantity not in ("spectral_norm", "trace"):
+                raise ValueError(f"quantity must be 'spectral_norm' or 'trace', got {quantity!r}")
+        input_shape = getattr(self.classifier, "input_shape", None)
+        clip_values = getattr(self.classifier, "clip_values", None)
+        x = check_inputs(x, None if input_shape is None else tuple(input_shape), clip_values)
+        n, dim = len(x), int(np.prod(x.shape[1:]))
+        kind, m = self.plan(dim)
+        rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(n)]
+        rows = max(1, QUERY_BYTES // (8 * dim))  # direction rows held at once
+        group, block = max(1, min(n, rows // m)), min(m, rows)
+        predict = self._predict_fn()
+        values: dict[str, list[np.ndarray]] = {q: [] for q in quantities}
+        stderr: dict[str, list[np.ndarray]] = {q: [] for q in quantities}
+        queries, discrepancy = [], []
+        desc = f"black-box Fisher ({kind}, {m} directions)"
+        with tqdm(total=n, desc=desc, unit="input", disable=not self.verbose) as bar:
+            for start in range(0, n, group):
+                idx = range(start, min(n, start + group))
+                jac = FiniteDifferenceJacobian(
+                    predict, x[start : idx.stop], output_type=self.output_type, step=self.step,
+                    clip_values=clip_values, dtype=self.dtype,
+                )
+                jv = np.empty((len(idx), m, jac.num_classes))
+                for first in range(0, m, block):
+                    count = min(block, m - first)
+                    v = np.stack([sample_directions(kind, first, count, dim, rngs[i]) for i in idx])
+                    jv[:, first : first + count] = jac.directional_derivatives(v)
+                    if first == 0:
+                        first_direction = None if kind == "coordinate" else v[:, 0]
+                if self.check_step:
+                    discrepancy.append(
+                        self._step_discrepancy(jac, jv, first_direction, [rngs[i] for i in idx])
+                    )
+                jv_t, p = torch.from_numpy(jv), jac.probs
+                gram = sketch_gram(jv_t)
+                for quantity in quantities:
+                    values[quantity].append(_quantity(gram, p, quantity).numpy())
+                    if kind == "coordinate" or self.num_bootstrap < 2:
+                        stderr[quantity].append(np.zeros(len(idx)))
+                    else:
+                        stderr[quantity].append(np.array([
+                            _bootstrap_stderr(jv_t[j], p[j : j + 1], quantity, self.num_bootstrap, rngs[i])
+                            for j, i in enumerate(idx)
+                        ]))
+                queries.append(jac.queries.copy())
+                bar.update(len(idx))
+        if discrepancy:
+            self._warn_rounding(np.concatenate(discrepancy), jac.step)
+        return {
+            quantity: FisherEstimate(
+                values=np.concatenate(values[quantity]), stderr=np.concatenate(stderr[quantity]),
+                iterations=np.full(n, m), converged=np.ones(n, dtype=bool), method="blackbox",
+                queries=np.concatenate(queries),
+            )
+            for quantity in quantities
+        }
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Return the estimated ``λ_max(F(x))`` per input, shape ``[N]``."""
+        return self.estimate(x).values
+
+    @staticmethod
+    def _step_discrepancy(
+        jac: FiniteDifferenceJacobian,
+        jv: np.ndarray,
+        first: np.ndarray | None,
+        rngs: list[np.random.Generator],
+    ) -> np.ndarray:
+        """``‖D_h − D_2h‖ / max(‖D_h‖, ‖D_2h‖)`` per input along one direction (two more queries).
+
+        ``D_h`` is the first sketch direction's difference, or in coordinate mode (``first``
+        is ``None``) ``J w`` for a random ``w`` assembled from the columns ``√d J e_i``.
+        """
+        if first is None:
+            first = np.stack([rng.standard_normal(jv.shape[1]) for rng in rngs])
+            at_h = np.einsum("bmk,bm->bk", jv, first) / np.sqrt(jv.shape[1])
+        else:
+            at_h = jv[:, 0]
+        at_2h = jac.directional_derivatives(first[:, None], step=2 * jac.step)[:, 0]
+        norm = np.maximum(np.linalg.norm(at_h, axis=-1), np.linalg.norm(at_2h, axis=-1))
+        # Both differences exactly zero: the scores did not change at all (rounded away).
+        gap = np.linalg.norm(at_h - at_2h, axis=-1)
+        return np.where(norm > 0, gap / np.where(norm > 0, norm, 1.0), 1.0)
+
+    @staticmethod
+    def _warn_rounding(discrepancy: np.ndarray, step: float) -> None:
+        bad = discrepancy > STEP_TOLERANCE
+        logger.info("step check: median relative discrepancy %.3g between h and 2h", np.median(discrepancy))
+        if np.median(discrepancy) > STEP_TOLERANCE:
+            warnings.warn(
+                f"Finite differences at steps h={step:.3g} and 2h disagree by up to "
+                f"{discrepancy.max():.1%} (median {np.median(discrepancy):.1%}) for {int(bad.sum())} of "
+                f"{bad.size} inputs: rounding (or a non-smooth model) dominates the differences. Query "
+                "in float64 (dtype='float64', with a classifier that computes and returns float64) "
+                "or pass a larger step.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
