@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from torch import nn
 from art_fim import FisherInformationMetric, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from leaderboard.data import bundled_cifar10  # noqa: E402
 MODELS = ROOT / "examples" / "models"
 SUBSET = ROOT / "leaderboard" / "data" / "cifar10_test_1000.npz"
 
@@ -44,9 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bundled")
     args = parser.parse_args(argv)
 
-    data = np.load(SUBSET)
-    x = data["x"][: args.n].astype(np.float32) / 255
-    y = data["y"][: args.n]
+    x, y = bundled_cifar10(args.n)  # class by class in turn, so any n is balanced
     rows = {}
     for weights in sorted(MODELS.glob("*.pt")):
         classifier = load_classifier(weights)

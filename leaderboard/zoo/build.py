@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from leaderboard.data import bundled_cifar10
 from leaderboard.zoo.architectures import build
 from leaderboard.zoo.cifar_zip import load_zip
 from leaderboard.zoo.plan import ZOO, ZooEntry
@@ -51,18 +52,6 @@ def load_zoo_model(entry: ZooEntry, out: Path = ZOO_DIR) -> torch.nn.Module:
     state = torch.load(out / "models" / f"{entry.name}.pt", map_location="cpu", weights_only=True)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.eval()
-
-
-def class_balanced_order(y: np.ndarray) -> np.ndarray:
-    """Indices that cycle through the classes (first of each class, then second, ...).
-
-    The bundled subset is sorted by class, so its first ``n`` images would all be airplanes.
-    """
-    rank_in_class = np.zeros(len(y), dtype=np.int64)
-    for label in np.unique(y):
-        members = np.flatnonzero(y == label)
-        rank_in_class[members] = np.arange(len(members))
-    return np.lexsort((y, rank_in_class))
 
 
 def _device(name: str) -> torch.device:
@@ -128,10 +117,8 @@ def attack_models(entries: list[ZooEntry], args: argparse.Namespace) -> None:
     from leaderboard.zoo.autoattack_eval import autoattack_accuracy
 
     device = _device(args.device)
-    data = np.load(SUBSET)
-    chosen = class_balanced_order(data["y"])[: args.n]
-    x = torch.from_numpy(data["x"][chosen].astype(np.float32) / 255)
-    y = torch.from_numpy(data["y"][chosen])
+    x_np, y_np = bundled_cifar10(args.n)  # class by class in turn, so any n is balanced
+    x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
     started = time.perf_counter()
     for entry in entries:
         if not (args.out / "models" / f"{entry.name}.pt").exists():
