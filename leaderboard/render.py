@@ -72,9 +72,9 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         "n_examples": record.get("n_examples"),
         "seconds": (record.get("seconds") or {}).get("total"),
         "status": record.get("status"),
-        "error": (record.get("error") or "").strip().splitlines()[-1:] or [""],
+        # The last line of a traceback names the exception and its message.
+        "error": ((record.get("error") or "").strip().splitlines() or [""])[-1],
     }
-    row["error"] = row["error"][0]
     for column, (quantity, statistic) in SCORES.items():
         row[column] = (fisher.get(quantity) or {}).get(statistic)
     return row

@@ -22,12 +22,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from leaderboard.data import bundled_cifar10
+from leaderboard.run import write_atomic
+from leaderboard.scoring import resolve_device
 from leaderboard.zoo.architectures import build
 from leaderboard.zoo.cifar_zip import load_zip
 from leaderboard.zoo.plan import ZOO, ZooEntry
@@ -38,26 +39,12 @@ ZOO_DIR = ROOT / "leaderboard" / "zoo"
 SUBSET = ROOT / "leaderboard" / "data" / "cifar10_test_1000.npz"
 
 
-def write_json_atomic(path: Path, record: dict[str, Any]) -> None:
-    """Write JSON through a temporary file and ``os.replace``: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def load_zoo_model(entry: ZooEntry, out: Path = ZOO_DIR) -> torch.nn.Module:
     """A trained zoo model in float32 eval mode, on the CPU."""
     model = build(entry.architecture)
     state = torch.load(out / "models" / f"{entry.name}.pt", map_location="cpu", weights_only=True)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.eval()
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _test_set(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,7 +59,7 @@ def _test_set(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 def train_models(entries: list[ZooEntry], args: argparse.Namespace) -> None:
     """Train every entry that has no weights yet."""
-    device = _device(args.device)
+    device = resolve_device(args.device)
     todo = [e for e in entries if not (args.out / "models" / f"{e.name}.pt").exists()]
     print(f"{len(entries) - len(todo)} of {len(entries)} models already trained; {len(todo)} to train on {device}")
     if not todo:
@@ -108,7 +95,7 @@ def train_models(entries: list[ZooEntry], args: argparse.Namespace) -> None:
             "torch": torch.__version__,
             "command": "python -m leaderboard.zoo.build " + " ".join(sys.argv[1:]),
         }
-        write_json_atomic(weights.with_suffix(".json"), record)
+        write_atomic(weights.with_suffix(".json"), record)
         print(f"{entry.name}: clean {clean:.2f}% on {len(x_test)} test images, {stats['train_seconds']:.0f} s")
 
 
@@ -116,7 +103,7 @@ def attack_models(entries: list[ZooEntry], args: argparse.Namespace) -> None:
     """Measure clean and AutoAttack accuracy for every trained entry and norm not yet done."""
     from leaderboard.zoo.autoattack_eval import autoattack_accuracy
 
-    device = _device(args.device)
+    device = resolve_device(args.device)
     x_np, y_np = bundled_cifar10(args.n)  # class by class in turn, so any n is balanced
     x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
     started = time.perf_counter()
@@ -135,7 +122,7 @@ def attack_models(entries: list[ZooEntry], args: argparse.Namespace) -> None:
             clean = accuracy(model, x, y)
             result = autoattack_accuracy(model, x, y, norm=norm, device=device, seed=args.seed)
             training = json.loads((args.out / "models" / f"{entry.name}.json").read_text())
-            write_json_atomic(path, {
+            write_atomic(path, {
                 "name": entry.name, "architecture": entry.architecture, "dataset": "cifar10",
                 "threat_model": norm, "eps": result["eps"], "clean_acc": clean,
                 "autoattack_acc": result["autoattack_acc"], "n_examples": result["n"],
