@@ -9,7 +9,7 @@ from torch import nn
 
 from leaderboard.zoo.architectures import ARCHITECTURES, build
 from leaderboard.zoo.plan import ZOO
-from leaderboard.zoo.training import Regime, pgd_linf, training_loss
+from leaderboard.zoo.training import Regime, pgd, training_loss
 
 # The zoo ships with the project: at most 40 MB of float16 weights in all.
 _ZOO_BUDGET_BYTES = 40e6
@@ -44,7 +44,7 @@ def test_pgd_reaches_the_exact_worst_case_of_a_linear_model():
     x = 0.3 + 0.4 * torch.rand(16, 20)
     y = torch.randint(0, 2, (16,))
     eps = 0.05
-    x_adv = pgd_linf(model, x, lambda logits: F.cross_entropy(logits, y), eps, steps=5)
+    x_adv = pgd(model, x, lambda logits: F.cross_entropy(logits, y), eps, steps=5)
     w = model.weight.detach()
     direction = torch.sign(w[y] - w[1 - y])
     torch.testing.assert_close(x_adv, x - eps * direction, rtol=0, atol=1e-6)
@@ -56,7 +56,7 @@ def test_pgd_stays_in_the_ball_and_the_box():
     model = build("resnet9").eval()
     x = torch.rand(4, 3, 32, 32).round()  # every pixel at 0 or 1
     y = torch.randint(0, 10, (4,))
-    x_adv = pgd_linf(model, x, lambda logits: F.cross_entropy(logits, y), 8 / 255, steps=3)
+    x_adv = pgd(model, x, lambda logits: F.cross_entropy(logits, y), 8 / 255, steps=3)
     assert (x_adv - x).abs().max() <= 8 / 255 + 1e-7
     assert x_adv.min() >= 0 and x_adv.max() <= 1
 

@@ -1,15 +1,19 @@
 """Train the zoo and measure its AutoAttack accuracy, resumably.
 
     python -m leaderboard.zoo.build train  [--models NAME ...] [--device auto] [--time-budget 540]
-    python -m leaderboard.zoo.build attack [--models NAME ...] [--n 1000] [--norms Linf L2]
+    python -m leaderboard.zoo.build attack [--models NAME ...] [--n 500] [--norms Linf L2]
+    python -m leaderboard.zoo.build all    [--models NAME ...]     # train, then attack, model by model
 
 ``train`` writes ``<out>/models/<name>.pt`` (float16 state dict) and ``<name>.json`` (how it was
-trained, clean accuracy on the 10,000 test images, training time). ``attack`` writes
+trained, clean accuracy on the 10,000 test images, a 10-step PGD check for catastrophic
+overfitting, training time). ``attack`` writes
 RobustBench-style model-info files ``<out>/model_info/cifar10/<norm>/<name>.json`` with clean and
 standard-AutoAttack accuracy on ``n`` images of the bundled test subset
 (``leaderboard/data/cifar10_test_1000.npz``, 100 per class), taken class by class in turn. Finished models are skipped, so
 the work can be spread over several runs; ``--time-budget`` stops before starting a model
-once that many seconds have passed. Every file is written atomically.
+once that many seconds have passed. Every file is written atomically, and an interrupted
+attack resumes at AutoAttack's next sub-attack (its state is kept in ``<out>/attack_state/``).
+Models are taken in :data:`~leaderboard.zoo.plan.BUILD_ORDER` unless ``--models`` names them.
 
 Training data: ``../shared/data/cifar10/train.zip`` relative to the project root (``--data-dir``).
 """
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -31,20 +34,14 @@ from leaderboard.run import write_atomic
 from leaderboard.scoring import resolve_device
 from leaderboard.zoo.architectures import build
 from leaderboard.zoo.cifar_zip import load_zip
-from leaderboard.zoo.plan import ZOO, ZooEntry
-from leaderboard.zoo.training import accuracy, train
+from leaderboard.zoo.plan import BUILD_ORDER, ZOO, ZooModel
+from leaderboard.zoo.training import accuracy, pgd_accuracy, train
+from leaderboard.zoo.weights import ZOO_DIR, load_model, save_weights, weights_path
 
 ROOT = Path(__file__).resolve().parents[2]
-ZOO_DIR = ROOT / "leaderboard" / "zoo"
 SUBSET = ROOT / "leaderboard" / "data" / "cifar10_test_1000.npz"
-
-
-def load_zoo_model(entry: ZooEntry, out: Path = ZOO_DIR) -> torch.nn.Module:
-    """A trained zoo model in float32 eval mode, on the CPU."""
-    model = build(entry.architecture)
-    state = torch.load(out / "models" / f"{entry.name}.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return model.eval()
+# Images of the catastrophic-overfitting check: every k-th test image, so every class is in it.
+_PGD_CHECK_IMAGES = 1000
 
 
 def _test_set(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,10 +54,10 @@ def _test_set(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def train_models(entries: list[ZooEntry], args: argparse.Namespace) -> None:
+def train_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
     """Train every entry that has no weights yet."""
     device = resolve_device(args.device)
-    todo = [e for e in entries if not (args.out / "models" / f"{e.name}.pt").exists()]
+    todo = [e for e in entries if not weights_path(e.name, args.out).exists()]
     print(f"{len(entries) - len(todo)} of {len(entries)} models already trained; {len(todo)} to train on {device}")
     if not todo:
         return
@@ -80,26 +77,40 @@ def train_models(entries: list[ZooEntry], args: argparse.Namespace) -> None:
             optimizer=entry.optimizer, seed=entry.seed, device=device, verbose=True,
         )
         clean = accuracy(model, x_test, y_test)
-        state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-        weights = args.out / "models" / f"{entry.name}.pt"
-        weights.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, weights.with_suffix(".pt.tmp"))
-        os.replace(weights.with_suffix(".pt.tmp"), weights)
+        check = _overfitting_check(model, entry, x_test, y_test)
+        weights = weights_path(entry.name, args.out)
+        save_weights(model, weights)
         record = {
             "name": entry.name, "architecture": entry.architecture, "regime": vars(entry.regime),
             "epochs": args.epochs or entry.epochs, "lr": entry.lr, "optimizer": entry.optimizer,
             "batch_size": args.batch_size, "seed": entry.seed,
-            "train_images": len(x_train), "clean_acc": clean, "test_images": len(x_test),
+            "train_images": len(x_train), "clean_acc": clean, "test_images": len(x_test), **check,
             "train_seconds": round(stats["train_seconds"], 1),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "device": _device_name(device),
             "torch": torch.__version__,
             "command": "python -m leaderboard.zoo.build " + " ".join(sys.argv[1:]),
         }
         write_atomic(weights.with_suffix(".json"), record)
-        print(f"{entry.name}: clean {clean:.2f}% on {len(x_test)} test images, {stats['train_seconds']:.0f} s")
+        print(f"{entry.name}: clean {clean:.2f}% on {len(x_test)} test images, {stats['train_seconds']:.0f} s, "
+              f"{check}", flush=True)
 
 
-def attack_models(entries: list[ZooEntry], args: argparse.Namespace) -> None:
+def _overfitting_check(model: torch.nn.Module, entry: ZooModel, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """PGD-10 accuracy at the training radius, for adversarially trained models.
+
+    Short-step adversarial training can overfit catastrophically: near-zero accuracy here next
+    to a reasonable clean accuracy flags it before AutoAttack is spent on the model.
+    """
+    regime = entry.regime
+    if regime.kind not in ("pgd", "trades"):
+        return {}
+    stride = max(1, len(x) // _PGD_CHECK_IMAGES)
+    x, y = x[::stride][:_PGD_CHECK_IMAGES], y[::stride][:_PGD_CHECK_IMAGES]
+    acc = pgd_accuracy(model, x, y, eps=regime.eps, norm=regime.norm)
+    return {"pgd10_acc_at_train_eps": acc, "pgd10_check_images": len(x)}
+
+
+def attack_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
     """Measure clean and AutoAttack accuracy for every trained entry and norm not yet done."""
     from leaderboard.zoo.autoattack_eval import autoattack_accuracy
 
@@ -108,7 +119,7 @@ def attack_models(entries: list[ZooEntry], args: argparse.Namespace) -> None:
     x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
     started = time.perf_counter()
     for entry in entries:
-        if not (args.out / "models" / f"{entry.name}.pt").exists():
+        if not weights_path(entry.name, args.out).exists():
             print(f"{entry.name}: not trained yet, skipped")
             continue
         for norm in args.norms:
@@ -118,42 +129,63 @@ def attack_models(entries: list[ZooEntry], args: argparse.Namespace) -> None:
             if time.perf_counter() - started > args.time_budget:
                 print(f"time budget of {args.time_budget:.0f} s reached; rerun to continue")
                 return
-            model = load_zoo_model(entry, args.out).to(device)
+            model = load_model(entry.name, args.out).to(device)
             clean = accuracy(model, x, y)
-            result = autoattack_accuracy(model, x, y, norm=norm, device=device, seed=args.seed)
-            training = json.loads((args.out / "models" / f"{entry.name}.json").read_text())
+            state_path = args.out / "attack_state" / norm / f"{entry.name}_n{args.n}_seed{args.seed}.json"
+            seconds_path = state_path.with_suffix(".seconds")
+            earlier = float(seconds_path.read_text()) if seconds_path.exists() else 0.0
+            result = autoattack_accuracy(model, x, y, norm=norm, device=device, seed=args.seed,
+                                         state_path=state_path)
+            seconds = earlier + result["seconds"]
+            seconds_path.write_text(f"{seconds:.1f}")
+            training = json.loads(weights_path(entry.name, args.out).with_suffix(".json").read_text())
             write_atomic(path, {
                 "name": entry.name, "architecture": entry.architecture, "dataset": "cifar10",
                 "threat_model": norm, "eps": result["eps"], "clean_acc": clean,
                 "autoattack_acc": result["autoattack_acc"], "n_examples": result["n"],
-                "attack_seconds": round(result["seconds"], 1), "attack": "pyautoattack standard",
+                "attack_seconds": round(seconds, 1), "attack": "pyautoattack standard",
+                "attack_device": _device_name(device),
                 "training": {k: training[k] for k in ("regime", "epochs", "train_seconds", "device")},
                 "command": f"python -m leaderboard.zoo.build attack --models {entry.name} --n {args.n} --norms {norm}",
             })
             print(f"{entry.name} {norm}: clean {clean:.1f}%, AutoAttack {result['autoattack_acc']:.1f}% "
-                  f"({result['seconds']:.0f} s)")
+                  f"({seconds:.0f} s)", flush=True)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def build_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
+    """Train, then attack, one model at a time: each model is finished before the next starts."""
+    for entry in entries:
+        train_models([entry], args)
+        attack_models([entry], args)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["train", "attack"])
+    parser.add_argument("stage", choices=["train", "attack", "all"])
     parser.add_argument("--models", nargs="*", default=None, help=f"subset of: {' '.join(ZOO)}")
     parser.add_argument("--out", type=Path, default=ZOO_DIR, help="zoo directory (default: leaderboard/zoo)")
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "cifar10")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--time-budget", type=float, default=float("inf"), help="seconds before stopping")
     parser.add_argument("--epochs", type=int, default=None, help="override every entry's epochs (smoke runs)")
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--limit-per-class", type=int, default=None, help="training images per class (smoke runs)")
-    parser.add_argument("--n", type=int, default=1000, help="test images to attack (at most 1000)")
+    parser.add_argument("--n", type=int, default=500, help="test images to attack (at most 1000, class-balanced)")
     parser.add_argument("--norms", nargs="+", default=["Linf", "L2"], choices=["Linf", "L2"])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     unknown = set(args.models or []) - set(ZOO)
     if unknown:
         parser.error(f"unknown zoo models {sorted(unknown)}; choose from {' '.join(ZOO)}")
-    entries = [ZOO[name] for name in (args.models or ZOO)]
-    (train_models if args.stage == "train" else attack_models)(entries, args)
+    entries = [ZOO[name] for name in (args.models or BUILD_ORDER)]
+    stages = {"train": train_models, "attack": attack_models, "all": build_models}
+    stages[args.stage](entries, args)
     return 0
 
 

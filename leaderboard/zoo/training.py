@@ -31,37 +31,69 @@ class Regime:
 
     Attributes:
         kind: ``"standard"``, ``"pgd"``, ``"trades"`` or ``"noise"``.
-        eps: ℓ∞ radius of the training attack (``pgd``, ``trades``).
-        steps: attack steps during training.
+        eps: radius of the training attack (``pgd``, ``trades``), in [0, 1] pixel units.
+        norm: threat model of the training attack, ``"Linf"`` or ``"L2"``.
+        steps: attack steps during training (step size ``2.5 · eps / steps``).
         beta: TRADES trade-off weight.
         sigma: standard deviation of the Gaussian augmentation (``noise``).
     """
 
     kind: str = "standard"
     eps: float = 0.0
-    steps: int = 5
+    norm: str = "Linf"
+    steps: int = 2
     beta: float = 6.0
     sigma: float = 0.0
 
 
-def pgd_linf(
-    model: nn.Module, x: Tensor, loss_fn: Callable[[Tensor], Tensor], eps: float, steps: int, *, start: str = "uniform"
-) -> Tensor:
-    """Projected gradient ascent on ``loss_fn(model(x + δ))`` over ``‖δ‖∞ ≤ eps``, ``x + δ ∈ [0, 1]``.
+def _per_sample_l2(t: Tensor) -> Tensor:
+    return t.flatten(1).norm(dim=1).clamp_min(1e-12).reshape(-1, *[1] * (t.dim() - 1))
 
-    Step size ``2.5 · eps / steps`` (Madry et al.); ``start`` is ``"uniform"`` in the ball
-    (Madry et al.) or ``"normal"``, ``0.001 · N(0, I)`` (TRADES). Returns the perturbed inputs.
+
+def _project(delta: Tensor, eps: float, norm: str) -> Tensor:
+    if norm == "Linf":
+        return delta.clamp(-eps, eps)
+    return delta * (eps / _per_sample_l2(delta)).clamp(max=1.0)
+
+
+def pgd(
+    model: nn.Module,
+    x: Tensor,
+    loss_fn: Callable[[Tensor], Tensor],
+    eps: float,
+    steps: int,
+    *,
+    norm: str = "Linf",
+    start: str = "uniform",
+) -> Tensor:
+    """Projected gradient ascent on ``loss_fn(model(x + δ))`` over ``‖δ‖ ≤ eps``, ``x + δ ∈ [0, 1]``.
+
+    Each step moves ``2.5 · eps / steps`` along the steepest-ascent direction of the norm (the
+    gradient's sign for ℓ∞, the normalised gradient for ℓ2), then projects back onto the ball
+    and the box (Madry et al., 2018, https://arxiv.org/abs/1706.06083). ``start`` is
+    ``"uniform"``, a random point of the ball (uniform per coordinate for ℓ∞, a uniformly
+    random direction at a uniform radius for ℓ2), or ``"normal"``, ``0.001 · N(0, I)`` (TRADES).
+
+    Raises:
+        ValueError: ``norm`` is neither ``"Linf"`` nor ``"L2"``.
     """
+    if norm not in ("Linf", "L2"):
+        raise ValueError(f"norm must be 'Linf' or 'L2', got {norm!r}")
     step = 2.5 * eps / steps
-    if start == "uniform":
+    if start == "normal":
+        delta = 0.001 * torch.randn_like(x)
+    elif norm == "Linf":
         delta = torch.empty_like(x).uniform_(-eps, eps)
     else:
-        delta = (0.001 * torch.randn_like(x)).clamp(-eps, eps)
-    delta = ((x + delta).clamp(0, 1) - x).detach()
+        direction = torch.randn_like(x)
+        radius = eps * torch.rand(len(x), device=x.device).reshape(-1, *[1] * (x.dim() - 1))
+        delta = direction / _per_sample_l2(direction) * radius
+    delta = ((x + _project(delta, eps, norm)).clamp(0, 1) - x).detach()
     for _ in range(steps):
         delta.requires_grad_(True)
         (grad,) = torch.autograd.grad(loss_fn(model(x + delta)), delta)
-        delta = (delta + step * grad.sign()).clamp(-eps, eps)
+        ascent = grad.sign() if norm == "Linf" else grad / _per_sample_l2(grad)
+        delta = _project(delta + step * ascent, eps, norm)
         delta = ((x + delta).clamp(0, 1) - x).detach()
     return (x + delta).detach()
 
@@ -83,7 +115,8 @@ def training_loss(model: nn.Module, x: Tensor, y: Tensor, regime: Regime) -> Ten
         return F.cross_entropy(model((x + regime.sigma * torch.randn_like(x)).clamp(0, 1)), y)
     if regime.kind == "pgd":
         x_adv = _attack_in_eval_mode(
-            model, lambda: pgd_linf(model, x, lambda logits: F.cross_entropy(logits, y), regime.eps, regime.steps)
+            model,
+            lambda: pgd(model, x, lambda logits: F.cross_entropy(logits, y), regime.eps, regime.steps, norm=regime.norm),
         )
         return F.cross_entropy(model(x_adv), y)
     if regime.kind == "trades":
@@ -94,7 +127,7 @@ def training_loss(model: nn.Module, x: Tensor, y: Tensor, regime: Regime) -> Ten
             return F.kl_div(F.log_softmax(logits.float(), dim=-1), p_clean, reduction="batchmean")
 
         x_adv = _attack_in_eval_mode(
-            model, lambda: pgd_linf(model, x, kl_to_clean, regime.eps, regime.steps, start="normal")
+            model, lambda: pgd(model, x, kl_to_clean, regime.eps, regime.steps, norm=regime.norm, start="normal")
         )
         logits = model(x)
         return F.cross_entropy(logits, y) + regime.beta * F.kl_div(
@@ -190,4 +223,26 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000) -> 
         xb = x[start : start + batch_size].to(device)
         xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb
         correct += int((model(xb).argmax(1) == y[start : start + batch_size].to(device)).sum())
+    return 100.0 * correct / len(x)
+
+
+def pgd_accuracy(
+    model: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm: str = "Linf", steps: int = 10, batch_size: int = 500
+) -> float:
+    """Top-1 accuracy in percent under a ``steps``-step PGD attack on the cross-entropy (eval mode).
+
+    A check for catastrophic overfitting (Wong et al., 2020, https://arxiv.org/abs/2001.03994):
+    a model trained with a 1–2 step attack that has learnt to mask its gradient keeps its
+    accuracy under the training attack but loses it under a 10-step one.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size].to(device)
+        xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb
+        yb = y[start : start + batch_size].to(device)
+        x_adv = pgd(model, xb, lambda logits, yb=yb: F.cross_entropy(logits, yb), eps, steps, norm=norm)
+        with torch.no_grad():
+            correct += int((model(x_adv).argmax(1) == yb).sum())
     return 100.0 * correct / len(x)

@@ -1,0 +1,50 @@
+"""The zoo's committed weights: float16 state dicts under ``leaderboard/zoo/models/``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from leaderboard.zoo.architectures import build
+from leaderboard.zoo.plan import ZOO
+
+ZOO_DIR = Path(__file__).resolve().parent
+
+
+def weights_path(name: str, directory: Path = ZOO_DIR) -> Path:
+    """Where the float16 state dict of zoo model ``name`` lives."""
+    return directory / "models" / f"{name}.pt"
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    """Write ``model``'s state dict in float16, atomically (a stopped run leaves no half file)."""
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_model(name: str, directory: Path = ZOO_DIR) -> nn.Module:
+    """A trained zoo model: float32, eval mode, on the CPU, taking [0, 1] pixels ``[N, 3, 32, 32]``.
+
+    Weights are read with ``weights_only=True``: a state dict holds tensors only.
+
+    Raises:
+        KeyError: ``name`` is not a zoo model.
+        FileNotFoundError: the model has not been trained yet.
+    """
+    if name not in ZOO:
+        raise KeyError(f"{name!r} is not a zoo model; choose one of {', '.join(ZOO)}")
+    path = weights_path(name, directory)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: train it with `python -m leaderboard.zoo.build train --models {name}`"
+        )
+    model = build(ZOO[name].architecture)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.eval()
