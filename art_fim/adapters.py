@@ -18,11 +18,7 @@ import torch
 from torch import nn
 
 from art_fim.checks import OutputType, resolve_output_type
-from art_fim.jacobian import AutogradJacobian, DenseJacobian, ForwardFn, InputJacobian
-
-# Probabilities below this are floored before the logarithm: such classes carry no Fisher
-# weight (p_k ∇log p_k → 0), and the floor keeps log q finite for saturated float32 softmax.
-_PROB_FLOOR = 1e-30
+from art_fim.jacobian import AutogradJacobian, DenseJacobian, ForwardFn, InputJacobian, log_probabilities
 
 
 class NotDifferentiableError(TypeError):
@@ -111,7 +107,7 @@ class TorchAdapter(ClassifierAdapter):
         if kind == "logits":
             return AutogradJacobian(self.forward, xt)
         forward = self.forward
-        return AutogradJacobian(lambda t: torch.log(forward(t).clamp_min(_PROB_FLOOR)), xt)
+        return AutogradJacobian(lambda t: log_probabilities(forward(t)), xt)
 
 
 class ClassGradientAdapter(ClassifierAdapter):
@@ -142,10 +138,10 @@ class ClassGradientAdapter(ClassifierAdapter):
         jac = torch.from_numpy(np.concatenate(rows, axis=1).astype(np.float64))
         scores_t = torch.from_numpy(scores)
         if kind == "probabilities":
-            # ∇ log q_k = ∇q_k / q_k, and softmax(log q) = q.
-            q = scores_t.clamp_min(_PROB_FLOOR)
+            # ∇ log q_k = ∇q_k / q_k (q floored as in the logarithm), and softmax(log q) = q.
+            scores_t = log_probabilities(scores_t)
+            q = scores_t.exp()
             jac = jac / q.reshape(*q.shape, *([1] * (jac.ndim - 2)))
-            scores_t = q.log()
         return DenseJacobian(jac, scores_t)
 
 

@@ -6,7 +6,8 @@ Estimators never see ``J`` itself; they ask for
 
 * ``jvp(v)``  = ``J v``   (``[B, d] -> [B, K]``), one forward-mode product,
 * ``vjp(u)``  = ``Jᵀ u``  (``[B, K] -> [B, d]``), one reverse-mode product,
-* ``gram()``  = ``J Jᵀ``  (``[B, K, K]``), from ``K`` batched VJPs,
+* ``rows()``  = ``J``     (``[B, K, d]``), from ``K`` batched VJPs,
+* ``gram()``  = ``J Jᵀ``  (``[B, K, K]``), from the rows,
 
 and the Fisher product ``v ↦ Jᵀ M J v`` with ``M = diag(p) − p pᵀ`` is built on top.
 Samples are independent (models are evaluated in eval mode), so one batched product
@@ -16,7 +17,7 @@ Three constructions share this interface: :class:`AutogradJacobian` (PyTorch mod
 through torch.func / autograd), :class:`DenseJacobian` (a Jacobian handed over whole,
 e.g. from ART's ``class_gradient``) and, for query-only classifiers,
 :class:`art_fim.finite_differences.FiniteDifferenceJacobian` (``jvp`` by finite
-differences, ``gram`` from the ``d`` coordinate directions, no ``vjp``).
+differences, ``rows`` and ``gram`` from the ``d`` coordinate directions, no ``vjp``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,25 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 logger = logging.getLogger(__name__)
 
 ForwardFn = Callable[[Tensor], Tensor]
+
+# Probabilities below this are floored before the logarithm: such classes carry no Fisher
+# weight (p_k ∇log p_k → 0), and the floor keeps log q finite for saturated float32 softmax.
+PROB_FLOOR = 1e-30
+
+
+def log_probabilities(q: Tensor) -> Tensor:
+    """Return ``log max(q, PROB_FLOOR)``: the scores of a model that outputs probabilities.
+
+    ``softmax(log q) = q``, and differences of ``log q`` between classes are differences of
+    logits, so every statistic of ``art_fim`` treats ``log q`` as the model's logits.
+    """
+    return torch.log(q.clamp_min(PROB_FLOOR))
+
+
+def gram_from_rows(rows: Tensor) -> Tensor:
+    """Return ``J Jᵀ`` in float64 from the Jacobian rows: ``[B, K, d] -> [B, K, K]``."""
+    rows = rows.double()
+    return rows @ rows.transpose(1, 2)
 
 
 @contextlib.contextmanager
@@ -106,18 +126,20 @@ class InputJacobian(ABC):
             "(Gram sketch) or 'hutchinson', which need only J v."
         )
 
-    def gram(self) -> Tensor:
-        """Return the Gram matrices ``J Jᵀ`` in float64, ``[B, K, K]``.
+    def rows(self) -> Tensor:
+        """Return the Jacobian itself, ``[B, K, d]``: row ``k`` is ``∇_x z_k``.
 
-        The default builds them from ``K`` VJPs with one-hot cotangents.
+        The default stacks ``K`` VJPs with one-hot cotangents.
         """
         eye = torch.eye(self.num_classes, dtype=self.dtype, device=self.device)
-        rows = torch.stack(
+        return torch.stack(
             [self.vjp(eye[k].expand(self.batch_size, -1)) for k in range(self.num_classes)],
             dim=1,
         )
-        rows = rows.double()
-        return rows @ rows.transpose(1, 2)
+
+    def gram(self) -> Tensor:
+        """Return the Gram matrices ``J Jᵀ`` in float64, ``[B, K, K]``, from :meth:`rows`."""
+        return gram_from_rows(self.rows())
 
     def fisher_matvec(self, v: Tensor) -> Tensor:
         """Return ``F v = Jᵀ M J v`` with ``M = diag(p) − p pᵀ``: ``[B, d] -> [B, d]``.
@@ -158,9 +180,8 @@ class DenseJacobian(InputJacobian):
     def vjp(self, u: Tensor) -> Tensor:  # noqa: D102
         return torch.einsum("bkd,bk->bd", self.matrix, u.to(self.dtype))
 
-    def gram(self) -> Tensor:  # noqa: D102
-        rows = self.matrix.double()
-        return rows @ rows.transpose(1, 2)
+    def rows(self) -> Tensor:  # noqa: D102
+        return self.matrix
 
 
 class AutogradJacobian(InputJacobian):
@@ -247,7 +268,3 @@ class AutogradJacobian(InputJacobian):
                 logger.info("batched backward unavailable (%s); using %d backward passes", err, k)
                 self._batched_backward_ok = False
         return torch.stack([self.vjp(cotangents[i]) for i in range(k)], dim=1)
-
-    def gram(self) -> Tensor:  # noqa: D102
-        rows = self.rows().double()
-        return rows @ rows.transpose(1, 2)

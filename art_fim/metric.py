@@ -168,16 +168,9 @@ class FisherInformationMetric:
                 f"choose one of {', '.join(_METHODS[quantity])}."
             )
         if self.method == "blackbox":
-            from art_fim.blackbox import BlackBoxFisher
+            from art_fim.blackbox import blackbox_for
 
-            return BlackBoxFisher(
-                self.classifier,
-                output_type=self.output_type,
-                seed=self.seed,
-                batch_size=self.batch_size,
-                verbose=self.verbose,
-                **self.blackbox_params,
-            ).estimate(x, quantity)
+            return blackbox_for(self).estimate(x, quantity)
         adapter = adapter_for(self.classifier, self.output_type)
         x = check_inputs(x, adapter.input_shape, adapter.clip_values)
         method, batch_size = self._plan(adapter, x, quantity)
