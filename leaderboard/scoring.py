@@ -3,8 +3,10 @@
 The result dict is the leaderboard's contract with ``render`` (one JSON file per model):
 ``model``, ``dataset``, ``threat_model``, ``status``, ``error``, ``reported``, ``n_examples``,
 ``clean_acc``, ``fisher`` (``spectral_norm`` and ``trace`` summaries from
-:func:`art_fim.summarize`), ``seconds``, ``images_per_second``, ``method``, ``batch_size``,
-``device``, ``seed`` and ``versions``.
+:func:`art_fim.summarize`), ``predicted_robust_acc`` (attack-free robust accuracy in percent
+at the dataset's RobustBench budgets, per threat model: ``{"Linf": {"eps", "first_order"}, ...}``),
+``seconds``, ``images_per_second``, ``method``, ``batch_size``, ``device``, ``seed`` and
+``versions``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from art_fim.radius import norm_name
 from leaderboard import data as lb_data
 from leaderboard.registry import ZooEntry
 from leaderboard.robustbench_compat import import_robustbench, load_zoo_model
@@ -28,6 +31,13 @@ logger = logging.getLogger(__name__)
 
 #: Keys that depend on the machine and the moment, not on the model, data and seed.
 TIMING_KEYS = ("seconds", "images_per_second", "device")
+
+#: RobustBench's perturbation budgets (pixels in [0, 1]) per dataset and threat model.
+ROBUSTBENCH_EPS: dict[str, dict[str, float]] = {
+    "cifar10": {"Linf": 8 / 255, "L2": 0.5},
+    "cifar100": {"Linf": 8 / 255, "L2": 0.5},
+    "imagenet": {"Linf": 4 / 255},
+}
 
 
 @dataclass(frozen=True)
@@ -84,17 +94,6 @@ def load_images(entry: ZooEntry, config: ScoreConfig) -> tuple[np.ndarray, np.nd
     return lb_data.load_test_set(entry.dataset, config.n_examples, config.data_dir)
 
 
-def clean_accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int, device: torch.device) -> float:
-    """Top-1 accuracy in percent, float32, no autocast."""
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            xb = torch.as_tensor(x[start : start + batch_size], device=device)
-            pred = model(xb).argmax(dim=1).cpu().numpy()
-            correct += int((pred == y[start : start + batch_size]).sum())
-    return 100.0 * correct / len(x)
-
-
 def empty_record(entry: ZooEntry, config: ScoreConfig) -> dict[str, Any]:
     """A result with every key, marked failed until scoring completes."""
     return {
@@ -107,6 +106,7 @@ def empty_record(entry: ZooEntry, config: ScoreConfig) -> dict[str, Any]:
         "n_examples": config.n_examples,
         "clean_acc": None,
         "fisher": None,
+        "predicted_robust_acc": None,
         "seconds": {"load": None, "fisher": None, "total": None},
         "images_per_second": None,
         "method": config.method,
@@ -115,6 +115,13 @@ def empty_record(entry: ZooEntry, config: ScoreConfig) -> dict[str, Any]:
         "seed": config.seed,
         "versions": versions(),
     }
+
+
+def _percent_or_none(stats: Any, eps: float, threat_model: str) -> float | None:
+    """Predicted robust accuracy in percent, or ``None`` where the radii were not computed."""
+    if np.isnan(stats.radius[norm_name(threat_model)].values).any():
+        return None
+    return 100.0 * stats.predicted_robust_accuracy(eps, threat_model, refined=False)
 
 
 def score_model(
@@ -130,7 +137,7 @@ def score_model(
     Returns:
         The result dict (see the module docstring).
     """
-    from art_fim import FisherInformationMetric
+    from art_fim import fisher_statistics
 
     record = empty_record(entry, config)
     start = time.perf_counter()
@@ -148,16 +155,20 @@ def score_model(
         loaded = time.perf_counter()
         record["seconds"]["load"] = loaded - start
         # The metric in float32 throughout: no autocast, whatever the model's own defaults.
+        # One Jacobian per batch gives λ_max, the trace, the robust radii and the predictions.
+        budgets = ROBUSTBENCH_EPS.get(entry.dataset, {})
         with torch.autocast(device_type=device.type, enabled=False):
-            record["clean_acc"] = clean_accuracy(model, x, y, config.batch_size, device)
-            metric = FisherInformationMetric(
-                model, method=config.method, batch_size=config.batch_size, seed=config.seed,
-                verbose=config.progress,
+            stats = fisher_statistics(
+                model, x, y, norms=tuple(budgets), method=config.method, batch_size=config.batch_size,
+                seed=config.seed, verbose=config.progress,
             )
-            spectral = metric.estimate(x)
-            trace = metric.trace(x)
         fisher_done = time.perf_counter()
+        spectral, trace = stats.spectral_norm, stats.trace
+        record["clean_acc"] = 100.0 * stats.accuracy
         record["fisher"] = {"spectral_norm": spectral.summary(), "trace": trace.summary()}
+        record["predicted_robust_acc"] = {
+            threat: {"eps": eps, "first_order": _percent_or_none(stats, eps, threat)} for threat, eps in budgets.items()
+        }
         # With method="auto" the trace may take another route (Hutchinson) than λ_max (Lanczos).
         record["method"] = (
             spectral.method if trace.method == spectral.method else f"{spectral.method} (trace: {trace.method})"

@@ -111,7 +111,8 @@ def test_result_schema(interrupted_run: dict[str, Any]) -> None:
     for name, record in _records(interrupted_run["results"], E2E_MODELS).items():
         assert list(record) == [
             "model", "dataset", "threat_model", "status", "error", "reported", "n_examples", "clean_acc",
-            "fisher", "seconds", "images_per_second", "method", "batch_size", "device", "seed", "versions",
+            "fisher", "predicted_robust_acc", "seconds", "images_per_second", "method", "batch_size", "device",
+            "seed", "versions",
         ]
         assert (record["model"], record["dataset"], record["threat_model"]) == (name, "cifar10", "Linf")
         assert record["reported"]["aa_source"] == "autoattack_acc"
@@ -120,6 +121,12 @@ def test_result_schema(interrupted_run: dict[str, Any]) -> None:
         for quantity in ("spectral_norm", "trace"):
             summary = record["fisher"][quantity]
             assert summary["n"] == N_EXAMPLES and 0.0 <= summary["min"] <= summary["median"] <= summary["max"]
+        # Attack-free robust accuracy at RobustBench's CIFAR-10 budgets, at most the clean accuracy.
+        assert record["predicted_robust_acc"].keys() == {"Linf", "L2"}
+        assert record["predicted_robust_acc"]["Linf"]["eps"] == pytest.approx(8 / 255)
+        assert record["predicted_robust_acc"]["L2"]["eps"] == 0.5
+        for prediction in record["predicted_robust_acc"].values():
+            assert 0.0 <= prediction["first_order"] <= record["clean_acc"]
         # λ_max ≤ trace per input, so also for the means.
         assert record["fisher"]["spectral_norm"]["mean"] <= record["fisher"]["trace"]["mean"] * (1 + 1e-9)
         assert (record["method"], record["device"], record["seed"]) == ("exact", "cpu", 0)
