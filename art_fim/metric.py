@@ -24,7 +24,7 @@ from art_fim.checks import OutputType, check_inputs
 from art_fim.exact import exact_spectral_norm, exact_trace
 from art_fim.hutchinson import hutchinson_trace
 from art_fim.iterative import lanczos, power_iteration
-from art_fim.jacobian import InputJacobian
+from art_fim.jacobian import AutogradJacobian, InputJacobian
 from art_fim.results import FisherEstimate
 
 logger = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ class FisherInformationMetric:
         method = self.method
         if method == "auto":
             # Only autograd Jacobians have a matrix-free fallback; dense ones are exact anyway.
-            matrix_free = hasattr(probe, "rows") and exact_bytes > budget
+            matrix_free = isinstance(probe, AutogradJacobian) and exact_bytes > budget
             fallback = "lanczos" if quantity == "spectral_norm" else "hutchinson"
             method = fallback if matrix_free else "exact"
         if method == "exact":

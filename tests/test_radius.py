@@ -296,3 +296,21 @@ def test_matrix_free_fallback_leaves_radii_undefined(caplog):
     np.testing.assert_allclose(stats.spectral_norm.values, exact.spectral_norm.values, rtol=1e-4)
     small = fisher_statistics(model, x, norms=(2,), method="exact", memory_budget=100, verbose=False)
     np.testing.assert_allclose(small.radius["l2"].values, exact.radius["l2"].values, rtol=1e-12)
+
+
+def test_class_gradient_and_probability_routes_give_the_same_radii():
+    """A classifier seen only through predict/class_gradient (a dense J, here of a softmax model:
+    log q has the logits' differences) gives the autograd radii (float32 scores: 1e-5), and
+    method='auto' keeps a dense Jacobian on the exact route whatever the memory budget."""
+    from test_art_adapters import ClassGradientOnly
+
+    net = make_model("cnn")
+    probabilities = nn.Sequential(net, nn.Softmax(dim=-1)).eval()
+    classifier = PyTorchClassifier(model=probabilities, loss=nn.CrossEntropyLoss(), input_shape=IMAGE_SHAPE,
+                                   nb_classes=NUM_CLASSES, clip_values=(0.0, 1.0), device_type="cpu")
+    x = make_inputs(4).numpy()
+    expected = fisher_statistics(net, x, norms=NORMS, verbose=False)
+    dense = fisher_statistics(ClassGradientOnly(classifier), x, norms=NORMS, memory_budget=100, verbose=False)
+    assert dense.spectral_norm.method == "exact"
+    for key in expected.radius:
+        np.testing.assert_allclose(dense.radius[key].values, expected.radius[key].values, rtol=1e-5)
