@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|" + "---:|" * (3 * len(THREATS)) + "---:|")
     for row in rows:
         cells = [_cell(row[t][key]) for t in THREATS for key in ("autoattack", "first_order", "refined")]
-        print(f"| {row['model']} | {row['n']} | {row['clean']:.1f} | " + " | ".join(cells) + f" | {row['seconds']:.0f} |")
+        print(f"| {row['model']} | {row['n']} | {row['clean']:.1f} | " + " | ".join(cells)
+              + f" | {row['seconds']:.0f} |")
     print("\nMean absolute error against AutoAttack (points), over the models measured at that threat model:")
     for threat in THREATS:
         pairs = [row[threat] for row in rows if row[threat]["autoattack"] is not None]

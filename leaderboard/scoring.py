@@ -167,7 +167,8 @@ def score_model(
         record["clean_acc"] = 100.0 * stats.accuracy
         record["fisher"] = {"spectral_norm": spectral.summary(), "trace": trace.summary()}
         record["predicted_robust_acc"] = {
-            threat: {"eps": eps, "first_order": _percent_or_none(stats, eps, threat)} for threat, eps in budgets.items()
+            threat: {"eps": eps, "first_order": _percent_or_none(stats, eps, threat)}
+            for threat, eps in budgets.items()
         }
         # With method="auto" the trace may take another route (Hutchinson) than λ_max (Lanczos).
         record["method"] = (

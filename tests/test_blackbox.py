@@ -246,7 +246,8 @@ def test_sketch_l2_radius_within_its_standard_error():
 def test_sketch_refuses_the_linf_radius():
     """The ℓ∞ radius needs J's rows: a random-direction sketch refuses it and names the fixes."""
     model, x = make_model("mlp"), make_inputs(2).numpy()
-    with pytest.raises(ValueError, match=r"radius_linf need the rows of J.*directions='coordinate' with max_queries ≥ 387"):
+    message = r"radius_linf need the rows of J.*directions='coordinate' with max_queries ≥ 387"
+    with pytest.raises(ValueError, match=message):
         robust_radius(model, x, np.zeros(2, dtype=int), norm=np.inf, method="blackbox", verbose=False,
                       blackbox_params={"max_queries": 101})
     with pytest.raises(ValueError, match="query-only route"):

@@ -83,8 +83,8 @@ def test_linear_model_radius_is_the_exact_distance_to_the_boundary(norm):
     rows = torch.from_numpy(np.broadcast_to(w, (8, *w.shape)).copy())
     logits, labels = torch.from_numpy(x @ w.T + b), torch.from_numpy(y)
     margin = margins(logits, labels)
-    point = boundary_point(torch.from_numpy(x), rows, labels, margin, margin_dual_norms(rows, labels, parse_norm(norm)),
-                           parse_norm(norm)).numpy()
+    dual = margin_dual_norms(rows, labels, parse_norm(norm))
+    point = boundary_point(torch.from_numpy(x), rows, labels, margin, dual, parse_norm(norm)).numpy()
     for scale, same in ((1 - 1e-6, True), (1 + 1e-6, False)):
         moved = x + scale * (point - x)
         assert np.all(((moved @ w.T + b).argmax(1) == y) == same)
@@ -179,7 +179,9 @@ def test_one_pass_statistics_equal_the_separate_calls_exactly():
     np.testing.assert_array_equal(
         stats.spectral_norm.values, fisher_spectral_norm(model, x, method="exact", batch_size=4, verbose=False)
     )
-    np.testing.assert_array_equal(stats.trace.values, fisher_trace(model, x, method="exact", batch_size=4, verbose=False))
+    np.testing.assert_array_equal(
+        stats.trace.values, fisher_trace(model, x, method="exact", batch_size=4, verbose=False)
+    )
     for norm, key in zip(NORMS, ("linf", "l2", "l1")):
         np.testing.assert_array_equal(stats.radius[key].values, robust_radius(model, x, y, norm, batch_size=4,
                                                                                verbose=False))
