@@ -11,9 +11,10 @@ Building blocks:
     finite differences), and :func:`summarize` for dataset summaries.
 """
 
-from art_fim.adapters import NotDifferentiableError, adapter_for
+from art_fim.adapters import ClassGradientMismatchError, NotDifferentiableError, adapter_for
 from art_fim.blackbox import BlackBoxFisher, sample_directions, sketch_gram
 from art_fim.checks import LabelOnlyOutputError
+from art_fim.defences import UnsupportedDefenceError
 from art_fim.exact import exact_spectral_norm, exact_trace, top_eigenvector
 from art_fim.finite_differences import FiniteDifferenceJacobian
 from art_fim.hutchinson import hutchinson_trace
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AutogradJacobian",
     "BlackBoxFisher",
+    "ClassGradientMismatchError",
     "DenseJacobian",
     "EigenResult",
     "FiniteDifferenceJacobian",
@@ -35,6 +37,7 @@ __all__ = [
     "InputJacobian",
     "LabelOnlyOutputError",
     "NotDifferentiableError",
+    "UnsupportedDefenceError",
     "adapter_for",
     "exact_spectral_norm",
     "exact_trace",
