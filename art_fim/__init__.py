@@ -13,9 +13,10 @@ Building blocks:
     finite differences), and :func:`summarize` for dataset summaries.
 """
 
-from art_fim.adapters import NotDifferentiableError, adapter_for
+from art_fim.adapters import ClassGradientMismatchError, NotDifferentiableError, adapter_for
 from art_fim.blackbox import BlackBoxFisher, sample_directions, sketch_gram
 from art_fim.checks import LabelOnlyOutputError
+from art_fim.defences import UnsupportedDefenceError
 from art_fim.exact import exact_spectral_norm, exact_trace, spectral_statistics, top_eigenvector
 from art_fim.finite_differences import FiniteDifferenceJacobian
 from art_fim.hutchinson import hutchinson_trace
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AutogradJacobian",
     "BlackBoxFisher",
+    "ClassGradientMismatchError",
     "DenseJacobian",
     "EigenResult",
     "FiniteDifferenceJacobian",
@@ -40,6 +42,7 @@ __all__ = [
     "InputJacobian",
     "LabelOnlyOutputError",
     "NotDifferentiableError",
+    "UnsupportedDefenceError",
     "adapter_for",
     "exact_spectral_norm",
     "exact_trace",

@@ -9,40 +9,109 @@ of the function being differentiated, exactly as in ART's own ``class_gradient``
 from __future__ import annotations
 
 import contextlib
+import itertools
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from art_fim.checks import OutputType, resolve_output_type
-from art_fim.jacobian import AutogradJacobian, DenseJacobian, ForwardFn, InputJacobian, log_probabilities
+from art_fim.checks import OutputType, output_eps, resolve_output_type
+from art_fim.defences import check_defences, check_repeatable
+from art_fim.hutchinson import fisher_quadratic_form
+from art_fim.jacobian import AutogradJacobian, DenseJacobian, ForwardFn, InputJacobian
+from art_fim.scores import log_scores
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["logits", "probabilities"]
+
+# Median relative disagreement (in the Fisher's own seminorm) above which an interpretation
+# of ``class_gradient`` is rejected: float32 differences agree to about 1e-4, a wrong
+# interpretation is off by a factor p or 1/p or a normalisation's 1/std.
+_INTERPRETATION_TOLERANCE = 0.1
+# Inputs of the first batch on which it is checked (two random directions each).
+_INTERPRETATION_INPUTS = 8
 
 
 class NotDifferentiableError(TypeError):
     """The classifier's preprocessing chain (or the classifier itself) passes no gradients."""
 
 
+class ClassGradientMismatchError(ValueError):
+    """``class_gradient`` differentiates nothing that ``predict`` returns."""
+
+
+@contextlib.contextmanager
+def evaluation_mode(module: nn.Module | None) -> Iterator[None]:
+    """Put every submodule in eval mode, and give each back its own mode afterwards.
+
+    ``module.train(was_training)`` would not do: it sets every submodule alike, losing a
+    user's mixed state (a frozen BatchNorm inside a training network).
+    """
+    if module is None:
+        yield
+        return
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def torch_module(classifier: Any) -> nn.Module | None:
+    """The PyTorch module behind a classifier (the user's network for a ``PyTorchClassifier``)."""
+    if isinstance(classifier, nn.Module):
+        return classifier
+    model = getattr(classifier, "model", None)
+    return model if isinstance(model, nn.Module) else None
+
+
 class ClassifierAdapter(ABC):
     """What the estimators need from a classifier.
+
+    The output type is decided once per adapter, on the first batch, and every later batch
+    is checked against it: a model's outputs are either logits or probabilities.
 
     Attributes:
         input_shape: shape of one input, or ``None`` when unknown (a bare module).
         clip_values: ``(min, max)`` valid input range, or ``None``.
         device: where products are computed.
-        output_type: declared output type (``"auto"`` to detect per batch).
+        output_type: declared output type (``"auto"`` to detect on the first batch).
     """
 
     input_shape: tuple[int, ...] | None
     clip_values: Any
     device: torch.device
     output_type: OutputType
+    _kind: Kind | None = None
 
     @abstractmethod
-    def jacobian(self, x: np.ndarray) -> InputJacobian:
-        """Return the input Jacobian of the scores for the batch ``x``."""
+    def jacobian(self, x: np.ndarray, class_chunk: int | None = None) -> InputJacobian:
+        """Return the input Jacobian of the scores for the batch ``x``.
+
+        Args:
+            x: the batch.
+            class_chunk: classes per batched backward pass when the rows are formed (see
+                :class:`~art_fim.jacobian.AutogradJacobian`); ignored by dense Jacobians.
+        """
+
+    @abstractmethod
+    def outputs(self, x: np.ndarray) -> np.ndarray | Tensor:
+        """Return the model's raw outputs on the batch ``x``, ``[B, K]``."""
+
+    def decide_output_type(self, x: np.ndarray) -> Kind:
+        """Decide the output type from the outputs on ``x`` (a whole first batch, not one input)."""
+        return self._resolve(self.outputs(x))
+
+    def activation_bytes(self, x: np.ndarray) -> int:
+        """Bytes the forward graph of the batch ``x`` keeps for the backward pass (0 if unknown)."""
+        return 0
 
     @contextlib.contextmanager
     def evaluating(self) -> Iterator[None]:
@@ -53,6 +122,12 @@ class ClassifierAdapter(ABC):
     def itemsize(self) -> int:
         """Bytes per number in the products (for memory planning)."""
         return 4
+
+    def _resolve(self, raw: np.ndarray | Tensor) -> Kind:
+        """The output type: declared, or detected on the first batch and checked on the rest."""
+        detected = self._kind is not None and self.output_type == "auto"
+        self._kind = resolve_output_type(raw, self._kind or self.output_type, detected=detected)
+        return self._kind
 
 
 class TorchAdapter(ClassifierAdapter):
@@ -92,33 +167,101 @@ class TorchAdapter(ClassifierAdapter):
     @contextlib.contextmanager
     def evaluating(self) -> Iterator[None]:  # noqa: D102
         # ART's own predict and class_gradient switch to eval mode the same way.
-        was_training = self.module.training
-        self.module.eval()
-        try:
+        with evaluation_mode(self.module):
             yield
-        finally:
-            self.module.train(was_training)
 
-    def jacobian(self, x: np.ndarray) -> InputJacobian:  # noqa: D102
-        xt = torch.as_tensor(x, device=self.device).to(self.dtype)
+    def _as_tensor(self, x: np.ndarray | Tensor) -> Tensor:
+        return torch.as_tensor(x, device=self.device).to(self.dtype)
+
+    def outputs(self, x: np.ndarray | Tensor) -> Tensor:  # noqa: D102
         with torch.no_grad():
-            scores = self.forward(xt)
-        kind = resolve_output_type(scores.detach().cpu().numpy(), self.output_type)
-        if kind == "logits":
-            return AutogradJacobian(self.forward, xt)
+            return self.forward(self._as_tensor(x))
+
+    def jacobian(self, x: np.ndarray, class_chunk: int | None = None) -> InputJacobian:  # noqa: D102
+        xt = self._as_tensor(x)
         forward = self.forward
-        return AutogradJacobian(lambda t: log_probabilities(forward(t)), xt)
+        raw = self.outputs(xt)
+        kind = self._resolve(raw)
+        jac = AutogradJacobian(lambda t: log_scores(forward(t), kind), xt, class_chunk=class_chunk)
+        # The graph's forward pass is a second evaluation of the batch: a random model shows.
+        name = type(self.module).__name__
+        check_repeatable(log_scores(raw, kind), jac.logits, output_eps(raw), name)
+        return jac
+
+    def activation_bytes(self, x: np.ndarray) -> int:
+        """Bytes of the tensors autograd saves in one forward pass of ``x`` (parameters excluded).
+
+        Measured with ``torch.autograd.graph.saved_tensors_hooks``; this is the memory the
+        graph holds while products are taken, and a batched backward over ``c`` cotangents
+        holds gradient buffers of about ``c`` times that size.
+        """
+        xt = self._as_tensor(x).requires_grad_(True)
+        tensors = itertools.chain(self.module.parameters(), self.module.buffers())
+        owned = {t.untyped_storage().data_ptr() for t in tensors}
+        saved: dict[int, int] = {}
+
+        def pack(t: Tensor) -> Tensor:
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in owned:
+                saved[storage.data_ptr()] = storage.nbytes()
+            return t
+
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = self.forward(xt)
+        saved[out.untyped_storage().data_ptr()] = out.untyped_storage().nbytes()
+        return int(sum(saved.values()))
+
+
+def _score_map_jacobian(raw: Tensor, kind: Kind) -> Tensor:
+    """``∂ log_scores / ∂ raw`` per sample, ``[B, K] -> [B, max(K, 2), K]``."""
+    single = torch.func.jacrev(lambda r: log_scores(r[None], kind)[0])
+    return torch.func.vmap(single)(raw)
+
+
+# What ART's ``class_gradient`` may differentiate, and how each turns into the Jacobian of the
+# scores (``G``: ``[B, K, d]`` class gradients, ``raw``: ``[B, K]`` outputs of predict).
+Interpretation = Callable[[Tensor, Tensor, Kind], Tensor]
+
+
+def _of_outputs(grads: Tensor, raw: Tensor, kind: Kind) -> Tensor:
+    return _score_map_jacobian(raw, kind) @ grads
+
+
+def _of_log_outputs(grads: Tensor, raw: Tensor, kind: Kind) -> Tensor:
+    # ∇ raw = raw ⊙ ∇ log raw. For probability outputs this also covers the logits behind
+    # them: they differ from log q by a common shift, which M = diag(p) − ppᵀ annihilates.
+    return _score_map_jacobian(raw, kind) @ (raw[..., None] * grads)
+
+
+def _of_softmax(grads: Tensor, raw: Tensor, kind: Kind) -> Tensor:
+    return grads / torch.softmax(raw, dim=-1)[..., None]
 
 
 class ClassGradientAdapter(ClassifierAdapter):
-    """Any ART classifier with ``class_gradient`` (TensorFlow, Keras, JAX, ...): exact route only.
+    """Any ART classifier with ``class_gradient`` (TensorFlow, Keras, scikit-learn): exact only.
 
     The Jacobian is materialised as ``[B, K, d]`` from ``K`` calls of
     ``class_gradient(x, label=k)``. Per-label calls are used on purpose: ART's
     ``TensorFlowV2Classifier.class_gradient(label=None)`` differentiates with respect to the
     *preprocessed* input and so misses the normalisation's chain-rule factor, while the
     per-label path is correct in every framework.
+
+    What ``class_gradient`` differentiates differs between ART's estimators: the outputs
+    (PyTorch, TensorFlow, Keras, scikit-learn's binary logistic regression), their logarithm
+    (scikit-learn's multinomial logistic regression returns ``∇ log p_k`` beside
+    probabilities), or softmax probabilities of logit outputs. It is not assumed: on the first
+    batch, each interpretation's directional derivatives ``J v`` are compared with central
+    differences of ``predict`` along two random directions per input, in the Fisher's own
+    seminorm ``‖u‖_M = √(uᵀ M u)``, and the one that matches is kept for every batch. If none
+    matches (gradients of the preprocessed input, a non-smooth or random model), the adapter
+    refuses. The check runs on the first batch's first 8 inputs.
     """
+
+    INTERPRETATIONS: dict[str, Interpretation] = {
+        "the outputs": _of_outputs,
+        "the logarithm of the outputs (or the logits behind probability outputs)": _of_log_outputs,
+        "the softmax probabilities of logit outputs": _of_softmax,
+    }
 
     def __init__(self, classifier: Any, output_type: OutputType = "auto") -> None:
         self.classifier = classifier
@@ -126,23 +269,87 @@ class ClassGradientAdapter(ClassifierAdapter):
         self.clip_values = classifier.clip_values
         self.device = torch.device("cpu")
         self.output_type = output_type
+        self.interpretation: str | None = None
 
     @property
-    def itemsize(self) -> int:  # noqa: D102
-        return 8
+    def itemsize(self) -> int:
+        """Bytes per Jacobian entry at the peak: float64, held about four times over.
 
-    def jacobian(self, x: np.ndarray) -> InputJacobian:  # noqa: D102
-        scores = np.asarray(self.classifier.predict(x, batch_size=len(x)), dtype=np.float64)
-        kind = resolve_output_type(scores, self.output_type)
-        rows = [self.classifier.class_gradient(x, label=k) for k in range(scores.shape[1])]
-        jac = torch.from_numpy(np.concatenate(rows, axis=1).astype(np.float64))
-        scores_t = torch.from_numpy(scores)
-        if kind == "probabilities":
-            # ∇ log q_k = ∇q_k / q_k (q floored as in the logarithm), and softmax(log q) = q.
-            scores_t = log_probabilities(scores_t)
-            q = scores_t.exp()
-            jac = jac / q.reshape(*q.shape, *([1] * (jac.ndim - 2)))
-        return DenseJacobian(jac, scores_t)
+        ``class_gradient``'s arrays, their concatenation, the tensor and the interpretation's
+        product of it.
+        """
+        return 4 * 8
+
+    def outputs(self, x: np.ndarray) -> np.ndarray:  # noqa: D102
+        return np.asarray(self.classifier.predict(x, batch_size=len(x)))
+
+    def decide_output_type(self, x: np.ndarray) -> Kind:
+        """Decide the output type on ``x``, and what ``class_gradient`` differentiates on ``x[:8]``."""
+        raw = self.outputs(x)
+        kind = self._resolve(raw)
+        if self.interpretation is None:
+            n = _INTERPRETATION_INPUTS
+            grads = self._class_gradients(x[:n], raw.shape[1])
+            self.interpretation = self._establish(x[:n], raw[:n], kind, grads)
+        return kind
+
+    def _class_gradients(self, x: np.ndarray, classes: int) -> Tensor:
+        """``[B, K, d]`` float64, from one ``class_gradient(x, label=k)`` call per class."""
+        rows = [np.asarray(self.classifier.class_gradient(x, label=k)) for k in range(classes)]
+        grads = torch.from_numpy(np.concatenate(rows, axis=1).astype(np.float64))
+        return grads.reshape(len(x), classes, -1)
+
+    def jacobian(self, x: np.ndarray, class_chunk: int | None = None) -> InputJacobian:  # noqa: D102
+        raw = self.outputs(x)
+        kind = self._resolve(raw)
+        grads = self._class_gradients(x, raw.shape[1])
+        raw_t = torch.from_numpy(raw.astype(np.float64))
+        if self.interpretation is None:
+            self.interpretation = self._establish(x, raw, kind, grads)
+        jac = self.INTERPRETATIONS[self.interpretation](grads, raw_t, kind)
+        return DenseJacobian(jac.reshape(len(x), -1, *x.shape[1:]), log_scores(raw_t, kind))
+
+    def _establish(self, x: np.ndarray, raw: np.ndarray, kind: Kind, grads: Tensor) -> str:
+        """Pick the interpretation of ``class_gradient`` that matches differences of ``predict``."""
+        from art_fim.finite_differences import FiniteDifferenceJacobian
+
+        name = type(self.classifier).__name__
+        fd = FiniteDifferenceJacobian(
+            self.outputs, x, output_type=kind, clip_values=self.clip_values
+        )
+        raw_t = torch.from_numpy(raw.astype(np.float64))
+        check_repeatable(log_scores(raw_t, kind), fd.logits, output_eps(raw), name)
+        directions = np.random.default_rng(0).standard_normal((len(x), 2, grads.shape[-1]))
+        differences = torch.from_numpy(fd.directional_derivatives(directions))
+        p, v = fd.probs, torch.from_numpy(directions)
+        errors: dict[str, float] = {}
+        for label, interpretation in self.INTERPRETATIONS.items():
+            if label.startswith("the logarithm") and not (raw >= 0).all():
+                continue
+            if label.startswith("the softmax") and (kind != "logits" or raw.shape[1] < 2):
+                continue
+            jv = torch.einsum("bkd,bmd->bmk", interpretation(grads, raw_t, kind), v)
+            gap = _seminorm(jv - differences, p)
+            scale = torch.maximum(_seminorm(jv, p), _seminorm(differences, p))
+            relative = torch.where(scale > 0, gap / scale.clamp_min(1e-300), 0.0)
+            errors[label] = float(relative.median())
+        best = min(errors, key=errors.get)
+        summary = ", ".join(f"{label}: {err:.1%}" for label, err in errors.items())
+        if errors[best] > _INTERPRETATION_TOLERANCE:
+            raise ClassGradientMismatchError(
+                f"{name}.class_gradient matches no derivative of its predict outputs: along "
+                "random directions its products differ from central differences of predict by "
+                f"({summary}; median over the first batch). It may differentiate the preprocessed "
+                "input, or the model may be random or non-smooth. Use method='blackbox', which "
+                "needs only predict."
+            )
+        logger.info("%s.class_gradient differentiates %s (%s)", name, best, summary)
+        return best
+
+
+def _seminorm(u: Tensor, p: Tensor) -> Tensor:
+    """``√(uᵀ M u)`` with ``M = diag(p) − ppᵀ``: ``[B, m, K], [B, K] -> [B, m]``."""
+    return fisher_quadratic_form(u, p[:, None, :]).clamp_min(0.0).sqrt()
 
 
 def _module_device(module: nn.Module) -> torch.device:
@@ -165,10 +372,13 @@ def adapter_for(classifier: Any, output_type: OutputType = "auto") -> Classifier
     Raises:
         NotDifferentiableError: the preprocessing chain passes no gradients, or the
             classifier has no gradients at all (use ``method="blackbox"``).
+        UnsupportedDefenceError: a defence the white-box route cannot score (see
+            :mod:`art_fim.defences`).
         ValueError: a bare module in training mode.
     """
     from art.estimators.classification import PyTorchClassifier
 
+    check_defences(classifier, "whitebox")
     if isinstance(classifier, PyTorchClassifier):
         if not classifier.all_framework_preprocessing:
             names = ", ".join(type(p).__name__ for p in classifier.preprocessing_operations)

@@ -36,7 +36,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from art_fim.adapters import evaluation_mode, torch_module
 from art_fim.checks import OutputType, check_inputs
+from art_fim.defences import check_defences
 from art_fim.exact import spectrum_from_gram, trace_from_gram
 from art_fim.finite_differences import QUERY_BYTES, FiniteDifferenceJacobian, PredictFn
 from art_fim.jacobian import gram_from_rows
@@ -232,11 +234,20 @@ class BlackBoxFisher:
 
             def predict_module(q: np.ndarray) -> np.ndarray:
                 with torch.no_grad():
-                    return clf(torch.as_tensor(q).to(device, dtype)).cpu().numpy()
+                    out = clf(torch.as_tensor(q).to(device, dtype)).cpu()
+                # NumPy has no bfloat16; float32 holds its values exactly.
+                return (out.float() if out.dtype == torch.bfloat16 else out).numpy()
 
             return predict_module
         if callable(getattr(clf, "predict", None)):
-            return lambda q: np.asarray(clf.predict(q, batch_size=self.batch_size))
+            module = torch_module(clf)
+
+            def predict_classifier(q: np.ndarray) -> np.ndarray:
+                # ART's PyTorchClassifier.predict leaves its module in eval mode: restore its own.
+                with evaluation_mode(module):
+                    return np.asarray(clf.predict(q, batch_size=self.batch_size))
+
+            return predict_classifier
         if callable(clf):
             return lambda q: np.asarray(clf(q))
         raise TypeError(f"{type(clf).__name__} has no predict method; pass an ART classifier or a function.")
@@ -306,6 +317,7 @@ class BlackBoxFisher:
         for quantity in quantities:
             if quantity not in QUANTITIES:
                 raise ValueError(f"quantity must be one of {', '.join(QUANTITIES)}, got {quantity!r}")
+        check_defences(self.classifier, "blackbox")
         input_shape = getattr(self.classifier, "input_shape", None)
         clip_values = getattr(self.classifier, "clip_values", None)
         x = check_inputs(x, None if input_shape is None else tuple(input_shape), clip_values)
@@ -327,13 +339,15 @@ class BlackBoxFisher:
         stderr: dict[str, list[np.ndarray]] = {q: [] for q in quantities}
         queries, discrepancy = [], []
         desc = f"black-box Fisher ({kind}, {m} directions)"
+        output_type = self.output_type  # decided on the first group, checked on the rest
         with tqdm(total=n, desc=desc, unit="input", disable=not self.verbose) as bar:
             for start in range(0, n, group):
                 idx = range(start, min(n, start + group))
                 jac = FiniteDifferenceJacobian(
-                    predict, x[start : idx.stop], output_type=self.output_type, step=self.step,
+                    predict, x[start : idx.stop], output_type=output_type, step=self.step,
                     clip_values=clip_values, dtype=self.dtype,
                 )
+                output_type = jac.output_type
                 if start == 0 and y is not None:
                     check_labels(y, n, jac.num_classes)  # the class range, now that K is known
                 batch_labels = jac.logits.argmax(1) if labels is None else labels[start : idx.stop]
@@ -421,7 +435,8 @@ class BlackBoxFisher:
                 f"{discrepancy.max():.1%} (median {np.median(discrepancy):.1%}) for {int(bad.sum())} of "
                 f"{bad.size} inputs: rounding (or a non-smooth model) dominates the differences. Query "
                 "in float64 (dtype='float64', with a classifier that computes and returns float64) "
-                "or pass a larger step.",
+                "or pass a larger step. If the classifier's outputs are random (a randomised "
+                "defence), no step helps: score a deterministic classifier.",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -74,8 +74,9 @@ def spectral_statistics(
     eigenvalues, eigenvectors = spectrum_from_gram(gram, p)
     vector = None
     if eigenvector:
-        u = softmax_covariance_root(p.double()) @ eigenvectors[:, :, -1:]
-        v = (rows.double().transpose(1, 2) @ u)[:, :, 0]
+        u = (softmax_covariance_root(p.double()) @ eigenvectors[:, :, -1:])[:, :, 0]
+        # Jᵀ S u one class at a time: float64 without a float64 copy of all the rows.
+        v = sum(rows[:, k].double() * u[:, k : k + 1] for k in range(rows.shape[1]))
         vector = v / v.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
     return eigenvalues[:, -1].clamp_min(0.0), trace_from_gram(gram, p), vector
 

@@ -11,6 +11,7 @@ terms, ``h = ε^{1/3} · r`` with ``r`` the width of ``clip_values`` (or ``max(1
 When the classifier returns probabilities ``q`` the differences are taken of ``log q``
 (floored): they give ``(I − 1qᵀ) J``, whose rows differ from the logit Jacobian's by a
 common vector that ``M = diag(p) − ppᵀ`` annihilates, so the Fisher ``Jᵀ M J`` is unchanged.
+A binary model's single output becomes two scores first (:func:`art_fim.scores.log_scores`).
 
 Box constraints: a coordinate where ``x ± h u`` would leave ``[low, high]`` is moved
 one-sided, by ``2h u_i`` towards the inside of the box in one of the two queries and not at
@@ -24,6 +25,7 @@ same directional derivative, central in the interior coordinates and one-sided (
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -31,8 +33,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from art_fim.checks import OutputType, resolve_output_type
-from art_fim.jacobian import InputJacobian, log_probabilities
+from art_fim.checks import OutputType, clip_bounds, output_eps, resolve_output_type
+from art_fim.jacobian import InputJacobian
+from art_fim.scores import log_scores
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +66,8 @@ def box_bounds(
     """Return flattened ``(low, high)`` bounds, ``[d]`` each, or ``None`` without ``clip_values``."""
     if clip_values is None:
         return None
-    low, high = (np.asarray(c, dtype=np.float64) for c in (clip_values[0], clip_values[1]))
-    try:
-        low, high = (np.broadcast_to(c, input_shape).reshape(-1) for c in (low, high))
-    except ValueError:  # ART also accepts flat per-feature bounds
-        low, high = low.reshape(-1), high.reshape(-1)
-    return low, high
+    low, high = clip_bounds(clip_values, input_shape)
+    return low.reshape(-1), high.reshape(-1)
 
 
 def paired_offsets(
@@ -158,20 +157,30 @@ class FiniteDifferenceJacobian(InputJacobian):
             scale = float(np.max(self._bounds[1] - self._bounds[0]))
         else:
             scale = max(1.0, float(np.abs(self._x).max()))
-        score_eps = np.finfo(raw.dtype).eps if np.issubdtype(raw.dtype, np.floating) else 0.0
         self.step = step if step is not None else default_step(
-            scale, max(float(np.finfo(self.query_dtype).eps), float(score_eps))
+            scale, max(float(np.finfo(self.query_dtype).eps), output_eps(raw))
         )
         if not 0 < self.step <= scale / 4:
             raise ValueError(
                 f"step must be in (0, {scale / 4:g}] (a quarter of the input range), got {self.step!r}"
             )
+        if self._bounds is not None:
+            widths = self._bounds[1] - self._bounds[0]
+            narrow = widths < 2 * self.step
+            if narrow.any():
+                warnings.warn(
+                    f"clip_values leave less than two steps (2h = {2 * self.step:.3g}) in "
+                    f"{int(narrow.sum())} of {narrow.size} features (narrowest: "
+                    f"{float(widths.min()):.3g}): differences there cannot stay central, and lose "
+                    "accuracy. Pass a smaller step (blackbox_params={'step': ...}) or check the "
+                    "classifier's clip_values.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
 
     def _scores(self, raw: np.ndarray) -> np.ndarray:
-        raw = np.asarray(raw, dtype=np.float64)
-        if self.output_type == "probabilities":
-            return log_probabilities(torch.from_numpy(raw)).numpy()
-        return raw
+        raw = torch.from_numpy(np.asarray(raw, dtype=np.float64))
+        return log_scores(raw, self.output_type).numpy()
 
     def _query(self, points: np.ndarray) -> np.ndarray:
         if self._bounds is not None:  # guard against rounding past the bounds

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from art_fim.hutchinson import Generators, sample_probes
+
 Matvec = Callable[[Tensor], Tensor]
 
 
@@ -38,8 +40,8 @@ class EigenResult:
     residual: Tensor
 
 
-def _unit_start(batch: int, dim: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
-    v = torch.randn(batch, dim, generator=generator, dtype=torch.float64, device="cpu").to(device)
+def _unit_start(batch: int, dim: int, generator: Generators, device: torch.device) -> Tensor:
+    v = sample_probes(batch, dim, "gaussian", generator).to(device)
     return v / v.norm(dim=-1, keepdim=True)
 
 
@@ -50,7 +52,7 @@ def lanczos(
     *,
     num_iter: int = 50,
     tol: float = 1e-6,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     device: torch.device | str = "cpu",
 ) -> EigenResult:
     """Largest eigenvalue of each block by the Lanczos method.
@@ -65,7 +67,7 @@ def lanczos(
         dim: ``d``.
         num_iter: maximum number of Lanczos steps (matvecs).
         tol: relative residual tolerance.
-        generator: random generator for the start vectors.
+        generator: random generator for the start vectors, or one per block.
         device: device of the vectors.
 
     Returns:
@@ -123,7 +125,7 @@ def power_iteration(
     *,
     num_iter: int = 100,
     tol: float = 1e-6,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     device: torch.device | str = "cpu",
 ) -> EigenResult:
     """Largest eigenvalue of each block by power iteration.
@@ -138,7 +140,7 @@ def power_iteration(
         dim: ``d``.
         num_iter: maximum number of matvecs.
         tol: relative change tolerance.
-        generator: random generator for the start vectors.
+        generator: random generator for the start vectors, or one per block.
         device: device of the vectors.
 
     Returns:

@@ -35,26 +35,6 @@ logger = logging.getLogger(__name__)
 
 ForwardFn = Callable[[Tensor], Tensor]
 
-# Probabilities below this are floored before the logarithm: such classes carry no Fisher
-# weight (p_k ∇log p_k → 0), and the floor keeps log q finite for saturated float32 softmax.
-PROB_FLOOR = 1e-30
-
-
-def log_probabilities(q: Tensor) -> Tensor:
-    """Return ``log max(q, PROB_FLOOR)``: the scores of a model that outputs probabilities.
-
-    ``softmax(log q) = q``, and differences of ``log q`` between classes are differences of
-    logits, so every statistic of ``art_fim`` treats ``log q`` as the model's logits.
-    """
-    return torch.log(q.clamp_min(PROB_FLOOR))
-
-
-def gram_from_rows(rows: Tensor) -> Tensor:
-    """Return ``J Jᵀ`` in float64 from the Jacobian rows: ``[B, K, d] -> [B, K, K]``."""
-    rows = rows.double()
-    return rows @ rows.transpose(1, 2)
-
-
 @contextlib.contextmanager
 def _second_order_attention() -> Iterator[None]:
     """Route scaled-dot-product attention through its composite ("math") kernel.
@@ -65,6 +45,24 @@ def _second_order_attention() -> Iterator[None]:
     """
     with sdpa_kernel([SDPBackend.MATH]):
         yield
+
+
+def gram_from_rows(rows: Tensor) -> Tensor:
+    """Return ``J Jᵀ`` in float64 from the rows ``J``, ``[B, K, d] -> [B, K, K]``.
+
+    Rows in a narrower dtype are taken to float64 a block of columns at a time
+    (``J Jᵀ = Σ_blocks J_b J_bᵀ``), so the float64 copy never exceeds a quarter of the rows'
+    own bytes: the exact route's peak memory is the rows, not a float64 copy of them.
+    """
+    if rows.dtype == torch.float64:
+        return rows @ rows.transpose(1, 2)
+    batch, classes, dim = rows.shape
+    width = max(1, dim * rows.element_size() // 32)
+    gram = torch.zeros(batch, classes, classes, dtype=torch.float64, device=rows.device)
+    for start in range(0, dim, width):
+        block = rows[:, :, start : start + width].double()
+        gram.baddbmm_(block, block.transpose(1, 2))
+    return gram
 
 
 class InputJacobian(ABC):
@@ -197,9 +195,13 @@ class AutogradJacobian(InputJacobian):
         forward: maps ``[B, *input_shape]`` to logits ``[B, K]``; must treat samples
             independently (eval mode).
         x: the batch, already on the right device and dtype.
+        class_chunk: cotangents per batched backward pass in :meth:`rows` (default all
+            ``K``). A batched backward holds one copy of the network's gradient buffers per
+            cotangent, so fewer at a time bound the peak memory at large ``K``.
     """
 
-    def __init__(self, forward: ForwardFn, x: Tensor) -> None:
+    def __init__(self, forward: ForwardFn, x: Tensor, class_chunk: int | None = None) -> None:
+        self.class_chunk = class_chunk
         self._forward = forward
         self._x = x.detach().requires_grad_(True)
         with torch.enable_grad():
@@ -254,17 +256,30 @@ class AutogradJacobian(InputJacobian):
         return jv.detach()
 
     def rows(self) -> Tensor:
-        """Return the Jacobian itself, ``[B, K, d]`` (``K`` batched VJPs)."""
+        """Return the Jacobian itself, ``[B, K, d]`` (``K`` VJPs, :attr:`class_chunk` at a time)."""
         k = self.num_classes
+        chunk = k if self.class_chunk is None else max(1, min(k, int(self.class_chunk)))
         cotangents = torch.eye(k, dtype=self._z.dtype, device=self.device)
         cotangents = cotangents[:, None, :].expand(k, self.batch_size, k)
         if self._batched_backward_ok:
             try:
-                (grads,) = torch.autograd.grad(
-                    self._z, self._x, cotangents, retain_graph=True, is_grads_batched=True
+                if chunk == k:
+                    return self._batched_vjp(cotangents).transpose(0, 1)
+                out = torch.empty(
+                    self.batch_size, k, self.input_dim, dtype=self._x.dtype, device=self.device
                 )
-                return grads.reshape(k, self.batch_size, -1).transpose(0, 1)
+                for start in range(0, k, chunk):
+                    block = self._batched_vjp(cotangents[start : start + chunk])
+                    out[:, start : start + chunk] = block.transpose(0, 1)
+                return out
             except (RuntimeError, NotImplementedError) as err:
                 logger.info("batched backward unavailable (%s); using %d backward passes", err, k)
                 self._batched_backward_ok = False
         return torch.stack([self.vjp(cotangents[i]) for i in range(k)], dim=1)
+
+    def _batched_vjp(self, cotangents: Tensor) -> Tensor:
+        """``[c, B, K]`` cotangents -> ``[c, B, d]`` products, in one batched backward pass."""
+        (grads,) = torch.autograd.grad(
+            self._z, self._x, cotangents, retain_graph=True, is_grads_batched=True
+        )
+        return grads.reshape(len(cotangents), self.batch_size, -1)

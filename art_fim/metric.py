@@ -12,7 +12,9 @@ perturbation: ``KL(p(x) ‖ p(x + δ)) ≈ ½ δᵀ F(x) δ ≤ ½ ‖δ‖² λ
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -22,10 +24,12 @@ from tqdm.auto import tqdm
 from art_fim.adapters import ClassifierAdapter, adapter_for
 from art_fim.checks import OutputType, check_inputs
 from art_fim.exact import exact_spectral_norm, exact_trace
-from art_fim.hutchinson import hutchinson_trace
+from art_fim.hutchinson import MIN_PROBES, hutchinson_trace
 from art_fim.iterative import lanczos, power_iteration
 from art_fim.jacobian import AutogradJacobian, InputJacobian
+from art_fim.memory import Footprint, plan_exact
 from art_fim.results import FisherEstimate
+from art_fim.streams import input_generators
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +41,12 @@ _METHODS: dict[str, tuple[str, ...]] = {
     "trace": ("auto", "exact", "hutchinson", "blackbox"),
 }
 _CPU_MEMORY_BUDGET = 2 * 1024**3
+# Black-box options the metric sets from its own parameters.
+_SHARED_BLACKBOX_PARAMS = frozenset({"output_type", "seed", "batch_size", "verbose"})
 
 
 def default_memory_budget(device: torch.device) -> int:
-    """Bytes the Jacobian of one batch may take: half the free GPU memory, or 2 GiB on CPU."""
+    """Bytes one batch may take at its peak: half the free GPU memory, or 2 GiB on CPU."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free // 2)
@@ -56,8 +62,8 @@ class FisherInformationMetric:
     Methods: ``"exact"`` (``K`` batched VJPs and a float64 ``K × K`` eigenproblem),
     ``"lanczos"`` and ``"power"`` (matrix-free, one JVP + one VJP per step, never forming
     ``J``: for ``K`` in the hundreds or thousands), ``"hutchinson"`` (trace only, JVPs only),
-    ``"blackbox"`` (queries only: ``predict``), and ``"auto"``: exact while the batch's
-    Jacobian fits in ``memory_budget``, Lanczos otherwise.
+    ``"blackbox"`` (queries only: ``predict``), and ``"auto"``: exact while one input's
+    exact computation fits in ``memory_budget``, Lanczos otherwise.
 
     | Paper link: https://arxiv.org/abs/2606.04767
 
@@ -69,11 +75,13 @@ class FisherInformationMetric:
         batch_size: inputs per batch (reduced when the memory budget requires).
         num_iter: maximum Lanczos / power iterations.
         tol: relative tolerance of the iterative methods.
-        num_probes: Hutchinson probes per input.
-        seed: seed of every random draw (start vectors, probes, directions).
+        num_probes: Hutchinson probes per input (at least 10, for a trustworthy interval).
+        seed: seed of every random draw (start vectors, probes, directions); each input has
+            its own stream, so values do not depend on ``batch_size``.
         output_type: ``"auto"`` (detect), ``"logits"`` or ``"probabilities"``.
-        memory_budget: bytes a batch's Jacobian may take; default half the free GPU memory
-            or 2 GiB on CPU.
+        memory_budget: bytes one batch may take at its peak (graph, Jacobian rows, gradient
+            buffers, float64 copies; see :mod:`art_fim.memory`); default half the free GPU
+            memory or 2 GiB on CPU. The exact route refuses an input that does not fit.
         verbose: show a progress bar.
         blackbox_params: options of the query-only estimator (see
             :class:`art_fim.blackbox.BlackBoxFisher`).
@@ -104,7 +112,7 @@ class FisherInformationMetric:
         output_type: OutputType = "auto",
         memory_budget: int | None = None,
         verbose: bool = True,
-        blackbox_params: dict[str, Any] | None = None,
+        blackbox_params: Mapping[str, Any] | None = None,
     ) -> None:
         self.classifier = classifier
         self.method = method
@@ -116,31 +124,79 @@ class FisherInformationMetric:
         self.output_type = output_type
         self.memory_budget = memory_budget
         self.verbose = verbose
-        self.blackbox_params = dict(blackbox_params or {})
+        self.blackbox_params = blackbox_params
         self._check_params()
 
     def set_params(self, **kwargs: Any) -> None:
-        """Set metric parameters (names from :attr:`metric_params`) and validate them."""
+        """Set metric parameters (names from :attr:`metric_params`) and validate them.
+
+        Atomic: if any value is invalid, no parameter changes.
+        """
+        unknown = [key for key in kwargs if key not in self.metric_params]
+        if unknown:
+            valid = ", ".join(self.metric_params)
+            raise ValueError(f"Unknown parameter {unknown[0]!r}; valid: {valid}")
+        previous = {key: getattr(self, key) for key in kwargs}
         for key, value in kwargs.items():
-            if key not in self.metric_params:
-                raise ValueError(f"Unknown parameter {key!r}; valid: {', '.join(self.metric_params)}")
             setattr(self, key, value)
-        self._check_params()
+        try:
+            self._check_params()
+        except (TypeError, ValueError):
+            for key, value in previous.items():
+                setattr(self, key, value)
+            raise
 
     def _check_params(self) -> None:
         allowed = set(_METHODS["spectral_norm"]) | set(_METHODS["trace"])
         if self.method not in allowed:
             raise ValueError(f"method must be one of {sorted(allowed)}, got {self.method!r}")
-        for name in ("batch_size", "num_iter", "num_probes"):
+        lowest = {"batch_size": 1, "num_iter": 1, "num_probes": MIN_PROBES, "seed": 0}
+        for name, low in lowest.items():
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not self.tol > 0:
-            raise ValueError(f"tol must be positive, got {self.tol!r}")
+            if not _is_int(value) or value < low:
+                kind = {0: "a non-negative integer", 1: "a positive integer"}.get(
+                    low, f"an integer ≥ {low}"
+                )
+                raise ValueError(f"{name} must be {kind}, got {value!r}")
+        if not (_is_real(self.tol) and 0 < self.tol < 1):
+            raise ValueError(f"tol must be a number in (0, 1), e.g. 1e-6; got {self.tol!r}")
+        budget = self.memory_budget
+        if budget is not None and not (_is_int(budget) and budget > 0):
+            raise ValueError(
+                f"memory_budget must be a positive number of bytes (e.g. 2 * 1024**3) or None for "
+                f"the default; got {self.memory_budget!r}"
+            )
         if self.output_type not in ("auto", "logits", "probabilities"):
             raise ValueError(
                 f"output_type must be 'auto', 'logits' or 'probabilities', got {self.output_type!r}"
             )
+        self._check_blackbox_params()
+
+    def _check_blackbox_params(self) -> None:
+        """Validate ``blackbox_params`` now, not at the first black-box estimate."""
+        from art_fim.blackbox import BlackBoxFisher
+
+        if self.blackbox_params is None:
+            self.blackbox_params = {}
+        if not isinstance(self.blackbox_params, Mapping):
+            kind = type(self.blackbox_params).__name__
+            raise ValueError(f"blackbox_params must be a dict, got {kind}")
+        # A copy: later edits of the caller's dict do not leak in.
+        self.blackbox_params = dict(self.blackbox_params)
+        accepted = set(inspect.signature(BlackBoxFisher).parameters) - {"classifier"}
+        for key in self.blackbox_params:
+            if key in _SHARED_BLACKBOX_PARAMS:
+                raise ValueError(
+                    f"blackbox_params[{key!r}]: pass {key}= to the metric itself, which hands it "
+                    "on."
+                )
+            if key not in accepted:
+                valid = ", ".join(sorted(accepted - _SHARED_BLACKBOX_PARAMS))
+                raise ValueError(f"Unknown blackbox_params key {key!r}; valid: {valid}")
+        try:
+            BlackBoxFisher(self.classifier, **self.blackbox_params)
+        except TypeError as err:
+            raise ValueError(f"blackbox_params: {err}") from None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Return ``λ_max(F(x))`` per input, shape ``[N]``."""
@@ -173,70 +229,106 @@ class FisherInformationMetric:
             return blackbox_for(self).estimate(x, quantity)
         adapter = adapter_for(self.classifier, self.output_type)
         x = check_inputs(x, adapter.input_shape, adapter.clip_values)
-        method, batch_size = self._plan(adapter, x, quantity)
-        generator = torch.Generator().manual_seed(self.seed)
         parts: list[tuple[np.ndarray, ...]] = []
+        # Everything that runs the model, the planning probe included, runs in eval mode.
         with adapter.evaluating(), tqdm(
-            total=len(x), desc=f"Fisher {quantity} ({method})", unit="input", disable=not self.verbose
+            total=len(x), desc=f"Fisher {quantity}", unit="input", disable=not self.verbose
         ) as bar:
+            method, batch_size, class_chunk = self._plan(adapter, x, quantity)
+            bar.set_description(f"Fisher {quantity} ({method})")
             for start in range(0, len(x), batch_size):
-                jac = adapter.jacobian(x[start : start + batch_size])
-                parts.append(self._estimate_batch(jac, method, quantity, generator))
+                jac = adapter.jacobian(x[start : start + batch_size], class_chunk)
+                generators = input_generators(self.seed, start, jac.batch_size)
+                parts.append(self._estimate_batch(jac, method, quantity, generators))
                 bar.update(jac.batch_size)
-        values, stderr, iterations, converged = (np.concatenate(col) for col in zip(*parts))
+        values, stderr, iterations, converged, dof = (np.concatenate(col) for col in zip(*parts))
         if not converged.all():
             logger.warning(
                 "%s did not reach tol=%g within %d iterations for %d of %d inputs",
                 method, self.tol, self.num_iter, int((~converged).sum()), len(converged),
             )
-        return FisherEstimate(values, stderr, iterations, converged, method)
+        dof = dof if method == "hutchinson" else None
+        return FisherEstimate(values, stderr, iterations, converged, method, dof=dof)
 
-    def _plan(self, adapter: ClassifierAdapter, x: np.ndarray, quantity: Quantity) -> tuple[str, int]:
-        """Resolve ``"auto"`` and the batch size from the memory budget."""
+    def _plan(
+        self, adapter: ClassifierAdapter, x: np.ndarray, quantity: Quantity
+    ) -> tuple[str, int, int | None]:
+        """Resolve ``"auto"``, the batch size and the exact route's classes per backward pass.
+
+        The output type is decided on the first batch; one input's Jacobian and forward graph
+        give the sizes of :class:`~art_fim.memory.Footprint`, whose peak per input (graph,
+        rows, gradient buffers, float64 blocks, Krylov basis) must fit the memory budget.
+        """
         budget = self.memory_budget or default_memory_budget(adapter.device)
+        adapter.decide_output_type(x[: self.batch_size])
         probe = adapter.jacobian(x[:1])
-        dim, classes = probe.input_dim, probe.num_classes
-        # Exact: the K rows of J per sample, plus as much again for the backward pass.
-        exact_bytes = 2 * classes * dim * adapter.itemsize
+        footprint = Footprint(
+            probe.num_classes, probe.input_dim, adapter.itemsize, adapter.activation_bytes(x[:1])
+        )
+        # Only autograd Jacobians have a matrix-free fallback; dense ones are exact anyway.
+        matrix_free = isinstance(probe, AutogradJacobian)
+        del probe
+        exact = plan_exact(footprint, budget, self.batch_size)
         method = self.method
         if method == "auto":
-            # Only autograd Jacobians have a matrix-free fallback; dense ones are exact anyway.
-            matrix_free = isinstance(probe, AutogradJacobian) and exact_bytes > budget
             fallback = "lanczos" if quantity == "spectral_norm" else "hutchinson"
-            method = fallback if matrix_free else "exact"
+            method = fallback if matrix_free and exact is None else "exact"
         if method == "exact":
-            per_sample = exact_bytes
-        elif method in ("lanczos", "power"):
-            per_sample = (self.num_iter + 4) * dim * 8  # float64 Krylov basis
+            if exact is None and matrix_free:
+                raise ValueError(
+                    f"The exact route needs about {footprint.exact(1) / 2**30:.3g} GiB for one "
+                    f"input (K = {footprint.classes}, d = {footprint.dim}), more than "
+                    f"memory_budget = {budget / 2**30:.3g} GiB. Use method='lanczos' (or "
+                    "'hutchinson' for the trace), or raise memory_budget."
+                )
+            batch_size, class_chunk = exact or (1, None)
         else:
-            per_sample = 4 * dim * 8
-        batch_size = int(max(1, min(self.batch_size, budget // max(per_sample, 1))))
+            per_input = (
+                footprint.iterative(self.num_iter)
+                if method in ("lanczos", "power")
+                else footprint.hutchinson(self.num_probes)
+            )
+            batch_size, class_chunk = max(1, min(self.batch_size, budget // per_input)), None
         if batch_size < self.batch_size:
             logger.info("batch size reduced to %d to fit the memory budget", batch_size)
-        return method, batch_size
+        if class_chunk is not None and class_chunk < footprint.classes:
+            logger.info("exact route: %d classes per backward pass to fit the budget", class_chunk)
+        return method, batch_size, class_chunk
 
     def _estimate_batch(
-        self, jac: InputJacobian, method: str, quantity: Quantity, generator: torch.Generator
+        self, jac: InputJacobian, method: str, quantity: Quantity, generators: list[torch.Generator]
     ) -> tuple[np.ndarray, ...]:
         b = jac.batch_size
         ones = np.ones(b, dtype=bool)
+        no_dof = np.full(b, np.inf)
         if method == "exact":
             values = exact_spectral_norm(jac) if quantity == "spectral_norm" else exact_trace(jac)
-            return values.cpu().numpy(), np.zeros(b), np.full(b, jac.num_classes), ones
+            return values.cpu().numpy(), np.zeros(b), np.full(b, jac.num_classes), ones, no_dof
         if method == "hutchinson":
-            mean, se = hutchinson_trace(jac, self.num_probes, generator=generator)
-            return mean.cpu().numpy(), se.cpu().numpy(), np.full(b, self.num_probes), ones
+            mean, se, dof = hutchinson_trace(jac, self.num_probes, generator=generators)
+            probes = np.full(b, self.num_probes)
+            return mean.cpu().numpy(), se.cpu().numpy(), probes, ones, dof.cpu().numpy()
         solver = lanczos if method == "lanczos" else power_iteration
         result = solver(
             jac.fisher_matvec, b, jac.input_dim,
-            num_iter=self.num_iter, tol=self.tol, generator=generator, device=jac.device,
+            num_iter=self.num_iter, tol=self.tol, generator=generators, device=jac.device,
         )
         return (
             result.values.cpu().numpy(),
             np.zeros(b),
             result.iterations.cpu().numpy(),
             result.converged.cpu().numpy(),
+            no_dof,
         )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    return real and bool(np.isfinite(value))
 
 
 def fisher_spectral_norm(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from art_fim.radius import norm_name, robust_fraction
 
@@ -21,6 +22,8 @@ class FisherEstimate:
         converged: whether the iterative method met its tolerance, per input.
         method: the method that produced the values.
         queries: model queries (forward passes) per input, for query-only estimators.
+        dof: degrees of freedom of the scaled-χ² interval per input (Hutchinson; see
+            :mod:`art_fim.hutchinson`), or ``None`` for a normal interval.
     """
 
     values: np.ndarray
@@ -29,6 +32,28 @@ class FisherEstimate:
     converged: np.ndarray
     method: str
     queries: np.ndarray | None = field(default=None)
+    dof: np.ndarray | None = field(default=None)
+
+    def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """Return a ``level`` confidence interval per input, ``(low, high)``.
+
+        With :attr:`dof` (Hutchinson): ``[ν v / χ²_ν(1 − α/2), ν v / χ²_ν(α/2)]``, which
+        follows the skew of the quadratic forms; otherwise ``v ± z_{1−α/2} · stderr``,
+        floored at zero (a zero-width interval for exact values).
+        """
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1), got {level!r}")
+        alpha = 1.0 - level
+        if self.dof is None:
+            half = stats.norm.ppf(1 - alpha / 2) * self.stderr
+            return np.maximum(self.values - half, 0.0), self.values + half
+        dof = np.asarray(self.dof, dtype=np.float64)
+        finite = np.isfinite(dof) & (dof > 0)
+        safe = np.where(finite, dof, 1.0)
+        upper, lower = stats.chi2.ppf(1 - alpha / 2, safe), stats.chi2.ppf(alpha / 2, safe)
+        low = np.where(finite, safe * self.values / upper, self.values)
+        high = np.where(finite, safe * self.values / lower, self.values)
+        return low, high
 
     def summary(self) -> dict[str, float]:
         """Dataset summary of :attr:`values` (see :func:`summarize`)."""

@@ -50,6 +50,7 @@ from art_fim.radius import (
     robust_fraction,
 )
 from art_fim.results import FisherEstimate, FisherStatistics
+from art_fim.streams import input_generators
 
 logger = logging.getLogger(__name__)
 
@@ -111,23 +112,23 @@ def fisher_statistics(
     adapter = adapter_for(classifier, metric.output_type)
     x = check_inputs(x, adapter.input_shape, adapter.clip_values)
     labels = None if y is None else check_labels(y, len(x))
-    route, size = metric._plan(adapter, x, "spectral_norm")
-    if route != "exact" and norms:
-        logger.warning(
-            "the Jacobian rows of a batch exceed the memory budget: λ_max and the trace take the "
-            "matrix-free routes and the robust radii are not computed (NaN); pass method='exact' "
-            "to compute them in smaller batches."
-        )
     bounds = box_bounds(adapter.clip_values, tuple(x.shape[1:]))
     bounds_t = None if bounds is None else (torch.tensor(bounds[0]), torch.tensor(bounds[1]))
-    generator = torch.Generator().manual_seed(metric.seed)
     parts: list[dict[str, Any]] = []
     with adapter.evaluating(), tqdm(
-        total=len(x), desc=f"Fisher statistics ({route})", unit="input", disable=not verbose
+        total=len(x), desc="Fisher statistics", unit="input", disable=not verbose
     ) as bar:
+        route, size, class_chunk = metric._plan(adapter, x, "spectral_norm")
+        bar.set_description(f"Fisher statistics ({route})")
+        if route != "exact" and norms:
+            logger.warning(
+                "the Jacobian rows of one input exceed the memory budget: λ_max and the trace take "
+                "the matrix-free routes and the robust radii are not computed (NaN); raise "
+                "memory_budget to compute them."
+            )
         for start in range(0, len(x), size):
             batch = x[start : start + size]
-            jac = adapter.jacobian(batch)
+            jac = adapter.jacobian(batch, class_chunk)
             if start == 0 and y is not None:
                 check_labels(y, len(x), jac.num_classes)  # the class range, now that K is known
             target = (
@@ -135,9 +136,13 @@ def fisher_statistics(
                 else torch.from_numpy(labels[start : start + size]).to(jac.device)
             )
             if route == "exact":
-                parts.append(_exact_batch(jac, target, norms, eigenvector, refine, adapter, batch, bounds_t))
+                part, pending = _exact_batch(jac, target, norms, eigenvector, refine, batch, bounds_t)
+                del jac  # the refinement's Jacobians need the memory of this one's graph
+                part.update(_refine_batch(adapter, pending, target, class_chunk))
+                parts.append(part)
             else:
-                parts.append(_matrix_free_batch(metric, route, jac, target, norms, generator))
+                generators = input_generators(metric.seed, start, jac.batch_size)
+                parts.append(_matrix_free_batch(metric, route, jac, target, norms, generators))
             bar.update(len(batch))
     return _assemble(parts, norms, refine, route, eigenvector, x.shape[1:])
 
@@ -148,11 +153,15 @@ def _exact_batch(
     norms: tuple[float, ...],
     eigenvector: bool,
     refine: bool,
-    adapter: ClassifierAdapter,
     batch: np.ndarray,
     bounds: tuple[Tensor, Tensor] | None,
-) -> dict[str, Any]:
-    """All statistics of one batch from its ``K`` Jacobian rows (plus one pass per norm to refine)."""
+) -> tuple[dict[str, Any], dict[float, tuple[np.ndarray, Tensor, Tensor]]]:
+    """All statistics of one batch from its ``K`` Jacobian rows.
+
+    Returns:
+        The batch's statistics, and per norm to refine: the boundary points (shaped and typed
+        like ``batch``), the margins and their dual gradient norms at ``x``.
+    """
     rows = jac.rows()
     lam, trace, vector = spectral_statistics(rows, jac.probs, eigenvector)
     margin = margins(jac.logits, labels)
@@ -160,20 +169,30 @@ def _exact_batch(
         "spectral_norm": lam, "trace": trace, "eigenvector": vector, "labels": labels,
         "correct": jac.logits.argmax(1) == labels, "num_classes": jac.num_classes,
     }
-    boundary: dict[float, Tensor] = {}
-    dual: dict[float, Tensor] = {}
+    pending: dict[float, tuple[np.ndarray, Tensor, Tensor]] = {}
     flat = torch.from_numpy(np.asarray(batch, dtype=np.float64).reshape(len(batch), -1)).to(rows.device)
     box = None if bounds is None else (bounds[0].to(rows.device), bounds[1].to(rows.device))
     for norm in norms:
-        dual[norm] = margin_dual_norms(rows, labels, norm)
-        out[norm_name(norm)] = radius_from_margins(margin, dual[norm], labels)
+        dual = margin_dual_norms(rows, labels, norm)
+        out[norm_name(norm)] = radius_from_margins(margin, dual, labels)
         if refine:
-            boundary[norm] = boundary_point(flat, rows, labels, margin, dual[norm], norm, box)
-    del rows  # the next Jacobian (refinement) needs the memory
-    for norm, point in boundary.items():
-        moved = point.cpu().numpy().reshape(batch.shape).astype(batch.dtype, copy=False)
-        at_boundary = margin_dual_norms(adapter.jacobian(moved).rows(), labels, norm)
-        out[f"{norm_name(norm)}_refined"] = refined_radius(margin, dual[norm], at_boundary, labels)
+            point = boundary_point(flat, rows, labels, margin, dual, norm, box)
+            moved = point.cpu().numpy().reshape(batch.shape).astype(batch.dtype, copy=False)
+            pending[norm] = (moved, margin, dual)
+    return out, pending
+
+
+def _refine_batch(
+    adapter: ClassifierAdapter,
+    pending: dict[float, tuple[np.ndarray, Tensor, Tensor]],
+    labels: Tensor,
+    class_chunk: int | None,
+) -> dict[str, Tensor]:
+    """The refined radius per norm: one more Jacobian, at the boundary points."""
+    out = {}
+    for norm, (moved, margin, dual) in pending.items():
+        at_boundary = margin_dual_norms(adapter.jacobian(moved, class_chunk).rows(), labels, norm)
+        out[f"{norm_name(norm)}_refined"] = refined_radius(margin, dual, at_boundary, labels)
     return out
 
 
@@ -183,11 +202,11 @@ def _matrix_free_batch(
     jac: InputJacobian,
     labels: Tensor,
     norms: tuple[float, ...],
-    generator: torch.Generator,
+    generators: list[torch.Generator],
 ) -> dict[str, Any]:
     """``λ_max`` (Lanczos / power) and the trace (Hutchinson) on one Jacobian object; no radii."""
-    spectral = metric._estimate_batch(jac, route, "spectral_norm", generator)
-    trace = metric._estimate_batch(jac, "hutchinson", "trace", generator)
+    spectral = metric._estimate_batch(jac, route, "spectral_norm", generators)
+    trace = metric._estimate_batch(jac, "hutchinson", "trace", generators)
     nan = torch.full((jac.batch_size,), math.nan, dtype=torch.float64)
     out: dict[str, Any] = {
         "spectral": spectral, "trace_estimate": trace, "eigenvector": None, "labels": labels,
@@ -218,8 +237,10 @@ def _assemble(
         return FisherEstimate(values, zeros, passes * classes, ones, method)
 
     def iterative(key: str, method: str) -> FisherEstimate:
-        values, stderr, iterations, converged = (np.concatenate(c) for c in zip(*(part[key] for part in parts)))
-        return FisherEstimate(values, stderr, iterations, converged, method)
+        columns = zip(*(part[key] for part in parts))
+        values, stderr, iterations, converged, dof = (np.concatenate(c) for c in columns)
+        return FisherEstimate(values, stderr, iterations, converged, method,
+                              dof=dof if method == "hutchinson" else None)
 
     if route == "exact":
         spectral, trace = exact(cat("spectral_norm")), exact(cat("trace"))

@@ -287,8 +287,9 @@ def test_predicted_robust_accuracy_is_the_fraction_above_eps():
 
 
 def test_matrix_free_fallback_leaves_radii_undefined(caplog):
-    """With method='auto' and a budget too small for the rows, λ_max comes from Lanczos (1e-4 of
-    exact) and the radii are NaN with a warning; method='exact' computes them in small batches."""
+    """With method='auto' and a budget too small for one input's rows, λ_max comes from Lanczos
+    (1e-4 of exact) and the radii are NaN with a warning; method='exact' then refuses, saying
+    why; a budget for one input at a time gives the radii in batches of one."""
     model, x = make_model("mlp"), make_inputs(3).numpy()
     exact = fisher_statistics(model, x, norms=(2,), method="exact", verbose=False)
     with caplog.at_level("WARNING"):
@@ -296,7 +297,19 @@ def test_matrix_free_fallback_leaves_radii_undefined(caplog):
     assert "radii are not computed" in caplog.text
     assert stats.spectral_norm.method == "lanczos" and np.all(np.isnan(stats.radius["l2"].values))
     np.testing.assert_allclose(stats.spectral_norm.values, exact.spectral_norm.values, rtol=1e-4)
-    small = fisher_statistics(model, x, norms=(2,), method="exact", memory_budget=100, verbose=False)
+    with pytest.raises(ValueError, match="The exact route needs about"):
+        fisher_statistics(model, x, norms=(2,), method="exact", memory_budget=100, verbose=False)
+    calls = []
+    rows = AutogradJacobian.rows
+
+    def counting_rows(self):
+        calls.append(self.batch_size)
+        return rows(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(AutogradJacobian, "rows", counting_rows)
+        small = fisher_statistics(model, x, norms=(2,), memory_budget=30_000, verbose=False)
+    assert small.spectral_norm.method == "exact" and calls[-3:] == [1, 1, 1]
     np.testing.assert_allclose(small.radius["l2"].values, exact.radius["l2"].values, rtol=1e-12)
 
 
