@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 ForwardFn = Callable[[Tensor], Tensor]
 
+
 @contextlib.contextmanager
 def _second_order_attention() -> Iterator[None]:
     """Route scaled-dot-product attention through its composite ("math") kernel.

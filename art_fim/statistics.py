@@ -74,9 +74,10 @@ def fisher_statistics(
     The values equal those of separate :func:`~art_fim.fisher_spectral_norm`,
     :func:`~art_fim.fisher_trace` and :func:`robust_radius` calls with the same settings, at
     the cost of one of them. With ``method="auto"``, inputs whose ``K`` Jacobian rows do not
-    fit the memory budget (``K`` in the thousands) take the matrix-free routes instead
-    (Lanczos for ``λ_max``, Hutchinson for the trace, on one Jacobian object per batch); the
-    radii, which need the rows, are then NaN (pass ``method="exact"`` to get them anyway).
+    fit the memory budget even one input at a time (``K`` in the thousands) take the
+    matrix-free routes instead (Lanczos for ``λ_max``, Hutchinson for the trace, on one
+    Jacobian object per batch); the radii, which need the rows, are then NaN (raise
+    ``memory_budget`` to get them; ``method="exact"`` refuses such inputs, saying so).
 
     | Paper link: https://arxiv.org/abs/2606.04767
 
