@@ -18,6 +18,7 @@ class FisherEstimate:
         converged: whether the iterative method met its tolerance, per input.
         method: the method that produced the values.
         queries: model queries (forward passes) per input, for query-only estimators.
+        batch_size: inputs per batch actually used (after memory planning), where known.
     """
 
     values: np.ndarray
@@ -26,6 +27,7 @@ class FisherEstimate:
     converged: np.ndarray
     method: str
     queries: np.ndarray | None = field(default=None)
+    batch_size: int | None = field(default=None)
 
     def summary(self) -> dict[str, float]:
         """Dataset summary of :attr:`values` (see :func:`summarize`)."""
