@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from leaderboard import store
 from leaderboard.stats import Correlation, correlation_table
 
 logger = logging.getLogger(__name__)
@@ -203,14 +204,25 @@ def render(results: Path, out: Path, seed: int = 0) -> dict[str, Any]:
         ``{"rows": [...], "correlations": {...}, "files": [...]}``.
 
     Raises:
-        FileNotFoundError: no result JSON under ``results``.
+        FileNotFoundError: no result under ``results`` says ``"status": "ok"``.
+        SettingsMismatchError: results of one dataset/threat model were scored with different settings.
     """
     records = load_results(results)
+    how = ("`python -m leaderboard run --model-dir DIR` scores the models whose weights are under DIR "
+           "(`python -m leaderboard list --model-dir DIR` shows which those are).")
     if not records:
         raise FileNotFoundError(
-            f"no results under {results} (expected <dataset>/<threat_model>/<model>.json): "
-            "score models with `python -m leaderboard run` first."
+            f"nothing is scored under {results} (no <dataset>/<threat_model>/<model>.json there): {how}"
         )
+    failed = [r for r in records if r.get("status") != "ok"]
+    if len(failed) == len(records):
+        first = failed[0]
+        raise FileNotFoundError(
+            f"nothing is scored under {results}: its {len(records)} result file(s) all record failures "
+            f"(e.g. {first.get('dataset')}/{first.get('threat_model')}/{first.get('model')}: "
+            f"{flatten(first)['error']}). Fix what they say, then {how}"
+        )
+    store.check_uniform_settings(records, results)
     rows = [flatten(r) for r in records]
     correlations = group_correlations(rows, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
