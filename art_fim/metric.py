@@ -196,7 +196,8 @@ class FisherInformationMetric:
                 "%s did not reach tol=%g within %d iterations for %d of %d inputs",
                 method, self.tol, self.num_iter, int((~converged).sum()), len(converged),
             )
-        return FisherEstimate(values, stderr, iterations, converged, method, batch_size=batch_size)
+        used = min(batch_size, len(x))  # the batches actually formed
+        return FisherEstimate(values, stderr, iterations, converged, method, batch_size=used)
 
     def _plan(self, adapter: ClassifierAdapter, x: np.ndarray, quantity: Quantity) -> tuple[str, int]:
         """Resolve ``"auto"`` and the batch size from the memory budget."""

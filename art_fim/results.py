@@ -18,7 +18,7 @@ class FisherEstimate:
         converged: whether the iterative method met its tolerance, per input.
         method: the method that produced the values.
         queries: model queries (forward passes) per input, for query-only estimators.
-        batch_size: inputs per batch actually used (after memory planning), where known.
+        batch_size: the largest batch actually used (after memory planning), where known.
     """
 
     values: np.ndarray

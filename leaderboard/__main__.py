@@ -59,6 +59,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         f"{len(entries)} zoo entries, {with_aa} with AutoAttack accuracy, "
         f"{present} with weights under {args.model_dir} (* external evaluation)"
     )
+    if not present:
+        print(f"To score models, put RobustBench's checkpoints under {args.model_dir}/ as "
+              f"{WEIGHTS_LAYOUT} (leaderboard/README.md, \"Weights\").")
     return 0
 
 
@@ -73,10 +76,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     present = [e for e in entries if weights_present(e, args.model_dir)]
     if not present:
         print(
-            f"error: none of the {len(entries)} selected models has its weights under {args.model_dir}/ "
-            f"(RobustBench's layout: {args.model_dir}/{WEIGHTS_LAYOUT}); nothing to score. Put the "
-            "checkpoints there (leaderboard/README.md, \"Weights\"); `python -m leaderboard list "
-            f"--model-dir {args.model_dir}` shows which models have them.",
+            f"error: none of the {len(entries)} selected models has its weights under {args.model_dir}/, "
+            f"so there is nothing to score.\nPut RobustBench's checkpoints there as "
+            f"{args.model_dir}/{WEIGHTS_LAYOUT} (leaderboard/README.md, \"Weights\"); "
+            f"`python -m leaderboard list --model-dir {args.model_dir}` shows which models have them.",
             file=sys.stderr,
         )
         return 2

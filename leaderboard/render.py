@@ -131,7 +131,9 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
                   "| model | architecture | AutoAttack | clean (reported) | clean (here, n) | median λ_max "
                   "| mean log10 λ_max | median tr F | s | status |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-        for r in members:
+        # Scored models in the table; the others after it, those without weights in one line.
+        failed = [r for r in members if r["status"] != "ok"]
+        for r in (r for r in members if r["status"] == "ok"):
             clean_here = f"{_format(r['clean_acc'])} ({r['n_examples']})" if r["clean_acc"] is not None else ""
             status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error']}"
             lines.append(
@@ -140,6 +142,12 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
                 f"| {_format(r['lambda_max_mean_log10'], 3)} | {_format(r['trace_median'])} "
                 f"| {_format(r['seconds'], 3)} | {status} |"
             )
+        missing = [r["model"] for r in failed if "MissingWeightsError" in r["error"]]
+        if failed:
+            lines += ["", f"Not scored ({len(failed)}):", ""]
+            lines += [f"- {r['model']}: {r['error']}" for r in failed if r["model"] not in missing]
+            if missing:
+                lines.append(f"- without weights ({len(missing)}): {', '.join(missing)}")
         if group in correlations:
             table = correlations[group]
             kinds = list(next(iter(table.values())))

@@ -101,10 +101,10 @@ def versions() -> dict[str, str]:
 
 
 def device_name(device: torch.device) -> str:
-    """The device as a result records it: ``cuda:0 (NVIDIA H100 80GB HBM3)``, ``cpu (x86_64, 2 threads)``."""
+    """The device as a result records it: ``cuda:0 (NVIDIA H100 80GB HBM3)``, ``cpu (x86_64, torch threads: 2)``."""
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"{device} ({platform.machine() or 'unknown'}, {torch.get_num_threads()} threads)"
+    return f"{device} ({platform.machine() or 'unknown'}, torch threads: {torch.get_num_threads()})"
 
 
 def load_images(entry: ZooEntry, config: ScoreConfig) -> lb_data.ImageSet:

@@ -203,10 +203,12 @@ def settings_difference(stored: Mapping[str, Any], current: Mapping[str, Any]) -
 
 def mismatch_message(results_dir: str | Path, mismatched: list[tuple[str, dict[str, tuple[Any, Any]]]]) -> str:
     """What :class:`SettingsMismatchError` says: which results, which settings, what to do."""
-    shown = "; ".join(
-        f"{key}: " + ", ".join(f"{name} {old!r} (this run: {new!r})" for name, (old, new) in diff.items())
-        for key, diff in mismatched[:3]
-    )
+    def described(diff: dict[str, tuple[Any, Any]]) -> str:
+        if all(old is None for old, _ in diff.values()):
+            return "no settings recorded (scored by an earlier version)"
+        return ", ".join(f"{name} {old!r} (this run: {new!r})" for name, (old, new) in diff.items())
+
+    shown = "; ".join(f"{key}: {described(diff)}" for key, diff in mismatched[:3])
     more = f"; and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""
     return (
         f"{len(mismatched)} result(s) under {results_dir} were scored with other settings ({shown}{more}). "

@@ -281,7 +281,7 @@ def test_first_run_without_weights_says_what_to_do(tmp_path: Path, capsys: pytes
     results = tmp_path / "results"
     assert main(["run", *CLI_ARGS, "--model-dir", str(tmp_path / "none"), "--results", str(results)]) == 2
     captured = capsys.readouterr()
-    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 2
     assert "none of the 76 selected models has its weights under" in captured.err
     assert "<dataset>/<threat_model>/<name>.pt" in captured.err and "leaderboard list" in captured.err
     assert not results.exists()
