@@ -175,9 +175,9 @@ def _missing(name: str, dataset: str, threat_model: str, paths: list[Path], sour
     )
 
 
-try:  # numpy >= 1.26 names its core ``numpy._core``; pickles made with numpy 1.x say ``numpy.core``
+try:  # numpy 2 names its core ``numpy._core``; pickles made with numpy 1.x say ``numpy.core``
     from numpy._core.multiarray import scalar as _numpy_scalar
-except ImportError:  # pragma: no cover  (numpy < 1.26)
+except ImportError:  # pragma: no cover  (numpy 1.x without the ``numpy._core`` alias)
     from numpy.core.multiarray import scalar as _numpy_scalar
 
 #: The non-tensor types RobustBench's checkpoints hold, by the name a pickle refers to them.
