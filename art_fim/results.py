@@ -21,6 +21,7 @@ class FisherEstimate:
         queries: model queries (forward passes) per input, for query-only estimators.
         dof: degrees of freedom of the scaled-χ² interval per input (Hutchinson; see
             :mod:`art_fim.hutchinson`), or ``None`` for a normal interval.
+        batch_size: the largest batch actually used (after memory planning), where known.
     """
 
     values: np.ndarray
@@ -30,6 +31,7 @@ class FisherEstimate:
     method: str
     queries: np.ndarray | None = field(default=None)
     dof: np.ndarray | None = field(default=None)
+    batch_size: int | None = field(default=None)
 
     def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """Return a ``level`` confidence interval per input, ``(low, high)``.

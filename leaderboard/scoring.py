@@ -1,15 +1,20 @@
-"""Score one zoo model: Fisher statistics, clean accuracy and wall time, as a result dict.
+"""Score one zoo model: Fisher statistics, clean accuracy and wall time, with provenance.
 
 The result dict is the leaderboard's contract with ``render`` (one JSON file per model):
 ``model``, ``dataset``, ``threat_model``, ``status``, ``error``, ``reported``, ``n_examples``,
 ``clean_acc``, ``fisher`` (``spectral_norm`` and ``trace`` summaries from
 :func:`art_fim.summarize`), ``seconds``, ``images_per_second``, ``method``, ``batch_size``,
-``device``, ``seed`` and ``versions``.
+``device``, ``seed``, ``versions``, and its provenance: ``settings`` (what decides the
+numbers, compared on a rerun), ``route`` (method and batch size actually used per quantity),
+``images`` (source, indices and pixel hashes), ``checkpoints`` (file and SHA-256 of each),
+``checkpoint_load`` and ``per_image`` (the ``.npz`` of per-image values, see
+:mod:`leaderboard.store`).
 """
 
 from __future__ import annotations
 
 import logging
+import platform
 import time
 import traceback
 from dataclasses import dataclass
@@ -20,9 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from art_fim.results import FisherEstimate
 from leaderboard import data as lb_data
+from leaderboard import store
 from leaderboard.registry import ZooEntry
-from leaderboard.robustbench_compat import import_robustbench, load_zoo_model
+from leaderboard.robustbench_compat import MissingWeightsError, import_robustbench, load_zoo_model
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +50,8 @@ class ScoreConfig:
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         seed: seed of every random draw.
         progress: show per-image progress bars.
+        trust_checkpoints: unpickle checkpoints in full (``weights_only=False``), which runs
+            any code they contain; off by default.
     """
 
     model_dir: str
@@ -53,6 +62,20 @@ class ScoreConfig:
     device: str = "auto"
     seed: int = 0
     progress: bool = True
+    trust_checkpoints: bool = False
+
+    def settings(self, dataset: str) -> dict[str, Any]:
+        """The settings that decide a result's numbers (see :data:`leaderboard.store.SETTING_KEYS`).
+
+        The batch size and the device are left out: with the exact route they change nothing,
+        and the iterative routes already adapt the batch to the memory of the machine.
+        """
+        return {
+            "n_examples": self.n_examples,
+            "seed": self.seed,
+            "method": self.method,
+            "images": lb_data.source_name(dataset, self.data_dir),
+        }
 
 
 def resolve_device(device: str) -> torch.device:
@@ -65,34 +88,38 @@ def resolve_device(device: str) -> torch.device:
 
 
 def versions() -> dict[str, str]:
-    """Versions of the packages that determine the numbers."""
+    """Versions of Python and of the packages that determine the numbers."""
     import art_fim
 
-    try:
-        robustbench = metadata.version("robustbench")
-    except metadata.PackageNotFoundError:
-        robustbench = "not installed"
-    return {"art_fim": art_fim.__version__, "torch": torch.__version__, "robustbench": robustbench}
+    found = {"python": platform.python_version(), "art_fim": art_fim.__version__, "torch": torch.__version__}
+    for package in ("numpy", "robustbench", "timm", "torchvision"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
 
 
-def load_images(entry: ZooEntry, config: ScoreConfig) -> tuple[np.ndarray, np.ndarray]:
+def device_name(device: torch.device) -> str:
+    """The device as a result records it: ``cuda:0 (NVIDIA H100 80GB HBM3)``, ``cpu (x86_64, torch threads: 2)``."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({platform.machine() or 'unknown'}, torch threads: {torch.get_num_threads()})"
+
+
+def load_images(entry: ZooEntry, config: ScoreConfig) -> lb_data.ImageSet:
     """The ``n_examples`` test images for the entry's dataset (per-model preprocessing for ImageNet)."""
-    if entry.dataset == "imagenet":
-        if config.data_dir is None:
-            raise FileNotFoundError("ImageNet models need --data-dir with RobustBench's val/<wnid>/ layout")
-        return lb_data.imagenet(config.data_dir, config.n_examples, entry.name, entry.threat_model)
-    return lb_data.load_test_set(entry.dataset, config.n_examples, config.data_dir)
+    return lb_data.image_set(entry.dataset, config.n_examples, config.data_dir, entry.name, entry.threat_model)
 
 
-def clean_accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int, device: torch.device) -> float:
-    """Top-1 accuracy in percent, float32, no autocast."""
-    correct = 0
+def predict_labels(model: torch.nn.Module, x: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
+    """Top-1 predictions (int64), float32, no autocast."""
+    predictions = []
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
             xb = torch.as_tensor(x[start : start + batch_size], device=device)
-            pred = model(xb).argmax(dim=1).cpu().numpy()
-            correct += int((pred == y[start : start + batch_size]).sum())
-    return 100.0 * correct / len(x)
+            predictions.append(model(xb).argmax(dim=1).cpu().numpy())
+    return np.concatenate(predictions).astype(np.int64)
 
 
 def empty_record(entry: ZooEntry, config: ScoreConfig) -> dict[str, Any]:
@@ -114,42 +141,66 @@ def empty_record(entry: ZooEntry, config: ScoreConfig) -> dict[str, Any]:
         "device": config.device,
         "seed": config.seed,
         "versions": versions(),
+        "settings": config.settings(entry.dataset),
+        "route": None,
+        "images": None,
+        "checkpoints": None,
+        "checkpoint_load": "trusted (weights_only=False)" if config.trust_checkpoints else "weights_only",
+        "per_image": None,
     }
 
 
-def score_model(
-    entry: ZooEntry, config: ScoreConfig, images: tuple[np.ndarray, np.ndarray] | None = None
-) -> dict[str, Any]:
+@dataclass
+class Scored:
+    """A scored model: its result dict and its per-image arrays (``None`` if it failed).
+
+    Attributes:
+        record: the result dict (see the module docstring).
+        per_image: the arrays of :data:`leaderboard.store.PER_IMAGE_ARRAYS`.
+    """
+
+    record: dict[str, Any]
+    per_image: dict[str, np.ndarray] | None = None
+
+
+def score_model(entry: ZooEntry, config: ScoreConfig, images: lb_data.ImageSet | None = None) -> Scored:
     """Score one model; never raises for a model's own failure (``status="failed"`` instead).
 
     Args:
         entry: the zoo model.
         config: the run's settings.
-        images: ``(x, y)`` already loaded for this dataset, or ``None`` to load them.
+        images: the test images already loaded for this dataset, or ``None`` to load them.
 
     Returns:
-        The result dict (see the module docstring).
+        The :class:`Scored` model: its result dict and per-image arrays.
     """
     from art_fim import FisherInformationMetric
 
     record = empty_record(entry, config)
+    scored = Scored(record)
     start = time.perf_counter()
     try:
         import_robustbench()
         device = resolve_device(config.device)
-        record["device"] = str(device)
+        record["device"] = device_name(device)
         torch.manual_seed(config.seed)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
-        x, y = images if images is not None else load_images(entry, config)
-        model = load_zoo_model(entry.name, entry.dataset, entry.threat_model, Path(config.model_dir))
-        model = model.float().to(device).eval()
-        loaded = time.perf_counter()
-        record["seconds"]["load"] = loaded - start
+        images = images if images is not None else load_images(entry, config)
+        x = images.x
+        record["images"] = images.provenance()
+        loaded = load_zoo_model(
+            entry.name, entry.dataset, entry.threat_model, Path(config.model_dir),
+            trust_checkpoints=config.trust_checkpoints,
+        )
+        record["checkpoints"] = [{"file": c.file, "sha256": c.sha256, "bytes": c.size} for c in loaded.checkpoints]
+        model = loaded.model.float().to(device).eval()
+        loaded_at = time.perf_counter()
+        record["seconds"]["load"] = loaded_at - start
         # The metric in float32 throughout: no autocast, whatever the model's own defaults.
         with torch.autocast(device_type=device.type, enabled=False):
-            record["clean_acc"] = clean_accuracy(model, x, y, config.batch_size, device)
+            prediction = predict_labels(model, x, config.batch_size, device)
             metric = FisherInformationMetric(
                 model, method=config.method, batch_size=config.batch_size, seed=config.seed,
                 verbose=config.progress,
@@ -157,19 +208,52 @@ def score_model(
             spectral = metric.estimate(x)
             trace = metric.trace(x)
         fisher_done = time.perf_counter()
-        record["fisher"] = {"spectral_norm": spectral.summary(), "trace": trace.summary()}
+        scored.per_image = per_image_arrays(images, prediction, spectral, trace)
+        record.update(store.summarize_per_image(scored.per_image))
+        record["route"] = {
+            quantity: {"method": estimate.method, "batch_size": estimate.batch_size}
+            for quantity, estimate in (("spectral_norm", spectral), ("trace", trace))
+        }
         # With method="auto" the trace may take another route (Hutchinson) than λ_max (Lanczos).
         record["method"] = (
             spectral.method if trace.method == spectral.method else f"{spectral.method} (trace: {trace.method})"
         )
-        record["n_examples"] = int(len(x))
-        record["seconds"]["fisher"] = fisher_done - loaded
-        record["images_per_second"] = len(x) / max(fisher_done - loaded, 1e-12)
+        record["seconds"]["fisher"] = fisher_done - loaded_at
+        record["images_per_second"] = len(x) / max(fisher_done - loaded_at, 1e-12)
         record["status"] = "ok"
     except Exception as exc:  # noqa: BLE001  (a failing model is recorded and the run goes on)
         tail = traceback.format_exc().strip().splitlines()[-20:]
         record["error"] = f"{type(exc).__name__}: {exc}\n" + "\n".join(tail)
-        logger.warning("%s failed: %s: %s", entry.key, type(exc).__name__, exc)
+        scored.per_image = None
+        # Missing weights are counted once by the caller, not warned about model by model.
+        log = logger.info if isinstance(exc, MissingWeightsError) else logger.warning
+        log("%s failed: %s: %s", entry.key, type(exc).__name__, exc)
     finally:
         record["seconds"]["total"] = time.perf_counter() - start
-    return record
+    return scored
+
+
+def per_image_arrays(
+    images: lb_data.ImageSet, prediction: np.ndarray, spectral: FisherEstimate, trace: FisherEstimate
+) -> dict[str, np.ndarray]:
+    """The per-image values a result stores in its ``.npz`` (:data:`leaderboard.store.PER_IMAGE_ARRAYS`).
+
+    Further per-image quantities (e.g. a predicted robust radius) are added here.
+    """
+    return {
+        "index": np.asarray(images.index, dtype=np.int64),
+        "label": np.asarray(images.y, dtype=np.int64),
+        "prediction": np.asarray(prediction, dtype=np.int64),
+        "lambda_max": np.asarray(spectral.values, dtype=np.float64),
+        "lambda_max_stderr": np.asarray(spectral.stderr, dtype=np.float64),
+        "trace": np.asarray(trace.values, dtype=np.float64),
+        "trace_stderr": np.asarray(trace.stderr, dtype=np.float64),
+    }
+
+
+def score_and_write(
+    entry: ZooEntry, config: ScoreConfig, results_dir: str | Path, images: lb_data.ImageSet | None = None
+) -> dict[str, Any]:
+    """Score one model and store its result files (:func:`leaderboard.store.write_result`); returns the record."""
+    scored = score_model(entry, config, images)
+    return store.write_result(results_dir, entry, scored.record, scored.per_image)
