@@ -248,7 +248,8 @@ class FisherInformationMetric:
                 method, self.tol, self.num_iter, int((~converged).sum()), len(converged),
             )
         dof = dof if method == "hutchinson" else None
-        return FisherEstimate(values, stderr, iterations, converged, method, dof=dof)
+        used = min(batch_size, len(x))  # the batches actually formed
+        return FisherEstimate(values, stderr, iterations, converged, method, dof=dof, batch_size=used)
 
     def _plan(
         self, adapter: ClassifierAdapter, x: np.ndarray, quantity: Quantity

@@ -24,6 +24,7 @@ class FisherEstimate:
         queries: model queries (forward passes) per input, for query-only estimators.
         dof: degrees of freedom of the scaled-χ² interval per input (Hutchinson; see
             :mod:`art_fim.hutchinson`), or ``None`` for a normal interval.
+        batch_size: the largest batch actually used (after memory planning), where known.
     """
 
     values: np.ndarray
@@ -33,6 +34,7 @@ class FisherEstimate:
     method: str
     queries: np.ndarray | None = field(default=None)
     dof: np.ndarray | None = field(default=None)
+    batch_size: int | None = field(default=None)
 
     def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """Return a ``level`` confidence interval per input, ``(low, high)``.
@@ -72,6 +74,7 @@ class FisherStatistics:
         refined_radius: the refined radius per threat norm (empty unless asked for).
         eigenvector: top unit eigenvector of ``F(x)`` per input, ``[N, *input_shape]``, or ``None``.
         labels: the labels the radii refer to (the predictions when none were given), ``[N]``.
+        predictions: the predicted classes (argmax of the outputs), ``[N]``.
         correct: whether the prediction equals the label, ``[N]``.
     """
 
@@ -81,6 +84,7 @@ class FisherStatistics:
     refined_radius: dict[str, FisherEstimate]
     eigenvector: np.ndarray | None
     labels: np.ndarray
+    predictions: np.ndarray
     correct: np.ndarray
 
     @property

@@ -145,7 +145,7 @@ def fisher_statistics(
                 generators = input_generators(metric.seed, start, jac.batch_size)
                 parts.append(_matrix_free_batch(metric, route, jac, target, norms, generators))
             bar.update(len(batch))
-    return _assemble(parts, norms, refine, route, eigenvector, x.shape[1:])
+    return _assemble(parts, norms, refine, route, eigenvector, x.shape[1:], min(size, len(x)))
 
 
 def _exact_batch(
@@ -168,7 +168,8 @@ def _exact_batch(
     margin = margins(jac.logits, labels)
     out: dict[str, Any] = {
         "spectral_norm": lam, "trace": trace, "eigenvector": vector, "labels": labels,
-        "correct": jac.logits.argmax(1) == labels, "num_classes": jac.num_classes,
+        "predictions": jac.logits.argmax(1), "correct": jac.logits.argmax(1) == labels,
+        "num_classes": jac.num_classes,
     }
     pending: dict[float, tuple[np.ndarray, Tensor, Tensor]] = {}
     flat = torch.from_numpy(np.asarray(batch, dtype=np.float64).reshape(len(batch), -1)).to(rows.device)
@@ -211,7 +212,8 @@ def _matrix_free_batch(
     nan = torch.full((jac.batch_size,), math.nan, dtype=torch.float64)
     out: dict[str, Any] = {
         "spectral": spectral, "trace_estimate": trace, "eigenvector": None, "labels": labels,
-        "correct": jac.logits.argmax(1) == labels, "num_classes": jac.num_classes,
+        "predictions": jac.logits.argmax(1), "correct": jac.logits.argmax(1) == labels,
+        "num_classes": jac.num_classes,
     }
     out.update({norm_name(norm): nan for norm in norms})
     return out
@@ -224,8 +226,9 @@ def _assemble(
     route: str,
     eigenvector: bool,
     input_shape: tuple[int, ...],
+    batch_size: int,
 ) -> FisherStatistics:
-    """Concatenate the batches into a :class:`FisherStatistics`."""
+    """Concatenate the batches into a :class:`FisherStatistics` (``batch_size``: the largest batch formed)."""
 
     def cat(key: str) -> np.ndarray:
         return np.concatenate([np.asarray(part[key].cpu().numpy()) for part in parts])
@@ -235,13 +238,13 @@ def _assemble(
     classes = np.concatenate([np.full(len(part["labels"]), part["num_classes"]) for part in parts])
 
     def exact(values: np.ndarray, method: str = "exact", passes: int = 1) -> FisherEstimate:
-        return FisherEstimate(values, zeros, passes * classes, ones, method)
+        return FisherEstimate(values, zeros, passes * classes, ones, method, batch_size=batch_size)
 
     def iterative(key: str, method: str) -> FisherEstimate:
         columns = zip(*(part[key] for part in parts))
         values, stderr, iterations, converged, dof = (np.concatenate(c) for c in columns)
         return FisherEstimate(values, stderr, iterations, converged, method,
-                              dof=dof if method == "hutchinson" else None)
+                              dof=dof if method == "hutchinson" else None, batch_size=batch_size)
 
     if route == "exact":
         spectral, trace = exact(cat("spectral_norm")), exact(cat("trace"))
@@ -255,7 +258,8 @@ def _assemble(
     vectors = cat("eigenvector").reshape(n, *input_shape) if eigenvector and route == "exact" else None
     return FisherStatistics(
         spectral_norm=spectral, trace=trace, radius=radius, refined_radius=refined, eigenvector=vectors,
-        labels=cat("labels").astype(np.int64), correct=cat("correct").astype(bool),
+        labels=cat("labels").astype(np.int64), predictions=cat("predictions").astype(np.int64),
+        correct=cat("correct").astype(bool),
     )
 
 
@@ -273,7 +277,8 @@ def _blackbox_statistics(
     return FisherStatistics(
         spectral_norm=estimates["spectral_norm"], trace=estimates["trace"],
         radius={norm_name(norm): estimates[f"radius_{norm_name(norm)}"] for norm in norms},
-        refined_radius={}, eigenvector=None, labels=labels, correct=predictions == labels,
+        refined_radius={}, eigenvector=None, labels=labels, predictions=predictions.astype(np.int64),
+        correct=predictions == labels,
     )
 
 

@@ -18,7 +18,8 @@ seconds per input; "coordinate" is the ``2d + 3``-query mode that differences al
 Beside them, the first paper's reference black-box estimator (the largest ``vᵀFv`` over 100
 random unit directions, ``v`` by the same central differences: 201 queries) and its median ratio
 to the exact ``λ_max``. No query leaves [0, 1]. A budget at or above ``2d + 3`` runs in
-coordinate mode ("auto").
+coordinate mode ("auto"). Rows are printed as they are measured; progress bars (one per
+estimate, over inputs) go to stderr.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def random_cnn(seed: int) -> nn.Module:
 def trained_cnn() -> nn.Module:
     """The bundled trained small CNN, float32, eval mode."""
     body = small_cnn()
-    body.load_state_dict({k: v.float() for k, v in torch.load(WEIGHTS).items()})
+    body.load_state_dict({k: v.float() for k, v in torch.load(WEIGHTS, weights_only=True).items()})
     return ImageNet(body).float().eval()
 
 
@@ -129,14 +130,14 @@ def run(label: str, model: nn.Module, dim: int, x: np.ndarray, budgets: list[int
     """Rows of the table for one model and input size."""
     shape = tuple(x.shape[1:])
     predictor = Predictor(model, shape, device)
-    exact_metric = FisherInformationMetric(copy.deepcopy(model).double(), method="exact", batch_size=32, verbose=False)
+    exact_metric = FisherInformationMetric(copy.deepcopy(model).double(), method="exact", batch_size=32, verbose=True)
     lam, trace = exact_metric(x), exact_metric.trace(x).values
     rows = []
     plans = [(b, "auto") for b in budgets] + ([(2 * dim + 3, "coordinate")] if coordinate_n > 0 else [])
     for budget, directions in plans:
         xs = x[:coordinate_n] if directions == "coordinate" else x
         fisher = BlackBoxFisher(predictor, max_queries=budget, directions=directions, dtype="float64",
-                                seed=seed, batch_size=1024, verbose=False)
+                                seed=seed, batch_size=1024, verbose=True)
         start = time.perf_counter()
         est = fisher.estimate_many(xs)
         seconds = (time.perf_counter() - start) / len(xs)

@@ -15,7 +15,9 @@ class by class in turn, so every class is represented), in one run, it times per
 
 Errors are relative to a float64 dense reference: the model cast to float64, ``J`` by
 ``torch.func.jacrev`` and ``eigvalsh(Jᵀ M J)`` on the ``d × d`` Fisher (first ``--n-dense``
-inputs). Ratios are measured side by side in this one run.
+inputs). Ratios are measured side by side in this one run. Progress goes to stderr (a bar
+over the stages, and bars over the ``clever_u`` and dense-reference inputs); the table goes
+to stdout.
 
 Then the cost of a leaderboard model against one exact ``λ_max`` pass, on the same inputs:
 the leaderboard's one call (``art_fim.fisher_statistics`` with ℓ∞ and ℓ2 radii at
@@ -38,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from art.metrics import clever_u
+from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -75,7 +78,8 @@ def dense_reference(classifier, x: np.ndarray) -> np.ndarray:
         return model((t[None] - mean) / std)[0]
 
     values = []
-    for sample in torch.from_numpy(x).double():
+    samples = torch.from_numpy(x).double()
+    for sample in tqdm(samples, desc="dense reference", unit="input", file=sys.stderr, leave=False):
         jac = torch.func.jacrev(forward)(sample).reshape(10, -1)
         p = torch.softmax(forward(sample), -1).detach()
         fisher = jac.T @ (torch.diag(p) - torch.outer(p, p)) @ jac
@@ -113,9 +117,14 @@ def main(argv: list[str] | None = None) -> int:
         metric = FisherInformationMetric(classifier, method=method, batch_size=args.batch_size, verbose=False)
         return lambda: metric(x)
 
+    # Progress outside the timed calls only, so that it costs the timings nothing.
+    stages = tqdm(total=5, desc="core_speed", unit="stage", file=sys.stderr)
+    stages.set_postfix_str(f"exact and Lanczos routes, {len(x)} inputs")
     fisher("exact")()  # warm-up: first-call allocations and kernel selection stay out of the times
     t_exact, exact = synchronized_seconds(device, fisher("exact"))
+    stages.update()
     t_lanczos, lanczos = synchronized_seconds(device, fisher("lanczos"))
+    stages.update()
 
     module = classifier.model.to(device).eval()
 
@@ -123,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         t, _ = classifier._apply_preprocessing(t, None, fit=False, no_grad=False)
         return module(t)
 
+    stages.set_postfix_str(f"reference estimator, {args.n_reference} inputs")
     x_ref = torch.from_numpy(x[: args.n_reference]).to(device)
     generator = torch.Generator().manual_seed(0)
     srp_whitebox_estimate(forward, x_ref[:2], generator=generator)  # warm-up
@@ -130,17 +140,23 @@ def main(argv: list[str] | None = None) -> int:
         device, lambda: srp_whitebox_estimate(forward, x_ref, generator=generator).cpu().numpy()
     )
     zero_parameter_gradients(module)
+    stages.update()
 
+    stages.set_postfix_str(f"clever_u, {args.n_clever} inputs (seconds each)")
     np.random.seed(0)  # clever_u samples with NumPy's global generator
     t_clever, _ = synchronized_seconds(
         device,
         lambda: [
             clever_u(classifier, x[i], nb_batches=50, batch_size=10, radius=0.5, norm=2, verbose=False)
-            for i in range(args.n_clever)
+            for i in tqdm(range(args.n_clever), desc="clever_u", unit="input", file=sys.stderr, leave=False)
         ],
     )
+    stages.update()
 
+    stages.set_postfix_str(f"dense float64 reference, {args.n_dense} inputs")
     dense = dense_reference(classifier, x[: args.n_dense])
+    stages.update()
+    stages.close()
     per_input = {
         "exact": t_exact / len(x),
         "lanczos": t_lanczos / len(x),

@@ -36,7 +36,8 @@ BUDGETS = {"Linf": 8 / 255, "L2": 0.5}  # RobustBench's CIFAR-10 threat models
 def load_classifier(weights: Path) -> PyTorchClassifier:
     """The bundled float16 state dict as a float32 ART classifier on [0, 1] inputs."""
     model = small_cnn()
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in torch.load(weights).items()})
+    state = torch.load(weights, weights_only=True)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return PyTorchClassifier(
         model=model.eval(), loss=nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10,
         clip_values=(0.0, 1.0), preprocessing=(np.array(CIFAR10_MEAN), np.array(CIFAR10_STD)), device_type="cpu",

@@ -7,6 +7,8 @@ Reads the CIFAR-10 training images from ``../shared/data/cifar10/train.zip`` (to
 ImageFolder layout inside a zip) relative to the project root. ``--noise-std`` adds Gaussian
 noise to the [0, 1] inputs during training (Gaussian data augmentation), which makes the
 model smoother and its input Fisher smaller. Weights are saved as a float16 state dict.
+A progress bar per epoch (with the running loss) goes to stderr; on a 2-core CPU an epoch
+takes about two minutes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 from small_cnn import CIFAR10_MEAN, CIFAR10_STD, small_cnn
 from torch import nn
+from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from leaderboard.zoo.cifar_zip import load_zip  # noqa: E402
@@ -39,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
+    print(f"reading the training images from {args.data} ...", file=sys.stderr, flush=True)
     x_uint8, y = load_zip(args.data)
     x = torch.from_numpy(x_uint8).float().div_(255)
     y = torch.from_numpy(y)
@@ -54,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     for epoch in range(args.epochs):
         order = torch.from_numpy(rng.permutation(len(x)))
         total = 0.0
-        for i in range(len(x) // args.batch_size):
+        batches = tqdm(range(len(x) // args.batch_size), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch",
+                       leave=False)
+        for i in batches:
             idx = order[i * args.batch_size : (i + 1) * args.batch_size]
             xb = x[idx]
             flip = torch.rand(len(xb)) < 0.5  # random horizontal flips
@@ -67,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             optimizer.step()
             schedule.step()
             total += loss.item()
+            if i % 20 == 0:
+                batches.set_postfix(loss=f"{total / (i + 1):.3f}")
         print(f"epoch {epoch + 1}/{args.epochs}: loss {total / (i + 1):.3f} ({time.perf_counter() - start:.0f} s)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, args.out)

@@ -6,6 +6,7 @@ Examples::
     python -m leaderboard run --dataset cifar10 --threat-model Linf --models Standard,Wong2020Fast \\
         --model-dir models --n-examples 1000 --results leaderboard/results
     python -m leaderboard run ... --backend ray --num-gpus-per-task 1
+    python -m leaderboard render --results leaderboard/results
 """
 
 from __future__ import annotations
@@ -14,12 +15,23 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from leaderboard.registry import DATASETS, THREAT_MODELS
 from leaderboard.render import add_arguments as render_arguments
 
 DEFAULT_MODEL_DIR = "models"
 DEFAULT_RESULTS = "leaderboard/results"
+WEIGHTS_LAYOUT = "<dataset>/<threat_model>/<name>.pt (ensembles: <name>.pt_m0.pt, ...)"
+
+
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, unless it is unset or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _fmt(value: float | None) -> str:
@@ -47,6 +59,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         f"{len(entries)} zoo entries, {with_aa} with AutoAttack accuracy, "
         f"{present} with weights under {args.model_dir} (* external evaluation)"
     )
+    if not present:
+        print(f"To score models, put RobustBench's checkpoints under {args.model_dir}/ as "
+              f"{WEIGHTS_LAYOUT} (leaderboard/README.md, \"Weights\").")
     return 0
 
 
@@ -58,11 +73,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     entries = select_entries(args.dataset, args.threat_model, models)
-    if args.skip_missing:
-        missing = [e for e in entries if not weights_present(e, args.model_dir)]
-        if missing:
-            print(f"skipping {len(missing)} models without weights under {args.model_dir}")
-        entries = [e for e in entries if weights_present(e, args.model_dir)]
+    present = [e for e in entries if weights_present(e, args.model_dir)]
+    if not present:
+        print(
+            f"error: none of the {len(entries)} selected models has its weights under {args.model_dir}/, "
+            f"so there is nothing to score.\nPut RobustBench's checkpoints there as "
+            f"{args.model_dir}/{WEIGHTS_LAYOUT} (leaderboard/README.md, \"Weights\"); "
+            f"`python -m leaderboard list --model-dir {args.model_dir}` shows which models have them.",
+            file=sys.stderr,
+        )
+        return 2
+    missing = len(entries) - len(present)
+    if missing and args.skip_missing:
+        print(f"leaving out {missing} of {len(entries)} models without weights under {args.model_dir}/")
+        entries = present
+    elif missing:
+        print(
+            f"{missing} of {len(entries)} models have no weights under {args.model_dir}/ (expected "
+            f"{args.model_dir}/{WEIGHTS_LAYOUT}); they are recorded as failed. --skip-missing leaves them out."
+        )
     config = ScoreConfig(
         model_dir=args.model_dir,
         data_dir=args.data_dir,
@@ -72,6 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         progress=not args.no_progress,
+        trust_checkpoints=args.trust_checkpoints,
     )
     summary = run_models(
         entries,
@@ -85,7 +115,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(summary.table())
-    print(f"results in {args.results}")
+    if Path(args.results).is_dir():
+        print(f"results in {args.results}; `python -m leaderboard render --results {args.results}` tabulates them")
     return 1 if summary.failed else 0
 
 
@@ -105,42 +136,56 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m leaderboard``."""
-    parser = argparse.ArgumentParser(prog="python -m leaderboard", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m leaderboard",
+        description="Score RobustBench's models by their input Fisher information: list the zoo,\n"
+        "run the scoring, render the leaderboard. `python -m leaderboard <command> --help`\n"
+        "shows a command's options and their defaults.",
+        epilog="examples:" + __doc__.split("Examples::", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def selection(p: argparse.ArgumentParser, dataset: str, threat: str) -> None:
-        p.add_argument("--dataset", choices=[*DATASETS, "all"], default=dataset)
-        p.add_argument("--threat-model", choices=[*THREAT_MODELS, "all"], default=threat)
-        p.add_argument(
-            "--model-dir", default=DEFAULT_MODEL_DIR,
-            help="RobustBench's layout: <model-dir>/<dataset>/<threat>/<name>.pt (ensembles: <name>.pt_m{i}.pt)",
-        )
+        p.add_argument("--dataset", choices=[*DATASETS, "all"], default=dataset, help="dataset of the zoo")
+        p.add_argument("--threat-model", choices=[*THREAT_MODELS, "all"], default=threat,
+                       help="threat model of the zoo")
+        p.add_argument("--model-dir", default=DEFAULT_MODEL_DIR,
+                       help=f"RobustBench's layout: <model-dir>/{WEIGHTS_LAYOUT}")
 
-    p_list = sub.add_parser("list", help="the RobustBench zoo with reported accuracies and local weights")
+    p_list = sub.add_parser("list", help="the RobustBench zoo with reported accuracies and local weights",
+                            formatter_class=_HelpWithDefaults)
     selection(p_list, "all", "all")
     p_list.set_defaults(func=cmd_list)
 
-    p_run = sub.add_parser("run", help="score models (resumable; one JSON per model)")
+    p_run = sub.add_parser("run", help="score models (resumable; one JSON and one .npz per model)",
+                           formatter_class=_HelpWithDefaults)
     selection(p_run, "cifar10", "Linf")
     p_run.add_argument("--models", help="comma-separated zoo names (default: every model of the selection)")
     p_run.add_argument("--data-dir", help="torchvision-layout data root (default: the bundled CIFAR-10 subset)")
     p_run.add_argument("--n-examples", type=_positive_int, default=1000, help="test images per model")
     p_run.add_argument("--batch-size", type=_positive_int, default=128, help="largest batch (shrunk to fit memory)")
-    p_run.add_argument("--method", choices=["auto", "exact"], default="auto")
+    p_run.add_argument("--method", choices=["auto", "exact"], default="auto",
+                       help="Fisher route: exact, or auto (exact while it fits in memory, else matrix-free)")
     p_run.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
-    p_run.add_argument("--seed", type=int, default=0)
-    p_run.add_argument("--results", default=DEFAULT_RESULTS, help="where result JSONs go")
-    p_run.add_argument("--overwrite", action="store_true", help="rescore models already done")
+    p_run.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    p_run.add_argument("--results", default=DEFAULT_RESULTS, help="where result files go")
+    p_run.add_argument("--overwrite", action="store_true",
+                       help="rescore models already done (also those scored with other settings)")
     p_run.add_argument("--skip-missing", action="store_true", help="leave out models without weights")
-    p_run.add_argument("--backend", choices=["local", "ray"], default="local")
+    p_run.add_argument("--trust-checkpoints", action="store_true",
+                       help="load checkpoints with weights_only=False, which runs any code they contain; "
+                            "only for files you trust (default: weights only)")
+    p_run.add_argument("--backend", choices=["local", "ray"], default="local",
+                       help="local: one model after the other; ray: one task per model")
     p_run.add_argument("--ray-address", help="Ray cluster address (default: start a local one)")
     p_run.add_argument("--num-gpus-per-task", type=float, default=0.0, help="GPUs per Ray task (1 on a GPU cluster)")
     p_run.add_argument("--num-cpus-per-task", type=float, default=1.0, help="CPUs per Ray task")
     p_run.add_argument("--no-progress", action="store_true", help="no progress bars")
     p_run.set_defaults(func=cmd_run)
 
-    p_render = sub.add_parser("render", help="CSV, Markdown table, plots and correlations")
+    p_render = sub.add_parser("render", help="CSV, Markdown table, plots and correlations",
+                              formatter_class=_HelpWithDefaults)
     render_arguments(p_render, default_results=DEFAULT_RESULTS)
     p_render.set_defaults(func=cmd_render)
     return parser

@@ -10,9 +10,12 @@ RobustBench's loader (``data_dir/val/<wnid>/...``), with each model's own prepro
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
@@ -25,23 +28,98 @@ _TORCHVISION_FILES = {
 }
 
 
+@dataclass(frozen=True)
+class ImageSet:
+    """Test images with where they came from.
+
+    Attributes:
+        x: float32 ``[n, C, H, W]`` in ``[0, 1]``.
+        y: int64 labels ``[n]``.
+        index: int64 ``[n]``: each image's position in its source (the bundled file, the test
+            batch, RobustBench's ImageNet list).
+        source: :func:`source_name` of the data.
+        file: the file or folder read.
+        file_sha256: SHA-256 of that file (``None`` for a folder).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    index: np.ndarray
+    source: str
+    file: str
+    file_sha256: str | None
+
+    def provenance(self) -> dict[str, Any]:
+        """The ``images`` block of a result: source, file, count and hashes of indices and pixels."""
+        return {
+            "source": self.source,
+            "file": self.file,
+            "file_sha256": self.file_sha256,
+            "n": int(len(self.y)),
+            "index_sha256": _sha256(np.ascontiguousarray(self.index, dtype=np.int64).tobytes()),
+            "pixels_sha256": _sha256(np.ascontiguousarray(self.x, dtype=np.float32).tobytes()
+                                     + np.ascontiguousarray(self.y, dtype=np.int64).tobytes()),
+        }
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def source_name(dataset: str, data_dir: str | Path | None) -> str:
+    """Which data a run reads, without reading it: ``bundled``, ``torchvision`` or ``robustbench-imagenet``."""
+    if dataset == "imagenet":
+        return "robustbench-imagenet"
+    return "bundled" if data_dir is None else "torchvision"
+
+
+def bundled_order(n_examples: int) -> np.ndarray:
+    """Positions in the bundled file of its first ``n_examples`` in class-interleaved order."""
+    with np.load(BUNDLED_CIFAR10) as data:
+        y = data["y"]
+    if not 0 < n_examples <= len(y):
+        raise ValueError(f"the bundled CIFAR-10 subset has {len(y)} images; got n_examples={n_examples}")
+    # Stable sort by (rank within class, class): airplane 0, automobile 0, ..., airplane 1, ...
+    rank = np.zeros(len(y), dtype=np.int64)
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        rank[members] = np.arange(len(members))
+    return np.lexsort((y, rank))[:n_examples].astype(np.int64)
+
+
 def bundled_cifar10(n_examples: int) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n_examples`` of the bundled subset in class-interleaved order.
 
     Returns:
         ``x`` float32 ``[n, 3, 32, 32]`` in ``[0, 1]`` and ``y`` int64 ``[n]``.
     """
+    order = bundled_order(n_examples)
     with np.load(BUNDLED_CIFAR10) as data:
         x, y = data["x"], data["y"]
-    if not 0 < n_examples <= len(x):
-        raise ValueError(f"the bundled CIFAR-10 subset has {len(x)} images; got n_examples={n_examples}")
-    # Stable sort by (rank within class, class): airplane 0, automobile 0, ..., airplane 1, ...
-    rank = np.zeros(len(y), dtype=np.int64)
-    for label in np.unique(y):
-        members = np.flatnonzero(y == label)
-        rank[members] = np.arange(len(members))
-    order = np.lexsort((y, rank))[:n_examples]
     return x[order].astype(np.float32) / 255.0, y[order].astype(np.int64)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Builds what CIFAR's pickled batches hold (dicts, lists, bytes, numpy arrays), nothing else."""
+
+    _ALLOWED = {
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+        # Array reconstructors under numpy 1.x and 2.x names: pickle protocol 2 (the official
+        # archives) and protocol 5 (a batch re-saved by a recent numpy).
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(
+                f"{module}.{name} is not part of a CIFAR test batch; the file was not read any further"
+            )
+        return super().find_class(module, name)
+
+
+def _load_batch(fh: IO[bytes]) -> dict[bytes, Any]:
+    return _ArrayUnpickler(fh, encoding="bytes").load()
 
 
 def torchvision_cifar(dataset: str, data_dir: str | Path, n_examples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +137,7 @@ def torchvision_cifar(dataset: str, data_dir: str | Path, n_examples: int) -> tu
             + ("Leave out --data-dir to use the bundled 1,000-image CIFAR-10 subset." if dataset == "cifar10" else "")
         )
     with path.open("rb") as fh:
-        batch = pickle.load(fh, encoding="bytes")
+        batch = _load_batch(fh)
     x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
     y = np.asarray(batch[label_key], dtype=np.int64)
     if not 0 < n_examples <= len(x):
@@ -88,6 +166,34 @@ def imagenet(data_dir: str | Path, n_examples: int, name: str, threat_model: str
     transform = get_preprocessing(BenchmarkDataset.imagenet, ThreatModel(threat_model), name, None)
     x, y = load_imagenet(n_examples, str(data_dir), transform)
     return x.numpy().astype(np.float32), y.numpy().astype(np.int64)
+
+
+def image_set(
+    dataset: str, n_examples: int, data_dir: str | Path | None, name: str = "", threat_model: str = ""
+) -> ImageSet:
+    """The ``n_examples`` test images a model is scored on, with their provenance.
+
+    Args:
+        dataset: ``"cifar10"``, ``"cifar100"`` or ``"imagenet"``.
+        n_examples: how many images.
+        data_dir: data root, or ``None`` for the bundled CIFAR-10 subset.
+        name: the model (ImageNet only: its preprocessing).
+        threat_model: the model's threat model (ImageNet only).
+    """
+    source = source_name(dataset, data_dir)
+    if dataset == "imagenet":
+        if data_dir is None:
+            raise FileNotFoundError("ImageNet models need --data-dir with RobustBench's val/<wnid>/ layout")
+        x, y = imagenet(data_dir, n_examples, name, threat_model)
+        return ImageSet(x, y, np.arange(len(y), dtype=np.int64), source, str(Path(data_dir) / "val"), None)
+    x, y = load_test_set(dataset, n_examples, data_dir)
+    if data_dir is None:
+        index, path = bundled_order(n_examples), BUNDLED_CIFAR10
+        shown = f"leaderboard/data/{path.name}"
+    else:
+        index, path = np.arange(n_examples, dtype=np.int64), Path(data_dir).joinpath(*_TORCHVISION_FILES[dataset][:2])
+        shown = str(path)
+    return ImageSet(x, y, index, source, shown, _sha256(path.read_bytes()))
 
 
 def load_test_set(dataset: str, n_examples: int, data_dir: str | Path | None) -> tuple[np.ndarray, np.ndarray]:

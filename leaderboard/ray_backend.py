@@ -11,21 +11,17 @@ import dataclasses
 import logging
 import traceback
 from pathlib import Path
-from typing import Any
 
 from tqdm.auto import tqdm
 
+from leaderboard import store
 from leaderboard.registry import ZooEntry
-from leaderboard.run import RunSummary, result_path, score_and_write, write_atomic
-from leaderboard.scoring import ScoreConfig, empty_record
+from leaderboard.scoring import ScoreConfig, empty_record, score_and_write
+from leaderboard.store import RunSummary
 
 logger = logging.getLogger(__name__)
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-def _task(entry: ZooEntry, config: ScoreConfig, results_dir: str) -> dict[str, Any]:
-    return score_and_write(entry, config, results_dir)
 
 
 def run_ray(
@@ -63,7 +59,7 @@ def run_ray(
         ray.init(address=address, include_dashboard=False, runtime_env=runtime_env, log_to_driver=True)
     results_dir = str(Path(results_dir).resolve())
     config = dataclasses.replace(config, progress=False)
-    remote = ray.remote(num_gpus=num_gpus_per_task, num_cpus=num_cpus_per_task)(_task)
+    remote = ray.remote(num_gpus=num_gpus_per_task, num_cpus=num_cpus_per_task)(score_and_write)
     refs = {remote.remote(entry, config, results_dir): entry for entry in todo}
     pending = list(refs)
     try:
@@ -76,7 +72,7 @@ def run_ray(
                 except Exception as exc:  # noqa: BLE001  (a dead worker fails one model only)
                     record = empty_record(entry, config)
                     record["error"] = f"{type(exc).__name__}: {exc}\n" + traceback.format_exc()[-2000:]
-                    write_atomic(result_path(results_dir, entry), record)
+                    store.write_result(results_dir, entry, record, None)
                 summary.add(record)
                 bar.set_postfix_str(entry.key)
                 bar.update(1)

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from leaderboard import store
 from leaderboard.stats import Correlation, correlation_table
 
 logger = logging.getLogger(__name__)
@@ -154,7 +155,9 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
                   "| model | architecture | AutoAttack | predicted | \\|Δ\\| | clean (reported) | clean (here, n) "
                   "| median λ_max | mean log10 λ_max | median tr F | method | s | status |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
-        for r in members:
+        # Scored models in the table; the others after it, those without weights in one line.
+        failed = [r for r in members if r["status"] != "ok"]
+        for r in (r for r in members if r["status"] == "ok"):
             clean_here = f"{_format(r['clean_acc'])} ({r['n_examples']})" if r["clean_acc"] is not None else ""
             status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error']}"
             lines.append(
@@ -167,6 +170,12 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
         if group in errors:
             mean, count = errors[group]
             lines += ["", f"Mean |predicted − AutoAttack| over {count} models: {mean:.2f} points."]
+        missing = [r["model"] for r in failed if "MissingWeightsError" in r["error"]]
+        if failed:
+            lines += ["", f"Not scored ({len(failed)}):", ""]
+            lines += [f"- {r['model']}: {r['error']}" for r in failed if r["model"] not in missing]
+            if missing:
+                lines.append(f"- without weights ({len(missing)}): {', '.join(missing)}")
         if group in correlations:
             table = correlations[group]
             kinds = list(next(iter(table.values())))
@@ -231,14 +240,25 @@ def render(results: Path, out: Path, seed: int = 0) -> dict[str, Any]:
         ``{"rows": [...], "correlations": {...}, "files": [...]}``.
 
     Raises:
-        FileNotFoundError: no result JSON under ``results``.
+        FileNotFoundError: no result under ``results`` says ``"status": "ok"``.
+        SettingsMismatchError: results of one dataset/threat model were scored with different settings.
     """
     records = load_results(results)
+    how = ("`python -m leaderboard run --model-dir DIR` scores the models whose weights are under DIR "
+           "(`python -m leaderboard list --model-dir DIR` shows which those are).")
     if not records:
         raise FileNotFoundError(
-            f"no results under {results} (expected <dataset>/<threat_model>/<model>.json): "
-            "score models with `python -m leaderboard run` first."
+            f"nothing is scored under {results} (no <dataset>/<threat_model>/<model>.json there): {how}"
         )
+    failed = [r for r in records if r.get("status") != "ok"]
+    if len(failed) == len(records):
+        first = failed[0]
+        raise FileNotFoundError(
+            f"nothing is scored under {results}: its {len(records)} result file(s) all record failures "
+            f"(e.g. {first.get('dataset')}/{first.get('threat_model')}/{first.get('model')}: "
+            f"{flatten(first)['error']}). Fix what they say, then {how}"
+        )
+    store.check_uniform_settings(records, results)
     rows = [flatten(r) for r in records]
     correlations = group_correlations(rows, seed=seed)
     out.mkdir(parents=True, exist_ok=True)

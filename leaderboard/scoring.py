@@ -1,17 +1,22 @@
-"""Score one zoo model: Fisher statistics, clean accuracy and wall time, as a result dict.
+"""Score one zoo model: Fisher statistics, clean accuracy and wall time, with provenance.
 
 The result dict is the leaderboard's contract with ``render`` (one JSON file per model):
 ``model``, ``dataset``, ``threat_model``, ``status``, ``error``, ``reported``, ``n_examples``,
 ``clean_acc``, ``fisher`` (``spectral_norm`` and ``trace`` summaries from
 :func:`art_fim.summarize`), ``predicted_robust_acc`` (attack-free robust accuracy in percent
 at the dataset's RobustBench budgets, per threat model: ``{"Linf": {"eps", "first_order"}, ...}``),
-``seconds``, ``images_per_second``, ``method``, ``batch_size``, ``device``, ``seed`` and
-``versions``.
+``seconds``, ``images_per_second``, ``method``, ``batch_size``, ``device``, ``seed``, ``versions``,
+and its provenance: ``settings`` (what decides the
+numbers, compared on a rerun), ``route`` (method and batch size actually used per quantity),
+``images`` (source, indices and pixel hashes), ``checkpoints`` (file and SHA-256 of each),
+``checkpoint_load`` and ``per_image`` (the ``.npz`` of per-image values, see
+:mod:`leaderboard.store`).
 """
 
 from __future__ import annotations
 
 import logging
+import platform
 import time
 import traceback
 from dataclasses import dataclass
@@ -22,17 +27,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from art_fim.radius import norm_name
+from art_fim.results import FisherEstimate, FisherStatistics
 from leaderboard import data as lb_data
+from leaderboard import store
 from leaderboard.registry import ZooEntry
-from leaderboard.robustbench_compat import import_robustbench, load_zoo_model
+from leaderboard.robustbench_compat import MissingWeightsError, import_robustbench, load_zoo_model
 
 logger = logging.getLogger(__name__)
 
 #: Keys that depend on the machine and the moment, not on the model, data and seed.
 TIMING_KEYS = ("seconds", "images_per_second", "device")
 
-#: RobustBench's perturbation budgets (pixels in [0, 1]) per dataset and threat model.
+
 ROBUSTBENCH_EPS: dict[str, dict[str, float]] = {
     "cifar10": {"Linf": 8 / 255, "L2": 0.5},
     "cifar100": {"Linf": 8 / 255, "L2": 0.5},
@@ -53,6 +59,8 @@ class ScoreConfig:
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         seed: seed of every random draw.
         progress: show per-image progress bars.
+        trust_checkpoints: unpickle checkpoints in full (``weights_only=False``), which runs
+            any code they contain; off by default.
     """
 
     model_dir: str
@@ -63,6 +71,20 @@ class ScoreConfig:
     device: str = "auto"
     seed: int = 0
     progress: bool = True
+    trust_checkpoints: bool = False
+
+    def settings(self, dataset: str) -> dict[str, Any]:
+        """The settings that decide a result's numbers (see :data:`leaderboard.store.SETTING_KEYS`).
+
+        The batch size and the device are left out: with the exact route they change nothing,
+        and the iterative routes already adapt the batch to the memory of the machine.
+        """
+        return {
+            "n_examples": self.n_examples,
+            "seed": self.seed,
+            "method": self.method,
+            "images": lb_data.source_name(dataset, self.data_dir),
+        }
 
 
 def resolve_device(device: str) -> torch.device:
@@ -75,23 +97,28 @@ def resolve_device(device: str) -> torch.device:
 
 
 def versions() -> dict[str, str]:
-    """Versions of the packages that determine the numbers."""
+    """Versions of Python and of the packages that determine the numbers."""
     import art_fim
 
-    try:
-        robustbench = metadata.version("robustbench")
-    except metadata.PackageNotFoundError:
-        robustbench = "not installed"
-    return {"art_fim": art_fim.__version__, "torch": torch.__version__, "robustbench": robustbench}
+    found = {"python": platform.python_version(), "art_fim": art_fim.__version__, "torch": torch.__version__}
+    for package in ("numpy", "robustbench", "timm", "torchvision"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
 
 
-def load_images(entry: ZooEntry, config: ScoreConfig) -> tuple[np.ndarray, np.ndarray]:
+def device_name(device: torch.device) -> str:
+    """The device as a result records it: ``cuda:0 (NVIDIA H100 80GB HBM3)``, ``cpu (x86_64, torch threads: 2)``."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({platform.machine() or 'unknown'}, torch threads: {torch.get_num_threads()})"
+
+
+def load_images(entry: ZooEntry, config: ScoreConfig) -> lb_data.ImageSet:
     """The ``n_examples`` test images for the entry's dataset (per-model preprocessing for ImageNet)."""
-    if entry.dataset == "imagenet":
-        if config.data_dir is None:
-            raise FileNotFoundError("ImageNet models need --data-dir with RobustBench's val/<wnid>/ layout")
-        return lb_data.imagenet(config.data_dir, config.n_examples, entry.name, entry.threat_model)
-    return lb_data.load_test_set(entry.dataset, config.n_examples, config.data_dir)
+    return lb_data.image_set(entry.dataset, config.n_examples, config.data_dir, entry.name, entry.threat_model)
 
 
 def empty_record(entry: ZooEntry, config: ScoreConfig) -> dict[str, Any]:
@@ -114,74 +141,117 @@ def empty_record(entry: ZooEntry, config: ScoreConfig) -> dict[str, Any]:
         "device": config.device,
         "seed": config.seed,
         "versions": versions(),
+        "settings": config.settings(entry.dataset),
+        "route": None,
+        "images": None,
+        "checkpoints": None,
+        "checkpoint_load": "trusted (weights_only=False)" if config.trust_checkpoints else "weights_only",
+        "per_image": None,
     }
 
 
-def _percent_or_none(stats: Any, eps: float, threat_model: str) -> float | None:
-    """Predicted robust accuracy in percent, or ``None`` where the radii were not computed."""
-    if np.isnan(stats.radius[norm_name(threat_model)].values).any():
-        return None
-    return 100.0 * stats.predicted_robust_accuracy(eps, threat_model, refined=False)
+@dataclass
+class Scored:
+    """A scored model: its result dict and its per-image arrays (``None`` if it failed).
+
+    Attributes:
+        record: the result dict (see the module docstring).
+        per_image: the arrays of :data:`leaderboard.store.PER_IMAGE_ARRAYS`.
+    """
+
+    record: dict[str, Any]
+    per_image: dict[str, np.ndarray] | None = None
 
 
-def score_model(
-    entry: ZooEntry, config: ScoreConfig, images: tuple[np.ndarray, np.ndarray] | None = None
-) -> dict[str, Any]:
+def score_model(entry: ZooEntry, config: ScoreConfig, images: lb_data.ImageSet | None = None) -> Scored:
     """Score one model; never raises for a model's own failure (``status="failed"`` instead).
 
     Args:
         entry: the zoo model.
         config: the run's settings.
-        images: ``(x, y)`` already loaded for this dataset, or ``None`` to load them.
+        images: the test images already loaded for this dataset, or ``None`` to load them.
 
     Returns:
-        The result dict (see the module docstring).
+        The :class:`Scored` model: its result dict and per-image arrays.
     """
     from art_fim import fisher_statistics
 
     record = empty_record(entry, config)
+    scored = Scored(record)
     start = time.perf_counter()
     try:
         import_robustbench()
         device = resolve_device(config.device)
-        record["device"] = str(device)
+        record["device"] = device_name(device)
         torch.manual_seed(config.seed)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
-        x, y = images if images is not None else load_images(entry, config)
-        model = load_zoo_model(entry.name, entry.dataset, entry.threat_model, Path(config.model_dir))
-        model = model.float().to(device).eval()
-        loaded = time.perf_counter()
-        record["seconds"]["load"] = loaded - start
+        images = images if images is not None else load_images(entry, config)
+        x = images.x
+        record["images"] = images.provenance()
+        loaded = load_zoo_model(
+            entry.name, entry.dataset, entry.threat_model, Path(config.model_dir),
+            trust_checkpoints=config.trust_checkpoints,
+        )
+        record["checkpoints"] = [{"file": c.file, "sha256": c.sha256, "bytes": c.size} for c in loaded.checkpoints]
+        model = loaded.model.float().to(device).eval()
+        loaded_at = time.perf_counter()
+        record["seconds"]["load"] = loaded_at - start
         # The metric in float32 throughout: no autocast, whatever the model's own defaults.
         # One Jacobian per batch gives λ_max, the trace, the robust radii and the predictions.
         budgets = ROBUSTBENCH_EPS.get(entry.dataset, {})
         with torch.autocast(device_type=device.type, enabled=False):
             stats = fisher_statistics(
-                model, x, y, norms=tuple(budgets), method=config.method, batch_size=config.batch_size,
+                model, x, images.y, norms=tuple(budgets), method=config.method, batch_size=config.batch_size,
                 seed=config.seed, verbose=config.progress,
             )
         fisher_done = time.perf_counter()
         spectral, trace = stats.spectral_norm, stats.trace
-        record["clean_acc"] = 100.0 * stats.accuracy
-        record["fisher"] = {"spectral_norm": spectral.summary(), "trace": trace.summary()}
-        record["predicted_robust_acc"] = {
-            threat: {"eps": eps, "first_order": _percent_or_none(stats, eps, threat)}
-            for threat, eps in budgets.items()
+        scored.per_image = per_image_arrays(images, stats)
+        record.update(store.summarize_per_image(scored.per_image, budgets))
+        record["route"] = {
+            quantity: {"method": estimate.method, "batch_size": estimate.batch_size}
+            for quantity, estimate in (("spectral_norm", spectral), ("trace", trace))
         }
         # With method="auto" the trace may take another route (Hutchinson) than λ_max (Lanczos).
         record["method"] = (
             spectral.method if trace.method == spectral.method else f"{spectral.method} (trace: {trace.method})"
         )
-        record["n_examples"] = int(len(x))
-        record["seconds"]["fisher"] = fisher_done - loaded
-        record["images_per_second"] = len(x) / max(fisher_done - loaded, 1e-12)
+        record["seconds"]["fisher"] = fisher_done - loaded_at
+        record["images_per_second"] = len(x) / max(fisher_done - loaded_at, 1e-12)
         record["status"] = "ok"
     except Exception as exc:  # noqa: BLE001  (a failing model is recorded and the run goes on)
         tail = traceback.format_exc().strip().splitlines()[-20:]
         record["error"] = f"{type(exc).__name__}: {exc}\n" + "\n".join(tail)
-        logger.warning("%s failed: %s: %s", entry.key, type(exc).__name__, exc)
+        scored.per_image = None
+        # Missing weights are counted once by the caller, not warned about model by model.
+        log = logger.info if isinstance(exc, MissingWeightsError) else logger.warning
+        log("%s failed: %s: %s", entry.key, type(exc).__name__, exc)
     finally:
         record["seconds"]["total"] = time.perf_counter() - start
-    return record
+    return scored
+
+
+def per_image_arrays(images: lb_data.ImageSet, stats: FisherStatistics) -> dict[str, np.ndarray]:
+    """The per-image values a result stores in its ``.npz`` (:data:`leaderboard.store.PER_IMAGE_ARRAYS`)."""
+    arrays = {
+        "index": np.asarray(images.index, dtype=np.int64),
+        "label": np.asarray(images.y, dtype=np.int64),
+        "prediction": np.asarray(stats.predictions, dtype=np.int64),
+        "lambda_max": np.asarray(stats.spectral_norm.values, dtype=np.float64),
+        "lambda_max_stderr": np.asarray(stats.spectral_norm.stderr, dtype=np.float64),
+        "trace": np.asarray(stats.trace.values, dtype=np.float64),
+        "trace_stderr": np.asarray(stats.trace.stderr, dtype=np.float64),
+    }
+    for name, radius in stats.radius.items():
+        arrays[f"radius_{name}"] = np.asarray(radius.values, dtype=np.float64)
+    return arrays
+
+
+def score_and_write(
+    entry: ZooEntry, config: ScoreConfig, results_dir: str | Path, images: lb_data.ImageSet | None = None
+) -> dict[str, Any]:
+    """Score one model and store its result files (:func:`leaderboard.store.write_result`); returns the record."""
+    scored = score_model(entry, config, images)
+    return store.write_result(results_dir, entry, scored.record, scored.per_image)

@@ -20,7 +20,6 @@ E2E_MODELS = (
     "Ding2020MMA",  # WideResNet-28-4
     "Addepalli2022Efficient_RN18",  # ResNet-18
 )
-TIMING_KEYS = ("seconds", "images_per_second", "device")
 
 
 def require_robustbench() -> None:
@@ -37,8 +36,9 @@ def save_random_checkpoint(
     """Save a seeded random initialisation of a zoo model in RobustBench's layout.
 
     Args:
-        wrap: save as ``{"state_dict": {"module." + key: ...}, "epoch": numpy scalar}``, the
-            shape of several published checkpoints (needs ``weights_only=False``).
+        wrap: save as ``{"state_dict": {"module." + key: ...}, "epoch": numpy scalar, "args":
+            argparse.Namespace}``, the shape of published training checkpoints (torch's plain
+            ``weights_only=True`` refuses it; the loader's allowlist admits exactly these types).
 
     Returns:
         The model whose weights were saved.
@@ -49,13 +49,22 @@ def save_random_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     state = model.state_dict()
     if wrap:
+        import argparse
+
         import numpy as np
 
-        state = {"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": np.int64(200)}
+        state = {
+            "state_dict": {f"module.{k}": v for k, v in state.items()},
+            "epoch": np.int64(200),
+            "best_acc": np.float64(0.5),
+            "args": argparse.Namespace(lr=0.1, epochs=200, arch=name),
+        }
     torch.save(state, path)
     return model
 
 
 def without_timing(record: dict) -> dict:
     """A result record without the keys that depend on the machine and the moment."""
+    from leaderboard.scoring import TIMING_KEYS
+
     return {k: v for k, v in record.items() if k not in TIMING_KEYS}

@@ -120,6 +120,17 @@ def test_auto_switches_to_lanczos_when_the_jacobian_does_not_fit(x):
     np.testing.assert_allclose(estimate.values, exact, rtol=1e-4)
 
 
+def test_estimate_reports_the_batch_size_actually_used(x):
+    """The planner's batch: budget // (2·K·d·8 bytes) for a dense float64 Jacobian, at most len(x)."""
+    classifier = ClassGradientOnly(_classifier(make_model("cnn")))
+    per_input = 2 * NUM_CLASSES * int(np.prod(IMAGE_SHAPE)) * 8  # K rows of J, twice, in float64
+    small = FisherInformationMetric(classifier, method="exact", batch_size=64, memory_budget=2 * per_input + 1,
+                                    verbose=False).estimate(x)
+    roomy = FisherInformationMetric(classifier, method="exact", batch_size=64, verbose=False).estimate(x)
+    assert (small.batch_size, roomy.batch_size) == (2, len(x))
+    np.testing.assert_allclose(small.values, roomy.values, rtol=1e-12)
+
+
 def test_hutchinson_trace_through_the_metric_class(x):
     """The trace estimate with standard errors covers the exact trace (3 SE, fixed seed)."""
     classifier = _classifier(make_model("cnn"))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from leaderboard.data import bundled_cifar10, load_test_set
+from leaderboard.data import bundled_cifar10, bundled_order, image_set, load_test_set
 
 
 def test_bundled_subset_is_class_balanced_in_unit_range() -> None:
@@ -51,3 +53,35 @@ def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
         load_test_set("cifar100", 4, None)
     with pytest.raises(ValueError, match="1000 images"):
         bundled_cifar10(1001)
+
+
+def test_a_pickle_payload_as_test_batch_does_not_run(tmp_path: Path) -> None:
+    """The CIFAR batch under --data-dir is a pickle: one that would run code is refused, unrun."""
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return (os.system, (f"touch {marker}",))
+
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    with (tmp_path / "cifar-10-batches-py" / "test_batch").open("wb") as fh:
+        pickle.dump({b"data": Payload(), b"labels": [0]}, fh)
+    refused = rf"{os.system.__module__}\.system is not part of a CIFAR test batch"
+    with pytest.raises(pickle.UnpicklingError, match=refused):
+        load_test_set("cifar10", 1, tmp_path)
+    assert not marker.exists()
+
+
+def test_provenance_names_source_indices_and_pixels(tmp_path: Path) -> None:
+    """image_set says where the images came from and which they are, by hashes that change with them."""
+    bundled = image_set("cifar10", 20, None)
+    assert bundled.source == "bundled" and bundled.index.tolist() == bundled_order(20).tolist()
+    x, y = bundled_cifar10(20)
+    np.testing.assert_array_equal(bundled.x, x)
+    assert bundled.provenance()["pixels_sha256"] != image_set("cifar10", 19, None).provenance()["pixels_sha256"]
+    pixels, _ = _write_torchvision_batch(tmp_path, "cifar-10-batches-py", "test_batch", b"labels", 12)
+    local = image_set("cifar10", 5, tmp_path)
+    record = local.provenance()
+    assert (local.source, local.index.tolist(), record["n"]) == ("torchvision", list(range(5)), 5)
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    assert record["file_sha256"] == hashlib.sha256(batch.read_bytes()).hexdigest()

@@ -19,8 +19,9 @@ def test_list_prints_all_206_entries_165_with_autoattack(capsys: pytest.CaptureF
     """`list` (offline) prints one row per zoo entry and the count line 206 / 165."""
     assert main(["list", "--model-dir", "no-such-dir"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-1].startswith("206 zoo entries, 165 with AutoAttack accuracy, 0 with weights")
-    assert len(lines) == 1 + 206 + 1  # header, rows, count
+    assert lines[-2].startswith("206 zoo entries, 165 with AutoAttack accuracy, 0 with weights")
+    assert lines[-1].startswith("To score models, put RobustBench's checkpoints under no-such-dir/")
+    assert len(lines) == 1 + 206 + 2  # header, rows, count, where weights go
 
 
 @pytest.mark.parametrize(

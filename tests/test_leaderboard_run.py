@@ -4,16 +4,24 @@ Three real CIFAR-10 Linf zoo entries of different architectures get random weigh
 RobustBench's layout at test time; a fourth entry has no weights. The first run is
 interrupted (KeyboardInterrupt, as Ctrl-C) while the second model is being scored; the rerun
 must skip the finished model without touching its file, retry the rest, and record the
-model without weights as failed while the others complete.
+model without weights as failed while the others complete. The results then carry their
+provenance and per-image values, and a rerun with other settings is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
+import os
+import pickle
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from leaderboard_cases import E2E_MODELS, require_robustbench, save_random_checkpoint, without_timing
@@ -21,7 +29,9 @@ from leaderboard_cases import E2E_MODELS, require_robustbench, save_random_check
 require_robustbench()
 
 import leaderboard.run as lb_run  # noqa: E402
+from leaderboard import store  # noqa: E402
 from leaderboard.__main__ import main  # noqa: E402
+from leaderboard.data import BUNDLED_CIFAR10, bundled_order  # noqa: E402
 from leaderboard.registry import select_entries  # noqa: E402
 from leaderboard.scoring import ScoreConfig  # noqa: E402
 
@@ -73,14 +83,15 @@ def _run_twice(model_dir: Path, results: Path, config: ScoreConfig, order: list[
     first = results / "cifar10" / "Linf" / f"{E2E_MODELS[0]}.json"
     before = (first.read_bytes(), first.stat().st_mtime_ns)
     files_after_kill = sorted(p.name for p in (results / "cifar10" / "Linf").iterdir())
-    with pytest.MonkeyPatch.context() as mp:
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
         mp.setattr(lb_run, "score_and_write", count)
         status = main(["run", *CLI_ARGS, "--models", ",".join(order), "--model-dir", str(model_dir),
                        "--results", str(results)])
     yield {
         "model_dir": model_dir, "results": results, "config": config, "first_calls": first_calls,
         "files_after_kill": files_after_kill, "rerun_calls": list(calls), "status": status,
-        "before": before, "after": (first.read_bytes(), first.stat().st_mtime_ns),
+        "before": before, "after": (first.read_bytes(), first.stat().st_mtime_ns), "printed": printed.getvalue(),
     }
 
 
@@ -91,28 +102,36 @@ def _records(results: Path, names: tuple[str, ...]) -> dict[str, dict[str, Any]]
 def test_kill_halfway_then_rerun_loses_and_recomputes_nothing(interrupted_run: dict[str, Any]) -> None:
     """The killed run kept the finished model; the rerun did not recompute or rewrite it."""
     assert interrupted_run["first_calls"] == [E2E_MODELS[0], MISSING, E2E_MODELS[1]]
-    # Only complete files: the finished model and the failure record, no temporary file.
-    assert interrupted_run["files_after_kill"] == sorted([f"{E2E_MODELS[0]}.json", f"{MISSING}.json"])
+    # Only complete files: the finished model (JSON and .npz) and the failure record, no temporary file.
+    assert interrupted_run["files_after_kill"] == sorted(
+        [f"{E2E_MODELS[0]}.json", f"{E2E_MODELS[0]}.npz", f"{MISSING}.json"])
     assert interrupted_run["rerun_calls"] == [MISSING, *E2E_MODELS[1:]]
     assert interrupted_run["after"] == interrupted_run["before"]  # same bytes, same mtime
     assert all(r["status"] == "ok" for r in _records(interrupted_run["results"], E2E_MODELS).values())
 
 
 def test_failed_model_is_recorded_and_the_run_goes_on(interrupted_run: dict[str, Any]) -> None:
-    """The model without weights has a failed record saying where its file was expected."""
+    """The model without weights has a failed record saying where its file was expected.
+
+    The CLI says so once, with the count, the expected layout and --skip-missing, not per model.
+    """
     record = _records(interrupted_run["results"], (MISSING,))[MISSING]
-    assert record["status"] == "failed" and record["fisher"] is None
+    assert record["status"] == "failed" and record["fisher"] is None and record["per_image"] is None
     assert "MissingWeightsError" in record["error"] and "cifar10/Linf/Standard.pt" in record["error"]
     assert interrupted_run["status"] == 1  # the CLI reports the failure in its exit status
+    printed = interrupted_run["printed"]
+    assert printed.count("no weights") == 1 and "MissingWeightsError" not in printed
+    assert "1 of 4 models have no weights under" in printed and "--skip-missing leaves them out" in printed
+    assert "failed  1  (1 without weights)" in printed
 
 
 def test_result_schema(interrupted_run: dict[str, Any]) -> None:
-    """Each result follows the contract with `render`: keys, reported figures, Fisher summaries."""
+    """Each result follows the contract with `render` and says how its numbers were made."""
     for name, record in _records(interrupted_run["results"], E2E_MODELS).items():
         assert list(record) == [
             "model", "dataset", "threat_model", "status", "error", "reported", "n_examples", "clean_acc",
             "fisher", "predicted_robust_acc", "seconds", "images_per_second", "method", "batch_size", "device",
-            "seed", "versions",
+            "seed", "versions", "settings", "route", "images", "checkpoints", "checkpoint_load", "per_image",
         ]
         assert (record["model"], record["dataset"], record["threat_model"]) == (name, "cifar10", "Linf")
         assert record["reported"]["aa_source"] == "autoattack_acc"
@@ -129,11 +148,66 @@ def test_result_schema(interrupted_run: dict[str, Any]) -> None:
             assert 0.0 <= prediction["first_order"] <= record["clean_acc"]
         # λ_max ≤ trace per input, so also for the means.
         assert record["fisher"]["spectral_norm"]["mean"] <= record["fisher"]["trace"]["mean"] * (1 + 1e-9)
-        assert (record["method"], record["device"], record["seed"]) == ("exact", "cpu", 0)
+        assert (record["method"], record["seed"]) == ("exact", 0) and record["device"].startswith("cpu")
         assert set(record["seconds"]) == {"load", "fisher", "total"} and record["images_per_second"] > 0
-        assert set(record["versions"]) == {"art_fim", "torch", "robustbench"}
+        assert {"python", "art_fim", "torch", "numpy", "robustbench", "timm"} <= set(record["versions"])
+        # Provenance: settings, route actually taken, images, checkpoint hash, load mode.
+        assert record["settings"] == {"n_examples": N_EXAMPLES, "seed": 0, "method": "exact", "images": "bundled"}
+        assert record["route"] == {q: {"method": "exact", "batch_size": 4} for q in ("spectral_norm", "trace")}
+        index = bundled_order(N_EXAMPLES)
+        assert record["images"]["source"] == "bundled" and record["images"]["n"] == N_EXAMPLES
+        assert record["images"]["index_sha256"] == hashlib.sha256(index.tobytes()).hexdigest()
+        assert record["images"]["file_sha256"] == hashlib.sha256(BUNDLED_CIFAR10.read_bytes()).hexdigest()
+        checkpoint = interrupted_run["model_dir"] / "cifar10" / "Linf" / f"{name}.pt"
+        assert record["checkpoints"] == [{"file": f"cifar10/Linf/{name}.pt",
+                                          "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+                                          "bytes": checkpoint.stat().st_size}]
+        assert record["checkpoint_load"] == "weights_only"
     reported = _records(interrupted_run["results"], ("Ding2020MMA",))["Ding2020MMA"]["reported"]
     assert (reported["architecture"], reported["clean_acc"], reported["autoattack_acc"]) == ("WideResNet-28-4", 84.36, 41.44)
+
+
+def test_npz_reaggregates_to_the_json_exactly(interrupted_run: dict[str, Any]) -> None:
+    """The per-image .npz beside each JSON gives back its n, clean accuracy and Fisher summaries exactly."""
+    with np.load(BUNDLED_CIFAR10) as bundled:
+        labels = bundled["y"][bundled_order(N_EXAMPLES)]
+    for name, record in _records(interrupted_run["results"], E2E_MODELS).items():
+        npz = interrupted_run["results"] / "cifar10" / "Linf" / record["per_image"]["file"]
+        arrays = store.read_per_image(npz, record["per_image"]["sha256"])
+        assert sorted(arrays) == sorted([*store.PER_IMAGE_ARRAYS, "radius_linf", "radius_l2"])
+        assert all(len(a) == N_EXAMPLES for a in arrays.values())
+        np.testing.assert_array_equal(arrays["index"], bundled_order(N_EXAMPLES))
+        np.testing.assert_array_equal(arrays["label"], labels)
+        budgets = {threat: p["eps"] for threat, p in record["predicted_robust_acc"].items()}
+        again = store.summarize_per_image(arrays, budgets)
+        assert again == {key: record[key] for key in ("n_examples", "clean_acc", "fisher", "predicted_robust_acc")}, name
+        # A re-aggregation of one's own: the per-image λ_max never exceeds the trace.
+        assert (arrays["lambda_max"] <= arrays["trace"] * (1 + 1e-9)).all()
+
+
+def test_rerun_with_other_settings_is_refused_not_mixed(
+    interrupted_run: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rerun with another --n-examples leaves every stored file alone and says which flag to use;
+    rescoring only part of a folder with --overwrite makes `render` refuse the mixed table.
+    """
+    results = tmp_path / "results"
+    shutil.copytree(interrupted_run["results"], results)
+    before = {p.name: p.read_bytes() for p in (results / "cifar10" / "Linf").iterdir()}
+    args = ["run", *CLI_ARGS, "--n-examples", "3", "--models", ",".join(E2E_MODELS),
+            "--model-dir", str(interrupted_run["model_dir"]), "--results", str(results)]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "3 result(s) under" in error and "n_examples 4 (this run: 3)" in error and "--overwrite" in error
+    assert {p.name: p.read_bytes() for p in (results / "cifar10" / "Linf").iterdir()} == before
+
+    args[args.index("--models") + 1] = E2E_MODELS[0]
+    assert main([*args, "--overwrite"]) == 0
+    assert _records(results, E2E_MODELS[:1])[E2E_MODELS[0]]["n_examples"] == 3
+    assert main(["render", "--results", str(results), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "mix settings within cifar10/Linf" in error and '"n_examples": 3' in error and '"n_examples": 4' in error
+    assert not (tmp_path / "out").exists()
 
 
 def test_ray_backend_matches_local_run(interrupted_run: dict[str, Any], tmp_path: Path) -> None:
@@ -156,9 +230,9 @@ def test_ray_backend_matches_local_run(interrupted_run: dict[str, Any], tmp_path
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
     """A write that fails midway leaves the previous result intact and no temporary file."""
     path = tmp_path / "cifar10" / "Linf" / "M.json"
-    lb_run.write_atomic(path, {"status": "ok"})
+    store.write_atomic(path, {"status": "ok"})
     with pytest.raises(TypeError):
-        lb_run.write_atomic(path, {"status": object()})
+        store.write_atomic(path, {"status": object()})
     assert json.loads(path.read_text()) == {"status": "ok"}
     assert [p.name for p in path.parent.iterdir()] == ["M.json"]
 
@@ -179,3 +253,64 @@ def test_render_after_run_prints_correlations(interrupted_run: dict[str, Any], c
     table = (out / "leaderboard.md").read_text()
     assert all(name in table for name in (*E2E_MODELS, MISSING))
     assert (out / "fisher_vs_autoattack.png").exists() and (out / "clean_vs_autoattack.png").exists()
+
+
+def test_planted_payload_fails_its_model_and_the_next_is_scored(tmp_path: Path) -> None:
+    """A pickle payload placed as models/cifar10/Linf/Standard.pt does not run during `run`:
+    Standard is recorded as failed, naming the global and --trust-checkpoints; the next model is scored.
+    """
+    model_dir, results, marker = tmp_path / "models", tmp_path / "results", tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return (os.system, (f"touch {marker}",))
+
+    (model_dir / "cifar10" / "Linf").mkdir(parents=True)
+    (model_dir / "cifar10" / "Linf" / "Standard.pt").write_bytes(pickle.dumps(Payload(), protocol=2))
+    save_random_checkpoint(E2E_MODELS[0], "cifar10", "Linf", model_dir, seed=0)
+    status = main(["run", *CLI_ARGS, "--models", f"Standard,{E2E_MODELS[0]}", "--model-dir", str(model_dir),
+                   "--results", str(results)])
+    assert status == 1 and not marker.exists()
+    records = _records(results, ("Standard", E2E_MODELS[0]))
+    failed = records["Standard"]
+    assert failed["status"] == "failed" and failed["checkpoints"] is None
+    assert failed["error"].startswith(f"UnsafeCheckpointError: {model_dir}/cifar10/Linf/Standard.pt was not loaded: "
+                                      f"it needs {os.system.__module__}.system")
+    assert "--trust-checkpoints" in failed["error"].splitlines()[0]
+    assert records[E2E_MODELS[0]]["status"] == "ok"
+
+
+def test_first_run_without_weights_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No weights at all: one message (count, layout, how to see what is present), exit 2, no results folder.
+
+    With some weights, --skip-missing leaves the others out without recording them.
+    """
+    results = tmp_path / "results"
+    assert main(["run", *CLI_ARGS, "--model-dir", str(tmp_path / "none"), "--results", str(results)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 2
+    assert "none of the 76 selected models has its weights under" in captured.err
+    assert "<dataset>/<threat_model>/<name>.pt" in captured.err and "leaderboard list" in captured.err
+    assert not results.exists()
+
+    model_dir = tmp_path / "models"
+    save_random_checkpoint(E2E_MODELS[0], "cifar10", "Linf", model_dir, seed=0)
+    assert main(["run", *CLI_ARGS, "--models", f"Standard,{E2E_MODELS[0]}", "--skip-missing",
+                 "--model-dir", str(model_dir), "--results", str(results)]) == 0
+    assert "leaving out 1 of 2 models without weights" in capsys.readouterr().out
+    assert sorted(p.name for p in (results / "cifar10" / "Linf").iterdir()) == [f"{E2E_MODELS[0]}.json",
+                                                                               f"{E2E_MODELS[0]}.npz"]
+
+
+def test_render_with_nothing_scored_says_how_to_score(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`render` over no results, or over failures only, writes nothing and says how to score (exit 2)."""
+    out = tmp_path / "out"
+    assert main(["render", "--results", str(tmp_path / "empty"), "--out", str(out)]) == 2
+    assert "nothing is scored under" in capsys.readouterr().err
+    failed = {"model": "Standard", "dataset": "cifar10", "threat_model": "Linf", "status": "failed",
+              "error": "MissingWeightsError: No weights for cifar10/Linf/Standard"}
+    store.write_atomic(tmp_path / "results" / "cifar10" / "Linf" / "Standard.json", failed)
+    assert main(["render", "--results", str(tmp_path / "results"), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "nothing is scored under" in error and "all record failures" in error and "MissingWeightsError" in error
+    assert "python -m leaderboard run --model-dir" in error and not out.exists()

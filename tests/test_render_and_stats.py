@@ -107,7 +107,8 @@ def test_render_writes_every_output_and_ranks_correctly(tmp_path):
         "spearman_vs_autoattack"]["value"] == pytest.approx(-1.0)
     text = (out / "leaderboard.md").read_text()
     assert text.index("Model4") < text.index("Model0")  # ranked by AutoAttack accuracy
-    assert "failed: RuntimeError: out of memory" in text
+    # Failures are listed after the table of scored models, by their error's last line.
+    assert "\n- Broken: RuntimeError: out of memory\n" in text and text.index("Not scored (1):") > text.index("Model0")
     for name in ("fisher_vs_autoattack.png", "clean_vs_autoattack.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from leaderboard.data import bundled_cifar10
-from leaderboard.run import write_atomic
 from leaderboard.scoring import resolve_device
+from leaderboard.store import write_atomic
 from leaderboard.zoo.architectures import build
 from leaderboard.zoo.cifar_zip import load_zip
 from leaderboard.zoo.plan import BUILD_ORDER, ZOO, ZooModel
