@@ -4,7 +4,9 @@ The core metric is the spectral norm of the input Fisher information matrix
 ``F(x) = Jᵀ (diag(p) − ppᵀ) J`` (https://arxiv.org/abs/2606.04767).
 
 ART-facing API:
-    :func:`fisher_spectral_norm`, :func:`fisher_trace`, :class:`FisherInformationMetric`.
+    :func:`fisher_spectral_norm`, :func:`fisher_trace`, :class:`FisherInformationMetric`;
+    attack-free robust accuracy, :func:`robust_radius` and :func:`predicted_robust_accuracy`;
+    and :func:`fisher_statistics`, every per-input statistic from one Jacobian per batch.
 Building blocks:
     :class:`InputJacobian` and its constructions, the exact, Lanczos, power-iteration and
     Hutchinson estimators, the query-only :class:`BlackBoxFisher` (a sketch of ``J Jᵀ`` from
@@ -15,13 +17,15 @@ from art_fim.adapters import ClassGradientMismatchError, NotDifferentiableError,
 from art_fim.blackbox import BlackBoxFisher, sample_directions, sketch_gram
 from art_fim.checks import LabelOnlyOutputError
 from art_fim.defences import UnsupportedDefenceError
-from art_fim.exact import exact_spectral_norm, exact_trace, top_eigenvector
+from art_fim.exact import exact_spectral_norm, exact_trace, spectral_statistics, top_eigenvector
 from art_fim.finite_differences import FiniteDifferenceJacobian
 from art_fim.hutchinson import hutchinson_trace
 from art_fim.iterative import EigenResult, lanczos, power_iteration
 from art_fim.jacobian import AutogradJacobian, DenseJacobian, InputJacobian
 from art_fim.metric import FisherInformationMetric, fisher_spectral_norm, fisher_trace
-from art_fim.results import FisherEstimate, summarize
+from art_fim.radius import first_order_radius
+from art_fim.results import FisherEstimate, FisherStatistics, summarize
+from art_fim.statistics import fisher_statistics, predicted_robust_accuracy, robust_radius
 
 __version__ = "0.1.0"
 
@@ -34,6 +38,7 @@ __all__ = [
     "FiniteDifferenceJacobian",
     "FisherEstimate",
     "FisherInformationMetric",
+    "FisherStatistics",
     "InputJacobian",
     "LabelOnlyOutputError",
     "NotDifferentiableError",
@@ -41,13 +46,18 @@ __all__ = [
     "adapter_for",
     "exact_spectral_norm",
     "exact_trace",
+    "first_order_radius",
     "fisher_spectral_norm",
+    "fisher_statistics",
     "fisher_trace",
     "hutchinson_trace",
     "lanczos",
     "power_iteration",
+    "predicted_robust_accuracy",
+    "robust_radius",
     "sample_directions",
     "sketch_gram",
+    "spectral_statistics",
     "summarize",
     "top_eigenvector",
 ]

@@ -17,6 +17,11 @@ is about ``√(2/m)``, whatever the input dimension ``d``. Directions:
 * ``"gaussian"``: independent ``v ∼ N(0, I_d)``.
 * ``"coordinate"``: ``v = √d e_i``, ``i = 1..d``: ``Ĝ = J Jᵀ`` exactly (up to the differences).
 
+The first-order robust radius (:mod:`art_fim.radius`) comes from the same queries: the
+``ℓ2`` threat's dual norms ``‖∇(z_y − z_j)‖₂² = G_yy + G_jj − 2 G_yj`` from ``Ĝ`` (with a
+bootstrap standard error), the ``ℓ∞`` and ``ℓ1`` ones only from the rows of ``J`` itself,
+i.e. in coordinate mode.
+
 | Paper link: https://arxiv.org/abs/2606.04767
 """
 
@@ -36,14 +41,26 @@ from art_fim.checks import OutputType, check_inputs
 from art_fim.defences import check_defences
 from art_fim.exact import spectrum_from_gram, trace_from_gram
 from art_fim.finite_differences import QUERY_BYTES, FiniteDifferenceJacobian, PredictFn
+from art_fim.jacobian import gram_from_rows
+from art_fim.radius import (
+    check_labels,
+    first_order_radius,
+    gram_dual_norms,
+    margins,
+    parse_norm,
+    radius_from_margins,
+)
 from art_fim.results import FisherEstimate
 
-__all__ = ["BlackBoxFisher", "FiniteDifferenceJacobian", "sample_directions", "sketch_gram"]
+__all__ = ["BlackBoxFisher", "FiniteDifferenceJacobian", "blackbox_for", "sample_directions", "sketch_gram"]
 
 logger = logging.getLogger(__name__)
 
 Directions = Literal["auto", "orthogonal", "gaussian", "coordinate"]
-Quantity = Literal["spectral_norm", "trace"]
+Quantity = Literal["spectral_norm", "trace", "radius_linf", "radius_l2", "radius_l1"]
+QUANTITIES: tuple[str, ...] = ("spectral_norm", "trace", "radius_linf", "radius_l2", "radius_l1")
+# Quantities that need the rows of J (coordinate mode), not only the Gram J Jᵀ.
+_ROW_QUANTITIES = ("radius_linf", "radius_l1")
 
 # Median (over inputs) relative disagreement of the differences at h and 2h above which a
 # warning is raised: rounding spoils every input alike, while a ReLU kink crossed by one
@@ -108,21 +125,31 @@ def sketch_gram(jv: Tensor, weights: Tensor | None = None) -> Tensor:
     return weighted.transpose(-1, -2) @ jv / jv.shape[-2]
 
 
-def _quantity(gram: Tensor, p: Tensor, quantity: Quantity) -> Tensor:
+def _quantity(
+    quantity: str, gram: Tensor, logits: Tensor, labels: Tensor, rows: Tensor | None = None
+) -> Tensor:
+    """One quantity per sample from the Gram (sketch or exact) or, for the radii, ``J`` when known."""
     if quantity == "trace":
-        return trace_from_gram(gram, p)
-    eigenvalues, _ = spectrum_from_gram(gram, p)
-    return eigenvalues[:, -1].clamp_min(0.0)
+        return trace_from_gram(gram, torch.softmax(logits.double(), -1))
+    if quantity == "spectral_norm":
+        eigenvalues, _ = spectrum_from_gram(gram, torch.softmax(logits.double(), -1))
+        return eigenvalues[:, -1].clamp_min(0.0)
+    norm = parse_norm(quantity.removeprefix("radius_"))
+    if rows is not None:
+        return first_order_radius(rows, logits, labels, norm)
+    return radius_from_margins(margins(logits, labels), gram_dual_norms(gram, labels), labels)
 
 
 def _bootstrap_stderr(
-    jv: Tensor, p: Tensor, quantity: Quantity, num_bootstrap: int, rng: np.random.Generator
+    jv: Tensor, logits: Tensor, labels: Tensor, quantity: str, num_bootstrap: int, rng: np.random.Generator
 ) -> float:
     """Standard deviation of the estimate over directions resampled with replacement."""
     m = jv.shape[0]
     counts = torch.from_numpy(rng.multinomial(m, np.full(m, 1.0 / m), size=num_bootstrap))
     values = [
-        _quantity(sketch_gram(jv.expand(len(c), -1, -1), c), p.expand(len(c), -1), quantity)
+        _quantity(
+            quantity, sketch_gram(jv.expand(len(c), -1, -1), c), logits.expand(len(c), -1), labels.expand(len(c))
+        )
         for c in counts.split(16)
     ]
     return float(torch.cat(values).std())
@@ -225,10 +252,14 @@ class BlackBoxFisher:
             return lambda q: np.asarray(clf(q))
         raise TypeError(f"{type(clf).__name__} has no predict method; pass an ART classifier or a function.")
 
+    def coordinate_budget(self, dim: int) -> int:
+        """Queries per input that coordinate mode needs at input dimension ``d``."""
+        return 1 + (2 if self.check_step else 0) + 2 * dim
+
     def plan(self, dim: int) -> tuple[str, int]:
         """Return the direction kind and the number of directions ``m`` for input dimension ``d``."""
         overhead = 1 + (2 if self.check_step else 0)
-        coordinate_budget = overhead + 2 * dim
+        coordinate_budget = self.coordinate_budget(dim)
         kind = self.directions
         if kind == "auto":
             kind = "coordinate" if self.max_queries >= coordinate_budget else "orthogonal"
@@ -246,43 +277,63 @@ class BlackBoxFisher:
             )
         return kind, m
 
-    def estimate(self, x: np.ndarray, quantity: Quantity = "spectral_norm") -> FisherEstimate:
-        """Estimate ``λ_max(F(x))`` or ``tr F(x)`` per input from queries.
+    def estimate(
+        self, x: np.ndarray, quantity: Quantity = "spectral_norm", y: np.ndarray | None = None
+    ) -> FisherEstimate:
+        """Estimate ``λ_max(F(x))``, ``tr F(x)`` or a first-order robust radius per input from queries.
 
         Args:
             x: ``[N, *input_shape]`` inputs in the classifier's own scale.
-            quantity: ``"spectral_norm"`` or ``"trace"``.
+            quantity: ``"spectral_norm"``, ``"trace"``, ``"radius_l2"``, or (coordinate mode
+                only) ``"radius_linf"`` and ``"radius_l1"``.
+            y: labels for the radii (indices or one-hot); ``None``: the predicted classes.
 
         Returns:
             A :class:`~art_fim.results.FisherEstimate` with bootstrap standard errors,
             ``iterations`` = directions and ``queries`` per input.
         """
-        return self.estimate_many(x, (quantity,))[quantity]
+        return self.estimate_many(x, (quantity,), y)[quantity]
 
     def estimate_many(
-        self, x: np.ndarray, quantities: tuple[Quantity, ...] = ("spectral_norm", "trace")
+        self,
+        x: np.ndarray,
+        quantities: tuple[Quantity, ...] = ("spectral_norm", "trace"),
+        y: np.ndarray | None = None,
     ) -> dict[str, FisherEstimate]:
         """Estimate several quantities from the same queries (one sketch ``Ĝ`` per input).
 
         Args:
             x: ``[N, *input_shape]`` inputs in the classifier's own scale.
-            quantities: any of ``"spectral_norm"`` and ``"trace"``.
+            quantities: any of :data:`QUANTITIES`.
+            y: labels for the radii (indices or one-hot); ``None``: the predicted classes, so
+                that a radius is the distance to the decision boundary.
 
         Returns:
             One :class:`~art_fim.results.FisherEstimate` per quantity.
+
+        Raises:
+            ValueError: an unknown quantity, or an ``ℓ∞`` / ``ℓ1`` radius without coordinate mode.
         """
         for quantity in quantities:
-            if quantity not in ("spectral_norm", "trace"):
-                raise ValueError(f"quantity must be 'spectral_norm' or 'trace', got {quantity!r}")
+            if quantity not in QUANTITIES:
+                raise ValueError(f"quantity must be one of {', '.join(QUANTITIES)}, got {quantity!r}")
         check_defences(self.classifier, "blackbox")
         input_shape = getattr(self.classifier, "input_shape", None)
         clip_values = getattr(self.classifier, "clip_values", None)
         x = check_inputs(x, None if input_shape is None else tuple(input_shape), clip_values)
         n, dim = len(x), int(np.prod(x.shape[1:]))
         kind, m = self.plan(dim)
+        row_quantities = [q for q in quantities if q in _ROW_QUANTITIES]
+        if row_quantities and kind != "coordinate":
+            raise ValueError(
+                f"{', '.join(row_quantities)} need the rows of J (ℓ1 / ℓ∞ norms of gradient "
+                "differences), which a sketch of J Jᵀ along random directions does not give; use "
+                f"directions='coordinate' with max_queries ≥ {self.coordinate_budget(dim)}, a "
+                "white-box classifier, or the ℓ2 radius ('radius_l2')."
+            )
+        labels = None if y is None else torch.from_numpy(check_labels(y, n))
         rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(n)]
-        rows = max(1, QUERY_BYTES // (8 * dim))  # direction rows held at once
-        group, block = max(1, min(n, rows // m)), min(m, rows)
+        group = max(1, min(n, max(1, QUERY_BYTES // (8 * dim)) // m))  # inputs whose directions fit at once
         predict = self._predict_fn()
         values: dict[str, list[np.ndarray]] = {q: [] for q in quantities}
         stderr: dict[str, list[np.ndarray]] = {q: [] for q in quantities}
@@ -297,26 +348,40 @@ class BlackBoxFisher:
                     clip_values=clip_values, dtype=self.dtype,
                 )
                 output_type = jac.output_type
-                jv = np.empty((len(idx), m, jac.num_classes))
-                for first in range(0, m, block):
-                    count = min(block, m - first)
-                    v = np.stack([sample_directions(kind, first, count, dim, rngs[i]) for i in idx])
-                    jv[:, first : first + count] = jac.directional_derivatives(v)
-                    if first == 0:
-                        first_direction = None if kind == "coordinate" else v[:, 0]
+                if start == 0 and y is not None:
+                    check_labels(y, n, jac.num_classes)  # the class range, now that K is known
+                batch_labels = jac.logits.argmax(1) if labels is None else labels[start : idx.stop]
+                rows = jv = None
+                if kind == "coordinate":
+                    rows = jac.rows()
+                    gram = gram_from_rows(rows)
+                    first = None
+                else:
+                    first_directions: dict[int, np.ndarray] = {}
+
+                    def directions(sample: int, first: int, count: int, offset: int = start) -> np.ndarray:
+                        v = sample_directions(kind, first, count, dim, rngs[offset + sample])
+                        if first == 0:
+                            first_directions[sample] = v[0]
+                        return v
+
+                    jv = torch.from_numpy(jac.sketch(directions, m))
+                    gram = sketch_gram(jv)
+                    first = np.stack([first_directions[i] for i in range(len(idx))])
                 if self.check_step:
                     discrepancy.append(
-                        self._step_discrepancy(jac, jv, first_direction, [rngs[i] for i in idx])
+                        self._step_discrepancy(jac, jv, rows, first, [rngs[i] for i in idx])
                     )
-                jv_t, p = torch.from_numpy(jv), jac.probs
-                gram = sketch_gram(jv_t)
                 for quantity in quantities:
-                    values[quantity].append(_quantity(gram, p, quantity).numpy())
-                    if kind == "coordinate" or self.num_bootstrap < 2:
+                    values[quantity].append(_quantity(quantity, gram, jac.logits, batch_labels, rows).numpy())
+                    if jv is None or self.num_bootstrap < 2:
                         stderr[quantity].append(np.zeros(len(idx)))
                     else:
                         stderr[quantity].append(np.array([
-                            _bootstrap_stderr(jv_t[j], p[j : j + 1], quantity, self.num_bootstrap, rngs[i])
+                            _bootstrap_stderr(
+                                jv[j], jac.logits[j : j + 1], batch_labels[j : j + 1], quantity,
+                                self.num_bootstrap, rngs[i],
+                            )
                             for j, i in enumerate(idx)
                         ]))
                 queries.append(jac.queries.copy())
@@ -339,20 +404,21 @@ class BlackBoxFisher:
     @staticmethod
     def _step_discrepancy(
         jac: FiniteDifferenceJacobian,
-        jv: np.ndarray,
+        jv: Tensor | None,
+        rows: Tensor | None,
         first: np.ndarray | None,
         rngs: list[np.random.Generator],
     ) -> np.ndarray:
         """``‖D_h − D_2h‖ / max(‖D_h‖, ‖D_2h‖)`` per input along one direction (two more queries).
 
-        ``D_h`` is the first sketch direction's difference, or in coordinate mode (``first``
-        is ``None``) ``J w`` for a random ``w`` assembled from the columns ``√d J e_i``.
+        ``D_h`` is the first sketch direction's difference ``jv[:, 0]`` along ``first``, or in
+        coordinate mode (``rows`` given) ``J w`` for a random ``w``.
         """
-        if first is None:
-            first = np.stack([rng.standard_normal(jv.shape[1]) for rng in rngs])
-            at_h = np.einsum("bmk,bm->bk", jv, first) / np.sqrt(jv.shape[1])
+        if rows is not None:
+            first = np.stack([rng.standard_normal(jac.input_dim) for rng in rngs])
+            at_h = np.einsum("bkd,bd->bk", rows.numpy(), first)
         else:
-            at_h = jv[:, 0]
+            at_h = jv[:, 0].numpy()
         at_2h = jac.directional_derivatives(first[:, None], step=2 * jac.step)[:, 0]
         norm = np.maximum(np.linalg.norm(at_h, axis=-1), np.linalg.norm(at_2h, axis=-1))
         # Both differences exactly zero: the scores did not change at all (rounded away).
@@ -374,3 +440,15 @@ class BlackBoxFisher:
                 RuntimeWarning,
                 stacklevel=3,
             )
+
+
+def blackbox_for(metric: Any) -> BlackBoxFisher:
+    """The query-only estimator configured like ``metric`` (a :class:`~art_fim.FisherInformationMetric`).
+
+    Its ``classifier``, ``output_type``, ``seed``, ``batch_size`` and ``verbose``, and its
+    ``blackbox_params`` as further options.
+    """
+    return BlackBoxFisher(
+        metric.classifier, output_type=metric.output_type, seed=metric.seed, batch_size=metric.batch_size,
+        verbose=metric.verbose, **metric.blackbox_params,
+    )

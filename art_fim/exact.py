@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from art_fim.jacobian import InputJacobian
+from art_fim.jacobian import InputJacobian, gram_from_rows
 
 
 def softmax_covariance_root(p: Tensor) -> Tensor:
@@ -54,6 +54,33 @@ def trace_from_gram(gram: Tensor, p: Tensor) -> Tensor:
     return (diag - quad).clamp_min(0.0)
 
 
+def spectral_statistics(
+    rows: Tensor, p: Tensor, eigenvector: bool = False
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Return ``λ_max(F)``, ``tr F`` and (optionally) the top unit eigenvector from ``J`` itself.
+
+    One Gram ``G = J Jᵀ`` serves all three; the eigenvector ``v = Jᵀ S u / ‖Jᵀ S u‖`` is formed
+    from the same rows, with no further product with the model.
+
+    Args:
+        rows: the Jacobian ``[B, K, d]``.
+        p: output probabilities ``[B, K]``.
+        eigenvector: also return ``v``.
+
+    Returns:
+        ``λ_max`` ``[B]``, ``tr F`` ``[B]`` and ``v`` ``[B, d]`` (or ``None``), float64.
+    """
+    gram = gram_from_rows(rows)
+    eigenvalues, eigenvectors = spectrum_from_gram(gram, p)
+    vector = None
+    if eigenvector:
+        u = (softmax_covariance_root(p.double()) @ eigenvectors[:, :, -1:])[:, :, 0]
+        # Jᵀ S u one class at a time: float64 without a float64 copy of all the rows.
+        v = sum(rows[:, k].double() * u[:, k : k + 1] for k in range(rows.shape[1]))
+        vector = v / v.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+    return eigenvalues[:, -1].clamp_min(0.0), trace_from_gram(gram, p), vector
+
+
 def exact_spectral_norm(jac: InputJacobian) -> Tensor:
     """Return ``λ_max(F(x))`` per sample, float64 ``[B]``, from ``K`` VJPs.
 
@@ -78,9 +105,5 @@ def top_eigenvector(jac: InputJacobian) -> tuple[Tensor, Tensor]:
     ``v = Jᵀ S u / ‖Jᵀ S u‖`` where ``u`` is the top eigenvector of ``Sᵀ G S``; the direction
     along which ``KL(p(x) ‖ p(x + δ)) ≈ ½ δᵀ F δ`` grows fastest (a one-step spectral attack).
     """
-    p = jac.probs
-    eigenvalues, eigenvectors = spectrum_from_gram(jac.gram(), p)
-    u = softmax_covariance_root(p) @ eigenvectors[:, :, -1:]
-    v = jac.vjp(u[:, :, 0].to(jac.dtype)).double()
-    norm = v.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
-    return eigenvalues[:, -1].clamp_min(0.0), v / norm
+    eigenvalue, _, vector = spectral_statistics(jac.rows(), jac.probs, eigenvector=True)
+    return eigenvalue, vector

@@ -40,6 +40,8 @@ from art_fim.scores import log_scores
 logger = logging.getLogger(__name__)
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
+#: ``directions(sample, first, n) -> [n, d]``: directions ``first .. first + n − 1`` of a sample.
+DirectionsFn = Callable[[int, int, int], np.ndarray]
 
 # Query rows held in memory at once: at most this many bytes of float64 inputs.
 QUERY_BYTES = 256 * 2**20
@@ -106,8 +108,9 @@ class FiniteDifferenceJacobian(InputJacobian):
     """Input Jacobian of a query-only classifier: ``J v`` from two queries per direction.
 
     Only forward products exist (``vjp`` raises). :meth:`directional_derivatives` evaluates
-    many directions for every sample of the batch in a few ``predict`` calls; :meth:`gram`
-    returns ``J Jᵀ`` from the ``d`` coordinate directions (``2d`` queries per sample).
+    many directions for every sample of the batch in a few ``predict`` calls, :meth:`sketch`
+    streams many directions through it, and :meth:`rows` returns ``J`` itself (so ``gram``
+    returns ``J Jᵀ``) from the ``d`` coordinate directions (``2d`` queries per sample).
 
     Args:
         predict: maps queries ``[n, *input_shape]`` to scores ``[n, K]`` (logits or
@@ -222,16 +225,33 @@ class FiniteDifferenceJacobian(InputJacobian):
         jv = self.directional_derivatives(v.detach().cpu().double().numpy()[:, None, :])
         return torch.from_numpy(jv[:, 0]).to(self.dtype)
 
-    def gram(self) -> Tensor:
-        """Return ``J Jᵀ = Σ_i (J e_i)(J e_i)ᵀ`` from the ``d`` coordinate directions, float64."""
+    def sketch(self, directions: DirectionsFn, count: int) -> np.ndarray:
+        """Return ``J_b v_{bj}`` for ``count`` directions per sample, ``[B, count, K]`` float64.
+
+        The directions are asked for block by block, so that at most :data:`QUERY_BYTES` of
+        them are held at once; each costs two queries (:meth:`directional_derivatives`).
+
+        Args:
+            directions: ``directions(sample, first, n)`` returns that sample's directions
+                ``first .. first + n − 1``, ``[n, d]``.
+            count: directions per sample.
+        """
         d = self.input_dim
-        gram = torch.zeros(self.batch_size, self.num_classes, self.num_classes, dtype=torch.float64)
-        block = max(1, QUERY_BYTES // (8 * d * self.batch_size))
-        for start in range(0, d, block):
-            n = min(block, d - start)
+        block = max(1, min(count, QUERY_BYTES // (8 * d * self.batch_size)))
+        out = np.empty((self.batch_size, count, self.num_classes))
+        for first in range(0, count, block):
+            n = min(block, count - first)
+            v = np.stack([directions(sample, first, n) for sample in range(self.batch_size)])
+            out[:, first : first + n] = self.directional_derivatives(v)
+        return out
+
+    def rows(self) -> Tensor:
+        """Return ``J`` from the ``d`` coordinate directions (``2d`` queries per sample), float64 ``[B, K, d]``."""
+        d = self.input_dim
+
+        def coordinates(sample: int, first: int, n: int) -> np.ndarray:
             eye = np.zeros((n, d))
-            eye[np.arange(n), start + np.arange(n)] = 1.0
-            eye = np.broadcast_to(eye, (self.batch_size, *eye.shape))
-            cols = torch.from_numpy(self.directional_derivatives(eye))
-            gram += cols.transpose(1, 2) @ cols
-        return gram
+            eye[np.arange(n), first + np.arange(n)] = 1.0
+            return eye
+
+        return torch.from_numpy(self.sketch(coordinates, d)).transpose(1, 2)

@@ -6,7 +6,8 @@ Estimators never see ``J`` itself; they ask for
 
 * ``jvp(v)``  = ``J v``   (``[B, d] -> [B, K]``), one forward-mode product,
 * ``vjp(u)``  = ``Jᵀ u``  (``[B, K] -> [B, d]``), one reverse-mode product,
-* ``gram()``  = ``J Jᵀ``  (``[B, K, K]``), from ``K`` batched VJPs,
+* ``rows()``  = ``J``     (``[B, K, d]``), from ``K`` batched VJPs,
+* ``gram()``  = ``J Jᵀ``  (``[B, K, K]``), from the rows,
 
 and the Fisher product ``v ↦ Jᵀ M J v`` with ``M = diag(p) − p pᵀ`` is built on top.
 Samples are independent (models are evaluated in eval mode), so one batched product
@@ -16,7 +17,7 @@ Three constructions share this interface: :class:`AutogradJacobian` (PyTorch mod
 through torch.func / autograd), :class:`DenseJacobian` (a Jacobian handed over whole,
 e.g. from ART's ``class_gradient``) and, for query-only classifiers,
 :class:`art_fim.finite_differences.FiniteDifferenceJacobian` (``jvp`` by finite
-differences, ``gram`` from the ``d`` coordinate directions, no ``vjp``).
+differences, ``rows`` and ``gram`` from the ``d`` coordinate directions, no ``vjp``).
 """
 
 from __future__ import annotations
@@ -124,17 +125,20 @@ class InputJacobian(ABC):
             "(Gram sketch) or 'hutchinson', which need only J v."
         )
 
-    def gram(self) -> Tensor:
-        """Return the Gram matrices ``J Jᵀ`` in float64, ``[B, K, K]``.
+    def rows(self) -> Tensor:
+        """Return the Jacobian itself, ``[B, K, d]``: row ``k`` is ``∇_x z_k``.
 
-        The default builds them from ``K`` VJPs with one-hot cotangents.
+        The default stacks ``K`` VJPs with one-hot cotangents.
         """
         eye = torch.eye(self.num_classes, dtype=self.dtype, device=self.device)
-        rows = torch.stack(
+        return torch.stack(
             [self.vjp(eye[k].expand(self.batch_size, -1)) for k in range(self.num_classes)],
             dim=1,
         )
-        return gram_from_rows(rows)
+
+    def gram(self) -> Tensor:
+        """Return the Gram matrices ``J Jᵀ`` in float64, ``[B, K, K]``, from :meth:`rows`."""
+        return gram_from_rows(self.rows())
 
     def fisher_matvec(self, v: Tensor) -> Tensor:
         """Return ``F v = Jᵀ M J v`` with ``M = diag(p) − p pᵀ``: ``[B, d] -> [B, d]``.
@@ -175,8 +179,8 @@ class DenseJacobian(InputJacobian):
     def vjp(self, u: Tensor) -> Tensor:  # noqa: D102
         return torch.einsum("bkd,bk->bd", self.matrix, u.to(self.dtype))
 
-    def gram(self) -> Tensor:  # noqa: D102
-        return gram_from_rows(self.matrix)
+    def rows(self) -> Tensor:  # noqa: D102
+        return self.matrix
 
 
 class AutogradJacobian(InputJacobian):
@@ -280,6 +284,3 @@ class AutogradJacobian(InputJacobian):
             self._z, self._x, cotangents, retain_graph=True, is_grads_batched=True
         )
         return grads.reshape(len(cotangents), self.batch_size, -1)
-
-    def gram(self) -> Tensor:  # noqa: D102
-        return gram_from_rows(self.rows())

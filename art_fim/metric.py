@@ -26,7 +26,7 @@ from art_fim.checks import OutputType, check_inputs
 from art_fim.exact import exact_spectral_norm, exact_trace
 from art_fim.hutchinson import MIN_PROBES, hutchinson_trace
 from art_fim.iterative import lanczos, power_iteration
-from art_fim.jacobian import InputJacobian
+from art_fim.jacobian import AutogradJacobian, InputJacobian
 from art_fim.memory import Footprint, plan_exact
 from art_fim.results import FisherEstimate
 from art_fim.streams import input_generators
@@ -224,16 +224,9 @@ class FisherInformationMetric:
                 f"choose one of {', '.join(_METHODS[quantity])}."
             )
         if self.method == "blackbox":
-            from art_fim.blackbox import BlackBoxFisher
+            from art_fim.blackbox import blackbox_for
 
-            return BlackBoxFisher(
-                self.classifier,
-                output_type=self.output_type,
-                seed=self.seed,
-                batch_size=self.batch_size,
-                verbose=self.verbose,
-                **self.blackbox_params,
-            ).estimate(x, quantity)
+            return blackbox_for(self).estimate(x, quantity)
         adapter = adapter_for(self.classifier, self.output_type)
         x = check_inputs(x, adapter.input_shape, adapter.clip_values)
         parts: list[tuple[np.ndarray, ...]] = []
@@ -274,7 +267,7 @@ class FisherInformationMetric:
             probe.num_classes, probe.input_dim, adapter.itemsize, adapter.activation_bytes(x[:1])
         )
         # Only autograd Jacobians have a matrix-free fallback; dense ones are exact anyway.
-        matrix_free = hasattr(probe, "rows")
+        matrix_free = isinstance(probe, AutogradJacobian)
         del probe
         exact = plan_exact(footprint, budget, self.batch_size)
         method = self.method

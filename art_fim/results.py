@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import stats
+
+from art_fim.radius import norm_name, robust_fraction
 
 
 @dataclass(frozen=True)
@@ -13,7 +16,7 @@ class FisherEstimate:
     """Per-input results of a Fisher estimator.
 
     Attributes:
-        values: the estimate per input (``λ_max`` or trace), shape ``[N]``.
+        values: the estimate per input (``λ_max``, trace or robust radius), shape ``[N]``.
         stderr: its standard error per input (zero for exact methods), shape ``[N]``.
         iterations: matrix-vector products (or probes) used per input, shape ``[N]``.
         converged: whether the iterative method met its tolerance, per input.
@@ -57,6 +60,59 @@ class FisherEstimate:
     def summary(self) -> dict[str, float]:
         """Dataset summary of :attr:`values` (see :func:`summarize`)."""
         return summarize(self.values)
+
+
+@dataclass(frozen=True)
+class FisherStatistics:
+    """Every per-input statistic of one Jacobian pass (see :func:`art_fim.fisher_statistics`).
+
+    Attributes:
+        spectral_norm: ``λ_max(F(x))``.
+        trace: ``tr F(x)``.
+        radius: first-order robust radius per threat norm, keyed ``"linf"``, ``"l2"``, ``"l1"``
+            (in the classifier's input scale; 0 where the prediction is wrong).
+        refined_radius: the refined radius per threat norm (empty unless asked for).
+        eigenvector: top unit eigenvector of ``F(x)`` per input, ``[N, *input_shape]``, or ``None``.
+        labels: the labels the radii refer to (the predictions when none were given), ``[N]``.
+        predictions: the predicted classes (argmax of the outputs), ``[N]``.
+        correct: whether the prediction equals the label, ``[N]``.
+    """
+
+    spectral_norm: FisherEstimate
+    trace: FisherEstimate
+    radius: dict[str, FisherEstimate]
+    refined_radius: dict[str, FisherEstimate]
+    eigenvector: np.ndarray | None
+    labels: np.ndarray
+    predictions: np.ndarray
+    correct: np.ndarray
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction of inputs classified correctly."""
+        return float(self.correct.mean())
+
+    def predicted_robust_accuracy(self, eps: float, norm: Any = np.inf, refined: bool | None = None) -> float:
+        """Return the fraction of inputs correctly classified with radius ``≥ eps``: robust accuracy at ``eps``.
+
+        Args:
+            eps: perturbation budget in the classifier's input scale (e.g. ``8/255``).
+            norm: threat norm, one of those the radii were computed for.
+            refined: use the refined radius; ``None``: the refined one when it was computed.
+
+        Raises:
+            ValueError: a negative or non-finite ``eps``, or a norm (or refinement) not computed.
+        """
+        name = norm_name(norm)
+        use_refined = bool(self.refined_radius) if refined is None else refined
+        table = self.refined_radius if use_refined else self.radius
+        if name not in table:
+            what = "refined radius" if use_refined else "radius"
+            raise ValueError(
+                f"no {what} for norm {name} was computed (have: {', '.join(table) or 'none'}); "
+                "pass it in norms= (and refine=True for the refined radius)."
+            )
+        return robust_fraction(table[name].values, eps)
 
 
 def summarize(values: np.ndarray, quantiles: tuple[float, ...] = (0.05, 0.25, 0.75, 0.95)) -> dict[str, float]:

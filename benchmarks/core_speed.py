@@ -3,8 +3,8 @@
     python benchmarks/core_speed.py [--device cpu|cuda] [--n 200] [--n-reference 50] [--n-clever 3]
 
 On one bundled CIFAR-10 model (``examples/models/small_cnn_standard.pt``, an ART
-``PyTorchClassifier`` with ``preprocessing=(mean, std)``) and the bundled test images, in one
-run, it times per input:
+``PyTorchClassifier`` with ``preprocessing=(mean, std)``) and the bundled test images (taken
+class by class in turn, so every class is represented), in one run, it times per input:
 
 * ``exact``: ``art_fim``'s exact route (``K`` batched VJPs, float64 ``K × K`` eigenproblem);
 * ``lanczos``: ``art_fim``'s matrix-free route (one JVP + one VJP per step);
@@ -18,6 +18,13 @@ Errors are relative to a float64 dense reference: the model cast to float64, ``J
 inputs). Ratios are measured side by side in this one run. Progress goes to stderr (a bar
 over the stages, and bars over the ``clever_u`` and dense-reference inputs); the table goes
 to stdout.
+
+Then the cost of a leaderboard model against one exact ``λ_max`` pass, on the same inputs:
+the leaderboard's one call (``art_fim.fisher_statistics`` with ℓ∞ and ℓ2 radii at
+RobustBench's budgets: ``λ_max``, trace, radii and predictions from one Jacobian per batch),
+the two separate passes it replaces (``λ_max``, then the trace), and the refined radii (one
+more Jacobian per norm). The variants run interleaved ``--repeats`` times and the fastest run
+of each counts, so that a busy machine slows them alike; the target is a ratio ≤ 1.15.
 """
 
 from __future__ import annotations
@@ -36,13 +43,16 @@ from art.metrics import clever_u
 from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from score_bundled_models import SUBSET, load_classifier  # noqa: E402
+from score_bundled_models import load_classifier  # noqa: E402
 from srp_reference import srp_whitebox_estimate, zero_parameter_gradients  # noqa: E402
 
-from art_fim import FisherInformationMetric  # noqa: E402
+from art_fim import FisherInformationMetric, fisher_statistics  # noqa: E402
+from leaderboard.data import bundled_cifar10  # noqa: E402
+from leaderboard.scoring import ROBUSTBENCH_EPS  # noqa: E402
 
 MODEL = ROOT / "examples" / "models" / "small_cnn_standard.pt"
 
@@ -90,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-clever", type=int, default=3, help="inputs for clever_u (slow)")
     parser.add_argument("--n-dense", type=int, default=5, help="inputs checked against the dense d×d reference")
     parser.add_argument("--batch-size", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of the leaderboard timing")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
@@ -100,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             clip_values=(0.0, 1.0), preprocessing=(classifier.preprocessing.mean, classifier.preprocessing.std),
             device_type="gpu",
         )
-    x = (np.load(SUBSET)["x"][: args.n].astype(np.float32) / 255).copy()
+    x, y = bundled_cifar10(args.n)  # class by class in turn: every class, not the first two
 
     def fisher(method: str) -> Callable[[], np.ndarray]:
         metric = FisherInformationMetric(classifier, method=method, batch_size=args.batch_size, verbose=False)
@@ -177,7 +188,51 @@ def main(argv: list[str] | None = None) -> int:
     print("clever_u estimates a robustness radius, not λ_max: its error column does not apply.")
     print(f"reference/exact ratio: median {np.median(reference / exact[: len(reference)]):.3f}, "
           f"range [{(reference / exact[: len(reference)]).min():.3f}, {(reference / exact[: len(reference)]).max():.3f}]")
+    leaderboard_cost(device, classifier, x, y, args.batch_size, args.repeats)
     return 0
+
+
+def leaderboard_cost(device: torch.device, classifier, x: np.ndarray, y: np.ndarray, batch_size: int,
+                     repeats: int) -> float:
+    """Print the time of a leaderboard model's Fisher work over one exact λ_max pass; return the ratio."""
+    norms = tuple(ROBUSTBENCH_EPS["cifar10"])
+
+    def exact_pass() -> np.ndarray:
+        return FisherInformationMetric(classifier, method="exact", batch_size=batch_size, verbose=False)(x)
+
+    def two_passes() -> None:  # what the leaderboard did before: λ_max, then the trace
+        metric = FisherInformationMetric(classifier, method="exact", batch_size=batch_size, verbose=False)
+        metric.estimate(x)
+        metric.trace(x)
+
+    def one_pass(refine: bool) -> Callable[[], object]:
+        return lambda: fisher_statistics(classifier, x, y, norms=norms, refine=refine, batch_size=batch_size,
+                                         verbose=False)
+
+    variants = {
+        "exact λ_max pass": exact_pass,
+        "leaderboard model (one pass)": one_pass(False),
+        "λ_max + trace, separately": two_passes,
+        "one pass + refined radii": one_pass(True),
+    }
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            times[name].append(synchronized_seconds(device, fn)[0])
+    best = {name: min(t) for name, t in times.items()}
+    stats = fisher_statistics(classifier, x, y, norms=norms, refine=True, batch_size=batch_size, verbose=False)
+    print(f"\nLeaderboard cost on {len(x)} inputs (fastest of {repeats} interleaved runs), "
+          f"norms {', '.join(norms)} at RobustBench's budgets")
+    print(f"{'variant':<32}{'s':>9}{'× exact λ_max':>15}")
+    for name, seconds in best.items():
+        print(f"{name:<32}{seconds:>9.3f}{seconds / best['exact λ_max pass']:>15.3f}")
+    ratio = best["leaderboard model (one pass)"] / best["exact λ_max pass"]
+    print(f"leaderboard model / exact λ_max pass = {ratio:.3f} (target ≤ 1.15: {'met' if ratio <= 1.15 else 'NOT met'})")
+    for threat, eps in ROBUSTBENCH_EPS["cifar10"].items():
+        print(f"predicted robust accuracy at {threat} {eps:.4g}: first-order "
+              f"{stats.predicted_robust_accuracy(eps, threat, refined=False):.3f}, refined "
+              f"{stats.predicted_robust_accuracy(eps, threat, refined=True):.3f} (clean {stats.accuracy:.3f})")
+    return ratio
 
 
 if __name__ == "__main__":

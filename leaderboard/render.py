@@ -6,7 +6,9 @@ Reads every ``<results>/<dataset>/<threat_model>/<model>.json`` written by ``run
 
 * ``leaderboard.csv``: one row per scored model;
 * ``leaderboard.md``: per dataset and threat model, the models ranked by reported AutoAttack
-  accuracy beside their Fisher statistics, then the correlation table;
+  accuracy beside their Fisher statistics and their predicted (attack-free) robust accuracy
+  with its absolute difference from the reported one, the mean of that difference over the
+  models, then the correlation table;
 * ``correlations.json``: every coefficient with its bootstrap interval;
 * ``fisher_vs_autoattack.png`` and ``clean_vs_autoattack.png``.
 
@@ -43,7 +45,8 @@ SCORES: dict[str, tuple[str, str]] = {
 
 COLUMNS = (
     "dataset", "threat_model", "model", "architecture", "reported_clean_acc", "autoattack_acc",
-    "clean_acc", "n_examples", *SCORES, "seconds", "status", "error",
+    "clean_acc", "n_examples", *SCORES, "predicted_robust_acc", "predicted_abs_error", "method",
+    "seconds", "status", "error",
 )
 
 
@@ -78,7 +81,23 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     }
     for column, (quantity, statistic) in SCORES.items():
         row[column] = (fisher.get(quantity) or {}).get(statistic)
+    # The attack-free prediction at the model's own threat model and RobustBench budget.
+    predicted = ((record.get("predicted_robust_acc") or {}).get(record.get("threat_model")) or {}).get("first_order")
+    row["predicted_robust_acc"] = predicted
+    row["predicted_abs_error"] = (
+        abs(predicted - row["autoattack_acc"]) if _finite(predicted) and _finite(row["autoattack_acc"]) else None
+    )
+    row["method"] = record.get("method")
     return row
+
+
+def mean_abs_errors(rows: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
+    """Mean ``|predicted − reported|`` robust accuracy (points) and model count per ``dataset/threat_model``."""
+    errors: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        if row["status"] == "ok" and _finite(row["predicted_abs_error"]):
+            errors[f"{row['dataset']}/{row['threat_model']}"].append(row["predicted_abs_error"])
+    return {group: (float(np.mean(values)), len(values)) for group, values in sorted(errors.items())}
 
 
 def _finite(value: Any) -> bool:
@@ -118,19 +137,24 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
     """The leaderboard as Markdown: one ranked table and one correlation table per group."""
     lines = ["# Input-Fisher leaderboard", ""]
     lines.append(
-        "λ_max: spectral norm of the input Fisher information per test image (exact), summarised "
-        "over the scored images. Accuracies in percent; AutoAttack accuracy as reported by "
+        "λ_max: spectral norm of the input Fisher information per test image, summarised over the "
+        "scored images, computed by the route in the method column (exact: K Jacobian rows and a "
+        "float64 K × K eigenproblem; lanczos / hutchinson: matrix-free). Predicted: attack-free "
+        "robust accuracy, the fraction of images whose first-order robust radius at the threat "
+        "model reaches RobustBench's budget; |Δ|: its absolute difference from the reported "
+        "AutoAttack accuracy. Accuracies in percent; AutoAttack accuracy as reported by "
         "RobustBench. Coefficients with paired-bootstrap 95% intervals."
     )
+    errors = mean_abs_errors(rows)
     by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_group[f"{row['dataset']}/{row['threat_model']}"].append(row)
     for group, members in sorted(by_group.items()):
         members.sort(key=lambda r: -(r["autoattack_acc"] if _finite(r["autoattack_acc"]) else -1.0))
         lines += ["", f"## {group}", "",
-                  "| model | architecture | AutoAttack | clean (reported) | clean (here, n) | median λ_max "
-                  "| mean log10 λ_max | median tr F | s | status |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+                  "| model | architecture | AutoAttack | predicted | \\|Δ\\| | clean (reported) | clean (here, n) "
+                  "| median λ_max | mean log10 λ_max | median tr F | method | s | status |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
         # Scored models in the table; the others after it, those without weights in one line.
         failed = [r for r in members if r["status"] != "ok"]
         for r in (r for r in members if r["status"] == "ok"):
@@ -138,10 +162,14 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
             status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error']}"
             lines.append(
                 f"| {r['model']} | {_format(r['architecture'])} | {_format(r['autoattack_acc'])} "
+                f"| {_format(r['predicted_robust_acc'], 3)} | {_format(r['predicted_abs_error'], 3)} "
                 f"| {_format(r['reported_clean_acc'])} | {clean_here} | {_format(r['lambda_max_median'])} "
                 f"| {_format(r['lambda_max_mean_log10'], 3)} | {_format(r['trace_median'])} "
-                f"| {_format(r['seconds'], 3)} | {status} |"
+                f"| {_format(r['method'])} | {_format(r['seconds'], 3)} | {status} |"
             )
+        if group in errors:
+            mean, count = errors[group]
+            lines += ["", f"Mean |predicted − AutoAttack| over {count} models: {mean:.2f} points."]
         missing = [r["model"] for r in failed if "MissingWeightsError" in r["error"]]
         if failed:
             lines += ["", f"Not scored ({len(failed)}):", ""]
@@ -257,6 +285,8 @@ def add_arguments(parser: argparse.ArgumentParser, default_results: str = "leade
 def run_from_args(args: argparse.Namespace) -> int:
     """Render, then print the correlations of the main score per group."""
     rendered = render(args.results, args.out or args.results, seed=args.seed)
+    for group, (mean, count) in mean_abs_errors(rendered["rows"]).items():
+        print(f"{group}: mean |predicted − AutoAttack| robust accuracy {mean:.2f} points over {count} models")
     for group, table in rendered["correlations"].items():
         print(f"\n{group}: correlations with reported AutoAttack accuracy ({table['lambda_max_median']['spearman_vs_autoattack'].n} models)")
         for score, row in table.items():

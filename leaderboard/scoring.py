@@ -3,8 +3,10 @@
 The result dict is the leaderboard's contract with ``render`` (one JSON file per model):
 ``model``, ``dataset``, ``threat_model``, ``status``, ``error``, ``reported``, ``n_examples``,
 ``clean_acc``, ``fisher`` (``spectral_norm`` and ``trace`` summaries from
-:func:`art_fim.summarize`), ``seconds``, ``images_per_second``, ``method``, ``batch_size``,
-``device``, ``seed``, ``versions``, and its provenance: ``settings`` (what decides the
+:func:`art_fim.summarize`), ``predicted_robust_acc`` (attack-free robust accuracy in percent
+at the dataset's RobustBench budgets, per threat model: ``{"Linf": {"eps", "first_order"}, ...}``),
+``seconds``, ``images_per_second``, ``method``, ``batch_size``, ``device``, ``seed``, ``versions``,
+and its provenance: ``settings`` (what decides the
 numbers, compared on a rerun), ``route`` (method and batch size actually used per quantity),
 ``images`` (source, indices and pixel hashes), ``checkpoints`` (file and SHA-256 of each),
 ``checkpoint_load`` and ``per_image`` (the ``.npz`` of per-image values, see
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from art_fim.results import FisherEstimate
+from art_fim.results import FisherEstimate, FisherStatistics
 from leaderboard import data as lb_data
 from leaderboard import store
 from leaderboard.registry import ZooEntry
@@ -35,6 +37,13 @@ logger = logging.getLogger(__name__)
 
 #: Keys that depend on the machine and the moment, not on the model, data and seed.
 TIMING_KEYS = ("seconds", "images_per_second", "device")
+
+
+ROBUSTBENCH_EPS: dict[str, dict[str, float]] = {
+    "cifar10": {"Linf": 8 / 255, "L2": 0.5},
+    "cifar100": {"Linf": 8 / 255, "L2": 0.5},
+    "imagenet": {"Linf": 4 / 255},
+}
 
 
 @dataclass(frozen=True)
@@ -112,16 +121,6 @@ def load_images(entry: ZooEntry, config: ScoreConfig) -> lb_data.ImageSet:
     return lb_data.image_set(entry.dataset, config.n_examples, config.data_dir, entry.name, entry.threat_model)
 
 
-def predict_labels(model: torch.nn.Module, x: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
-    """Top-1 predictions (int64), float32, no autocast."""
-    predictions = []
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            xb = torch.as_tensor(x[start : start + batch_size], device=device)
-            predictions.append(model(xb).argmax(dim=1).cpu().numpy())
-    return np.concatenate(predictions).astype(np.int64)
-
-
 def empty_record(entry: ZooEntry, config: ScoreConfig) -> dict[str, Any]:
     """A result with every key, marked failed until scoring completes."""
     return {
@@ -134,6 +133,7 @@ def empty_record(entry: ZooEntry, config: ScoreConfig) -> dict[str, Any]:
         "n_examples": config.n_examples,
         "clean_acc": None,
         "fisher": None,
+        "predicted_robust_acc": None,
         "seconds": {"load": None, "fisher": None, "total": None},
         "images_per_second": None,
         "method": config.method,
@@ -174,7 +174,7 @@ def score_model(entry: ZooEntry, config: ScoreConfig, images: lb_data.ImageSet |
     Returns:
         The :class:`Scored` model: its result dict and per-image arrays.
     """
-    from art_fim import FisherInformationMetric
+    from art_fim import fisher_statistics
 
     record = empty_record(entry, config)
     scored = Scored(record)
@@ -199,17 +199,17 @@ def score_model(entry: ZooEntry, config: ScoreConfig, images: lb_data.ImageSet |
         loaded_at = time.perf_counter()
         record["seconds"]["load"] = loaded_at - start
         # The metric in float32 throughout: no autocast, whatever the model's own defaults.
+        # One Jacobian per batch gives λ_max, the trace, the robust radii and the predictions.
+        budgets = ROBUSTBENCH_EPS.get(entry.dataset, {})
         with torch.autocast(device_type=device.type, enabled=False):
-            prediction = predict_labels(model, x, config.batch_size, device)
-            metric = FisherInformationMetric(
-                model, method=config.method, batch_size=config.batch_size, seed=config.seed,
-                verbose=config.progress,
+            stats = fisher_statistics(
+                model, x, images.y, norms=tuple(budgets), method=config.method, batch_size=config.batch_size,
+                seed=config.seed, verbose=config.progress,
             )
-            spectral = metric.estimate(x)
-            trace = metric.trace(x)
         fisher_done = time.perf_counter()
-        scored.per_image = per_image_arrays(images, prediction, spectral, trace)
-        record.update(store.summarize_per_image(scored.per_image))
+        spectral, trace = stats.spectral_norm, stats.trace
+        scored.per_image = per_image_arrays(images, stats)
+        record.update(store.summarize_per_image(scored.per_image, budgets))
         record["route"] = {
             quantity: {"method": estimate.method, "batch_size": estimate.batch_size}
             for quantity, estimate in (("spectral_norm", spectral), ("trace", trace))
@@ -233,22 +233,20 @@ def score_model(entry: ZooEntry, config: ScoreConfig, images: lb_data.ImageSet |
     return scored
 
 
-def per_image_arrays(
-    images: lb_data.ImageSet, prediction: np.ndarray, spectral: FisherEstimate, trace: FisherEstimate
-) -> dict[str, np.ndarray]:
-    """The per-image values a result stores in its ``.npz`` (:data:`leaderboard.store.PER_IMAGE_ARRAYS`).
-
-    Further per-image quantities (e.g. a predicted robust radius) are added here.
-    """
-    return {
+def per_image_arrays(images: lb_data.ImageSet, stats: FisherStatistics) -> dict[str, np.ndarray]:
+    """The per-image values a result stores in its ``.npz`` (:data:`leaderboard.store.PER_IMAGE_ARRAYS`)."""
+    arrays = {
         "index": np.asarray(images.index, dtype=np.int64),
         "label": np.asarray(images.y, dtype=np.int64),
-        "prediction": np.asarray(prediction, dtype=np.int64),
-        "lambda_max": np.asarray(spectral.values, dtype=np.float64),
-        "lambda_max_stderr": np.asarray(spectral.stderr, dtype=np.float64),
-        "trace": np.asarray(trace.values, dtype=np.float64),
-        "trace_stderr": np.asarray(trace.stderr, dtype=np.float64),
+        "prediction": np.asarray(stats.predictions, dtype=np.int64),
+        "lambda_max": np.asarray(stats.spectral_norm.values, dtype=np.float64),
+        "lambda_max_stderr": np.asarray(stats.spectral_norm.stderr, dtype=np.float64),
+        "trace": np.asarray(stats.trace.values, dtype=np.float64),
+        "trace_stderr": np.asarray(stats.trace.stderr, dtype=np.float64),
     }
+    for name, radius in stats.radius.items():
+        arrays[f"radius_{name}"] = np.asarray(radius.values, dtype=np.float64)
+    return arrays
 
 
 def score_and_write(

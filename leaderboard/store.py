@@ -28,14 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from art_fim.radius import norm_name, robust_fraction
 from art_fim.results import summarize
 
 if TYPE_CHECKING:
     from leaderboard.registry import ZooEntry
 
-#: The per-image arrays of a model's ``.npz``, all of length ``n_examples``. Further per-image
-#: quantities (e.g. a predicted robust radius) are added here, where scoring builds them, and
-#: to :func:`summarize_per_image`.
+#: The per-image arrays of every model's ``.npz``, all of length ``n_examples``; beside them,
+#: ``radius_<norm>`` (``radius_linf``, ``radius_l2``): the first-order robust radius per image
+#: for each threat model the dataset is scored at (0 where the prediction is wrong).
 PER_IMAGE_ARRAYS = ("index", "label", "prediction", "lambda_max", "lambda_max_stderr", "trace", "trace_stderr")
 
 #: The settings a stored result must share with a rerun to be kept (see :func:`settings_of`).
@@ -153,21 +154,36 @@ def read_per_image(path: Path, sha256: str | None = None) -> dict[str, np.ndarra
         return {name: npz[name] for name in npz.files}
 
 
-def summarize_per_image(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+def summarize_per_image(arrays: Mapping[str, np.ndarray], budgets: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The summary fields of a result JSON, computed from its per-image values.
 
-    Scoring fills the JSON with this very function, so applied to a stored ``.npz`` it
-    reproduces the JSON's ``n_examples``, ``clean_acc`` and ``fisher`` exactly.
+    Scoring fills the JSON with this very function, so applied to a stored ``.npz`` (with the
+    result's ``eps`` per threat model as ``budgets``) it reproduces the JSON's ``n_examples``,
+    ``clean_acc``, ``fisher`` and ``predicted_robust_acc`` exactly.
+
+    Args:
+        arrays: the per-image arrays (:data:`PER_IMAGE_ARRAYS` and any ``radius_<norm>``).
+        budgets: ``{threat_model: eps}``; the predicted robust accuracy is given for each whose
+            radius array is present (``None`` where a radius is NaN: not computed).
 
     Returns:
-        ``{"n_examples", "clean_acc" (percent), "fisher": {"spectral_norm", "trace"}}``, the
-        summaries as in :func:`art_fim.summarize`.
+        ``{"n_examples", "clean_acc" (percent), "fisher": {"spectral_norm", "trace"},
+        "predicted_robust_acc": {threat: {"eps", "first_order"}}}``, the summaries as in
+        :func:`art_fim.summarize`.
     """
     label, prediction = arrays["label"], arrays["prediction"]
+    predicted: dict[str, dict[str, float | None]] = {}
+    for threat, eps in (budgets or {}).items():
+        radius = arrays.get(f"radius_{norm_name(threat)}")
+        if radius is None:
+            continue
+        fraction = None if np.isnan(radius).any() else 100.0 * robust_fraction(radius, eps)
+        predicted[threat] = {"eps": eps, "first_order": fraction}
     return {
         "n_examples": int(len(label)),
         "clean_acc": 100.0 * int((prediction == label).sum()) / len(label),
         "fisher": {"spectral_norm": summarize(arrays["lambda_max"]), "trace": summarize(arrays["trace"])},
+        "predicted_robust_acc": predicted,
     }
 
 

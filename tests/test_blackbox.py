@@ -15,7 +15,9 @@ from art_fim import (
     FisherInformationMetric,
     LabelOnlyOutputError,
     fisher_spectral_norm,
+    fisher_statistics,
     fisher_trace,
+    robust_radius,
     sample_directions,
     sketch_gram,
 )
@@ -210,3 +212,43 @@ def test_one_sketch_serves_both_quantities():
         single = fisher.estimate(x, quantity)
         np.testing.assert_array_equal(both[quantity].values, single.values)
         np.testing.assert_array_equal(both[quantity].queries, single.queries)
+
+
+def test_coordinate_mode_radii_equal_the_white_box_radii():
+    """Coordinate directions give J: ℓ∞, ℓ2 and ℓ1 radii equal the white-box ones to 1e-8 (linear
+    model), with zero standard error; the predictions come with them."""
+    model, x = _linear(), make_inputs(4).numpy()
+    y = np.array([0, 1, 2, 3])
+    white = fisher_statistics(model, x, y, norms=(np.inf, 2, 1), verbose=False)
+    black = fisher_statistics(model, x, y, norms=(np.inf, 2, 1), method="blackbox", verbose=False,
+                              blackbox_params={"max_queries": COORDINATE_BUDGET, "dtype": "float64"})
+    for key in ("linf", "l2", "l1"):
+        np.testing.assert_allclose(black.radius[key].values, white.radius[key].values, rtol=1e-8)
+        assert np.all(black.radius[key].stderr == 0)
+    np.testing.assert_array_equal(black.correct, white.correct)
+    np.testing.assert_allclose(black.spectral_norm.values, white.spectral_norm.values, rtol=1e-8)
+
+
+def test_sketch_l2_radius_within_its_standard_error():
+    """From a 201-query sketch the ℓ2 radius (G_yy + G_jj − 2G_yj from Ĝ) lies within 4 bootstrap
+    standard errors of the exact one, and that error is a few percent (K = 10, m = 99)."""
+    model, x = make_model("cnn"), make_inputs(6).numpy()
+    y = _predict(model)(x).argmax(1)
+    y[0] = (y[0] + 1) % NUM_CLASSES  # one wrong label: radius 0
+    exact = robust_radius(model, x, y, norm=2, verbose=False)
+    est = BlackBoxFisher(model, max_queries=201, dtype="float64", verbose=False).estimate(x, "radius_l2", y)
+    correct = exact > 0
+    assert correct.tolist() == [False] + [True] * 5 and est.values[0] == 0
+    assert np.all(np.abs(est.values - exact)[correct] <= 4 * est.stderr[correct])
+    assert np.all(est.stderr[correct] < 0.2 * exact[correct])
+
+
+def test_sketch_refuses_the_linf_radius():
+    """The ℓ∞ radius needs J's rows: a random-direction sketch refuses it and names the fixes."""
+    model, x = make_model("mlp"), make_inputs(2).numpy()
+    message = r"radius_linf need the rows of J.*directions='coordinate' with max_queries ≥ 387"
+    with pytest.raises(ValueError, match=message):
+        robust_radius(model, x, np.zeros(2, dtype=int), norm=np.inf, method="blackbox", verbose=False,
+                      blackbox_params={"max_queries": 101})
+    with pytest.raises(ValueError, match="query-only route"):
+        fisher_statistics(model, x, refine=True, method="blackbox", verbose=False)

@@ -130,8 +130,8 @@ def test_result_schema(interrupted_run: dict[str, Any]) -> None:
     for name, record in _records(interrupted_run["results"], E2E_MODELS).items():
         assert list(record) == [
             "model", "dataset", "threat_model", "status", "error", "reported", "n_examples", "clean_acc",
-            "fisher", "seconds", "images_per_second", "method", "batch_size", "device", "seed", "versions",
-            "settings", "route", "images", "checkpoints", "checkpoint_load", "per_image",
+            "fisher", "predicted_robust_acc", "seconds", "images_per_second", "method", "batch_size", "device",
+            "seed", "versions", "settings", "route", "images", "checkpoints", "checkpoint_load", "per_image",
         ]
         assert (record["model"], record["dataset"], record["threat_model"]) == (name, "cifar10", "Linf")
         assert record["reported"]["aa_source"] == "autoattack_acc"
@@ -140,6 +140,12 @@ def test_result_schema(interrupted_run: dict[str, Any]) -> None:
         for quantity in ("spectral_norm", "trace"):
             summary = record["fisher"][quantity]
             assert summary["n"] == N_EXAMPLES and 0.0 <= summary["min"] <= summary["median"] <= summary["max"]
+        # Attack-free robust accuracy at RobustBench's CIFAR-10 budgets, at most the clean accuracy.
+        assert record["predicted_robust_acc"].keys() == {"Linf", "L2"}
+        assert record["predicted_robust_acc"]["Linf"]["eps"] == pytest.approx(8 / 255)
+        assert record["predicted_robust_acc"]["L2"]["eps"] == 0.5
+        for prediction in record["predicted_robust_acc"].values():
+            assert 0.0 <= prediction["first_order"] <= record["clean_acc"]
         # λ_max ≤ trace per input, so also for the means.
         assert record["fisher"]["spectral_norm"]["mean"] <= record["fisher"]["trace"]["mean"] * (1 + 1e-9)
         assert (record["method"], record["seed"]) == ("exact", 0) and record["device"].startswith("cpu")
@@ -168,12 +174,13 @@ def test_npz_reaggregates_to_the_json_exactly(interrupted_run: dict[str, Any]) -
     for name, record in _records(interrupted_run["results"], E2E_MODELS).items():
         npz = interrupted_run["results"] / "cifar10" / "Linf" / record["per_image"]["file"]
         arrays = store.read_per_image(npz, record["per_image"]["sha256"])
-        assert sorted(arrays) == sorted(store.PER_IMAGE_ARRAYS)
+        assert sorted(arrays) == sorted([*store.PER_IMAGE_ARRAYS, "radius_linf", "radius_l2"])
         assert all(len(a) == N_EXAMPLES for a in arrays.values())
         np.testing.assert_array_equal(arrays["index"], bundled_order(N_EXAMPLES))
         np.testing.assert_array_equal(arrays["label"], labels)
-        again = store.summarize_per_image(arrays)
-        assert again == {key: record[key] for key in ("n_examples", "clean_acc", "fisher")}, name
+        budgets = {threat: p["eps"] for threat, p in record["predicted_robust_acc"].items()}
+        again = store.summarize_per_image(arrays, budgets)
+        assert again == {key: record[key] for key in ("n_examples", "clean_acc", "fisher", "predicted_robust_acc")}, name
         # A re-aggregation of one's own: the per-image λ_max never exceeds the trace.
         assert (arrays["lambda_max"] <= arrays["trace"] * (1 + 1e-9)).all()
 

@@ -67,7 +67,8 @@ def test_undefined_correlations_are_nan():
         correlate([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], "partial_spearman")
 
 
-def _write_result(root: Path, name: str, autoattack: float | None, lam: float, status: str = "ok") -> None:
+def _write_result(root: Path, name: str, autoattack: float | None, lam: float, status: str = "ok",
+                  predicted: float | None = None, method: str = "exact") -> None:
     summary = {"n": 8.0, "mean": 2 * lam, "median": lam, "mean_log10": math.log10(lam), "std": 0.1}
     record = {
         "model": name, "dataset": "cifar10", "threat_model": "Linf", "status": status,
@@ -76,8 +77,10 @@ def _write_result(root: Path, name: str, autoattack: float | None, lam: float, s
                      "eps": "8/255", "additional_data": False, "venue": ""},
         "n_examples": 8, "clean_acc": 75.0,
         "fisher": {"spectral_norm": summary, "trace": summary} if status == "ok" else None,
+        "predicted_robust_acc": {"Linf": {"eps": 8 / 255, "first_order": predicted},
+                                 "L2": {"eps": 0.5, "first_order": 99.0}} if status == "ok" else None,
         "seconds": {"load": 0.1, "fisher": 0.2, "total": 0.3}, "images_per_second": 10.0,
-        "method": "exact", "batch_size": 8, "device": "cpu", "seed": 0, "versions": {},
+        "method": method, "batch_size": 8, "device": "cpu", "seed": 0, "versions": {},
     }
     path = root / "cifar10" / "Linf" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,3 +117,24 @@ def test_render_without_results_says_what_to_do(tmp_path):
     """An empty results directory raises an error that points to `run`."""
     with pytest.raises(FileNotFoundError, match="python -m leaderboard run"):
         render(tmp_path, tmp_path / "out")
+
+
+def test_render_reports_predicted_robust_accuracy_and_its_mean_error(tmp_path):
+    """|predicted − AutoAttack| per model at its own threat model, and its mean over the models
+    that have both (here |42 − 40| and |25 − 30|: 3.5 points over 2); the method column says
+    which route ran instead of a blanket "(exact)"."""
+    _write_result(tmp_path / "results", "A", 40.0, 2.0, predicted=42.0)
+    _write_result(tmp_path / "results", "B", 30.0, 5.0, predicted=25.0, method="lanczos (trace: hutchinson)")
+    _write_result(tmp_path / "results", "NoPrediction", 20.0, 9.0)
+    _write_result(tmp_path / "results", "NoAutoAttack", None, 3.0, predicted=50.0)
+    out = tmp_path / "rendered"
+    rows = {r["model"]: r for r in render(tmp_path / "results", out)["rows"]}
+    assert rows["A"]["predicted_robust_acc"] == 42.0 and rows["A"]["predicted_abs_error"] == pytest.approx(2.0)
+    assert rows["B"]["predicted_abs_error"] == pytest.approx(5.0)
+    assert rows["NoPrediction"]["predicted_abs_error"] is None and rows["NoAutoAttack"]["predicted_abs_error"] is None
+    text = (out / "leaderboard.md").read_text()
+    assert "Mean |predicted − AutoAttack| over 2 models: 3.50 points." in text
+    assert "| lanczos (trace: hutchinson) |" in text and "(exact)" not in text
+    with open(out / "leaderboard.csv") as handle:
+        csv_rows = {r["model"]: r for r in csv.DictReader(handle)}
+    assert float(csv_rows["B"]["predicted_abs_error"]) == pytest.approx(5.0)
