@@ -9,6 +9,10 @@ Building blocks:
     :class:`InputJacobian` and its constructions, the exact, Lanczos, power-iteration and
     Hutchinson estimators, the query-only :class:`BlackBoxFisher` (a sketch of ``J Jᵀ`` from
     finite differences), and :func:`summarize` for dataset summaries.
+Certified bounds from the architecture (:mod:`art_fim.lipschitz`):
+    :func:`lipschitz_bound` (the logits' ℓ2 Lipschitz constant from the real module graph),
+    :func:`certified_fisher_bound`, :func:`certified_radius`, :func:`certified_accuracy`, and the
+    exact local side :func:`local_norms` / :func:`tightness`.
 """
 
 from art_fim.adapters import NotDifferentiableError, adapter_for
@@ -19,6 +23,17 @@ from art_fim.finite_differences import FiniteDifferenceJacobian
 from art_fim.hutchinson import hutchinson_trace
 from art_fim.iterative import EigenResult, lanczos, power_iteration
 from art_fim.jacobian import AutogradJacobian, DenseJacobian, InputJacobian
+from art_fim.lipschitz import (
+    LipschitzBound,
+    UnsupportedLayerError,
+    certified_accuracy,
+    certified_fisher_bound,
+    certified_radius,
+    jacobian_spectral_norm,
+    lipschitz_bound,
+    local_norms,
+    tightness,
+)
 from art_fim.metric import FisherInformationMetric, fisher_spectral_norm, fisher_trace
 from art_fim.results import FisherEstimate, summarize
 
@@ -34,17 +49,26 @@ __all__ = [
     "FisherInformationMetric",
     "InputJacobian",
     "LabelOnlyOutputError",
+    "LipschitzBound",
     "NotDifferentiableError",
+    "UnsupportedLayerError",
     "adapter_for",
+    "certified_accuracy",
+    "certified_fisher_bound",
+    "certified_radius",
     "exact_spectral_norm",
     "exact_trace",
     "fisher_spectral_norm",
     "fisher_trace",
     "hutchinson_trace",
+    "jacobian_spectral_norm",
     "lanczos",
+    "lipschitz_bound",
+    "local_norms",
     "power_iteration",
     "sample_directions",
     "sketch_gram",
     "summarize",
+    "tightness",
     "top_eigenvector",
 ]

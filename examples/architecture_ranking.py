@@ -1,6 +1,6 @@
 """Rank architectures by their certified bound, and check the ranking against measured λ_max.
 
-    python examples/architecture_ranking.py [--n 100] [--seeds 2] [--zoo-dir leaderboard/zoo] [--out results/ranking]
+    python examples/architecture_ranking.py [--n 100] [--seeds 1] [--zoo-dir leaderboard/zoo] [--out results/ranking]
 
 The first paper (https://arxiv.org/abs/2606.04767) bounds ``λ_max(F(x)) ≤ min(½, 2(1 − p_max))·L²``
 with ``L`` composed from the architecture — products for plain stacks (VGG), ``Π(1 + L_i)`` for
@@ -189,7 +189,7 @@ def rank_report(rows: list[dict], trained: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100, help="bundled test images (at most 1000)")
-    parser.add_argument("--seeds", type=int, default=2, help="random initialisations per configuration")
+    parser.add_argument("--seeds", type=int, default=1, help="random initialisations per configuration")
     parser.add_argument("--zoo-dir", type=Path, default=ROOT / "leaderboard" / "zoo")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "ranking")
     args = parser.parse_args(argv)

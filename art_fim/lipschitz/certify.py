@@ -3,10 +3,11 @@
 With ``L`` an upper bound on the ℓ2 Lipschitz constant of the logits ``z``:
 
 * Fisher: ``λ_max(F(x)) ≤ λ_max(M(x)) ‖J(x)‖₂² ≤ min(½, 2(1 − p_max)) · L²`` with
-  ``M = diag(p) − ppᵀ`` (Popoviciu: ``λ_max(M) ≤ ½``; ``uᵀMu ≤ E_p(u_k − u_t)² ≤ 2(1 − p_t)``).
+  ``M = diag(p) − ppᵀ`` (Popoviciu: ``λ_max(M) ≤ ½``; and
+  ``uᵀMu ≤ E_p(u_k − u_t)² ≤ 2(1 − p_t)``).
 * Radius: the margin ``z_t − z_j`` is ``√2 L``-Lipschitz (``‖e_t − e_j‖ = √2``), so if
-  ``z_t − max_{j≠t} z_j > √2 L ε`` no ``‖δ‖₂ ≤ ε`` changes the prediction (Tsuzuku et al., 2018,
-  https://arxiv.org/abs/1802.04034); ℓ∞ balls through ``‖δ‖₂ ≤ √d ‖δ‖∞``.
+  ``z_t − max_{j≠t} z_j > √2 L ε`` no ``‖δ‖₂ ≤ ε`` changes the prediction (Tsuzuku et al.,
+  2018, https://arxiv.org/abs/1802.04034); ℓ∞ balls through ``‖δ‖₂ ≤ √d ‖δ‖∞``.
 * Local side: ``‖J(x)‖₂ = √λ_max(J Jᵀ)`` exactly per input from the ``K`` Jacobian rows of
   :class:`art_fim.jacobian.InputJacobian`; ``L / max_x ‖J(x)‖₂`` is how loose the bound is.
 
@@ -38,8 +39,10 @@ def _scores(classifier: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
         device = parameter.device if parameter is not None else torch.device("cpu")
         dtype = parameter.dtype if parameter is not None else torch.float32
         with torch.no_grad():
-            parts = [classifier(torch.as_tensor(x[i : i + batch_size], device=device, dtype=dtype)).double().cpu()
-                     for i in range(0, len(x), batch_size)]
+            parts = [
+                classifier(torch.as_tensor(x[i : i + batch_size], device=device, dtype=dtype)).double().cpu()
+                for i in range(0, len(x), batch_size)
+            ]
         return torch.cat(parts).numpy()
     return np.asarray(classifier.predict(x, batch_size=batch_size), dtype=np.float64)
 
@@ -112,12 +115,14 @@ def certified_radius(
         ``[N]`` radii in the classifier's input scale.
     """
     x = np.asarray(x)
-    scores = _scores(classifier, x, batch_size)
-    lipschitz = _resolve_bound(classifier, x, bound)
+    return _radius(_scores(classifier, x, batch_size), _resolve_bound(classifier, x, bound))
+
+
+def _radius(scores: np.ndarray, lipschitz: float) -> np.ndarray:
     top2 = np.sort(scores, axis=1)[:, -2:]
     margin = top2[:, 1] - top2[:, 0]
     if lipschitz == 0:
-        return np.full(len(x), np.inf)
+        return np.full(len(scores), np.inf)
     return margin / (math.sqrt(2.0) * lipschitz)
 
 
@@ -155,7 +160,7 @@ def certified_accuracy(
     else:
         raise ValueError(f"norm must be 2 or np.inf, got {norm!r}")
     scores = _scores(classifier, x, batch_size)
-    radius = certified_radius(classifier, x, bound, batch_size)
+    radius = _radius(scores, _resolve_bound(classifier, x, bound))
     correct = scores.argmax(axis=1) == _labels(y)
     return float(np.mean(correct & (radius > eps_2)))
 

@@ -4,8 +4,8 @@ The network is traced with ``torch.fx`` (its own ``forward``, whatever the archi
 once on an example input of the stated shape in float64, and every node gets a bound by the
 rules of :mod:`art_fim.lipschitz.rules`: per-layer constants on the real weights and shapes,
 composed along the graph (products along paths, sums at residual joins, root-sum-squares at
-concatenations). The result bounds ``‖z(a) − z(b)‖₂ / ‖a − b‖₂`` for the logits ``z``: over all
-inputs, or, for networks with attention (which has no global constant) or a LayerNorm whose
+concatenations). The result bounds ``‖z(a) − z(b)‖₂ / ‖a − b‖₂`` for the logits ``z``: over
+all inputs, or, for networks with attention (which has no global constant) or a LayerNorm whose
 input variance the box keeps away from 0, over inputs in the stated box.
 
 | Paper link: https://arxiv.org/abs/2410.23382 (Lipschitz constant from the architecture)
@@ -225,7 +225,7 @@ def _box_tensors(box: Box, shape: tuple[int, ...], device: torch.device) -> tupl
     low, high = (torch.as_tensor(np.asarray(b, dtype=np.float64), device=device) for b in box)
     low, high = (b.expand(1, *shape).clone() for b in (low, high))
     if bool((low > high).any()):
-        raise ValueError(f"input_box has low > high somewhere; pass (low, high) with low ≤ high, got {box}.")
+        raise ValueError(f"input_box has low > high somewhere; pass (low, high) with low ≤ high: {box}.")
     return low, high
 
 
@@ -259,8 +259,8 @@ def lipschitz_bound(
 ) -> LipschitzBound:
     """Upper bound on the ℓ2 Lipschitz constant of a network's logits on inputs of ``input_shape``.
 
-    ``‖z(a) − z(b)‖₂ ≤ L ‖a − b‖₂`` for all inputs (``a``, ``b`` in ``input_box`` when the bound
-    is :attr:`~LipschitzBound.local`). Computed on the real instance: the module graph is traced
+    ``‖z(a) − z(b)‖₂ ≤ L ‖a − b‖₂`` for all inputs (``a``, ``b`` in ``input_box`` when the
+    bound is :attr:`~LipschitzBound.local`). Computed on the real instance: the module graph is traced
     with ``torch.fx`` and run once in float64; ``Linear`` layers contribute ``σ_max(W)``,
     convolutions their exact operator norm on the shape they see (an eval-mode BatchNorm that
     follows a convolution is folded into it), activations ``sup|φ'|``, pooling its exact constant,
@@ -298,7 +298,10 @@ def lipschitz_bound(
     gm = trace(network, tuple(custom_layers))
     device = next((p.device for p in network.parameters()), torch.device("cpu"))
     boxes = _box_tensors(box, shape, device) if box is not None else None
-    example = boxes[0].clone() if boxes is not None else torch.zeros(1, *shape, dtype=torch.float64, device=device)
+    if boxes is not None:
+        example = boxes[0].clone()
+    else:
+        example = torch.zeros(1, *shape, dtype=torch.float64, device=device)
     propagation = _Propagation(gm, boxes, custom_layers)
     with torch.no_grad():
         output = propagation.run(example)

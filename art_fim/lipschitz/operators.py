@@ -267,7 +267,7 @@ def layernorm_output_bounds(norm: nn.LayerNorm) -> tuple[Tensor, Tensor, float]:
     return beta - reach, beta + reach, row_norm
 
 
-def attention_projections(mha: nn.MultiheadAttention) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+def attention_projections(mha: nn.MultiheadAttention) -> tuple[Tensor, ...]:
     """``W_q, W_k, W_v`` (``E × E``) and their biases, float64."""
     e = mha.embed_dim
     if mha._qkv_same_embed_dim:
@@ -287,12 +287,13 @@ def attention_lipschitz(mha: nn.MultiheadAttention, num_tokens: int, radius: flo
     """Local ℓ2 Lipschitz bound of multi-head self-attention for tokens with ``‖x_i‖ ≤ R``.
 
     Per head ``h`` (``q_i = W_q x_i + b_q``, likewise ``k``, ``v``; ``P = softmax(QKᵀ/√d_h)``
-    row-wise; ``Y = P V``), with ``n`` tokens, ``R_q = ‖W_q‖R + ‖b_q‖``, ``R_k = ‖W_k‖R + ‖b_k‖``:
+    row-wise; ``Y = P V``), with ``n`` tokens, ``R_q = ‖W_q‖R + ‖b_q‖`` and
+    ``R_k = ‖W_k‖R + ‖b_k‖``:
 
-    * ``P dV``: a row-stochastic ``P`` has ``‖P‖₂ ≤ √(‖P‖₁‖P‖_∞) ≤ √n``, giving ``√n ‖W_v‖``;
+    * ``P dV``: a row-stochastic ``P`` has ``‖P‖₂ ≤ √(‖P‖₁‖P‖_∞) ≤ √n``: ``√n ‖W_v‖``;
     * ``dP V``: row ``i`` is ``ds_iᵀ M_i V`` with ``M_i = diag(p_i) − p_i p_iᵀ``;
       ``‖M_i V‖ ≤ ‖M_i^{1/2}‖ · sup_u Var_{p_i}(v_j·u)^{1/2} ≤ ‖W_v‖R/√2``, and
-      ``‖ds_i‖ ≤ (√n R_k‖W_q‖‖dx_i‖ + R_q‖W_k‖‖dX‖)/√d_h``; summing the squares over ``i``
+      ``‖ds_i‖ ≤ (√n R_k‖W_q‖‖dx_i‖ + R_q‖W_k‖‖dX‖)/√d_h``; summing squares over ``i``
       gives ``‖W_v‖ R √(n/d_h) √(R_k²‖W_q‖² + R_q²‖W_k‖²)``.
 
     ``L_h`` is their sum; the heads are concatenated and projected:

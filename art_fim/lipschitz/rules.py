@@ -132,7 +132,12 @@ class NodeContext:
         return tuple(self.examples[node].shape[1:])
 
     def record(
-        self, layer: str, constant: float, note: str = "", shape: tuple[int, ...] | None = None, name: str = ""
+        self,
+        layer: str,
+        constant: float,
+        note: str = "",
+        shape: tuple[int, ...] | None = None,
+        name: str = "",
     ) -> None:
         """Add one layer's constant to the report."""
         name = name or str(self.node.target if self.node.op == "call_module" else self.node.name)
@@ -207,7 +212,9 @@ def padding(ctx: NodeContext) -> NodeBound:
     """``F.pad``: constant padding adds fixed entries (``L`` unchanged); other modes copy entries."""
     mode = ctx.node.kwargs.get("mode", ctx.node.args[2] if len(ctx.node.args) > 2 else "constant")
     if mode != "constant":
-        raise UnsupportedLayerError(f"{describe(ctx)} pads in mode {mode!r}; only constant padding has a rule.")
+        raise UnsupportedLayerError(
+            f"{describe(ctx)} pads in mode {mode!r}; only constant padding has a rule."
+        )
     return reshaping(ctx)
 
 
@@ -293,7 +300,7 @@ def scaling(ctx: NodeContext) -> NodeBound:
             "input-dependent tensors has no global Lipschitz constant."
         )
     if divide and source is not a:
-        raise UnsupportedLayerError(f"{describe(ctx)} divides by an input-dependent tensor; no Lipschitz rule.")
+        raise UnsupportedLayerError(f"{describe(ctx)} divides by an input-dependent tensor; no rule.")
     other = b if source is a else a
     factor, value = _constant_factor(ctx, other, divide)
     lipschitz = ctx.bounds[source].lipschitz * factor * _broadcast_factor(ctx, source)
@@ -352,7 +359,8 @@ def activation(ctx: NodeContext) -> NodeBound:
     act = _activation_of(ctx)
     bound = ctx.bound
     if act.lipschitz != 1.0:
-        ctx.record(type(ctx.module).__name__ if ctx.module is not None else ctx.node.name, act.lipschitz, "sup |φ'|")
+        name = type(ctx.module).__name__ if ctx.module is not None else ctx.node.name
+        ctx.record(name, act.lipschitz, "sup |φ'|")
     if not ctx.boxes or bound.box is None:
         return NodeBound(bound.lipschitz * act.lipschitz)
     source = ctx.input
@@ -561,7 +569,8 @@ _ACTIVATIONS: dict[Any, Activation] = {
     nn.Sigmoid: ops.SIGMOID, nn.Hardsigmoid: ops.HARDSIGMOID, nn.SiLU: ops.SILU, nn.Mish: ops.MISH,
     nn.Hardswish: ops.HARDSWISH, nn.SELU: Activation(1.758100),
     F.relu: ops.MONOTONE_1, torch.relu: ops.MONOTONE_1, F.relu_: ops.MONOTONE_1, F.relu6: ops.MONOTONE_1,
-    F.hardtanh: ops.MONOTONE_1, torch.tanh: ops.MONOTONE_1, F.tanh: ops.MONOTONE_1, F.softplus: ops.MONOTONE_1,
+    F.hardtanh: ops.MONOTONE_1, torch.tanh: ops.MONOTONE_1, F.tanh: ops.MONOTONE_1,
+    F.softplus: ops.MONOTONE_1,
     torch.sigmoid: ops.SIGMOID, F.sigmoid: ops.SIGMOID, F.hardsigmoid: ops.HARDSIGMOID, F.silu: ops.SILU,
     F.mish: ops.MISH, F.hardswish: ops.HARDSWISH, F.selu: Activation(1.758100),
     "relu": ops.MONOTONE_1, "relu_": ops.MONOTONE_1, "tanh": ops.MONOTONE_1, "sigmoid": ops.SIGMOID,
@@ -600,7 +609,8 @@ FUNCTION_RULES: dict[Callable[..., Any], Rule] = {
     F.adaptive_avg_pool1d: linear_pooling, F.adaptive_avg_pool2d: linear_pooling,
     F.adaptive_avg_pool3d: linear_pooling, torch.mean: linear_pooling, F.interpolate: linear_pooling,
     F.max_pool1d: max_pooling, F.max_pool2d: max_pooling, F.max_pool3d: max_pooling,
-    F.adaptive_max_pool1d: max_pooling, F.adaptive_max_pool2d: max_pooling, F.adaptive_max_pool3d: max_pooling,
+    F.adaptive_max_pool1d: max_pooling, F.adaptive_max_pool2d: max_pooling,
+    F.adaptive_max_pool3d: max_pooling,
     F.softmax: softmax, torch.softmax: softmax,
     **{fn: activation for fn in _ACTIVATIONS if callable(fn) and not isinstance(fn, type)},
     F.leaky_relu: activation, F.elu: activation, F.gelu: activation,
