@@ -46,7 +46,8 @@ class LipschitzBound:
 
     Attributes:
         value: the bound ``L``: ``‖z(a) − z(b)‖₂ ≤ L ‖a − b‖₂``.
-        layers: the constant of every layer, in graph order.
+        layers: the constant of every layer, in graph order (1-Lipschitz activations and shape
+            operations are left out).
         input_shape: shape of one input.
         input_box: the ``(low, high)`` box the bound holds on when :attr:`local`, else ``None``
             or the box that was given.
@@ -229,7 +230,9 @@ def _box_tensors(box: Box, shape: tuple[int, ...], device: torch.device) -> tupl
     return low, high
 
 
-def _module_and_defaults(model: Any, input_shape: tuple[int, ...] | None, input_box: Box | None):
+def _module_and_defaults(
+    model: Any, input_shape: tuple[int, ...] | None, input_box: Box | None
+) -> tuple[nn.Module, tuple[int, ...], Box | None]:
     """The network to bound (an ART classifier's preprocessing prepended), its input shape and box."""
     from art.estimators.classification import PyTorchClassifier
 
@@ -260,8 +263,8 @@ def lipschitz_bound(
     """Upper bound on the ℓ2 Lipschitz constant of a network's logits on inputs of ``input_shape``.
 
     ``‖z(a) − z(b)‖₂ ≤ L ‖a − b‖₂`` for all inputs (``a``, ``b`` in ``input_box`` when the
-    bound is :attr:`~LipschitzBound.local`). Computed on the real instance: the module graph is traced
-    with ``torch.fx`` and run once in float64; ``Linear`` layers contribute ``σ_max(W)``,
+    bound is :attr:`~LipschitzBound.local`). Computed on the real instance: the module graph is
+    traced with ``torch.fx`` and run once in float64; ``Linear`` layers contribute ``σ_max(W)``,
     convolutions their exact operator norm on the shape they see (an eval-mode BatchNorm that
     follows a convolution is folded into it), activations ``sup|φ'|``, pooling its exact constant,
     LayerNorm and self-attention local constants on the box; the constants compose along the
@@ -309,5 +312,5 @@ def lipschitz_bound(
         raise ValueError(f"The model returned {type(output).__name__}; expected a tensor of logits.")
     out_node = next(n for n in gm.graph.nodes if n.op == "output")
     records = tuple(propagation.records)
-    local = any(r.note.startswith("local") for r in records)
+    local = any(r.local for r in records)
     return LipschitzBound(propagation.bounds[out_node].lipschitz, records, shape, box, local)

@@ -45,6 +45,8 @@ class LayerBound:
         constant: its ℓ2 Lipschitz constant (upper bound).
         input_shape: shape of one input to it.
         note: how the constant was obtained.
+        local: whether it holds only for inputs in the stated box (attention; LayerNorm with a
+            variance floor).
     """
 
     name: str
@@ -52,6 +54,7 @@ class LayerBound:
     constant: float
     input_shape: tuple[int, ...]
     note: str = ""
+    local: bool = False
 
 
 @dataclass
@@ -138,11 +141,12 @@ class NodeContext:
         note: str = "",
         shape: tuple[int, ...] | None = None,
         name: str = "",
+        local: bool = False,
     ) -> None:
         """Add one layer's constant to the report."""
         name = name or str(self.node.target if self.node.op == "call_module" else self.node.name)
         shape = shape if shape is not None else self.shape(self.input)
-        self.records.append(LayerBound(str(name), layer, float(constant), shape, note))
+        self.records.append(LayerBound(str(name), layer, float(constant), shape, note, local))
 
 
 Rule = Callable[[NodeContext], NodeBound]
@@ -520,7 +524,7 @@ def layernorm(ctx: NodeContext) -> NodeBound:
         floor = float(ops.min_variance(bound.lower.reshape(-1, dim), bound.upper.reshape(-1, dim)).min())
     constant = ops.layernorm_lipschitz(m, floor)
     note = f"local: Var ≥ {floor:.3g} on the box" if floor > 0 else "global: max|γ|/√ε"
-    ctx.record("LayerNorm", constant, note)
+    ctx.record("LayerNorm", constant, note, local=floor > 0)
     out_lo, out_hi, row_norm = ops.layernorm_output_bounds(m)
     if not ctx.boxes:
         return NodeBound(bound.lipschitz * constant, row_norm=row_norm)
@@ -555,7 +559,7 @@ def attention(ctx: NodeContext) -> NodeBound:
     radius = min(radii)
     tokens = ctx.shape(source)[0] if m.batch_first else ctx.examples[source].shape[0]
     constant = ops.attention_lipschitz(m, tokens, radius)
-    ctx.record("MultiheadAttention", constant, f"local: {tokens} tokens of norm ≤ {radius:.3g}")
+    ctx.record("MultiheadAttention", constant, f"local: {tokens} tokens of norm ≤ {radius:.3g}", local=True)
     if not ctx.boxes or bound.box is None:
         return NodeBound(bound.lipschitz * constant)
     lower, upper = ops.attention_output_bounds(m, bound.lower, bound.upper)
