@@ -382,3 +382,62 @@ def test_in_place_change_of_a_shared_tensor_is_refused():
 
     with pytest.raises(UnsupportedLayerError, match="in place"):
         lipschitz_bound(Mutating().eval(), (4,))
+
+
+def test_functional_linear_layers_with_constant_weights():
+    """F.linear, x @ C and F.conv2d with weights held as parameters: σ_max of the operator, and
+    interval bounds that contain sampled outputs."""
+
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            generator = torch.Generator().manual_seed(10)
+            self.kernel = nn.Parameter(torch.randn(4, 3, 3, 3, generator=generator, dtype=torch.float64))
+            self.bias = nn.Parameter(torch.randn(4, generator=generator, dtype=torch.float64))
+            self.matrix = nn.Parameter(torch.randn(64, 7, generator=generator, dtype=torch.float64))
+            self.weight = nn.Parameter(torch.randn(5, 7, generator=generator, dtype=torch.float64))
+
+        def forward(self, x):
+            h = F.conv2d(x, self.kernel, self.bias, stride=2, padding=1).flatten(1)
+            return F.linear(h @ self.matrix, self.weight)
+
+    model = Functional().eval()
+    shape = (3, 8, 8)
+    conv = nn.Conv2d(3, 4, 3, stride=2, padding=1).double()
+    conv.weight.data = model.kernel.data
+    expected = (materialised_norm(conv, shape) * float(torch.linalg.matrix_norm(model.matrix.detach(), ord=2))
+                * float(torch.linalg.matrix_norm(model.weight.detach(), ord=2)))
+    result = lipschitz_bound(model, shape, input_box=(0.0, 1.0))
+    assert result.value == pytest.approx(expected, rel=1e-5)
+    assert result.value >= materialised_norm(model, shape)
+    lower, upper = output_box(model, shape, (0.0, 1.0))
+    for seed in range(5):
+        y = model(torch.rand(1, *shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+        assert bool((y >= lower - 1e-9).all() and (y <= upper + 1e-9).all())
+
+
+def output_box(model: nn.Module, shape: tuple[int, ...], box: tuple[float, float]):
+    """Interval bounds of the model's output over the input box (the walk's own propagation)."""
+    import copy
+
+    from art_fim.lipschitz.graph import _box_tensors, _Propagation, trace
+
+    gm = trace(copy.deepcopy(model).double())
+    boxes = _box_tensors(box, shape, torch.device("cpu"))
+    propagation = _Propagation(gm, boxes, {})
+    with torch.no_grad():
+        propagation.run(boxes[0].clone())
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    return propagation.bounds[out].lower, propagation.bounds[out].upper
+
+
+def test_unknown_operation_inside_a_custom_layer_names_the_layer():
+    class Swish(nn.Module):
+        def forward(self, x):
+            return x * torch.sigmoid(x)
+
+    model = nn.Sequential(nn.Linear(3, 3), Swish()).eval()
+    with pytest.raises(UnsupportedLayerError, match=r"inside layer '1' \(.*Swish\)"):
+        lipschitz_bound(model, (3,))
+    declared = lipschitz_bound(model, (3,), custom_layers={Swish: ops.SILU.lipschitz})
+    assert declared.value == pytest.approx(ops.SILU.lipschitz * float(torch.linalg.matrix_norm(model[0].weight.detach(), ord=2)))

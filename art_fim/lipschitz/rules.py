@@ -159,10 +159,16 @@ def describe(ctx: NodeContext) -> str:
         cls = type(ctx.module)
         return f"layer {node.target!r} ({cls.__module__}.{cls.__qualname__})"
     if node.op == "call_method":
-        return f"method .{node.target}() at node {node.name!r}"
-    target = getattr(node.target, "__qualname__", None) or repr(node.target)
-    module = getattr(node.target, "__module__", None)
-    return f"function {module + '.' if module else ''}{target} at node {node.name!r}"
+        what = f"method .{node.target}() at node {node.name!r}"
+    else:
+        target = getattr(node.target, "__qualname__", None) or repr(node.target)
+        module = getattr(node.target, "__module__", None)
+        what = f"function {module + '.' if module else ''}{target} at node {node.name!r}"
+    stack = node.meta.get("nn_module_stack")
+    if stack:  # the innermost module whose forward the operation comes from
+        path, cls = list(stack.values())[-1]
+        what += f" inside layer {path!r} ({cls.__module__}.{cls.__qualname__})"
+    return what
 
 
 def _apply_box(ctx: NodeContext, node: fx.Node | None = None) -> tuple[Tensor | None, Tensor | None]:
@@ -427,6 +433,56 @@ def convolution(ctx: NodeContext) -> NodeBound:
     return NodeBound(ctx.bound.lipschitz * constant, lower, upper)
 
 
+def functional_linear(ctx: NodeContext) -> NodeBound:
+    """``F.linear(x, W, b)`` and ``x @ C`` / ``C @ x`` with constant ``W``, ``C``: ``σ_max``."""
+    node, source = ctx.node, ctx.input
+    args = list(node.args) + [node.kwargs.get(k) for k in ("weight", "bias") if k in node.kwargs]
+    other = next(a for a in args[:2] if a is not source)
+    matrix = ctx.examples[other] if isinstance(other, fx.Node) else torch.as_tensor(other)
+    if matrix.ndim < 2:
+        raise UnsupportedLayerError(f"{describe(ctx)}: a product with a {matrix.ndim}-D constant has no rule.")
+    # A stack of matrices: root-sum-square of their norms (valid whether the stack multiplies
+    # separate slices of the input or broadcasts one slice into several outputs).
+    norms = [ops.matrix_spectral_norm(m) for m in matrix.reshape(-1, *matrix.shape[-2:])]
+    constant = math.sqrt(sum(n**2 for n in norms))
+    ctx.record(getattr(node.target, "__name__", str(node.target)), constant, "σ_max of the constant factor")
+    bound = ctx.bound
+    if not ctx.boxes or bound.box is None:
+        return NodeBound(bound.lipschitz * constant)
+    centre, radius = (bound.lower + bound.upper) / 2, (bound.upper - bound.lower) / 2
+    out_centre = ctx.call({source: centre})
+    replace = {source: radius}
+    if isinstance(other, fx.Node):
+        replace[other] = ctx.examples[other].abs()
+    bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
+    if isinstance(bias, fx.Node):
+        replace[bias] = None
+    out_radius = ctx.call(replace) if isinstance(other, fx.Node) else None
+    if out_radius is None:
+        raise UnsupportedLayerError(f"{describe(ctx)}: a product with a Python constant has no interval rule.")
+    return NodeBound(bound.lipschitz * constant, out_centre - out_radius, out_centre + out_radius)
+
+
+def functional_convolution(ctx: NodeContext) -> NodeBound:
+    """``F.conv1d/2d/3d(x, W, b, ...)`` with constant ``W``: exact operator norm on the input shape."""
+    node, source = ctx.node, ctx.input
+    weight = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
+    bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
+    if source is weight or source is bias:
+        raise UnsupportedLayerError(f"{describe(ctx)}: an input-dependent kernel has no rule.")
+    no_bias = {bias: None} if isinstance(bias, fx.Node) else {}
+    shape = ctx.shape(source)
+    constant = ops.linear_operator_norm(lambda v: ctx.call({source: v, **no_bias}), shape, device=ctx.value.device)
+    ctx.record(str(node.target.__name__), constant, f"σ_max on {'×'.join(map(str, shape))}")
+    bound = ctx.bound
+    if not ctx.boxes or bound.box is None:
+        return NodeBound(bound.lipschitz * constant)
+    centre, radius = (bound.lower + bound.upper) / 2, (bound.upper - bound.lower) / 2
+    out_centre = ctx.call({source: centre})
+    out_radius = ctx.call({source: radius, weight: ctx.examples[weight].abs(), **no_bias})
+    return NodeBound(bound.lipschitz * constant, out_centre - out_radius, out_centre + out_radius)
+
+
 def batchnorm(ctx: NodeContext) -> NodeBound:
     """Eval-mode BatchNorm ``x ↦ s⊙x + t``: folded into the preceding linear layer when it is the
     only user of that layer's output (``‖diag(s) T‖`` ≤ ``max|s| ‖T‖``), else ``max|s|``."""
@@ -616,6 +672,8 @@ FUNCTION_RULES: dict[Callable[..., Any], Rule] = {
     F.adaptive_max_pool1d: max_pooling, F.adaptive_max_pool2d: max_pooling,
     F.adaptive_max_pool3d: max_pooling,
     F.softmax: softmax, torch.softmax: softmax,
+    F.linear: functional_linear, operator.matmul: functional_linear, torch.matmul: functional_linear,
+    F.conv1d: functional_convolution, F.conv2d: functional_convolution, F.conv3d: functional_convolution,
     **{fn: activation for fn in _ACTIVATIONS if callable(fn) and not isinstance(fn, type)},
     F.leaky_relu: activation, F.elu: activation, F.gelu: activation,
 }
@@ -628,7 +686,7 @@ METHOD_RULES: dict[str, Rule] = {
     "add": addition, "add_": addition, "__add__": addition, "__iadd__": addition,
     "sub": subtraction, "sub_": subtraction,
     "mul": scaling, "mul_": scaling, "div": scaling, "div_": scaling, "true_divide": scaling,
-    "neg": negation, "mean": linear_pooling, "softmax": softmax,
+    "neg": negation, "mean": linear_pooling, "softmax": softmax, "matmul": functional_linear,
     **{name: activation for name in _ACTIVATIONS if isinstance(name, str)},
 }
 
@@ -645,8 +703,8 @@ def rule_for(ctx: NodeContext) -> Rule:
         rule = METHOD_RULES.get(str(node.target))
     if rule is None:
         raise UnsupportedLayerError(
-            f"No ℓ2 Lipschitz rule for {describe(ctx)}. Supported: Linear, Conv1d/2d/3d, BatchNorm "
-            "(eval), LayerNorm, MultiheadAttention (self-attention), max/average/adaptive pooling, "
+            f"No ℓ2 Lipschitz rule for {describe(ctx)}. Supported: Linear, Conv1d/2d/3d (also "
+            "F.linear, F.conv*d and matmul with constant weights), BatchNorm (eval), LayerNorm, MultiheadAttention (self-attention), max/average/adaptive pooling, "
             "elementwise activations, residual sums, concatenation, reshapes and scaling by constants. "
             "For a custom elementwise layer with a known constant, pass custom_layers={LayerType: constant}."
         )
