@@ -148,7 +148,8 @@ def render(rows: list[dict], trained: bool = False) -> str:
                 f"{'[' + format(r['lambda_q05'], '.2g') + ', ' + format(r['lambda_q95'], '.2g') + ']':>22}"
                 f"{r['jacobian_max']:>10.3g}{r['bound_over_jacobian']:>10.3g}{r['fisher_ratio_median']:>12.3g}")
         if trained:
-            line += f"{r['autoattack_linf']:>9.1f}"
+            aa = r["autoattack_linf"]
+            line += f"{'—' if np.isnan(aa) else format(aa, '.1f'):>9}"
         lines.append(line)
     return "\n".join(lines)
 

@@ -84,7 +84,7 @@ def activation_interval(
 def matrix_spectral_norm(weight: Tensor) -> float:
     """``σ_max(W)`` of a matrix, exactly (SVD; Lanczos on ``WᵀW`` for very large matrices)."""
     w = weight.detach().to(torch.float64).reshape(weight.shape[0], -1)
-    if min(w.shape) <= 2048:
+    if min(w.shape) <= 1024:
         return float(torch.linalg.matrix_norm(w, ord=2))
     return linear_operator_norm(lambda v: v @ w.T, (w.shape[1],), device=w.device)
 
@@ -101,7 +101,7 @@ def linear_operator_norm(
     """``σ_max(T)`` of a linear map ``T`` on inputs of shape ``[1, *input_shape]``, float64.
 
     Lanczos on ``TᵀT`` (``Tᵀ`` is the map's vector-Jacobian product: for a convolution, the
-    transposed convolution), restarted from a seeded random vector. The Ritz value ``θ`` is at
+    transposed convolution), started from a seeded random vector. The Ritz value ``θ`` is at
     most ``λ_max(TᵀT)`` and the residual ``r = ‖TᵀT y − θ y‖`` puts an eigenvalue within ``r``
     of it, so ``√(θ + r)`` is returned: the converged value rounded up by the residual.
 
