@@ -438,7 +438,9 @@ def functional_linear(ctx: NodeContext) -> NodeBound:
     node, source = ctx.node, ctx.input
     args = list(node.args) + [node.kwargs.get(k) for k in ("weight", "bias") if k in node.kwargs]
     other = next(a for a in args[:2] if a is not source)
-    matrix = ctx.examples[other] if isinstance(other, fx.Node) else torch.as_tensor(other)
+    if not isinstance(other, fx.Node):
+        raise UnsupportedLayerError(f"{describe(ctx)}: a product with a Python constant has no rule.")
+    matrix = ctx.examples[other]
     if matrix.ndim < 2:
         raise UnsupportedLayerError(f"{describe(ctx)}: a product with a {matrix.ndim}-D constant has no rule.")
     # A stack of matrices: root-sum-square of their norms (valid whether the stack multiplies
@@ -451,15 +453,11 @@ def functional_linear(ctx: NodeContext) -> NodeBound:
         return NodeBound(bound.lipschitz * constant)
     centre, radius = (bound.lower + bound.upper) / 2, (bound.upper - bound.lower) / 2
     out_centre = ctx.call({source: centre})
-    replace = {source: radius}
-    if isinstance(other, fx.Node):
-        replace[other] = ctx.examples[other].abs()
+    replace = {source: radius, other: matrix.abs()}
     bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
     if isinstance(bias, fx.Node):
         replace[bias] = None
-    out_radius = ctx.call(replace) if isinstance(other, fx.Node) else None
-    if out_radius is None:
-        raise UnsupportedLayerError(f"{describe(ctx)}: a product with a Python constant has no interval rule.")
+    out_radius = ctx.call(replace)
     return NodeBound(bound.lipschitz * constant, out_centre - out_radius, out_centre + out_radius)
 
 
