@@ -11,6 +11,10 @@ Building blocks:
     :class:`InputJacobian` and its constructions, the exact, Lanczos, power-iteration and
     Hutchinson estimators, the query-only :class:`BlackBoxFisher` (a sketch of ``J Jᵀ`` from
     finite differences), and :func:`summarize` for dataset summaries.
+Certified bounds from the architecture (:mod:`art_fim.lipschitz`):
+    :func:`lipschitz_bound` (the logits' ℓ2 Lipschitz constant from the real module graph),
+    :func:`certified_fisher_bound`, :func:`certified_radius`, :func:`certified_accuracy`, and the
+    exact local side :func:`local_norms` / :func:`tightness`.
 """
 
 from art_fim.adapters import ClassGradientMismatchError, NotDifferentiableError, adapter_for
@@ -22,6 +26,17 @@ from art_fim.finite_differences import FiniteDifferenceJacobian
 from art_fim.hutchinson import hutchinson_trace
 from art_fim.iterative import EigenResult, lanczos, power_iteration
 from art_fim.jacobian import AutogradJacobian, DenseJacobian, InputJacobian
+from art_fim.lipschitz import (
+    LipschitzBound,
+    UnsupportedLayerError,
+    certified_accuracy,
+    certified_fisher_bound,
+    certified_radius,
+    jacobian_spectral_norm,
+    lipschitz_bound,
+    local_norms,
+    tightness,
+)
 from art_fim.metric import FisherInformationMetric, fisher_spectral_norm, fisher_trace
 from art_fim.radius import first_order_radius
 from art_fim.results import FisherEstimate, FisherStatistics, summarize
@@ -41,9 +56,14 @@ __all__ = [
     "FisherStatistics",
     "InputJacobian",
     "LabelOnlyOutputError",
+    "LipschitzBound",
     "NotDifferentiableError",
     "UnsupportedDefenceError",
+    "UnsupportedLayerError",
     "adapter_for",
+    "certified_accuracy",
+    "certified_fisher_bound",
+    "certified_radius",
     "exact_spectral_norm",
     "exact_trace",
     "first_order_radius",
@@ -51,7 +71,10 @@ __all__ = [
     "fisher_statistics",
     "fisher_trace",
     "hutchinson_trace",
+    "jacobian_spectral_norm",
     "lanczos",
+    "lipschitz_bound",
+    "local_norms",
     "power_iteration",
     "predicted_robust_accuracy",
     "robust_radius",
@@ -59,5 +82,6 @@ __all__ = [
     "sketch_gram",
     "spectral_statistics",
     "summarize",
+    "tightness",
     "top_eigenvector",
 ]
