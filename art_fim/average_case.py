@@ -80,10 +80,12 @@ class AverageCaseEstimate:
     truncation_error: np.ndarray
 
 
-def taylor_margins(jac: InputJacobian, sigma: float, target: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def taylor_margins(
+    jac: InputJacobian, sigma: float, target: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """Scaled margins and their correlation from one Jacobian: the Taylor estimator's inputs.
 
-    ``g = A z`` and ``H = A (J Jᵀ) Aᵀ``, with the rows of ``A`` equal to ``e_t − e_i``.
+    ``g = A f`` (``f`` the logits) and ``H = A (J Jᵀ) Aᵀ``, with the rows of ``A`` equal to ``e_t − e_i``.
 
     Args:
         jac: the batch's input Jacobian.
@@ -103,7 +105,12 @@ def taylor_margins(jac: InputJacobian, sigma: float, target: Tensor | None = Non
 
 
 def smoothed_margins(
-    adapter: ClassifierAdapter, x: Tensor, target: Tensor, sigma: float, copies: int, generator: torch.Generator
+    adapter: ClassifierAdapter,
+    x: Tensor,
+    target: Tensor,
+    sigma: float,
+    copies: int,
+    generator: torch.Generator,
 ) -> tuple[Tensor, Tensor]:
     """Margins and margin gradients averaged over ``N`` noisy copies: the MMSE estimator's inputs.
 
@@ -213,7 +220,9 @@ class AverageCaseRobustness:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if isinstance(self.sigma, bool) or not isinstance(self.sigma, (int, float, np.number)):
-            raise TypeError(f"sigma must be a positive number (the noise standard deviation), got {self.sigma!r}")
+            raise TypeError(
+                f"sigma must be a positive number (the noise standard deviation), got {self.sigma!r}"
+            )
         if not (np.isfinite(self.sigma) and self.sigma > 0):
             raise ValueError(f"sigma must be positive and finite, got {self.sigma!r}")
         for name in ("batch_size", "noise_batch_size"):
@@ -262,8 +271,9 @@ class AverageCaseRobustness:
         if self.method.startswith("mmse"):
             batch_size = max(1, min(batch_size, self.noise_batch_size // self.samples))
         parts: list[tuple[np.ndarray, ...]] = []
+        description = f"average-case robustness ({self.method})"
         with scorer.evaluating(), tqdm(
-            total=len(x), desc=f"average-case robustness ({self.method})", unit="input", disable=not self.verbose
+            total=len(x), desc=description, unit="input", disable=not self.verbose
         ) as bar:
             for start in range(0, len(x), batch_size):
                 xb = torch.as_tensor(x[start : start + batch_size], device=scorer.device).to(scorer.dtype)
@@ -305,7 +315,9 @@ class AverageCaseRobustness:
             )
         return values, lower, upper, target.cpu().numpy(), truncation
 
-    def _monte_carlo(self, scorer: Scorer, x: Tensor, generator: torch.Generator) -> tuple[np.ndarray, ...]:
+    def _monte_carlo(
+        self, scorer: Scorer, x: Tensor, generator: torch.Generator
+    ) -> tuple[np.ndarray, ...]:
         b, total = x.shape[0], self.samples
         target = scorer.scores(x).argmax(1)
         per_pass = max(1, self.noise_batch_size // b)

@@ -11,7 +11,9 @@ from scipy.stats import beta
 IntervalMethod = Literal["wilson", "clopper-pearson"]
 
 
-def _check(successes: np.ndarray, trials: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+def _check(
+    successes: np.ndarray, trials: np.ndarray, confidence: float
+) -> tuple[np.ndarray, np.ndarray]:
     k, n = np.asarray(successes, dtype=np.float64), np.asarray(trials, dtype=np.float64)
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
@@ -20,10 +22,13 @@ def _check(successes: np.ndarray, trials: np.ndarray, confidence: float) -> tupl
     return k, n
 
 
-def wilson_interval(successes: np.ndarray, trials: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def wilson_interval(
+    successes: np.ndarray, trials: np.ndarray, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval for a binomial proportion.
 
-    .. math::  \\frac{\\hat p + \\frac{c^2}{2n} ± c\\sqrt{\\frac{\\hat p(1-\\hat p)}{n} + \\frac{c^2}{4n^2}}}{1 + c^2/n},
+    .. math::  \\frac{\\hat p + \\frac{c^2}{2n}
+               ± c\\sqrt{\\frac{\\hat p(1-\\hat p)}{n} + \\frac{c^2}{4n^2}}}{1 + c^2/n},
                \\quad c = Φ^{-1}\\big(\\tfrac{1 + \\text{confidence}}{2}\\big).
 
     Unlike the normal ("Wald") interval it does not collapse to a point at ``p̂ ∈ {0, 1}``,

@@ -165,11 +165,14 @@ def orthant_probability(
             keep = keep[:num_competitors]
         dropped = np.setdiff1d(np.arange(len(zb)), keep)
         truncation[b] = ndtr(-zb[dropped]).sum()
-        values[b] = _orthant(zb[keep], cb[np.ix_(keep, keep)], tolerance, maxpts, seed, first_index + b)
+        sub_corr = cb[np.ix_(keep, keep)]
+        values[b] = _orthant(zb[keep], sub_corr, tolerance, maxpts, seed, first_index + b)
     return np.clip(values, 0.0, 1.0), truncation
 
 
-def _orthant(z: np.ndarray, corr: np.ndarray, tolerance: float, maxpts: int | None, seed: int, index: int) -> float:
+def _orthant(
+    z: np.ndarray, corr: np.ndarray, tolerance: float, maxpts: int | None, seed: int, index: int
+) -> float:
     if z.size == 0:
         return 1.0
     if z.size == 1:

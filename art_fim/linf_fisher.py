@@ -43,7 +43,10 @@ def linf_fisher_bounds(jac: InputJacobian) -> tuple[Tensor, Tensor]:
     _, eigenvectors = spectrum_from_gram(jac.gram(), p)
     cotangents = softmax_covariance_root(p) @ eigenvectors  # column i: S u_i
     terms = torch.stack(
-        [jac.vjp(cotangents[:, :, i].to(jac.dtype)).double().abs().sum(-1).square() for i in range(p.shape[1])],
+        [
+            jac.vjp(cotangents[:, :, i].to(jac.dtype)).double().abs().sum(-1).square()
+            for i in range(p.shape[1])
+        ],
         dim=1,
     )
     return terms.max(1).values, terms.sum(1)

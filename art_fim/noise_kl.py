@@ -79,7 +79,8 @@ def expected_noise_kl(
     """
     if not (np.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be positive and finite, got {sigma!r}")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 2:
+    integer = isinstance(num_samples, (int, np.integer)) and not isinstance(num_samples, bool)
+    if not integer or num_samples < 2:
         raise ValueError(f"num_samples must be an integer of at least 2, got {num_samples!r}")
     scorer = scorer_for(classifier, output_type, need_gradients=True)
     assert scorer.adapter is not None
@@ -106,4 +107,6 @@ def expected_noise_kl(
             means.append(kl.mean(1).cpu().numpy())
             errors.append((kl.std(1) / num_samples**0.5).cpu().numpy())
     trace = np.concatenate(traces)
-    return NoiseKL(np.concatenate(means), np.concatenate(errors), 0.5 * sigma**2 * trace, float(sigma), num_samples)
+    return NoiseKL(
+        np.concatenate(means), np.concatenate(errors), 0.5 * sigma**2 * trace, float(sigma), num_samples
+    )

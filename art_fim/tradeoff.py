@@ -3,7 +3,8 @@
 Tsipras, Santurkar, Engstrom, Turner & Madry, "Robustness May Be at Odds with Accuracy"
 (ICLR 2019, https://arxiv.org/abs/1805.12152), eq. (3):
 
-.. math::  y ∼ \\mathrm{U}\\{−1, +1\\},\\quad x_1 = \\begin{cases} +y & \\text{w.p. } p \\\\ −y & \\text{w.p. } 1 − p\\end{cases},
+.. math::  y ∼ \\mathrm{U}\\{−1, +1\\},
+           \\quad x_1 = \\begin{cases} +y & \\text{w.p. } p \\\\ −y & \\text{w.p. } 1 − p\\end{cases},
            \\quad x_2, …, x_{d+1} \\overset{iid}{∼} N(ηy, 1).
 
 ``x₁`` is robust but only ``p``-accurate; the ``d`` weak features are each useless but
@@ -207,8 +208,12 @@ def art_linear_classifier(layer: nn.Linear, learning_rate: float = 0.05) -> "PyT
     from art.estimators.classification import PyTorchClassifier
 
     return PyTorchClassifier(
-        model=layer, loss=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(layer.parameters(), lr=learning_rate),
-        input_shape=(layer.in_features,), nb_classes=2, device_type="cpu",
+        model=layer,
+        loss=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(layer.parameters(), lr=learning_rate),
+        input_shape=(layer.in_features,),
+        nb_classes=2,
+        device_type="cpu",
     )
 
 
@@ -257,5 +262,6 @@ def train_linear_classifier(
                 classifier, norm=np.inf, eps=adversarial_eps, eps_step=adversarial_eps / 4,
                 max_iter=pgd_steps, num_random_init=0, verbose=False,
             )
-            AdversarialTrainer(classifier, attack, ratio=1.0).fit(x, labels, batch_size=batch_size, nb_epochs=epochs)
+            trainer = AdversarialTrainer(classifier, attack, ratio=1.0)
+            trainer.fit(x, labels, batch_size=batch_size, nb_epochs=epochs)
     return classifier
