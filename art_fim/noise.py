@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from art_fim.adapters import ClassifierAdapter, NotDifferentiableError, adapter_for
+from art_fim.checks import OutputType
 
 
 @dataclass
@@ -52,7 +53,9 @@ class Scorer:
             yield
 
 
-def scorer_for(classifier: Any, output_type: str = "auto", *, need_gradients: bool = False) -> Scorer:
+def scorer_for(
+    classifier: Any, output_type: OutputType = "auto", *, need_gradients: bool = False
+) -> Scorer:
     """Build the :class:`Scorer` of an ART classifier or a PyTorch module in eval mode.
 
     Args:
@@ -67,7 +70,7 @@ def scorer_for(classifier: Any, output_type: str = "auto", *, need_gradients: bo
         TypeError: the classifier has neither gradients nor ``predict``.
     """
     try:
-        adapter: ClassifierAdapter | None = adapter_for(classifier, output_type)  # type: ignore[arg-type]
+        adapter: ClassifierAdapter | None = adapter_for(classifier, output_type)
     except NotDifferentiableError:
         if need_gradients:
             raise

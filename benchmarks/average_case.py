@@ -13,7 +13,8 @@ bundled test images (class by class in turn), it times in one run:
 It prints each estimator's mean and largest absolute error against the Monte Carlo value, the
 Spearman correlation of its per-image values with Monte Carlo (the vulnerability ranking), its
 CPU and wall time and its speed-up over Monte Carlo (by CPU time of this process, which other
-jobs on a shared machine do not stretch), then pooled figures per σ. Monte Carlo costs 10,000
+jobs on a shared machine do not stretch; the fast estimators' time is the median of 3 runs,
+Monte Carlo's a single run), then pooled figures per σ. Monte Carlo costs 10,000
 forward passes per image, so ``n`` is small by default (about 5 minutes on two CPU cores for
 the two bundled models). A last section ranks ``--n-classes`` images by the cheapest estimator
 that tracked Monte Carlo best and prints per-class averages (robustness bias across classes).
@@ -61,16 +62,21 @@ def zoo_classifiers() -> dict[str, object]:
     return out
 
 
-def timed(classifier, x: np.ndarray, sigma: float, method: str, **kwargs):
+def timed(classifier, x: np.ndarray, sigma: float, method: str, repeats: int = 1, **kwargs):
     """Run one estimator; return its CPU seconds (this process, all threads), wall seconds, estimate.
 
     CPU time is what the speed-ups use: on a shared machine other jobs stretch wall time
-    unevenly between the two sides, but not the work this process does.
+    unevenly between the two sides, much less the work this process does. With ``repeats > 1``
+    the median of the repeats is returned (the estimate is the same each time: same seeds).
     """
     metric = AverageCaseRobustness(classifier, sigma, method=method, verbose=False, **kwargs)
-    cpu, wall = time.process_time(), time.perf_counter()
-    result = metric.estimate(x)
-    return time.process_time() - cpu, time.perf_counter() - wall, result
+    cpu_times, wall_times = [], []
+    for _ in range(repeats):
+        cpu, wall = time.process_time(), time.perf_counter()
+        result = metric.estimate(x)
+        cpu_times.append(time.process_time() - cpu)
+        wall_times.append(time.perf_counter() - wall)
+    return float(np.median(cpu_times)), float(np.median(wall_times)), result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mc-samples", type=int, default=10_000)
     parser.add_argument("--models", nargs="*", help="restrict to these model names (default: all found)")
     parser.add_argument("--n-classes", type=int, default=100, help="images for the per-class section (0: skip)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each fast estimator (median)")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
@@ -111,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{t_mc:>9.1f}{wall_mc:>9.1f}{1.0:>10.1f}")
             pooled.setdefault((sigma, "mc"), []).append(mc.values)
             for method in ESTIMATORS:
-                seconds, wall, est = timed(classifier, x, sigma, method)
+                seconds, wall, est = timed(classifier, x, sigma, method, repeats=args.repeats)
                 agreement = rank_agreement(est.values, mc.values)
                 err = np.abs(est.values - mc.values)
                 print(f"{'':<24}{'':>6}{method:>12}{agreement.mean_absolute_error:>9.4f}{err.max():>9.4f}"
