@@ -115,26 +115,32 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['confidence']:>11.4g}{np.dot(w, w):>9.3g}{np.abs(w).sum() ** 2:>10.3g}")
 
     std, adv = rows["standard"], rows["adversarial"]
+    l2 = {name: float(np.dot(r["w"], r["w"])) for name, r in rows.items()}
+    l1 = {name: float(np.abs(r["w"]).sum() ** 2) for name, r in rows.items()}
+    calm = adv["confidence"] / std["confidence"]
     print(f"""
-Reading the table (notes on the Fisher metric, §3.4):
+Reading the tables (notes on the Fisher metric, §3.4):
 - The trade-off: the standard model is {std['clean']:.1%} accurate but {std['robust']:.1%} robust at ℓ∞ ε = 2η;
-  the adversarial one is {adv['clean']:.1%} accurate and still {adv['robust']:.1%} robust. Theorem 2.1 caps any
-  model's robust accuracy at p/(1−p)·(1 − accuracy), and both trained models sit under that cap.
+  the adversarial one is {adv['clean']:.1%} accurate and still {adv['robust']:.1%} robust. Theorem 2.1 caps
+  any model's robust accuracy at p/(1−p)·(1 − accuracy); both trained models sit under that cap.
 - The ℓ2 Fisher ranks them opposite to the attack: λ_max F is {adv['fisher'] / std['fisher']:.1f}× larger for the
-  adversarial model. For a logistic model F(x) = q(1−q)·wwᵀ, so λ_max = q(1−q)·‖w‖₂². Two things
-  make the standard model look calm: it is confident (mean q(1−q) {std['confidence']:.2g} against
-  {adv['confidence']:.2g}), and it spreads its weight over d features, so ‖w‖₂ stays moderate.
+  adversarial model. For a logistic model F(x) = q(1−q)·wwᵀ, so λ_max = q(1−q)·‖w‖₂². The standard
+  model's ‖w‖₂² is {l2['standard'] / l2['adversarial']:.1f}× larger, but it is far more confident (mean q(1−q)
+  {std['confidence']:.2g} against {adv['confidence']:.2g}, {calm:.1f}× smaller): confident points have a small Fisher
+  even when the model is steep, so confidence hides the sensitivity.
 - An ℓ∞ adversary moves every coordinate by ε and gains ε‖w‖₁, not ε‖w‖₂. The ℓ∞ variant
-  max_{{‖u‖∞≤1}} uᵀFu = q(1−q)·‖w‖₁² counts that, and ‖w‖₁²/‖w‖₂² is
-  {np.abs(std['w']).sum() ** 2 / np.dot(std['w'], std['w']):.0f} for the standard model but
-  {np.abs(adv['w']).sum() ** 2 / np.dot(adv['w'], adv['w']):.1f} for the adversarial one (at most d + 1 = {dist.input_dim}).
-  With it the ranking flips back to the attack's: the standard model is {std['fisher_linf'] / adv['fisher_linf']:.1f}× more sensitive.
-- Gaussian noise is an ℓ2 perturbation with no preferred direction: it moves the logit by σ‖w‖₂ on
-  average, so average-case robustness agrees with the ℓ2 Fisher, not with the attack — the standard
-  model survives noise at σ = ε (p_σ {std['p_sigma']:.3f}) better than the adversarial one ({adv['p_sigma']:.3f}).
-  Robustness to random noise and to a worst-case ℓ∞ perturbation are different properties.
-So neither λ_max(F) nor p_σ should be expected to reproduce an ℓ∞ ordering; compare models with the
-metric that matches the threat (or report both).""")
+  max_{{‖u‖∞≤1}} uᵀFu = q(1−q)·‖w‖₁² counts that: the standard model spreads its weight over d
+  features, so its ‖w‖₁² is {l1['standard'] / l1['adversarial']:.0f}× the adversarial model's (‖w‖₁²/‖w‖₂² = {l1['standard'] / l2['standard']:.0f}
+  against {l1['adversarial'] / l2['adversarial']:.1f}; at most d + 1 = {dist.input_dim}), far more than its {calm:.1f}× smaller
+  q(1−q) can offset, and the ranking flips to the attack's: the standard model is
+  {std['fisher_linf'] / adv['fisher_linf']:.1f}× more sensitive.
+- Gaussian noise has no preferred direction: it moves the logit wᵀx + b by N(0, σ²‖w‖₂²), so
+  p_σ = Φ(|wᵀx + b| / (σ‖w‖₂)) depends on the ℓ2 distance to the boundary. Average-case
+  robustness sides with the ℓ2 view, not with the attack: the standard model survives noise
+  at σ = ε (p_σ {std['p_sigma']:.3f}) better than the adversarial one ({adv['p_sigma']:.3f}). Robustness to
+  random noise and to a worst-case ℓ∞ perturbation are different properties.
+So neither λ_max(F) nor p_σ should be expected to reproduce an ℓ∞ ordering: compare models with the
+metric that matches the threat, or report both.""")
     return 0
 
 
