@@ -9,8 +9,8 @@ For every zoo model with an AutoAttack measurement (``<zoo-dir>/model_info/cifar
 * certified robust accuracy at the model-info ε: correct and ``margin > √2 L ε₂``
   (ε₂ = ε for ℓ2, √d ε for ℓ∞) — a lower bound on every attack's robust accuracy;
 * AutoAttack's robust accuracy (an upper bound on the true robust accuracy);
-* beside them, the attack-free predicted robust accuracy (the first-order radius), when this
-  version of ``art_fim`` provides ``predicted_robust_accuracy``.
+* beside them, the attack-free predicted robust accuracy (``art_fim.predicted_robust_accuracy``,
+  the first-order radius).
 
 A certified value above AutoAttack's is impossible for a correct bound and a correct attack: the
 script exits with status 1 if it sees one. The bundled small CNNs (no AutoAttack measurement) are
@@ -35,17 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 
+from art_fim import predicted_robust_accuracy  # noqa: E402
 from art_fim.lipschitz import certified_accuracy, certified_radius, lipschitz_bound  # noqa: E402
 from leaderboard.data import bundled_cifar10  # noqa: E402
 
 THREATS = {"Linf": (np.inf, 8 / 255), "L2": (2, 0.5)}
-
-
-def predicted_accuracy_function() -> Any:
-    """``art_fim.predicted_robust_accuracy`` when this version has it, else ``None``."""
-    import art_fim
-
-    return getattr(art_fim, "predicted_robust_accuracy", None)
 
 
 def measured_models(zoo_dir: Path) -> list[tuple[str, str, dict]]:
@@ -58,14 +52,12 @@ def measured_models(zoo_dir: Path) -> list[tuple[str, str, dict]]:
 
 
 def sandwich_row(model: Any, bound: float, x: np.ndarray, y: np.ndarray, threat: str, eps: float) -> dict:
-    """Certified (and, when available, predicted) robust accuracy of one model at one threat, percent."""
+    """Certified and predicted robust accuracy of one model at one threat, percent."""
     norm, _ = THREATS[threat]
     row = {"threat": threat, "eps": eps, "n": len(x),
            "certified": 100.0 * certified_accuracy(model, x, y, eps, norm=norm, bound=bound),
            "median_radius": float(np.median(certified_radius(model, x, bound)))}
-    predicted = predicted_accuracy_function()
-    if predicted is not None:
-        row["predicted"] = 100.0 * float(predicted(model, x, y, eps, norm=norm, verbose=False))
+    row["predicted"] = 100.0 * float(predicted_robust_accuracy(model, x, y, eps, norm=norm, verbose=False))
     return row
 
 
@@ -116,17 +108,16 @@ def violations(rows: list[dict]) -> list[dict]:
     return [r for r in rows if not math.isnan(r["autoattack"]) and r["certified"] > r["autoattack"]]
 
 
-def render(rows: list[dict], with_predicted: bool) -> str:
+def render(rows: list[dict]) -> str:
+    """The sandwich as a fixed-width table."""
     header = (f"{'model':<24}{'threat':<7}{'ε':>8}{'n':>5}{'L':>11}{'median r₂':>11}{'clean':>7}"
-              f"{'certified':>10}{'AutoAttack':>11}")
-    header += f"{'predicted':>10}" if with_predicted else ""
+              f"{'certified':>10}{'AutoAttack':>11}{'predicted':>10}")
     lines = [header]
     for r in rows:
         aa = "—" if math.isnan(r["autoattack"]) else f"{r['autoattack']:.1f}"
         line = (f"{r['name']:<24}{r['threat']:<7}{r['eps']:>8.4f}{r['n']:>5}{r['lipschitz']:>11.4g}"
-                f"{r['median_radius']:>11.3g}{r['clean']:>7.1f}{r['certified']:>10.1f}{aa:>11}")
-        if with_predicted:
-            line += f"{r.get('predicted', math.nan):>10.1f}"
+                f"{r['median_radius']:>11.3g}{r['clean']:>7.1f}{r['certified']:>10.1f}{aa:>11}"
+                f"{r['predicted']:>10.1f}")
         lines.append(line)
     return "\n".join(lines)
 
@@ -144,13 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print(f"no AutoAttack-measured zoo model under {args.zoo_dir}/model_info/cifar10/{{Linf,L2}}")
     rows += bundled_rows(args.n_bundled)
-    with_predicted = predicted_accuracy_function() is not None
     print("Certified (Lipschitz bound) ≤ AutoAttack robust accuracy, percent, bundled CIFAR-10 test images")
-    print(render(rows, with_predicted))
+    print(render(rows))
     print("median r₂: median certified ℓ2 radius margin/(√2 L); an ℓ∞ ball of radius ε needs r₂ > √d ε = "
           f"{math.sqrt(3 * 32 * 32):.1f} ε")
-    if not with_predicted:
-        print("(predicted robust accuracy: not available in this version of art_fim)")
     print(f"{time.perf_counter() - start:.0f} s")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
