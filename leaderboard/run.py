@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from leaderboard import data as lb_data
 from leaderboard import store
 from leaderboard.registry import ZooEntry
-from leaderboard.scoring import ScoreConfig, load_images, score_and_write
+from leaderboard.scoring import ScoreConfig, load_images, score_and_write, shared_result
 from leaderboard.store import RunSummary
 
 logger = logging.getLogger(__name__)
@@ -121,5 +121,9 @@ def _run_local(
                     images = cache[entry.dataset]
                 except Exception:  # noqa: BLE001  (score_model records the same error per model)
                     images = None
-            summary.add(score_and_write(entry, config, results_dir, images))
+            shared = shared_result(entry, config, results_dir)
+            if shared is not None:
+                summary.add(store.write_result(results_dir, entry, shared.record, shared.per_image))
+            else:
+                summary.add(score_and_write(entry, config, results_dir, images))
             bar.update(1)
