@@ -1,0 +1,227 @@
+"""What a Lipschitz bound certifies, and how loose it is against the exact local ``‖J(x)‖₂``.
+
+With ``L`` an upper bound on the ℓ2 Lipschitz constant of the logits ``z``:
+
+* Fisher: ``λ_max(F(x)) ≤ λ_max(M(x)) ‖J(x)‖₂² ≤ min(½, 2(1 − p_max)) · L²`` with
+  ``M = diag(p) − ppᵀ`` (Popoviciu: ``λ_max(M) ≤ ½``; and
+  ``uᵀMu ≤ E_p(u_k − u_t)² ≤ 2(1 − p_t)``).
+* Radius: the margin ``z_t − z_j`` is ``√2 L``-Lipschitz (``‖e_t − e_j‖ = √2``), so if
+  ``z_t − max_{j≠t} z_j > √2 L ε`` no ``‖δ‖₂ ≤ ε`` changes the prediction (Tsuzuku et al.,
+  2018, https://arxiv.org/abs/1802.04034); ℓ∞ balls through ``‖δ‖₂ ≤ √d ‖δ‖∞``.
+* Local side: ``‖J(x)‖₂ = √λ_max(J Jᵀ)`` exactly per input from the ``K`` Jacobian rows of
+  :class:`art_fim.jacobian.InputJacobian`; ``L / max_x ‖J(x)‖₂`` is how loose the bound is.
+
+| Paper links: https://arxiv.org/abs/2606.04767, https://arxiv.org/abs/2410.23382
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from art_fim.adapters import adapter_for
+from art_fim.checks import resolve_output_type
+from art_fim.exact import spectrum_from_gram
+from art_fim.lipschitz.graph import LipschitzBound, lipschitz_bound
+
+
+def _scores(classifier: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """The classifier's outputs for ``x``, float64 ``[N, K]``."""
+    if isinstance(classifier, nn.Module):
+        if classifier.training:
+            raise ValueError("The model is in training mode; call model.eval() first.")
+        parameter = next(classifier.parameters(), None)
+        device = parameter.device if parameter is not None else torch.device("cpu")
+        dtype = parameter.dtype if parameter is not None else torch.float32
+        with torch.no_grad():
+            parts = [
+                classifier(torch.as_tensor(x[i : i + batch_size], device=device, dtype=dtype)).double().cpu()
+                for i in range(0, len(x), batch_size)
+            ]
+        return torch.cat(parts).numpy()
+    return np.asarray(classifier.predict(x, batch_size=batch_size), dtype=np.float64)
+
+
+def _resolve_bound(classifier: Any, x: np.ndarray, bound: float | LipschitzBound | None) -> float:
+    """``L`` as a float: the given bound, or :func:`lipschitz_bound` on inputs shaped like ``x``.
+
+    Raises:
+        ValueError: a local bound and inputs outside the box it holds on.
+    """
+    if bound is None:
+        shape = None if not isinstance(classifier, nn.Module) else tuple(x.shape[1:])
+        bound = lipschitz_bound(classifier, shape)
+    if isinstance(bound, LipschitzBound) and bound.local and bound.input_box is not None:
+        low, high = (np.asarray(b, dtype=np.float64) for b in bound.input_box)
+        if (x < low - 1e-12).any() or (x > high + 1e-12).any():
+            raise ValueError(
+                f"The bound holds only for inputs in {bound.input_box} (it has attention or LayerNorm "
+                "constants that are local), and x leaves that box."
+            )
+    value = float(bound)
+    if not value >= 0 or not math.isfinite(value):
+        raise ValueError(f"The Lipschitz bound must be a finite non-negative number, got {value}.")
+    return value
+
+
+def _labels(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y)
+    return y.argmax(axis=1) if y.ndim == 2 else y.astype(np.int64)
+
+
+def certified_fisher_bound(
+    classifier: Any, x: np.ndarray, bound: float | LipschitzBound | None = None, batch_size: int = 128
+) -> np.ndarray:
+    """Certified upper bound on ``λ_max(F(x))`` per input: ``min(½, 2(1 − p_max)) · L²``.
+
+    Args:
+        classifier: ART ``PyTorchClassifier`` or ``torch.nn.Module`` (eval mode) returning logits.
+        x: ``[N, *input_shape]`` inputs in the classifier's own scale.
+        bound: ``L`` (a :class:`LipschitzBound` or a float); computed when ``None``.
+        batch_size: inputs per forward pass.
+
+    Returns:
+        ``[N]`` upper bounds.
+
+    Raises:
+        ValueError: the classifier returns probabilities (the bound is on the logits' Fisher).
+    """
+    x = np.asarray(x)
+    scores = _scores(classifier, x, batch_size)
+    if resolve_output_type(scores, "auto") == "probabilities":
+        raise ValueError(
+            "The classifier returns probabilities; the certified Fisher bound needs the Lipschitz bound "
+            "of the logits: remove the final softmax."
+        )
+    lipschitz = _resolve_bound(classifier, x, bound)
+    p_max = torch.softmax(torch.from_numpy(scores), dim=-1).max(dim=-1).values.numpy()
+    return np.minimum(0.5, 2.0 * (1.0 - p_max)) * lipschitz**2
+
+
+def certified_radius(
+    classifier: Any, x: np.ndarray, bound: float | LipschitzBound | None = None, batch_size: int = 128
+) -> np.ndarray:
+    """Certified ℓ2 radius per input: ``(z_t − max_{j≠t} z_j) / (√2 L)`` around the prediction ``t``.
+
+    No perturbation with ``‖δ‖₂`` below the radius changes the predicted class (where the bound is
+    local, for perturbed inputs that stay in its box).
+
+    Returns:
+        ``[N]`` radii in the classifier's input scale.
+    """
+    x = np.asarray(x)
+    return _radius(_scores(classifier, x, batch_size), _resolve_bound(classifier, x, bound))
+
+
+def _radius(scores: np.ndarray, lipschitz: float) -> np.ndarray:
+    top2 = np.sort(scores, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    if lipschitz == 0:
+        return np.full(len(scores), np.inf)
+    return margin / (math.sqrt(2.0) * lipschitz)
+
+
+def certified_accuracy(
+    classifier: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    norm: float = 2,
+    bound: float | LipschitzBound | None = None,
+    batch_size: int = 128,
+) -> float:
+    """Certified robust accuracy at ``eps``: correct, and certified radius above the ℓ2 size of the ball.
+
+    An ℓ∞ ball of radius ``ε`` lies in the ℓ2 ball of radius ``√d ε``; the certificate requires
+    ``margin > √2 L ε₂`` strictly. Every attack's robust accuracy is at least this number.
+
+    Args:
+        classifier: ART ``PyTorchClassifier`` or ``torch.nn.Module`` returning scores.
+        x: ``[N, *input_shape]`` inputs.
+        y: labels, as indices ``[N]`` or one-hot ``[N, K]``.
+        eps: radius of the threat ball.
+        norm: ``2`` or ``np.inf``.
+        bound: ``L``; computed when ``None``.
+        batch_size: inputs per forward pass.
+
+    Returns:
+        The certified fraction in ``[0, 1]``.
+    """
+    x = np.asarray(x)
+    if norm == 2:
+        eps_2 = float(eps)
+    elif norm == np.inf:
+        eps_2 = math.sqrt(x[0].size) * float(eps)
+    else:
+        raise ValueError(f"norm must be 2 or np.inf, got {norm!r}")
+    scores = _scores(classifier, x, batch_size)
+    radius = _radius(scores, _resolve_bound(classifier, x, bound))
+    correct = scores.argmax(axis=1) == _labels(y)
+    return float(np.mean(correct & (radius > eps_2)))
+
+
+def local_norms(classifier: Any, x: np.ndarray, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``‖J(x)‖₂`` and ``λ_max(F(x))`` per input, from one input Jacobian per batch.
+
+    ``‖J(x)‖₂ = √λ_max(J Jᵀ)`` is the local Lipschitz constant of the logits at ``x`` (every valid
+    bound ``L`` is at least its largest value on any data); ``λ_max(F) = λ_max(Sᵀ J Jᵀ S)`` is the
+    Fisher spectral norm (:mod:`art_fim.exact`). Both come from the same ``K × K`` Gram matrix.
+
+    Args:
+        classifier: anything :func:`art_fim.adapters.adapter_for` accepts (ART classifiers with
+            gradients, or an eval-mode ``torch.nn.Module``) returning logits.
+        x: ``[N, *input_shape]`` inputs.
+        batch_size: inputs per Jacobian.
+
+    Returns:
+        ``(jacobian_norms, fisher_norms)``, each ``[N]`` float64.
+    """
+    x = np.asarray(x)
+    adapter = adapter_for(classifier, "logits")
+    jacobian, fisher = [], []
+    with adapter.evaluating():
+        for start in range(0, len(x), batch_size):
+            jac = adapter.jacobian(x[start : start + batch_size])
+            gram = jac.gram()
+            jacobian.append(torch.linalg.eigvalsh(gram)[:, -1].clamp_min(0.0).sqrt().cpu())
+            fisher.append(spectrum_from_gram(gram, jac.probs)[0][:, -1].clamp_min(0.0).cpu())
+    return torch.cat(jacobian).numpy(), torch.cat(fisher).numpy()
+
+
+def jacobian_spectral_norm(classifier: Any, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """Exact ``‖J(x)‖₂`` per input (see :func:`local_norms`), float64 ``[N]``."""
+    return local_norms(classifier, x, batch_size)[0]
+
+
+@dataclass(frozen=True)
+class Tightness:
+    """A global bound against the local values it must dominate.
+
+    Attributes:
+        bound: the Lipschitz bound ``L``.
+        local_max: ``max_x ‖J(x)‖₂`` on the data.
+        local_median: median of ``‖J(x)‖₂``.
+        ratio: ``L / local_max`` (≥ 1 for a valid bound; how many times too large it may be).
+    """
+
+    bound: float
+    local_max: float
+    local_median: float
+    ratio: float
+
+
+def tightness(
+    classifier: Any, x: np.ndarray, bound: float | LipschitzBound | None = None, batch_size: int = 128
+) -> Tightness:
+    """Compare ``L`` with the exact local ``‖J(x)‖₂`` on data: ``ratio = L / max_x ‖J(x)‖₂``."""
+    x = np.asarray(x)
+    lipschitz = _resolve_bound(classifier, x, bound)
+    local = jacobian_spectral_norm(classifier, x, batch_size)
+    local_max = float(local.max())
+    ratio = lipschitz / local_max if local_max > 0 else math.inf
+    return Tightness(lipschitz, local_max, float(np.median(local)), ratio)
