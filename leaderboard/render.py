@@ -320,7 +320,8 @@ def plot(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str,
             for group in groups:
                 members = [r for r in usable if f"{r['dataset']}/{r['threat_model']}" == group and _finite(r[column])]
                 ax.scatter([r[column] for r in members], [r["autoattack_acc"] for r in members], label=group, alpha=0.8)
-            if column != "predicted_robust_acc":
+            values = [r[column] for r in usable if _finite(r[column])]
+            if column != "predicted_robust_acc" and values and min(values) > 0:
                 ax.set_xscale("log")
             ax.set_xlabel(column.replace("_", " "))
             ax.set_ylabel("AutoAttack accuracy (%)")
