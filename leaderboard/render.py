@@ -193,7 +193,9 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
         "robust accuracy, the fraction of images whose first-order robust radius at the threat "
         "model reaches RobustBench's budget; |Δ|: its absolute difference from the reported "
         "AutoAttack accuracy. Accuracies in percent; AutoAttack accuracy as reported by "
-        "RobustBench. Coefficients with paired-bootstrap 95% intervals."
+        "RobustBench, or for the project's zoo as measured here (standard AutoAttack on the first images "
+        "of the same bundled test subset, from its model-info file). Coefficients with "
+        "paired-bootstrap 95% intervals."
     )
     errors = mean_abs_errors(rows)
     by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -254,8 +256,8 @@ def cost_table(rows: list[dict[str, Any]]) -> list[str]:
     """
     if not any(_finite(r["autoattack_seconds_per_image"]) for r in rows):
         return []
-    lines = ["", "Cost per image (medians over the models; AutoAttack's from its model-info file, "
-             "measured on the same kind of machine):", "",
+    lines = ["", "Cost per image (medians over the models of wall time per image; AutoAttack's from "
+             "its model-info file; wall times depend on the machine and its load when each ran):", "",
              "| metric | s / image | × AutoAttack's | models |", "|---|---:|---:|---:|"]
     attack = [r["autoattack_seconds_per_image"] for r in rows if _finite(r["autoattack_seconds_per_image"])]
     lines.append(f"| standard AutoAttack | {_format(float(np.median(attack)), 3)} | 1 | {len(attack)} |")
