@@ -278,6 +278,7 @@ def plot(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     usable = [r for r in rows if r["status"] == "ok" and _finite(r["autoattack_acc"]) and _finite(r[score])]
     groups = sorted({f"{r['dataset']}/{r['threat_model']}" for r in usable})
@@ -323,8 +324,10 @@ def plot(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str,
                 members = [r for r in usable if f"{r['dataset']}/{r['threat_model']}" == group and _finite(r[column])]
                 ax.scatter([r[column] for r in members], [r["autoattack_acc"] for r in members], label=group, alpha=0.8)
             values = [r[column] for r in usable if _finite(r[column])]
-            if column != "predicted_robust_acc" and values and min(values) > 0:
+            # Accuracies and means of log10 are on their own scale already; the rest spread over decades.
+            if column != "predicted_robust_acc" and "log10" not in column and values and min(values) > 0:
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel(column.replace("_", " "))
             ax.set_ylabel("AutoAttack accuracy (%)")
             ax.legend(fontsize=7)
