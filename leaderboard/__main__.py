@@ -20,8 +20,8 @@ from pathlib import Path
 
 from leaderboard.baselines import Baselines
 from leaderboard.registry import DATASETS, THREAT_MODELS
-from leaderboard.scoring import SOURCES
 from leaderboard.render import add_arguments as render_arguments
+from leaderboard.scoring import SOURCES
 
 DEFAULT_MODEL_DIR = "models"
 DEFAULT_RESULTS = "leaderboard/results"

@@ -119,7 +119,7 @@ class Baselines:
 def _summary(values: np.ndarray, seconds: float, exact: np.ndarray | None = None) -> dict[str, Any]:
     """Per-image values, their median, wall time, and the median ratio to the exact ``λ_max``."""
     summary: dict[str, Any] = {
-        "n": int(len(values)),
+        "n": len(values),
         "values": [float(v) for v in values],
         "median": float(np.median(values)),
         "seconds": seconds,

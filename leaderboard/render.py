@@ -241,8 +241,8 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
             n = next(iter(next(iter(table.values())).values())).n
             lines += ["", f"Correlations over {n} models:", ""]
             if n < 3:
-                lines += [f"(rank correlations need at least 3 models with AutoAttack accuracy; {n} so far, "
-                          "so the coefficients are undefined, NaN)", ""]
+                lines += [(f"(rank correlations need at least 3 models with AutoAttack accuracy; {n} so far, "
+                           "so the coefficients are undefined, NaN)"), ""]
             lines += ["| score | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
             for score, row in table.items():
                 lines.append(f"| {score} | " + " | ".join(str(row[k]) for k in kinds) + " |")
@@ -256,8 +256,8 @@ def cost_table(rows: list[dict[str, Any]]) -> list[str]:
     """
     if not any(_finite(r["autoattack_seconds_per_image"]) for r in rows):
         return []
-    lines = ["", "Cost per image (medians over the models of wall time per image; AutoAttack's from "
-             "its model-info file; wall times depend on the machine and its load when each ran):", "",
+    lines = ["", ("Cost per image (medians over the models of wall time per image; AutoAttack's from "
+                  "its model-info file; wall times depend on the machine and its load when each ran):"), "",
              "| metric | s / image | × AutoAttack's | models |", "|---|---:|---:|---:|"]
     attack = [r["autoattack_seconds_per_image"] for r in rows if _finite(r["autoattack_seconds_per_image"])]
     lines.append(f"| standard AutoAttack | {_format(float(np.median(attack)), 3)} | 1 | {len(attack)} |")
