@@ -108,11 +108,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         entries = select_entries(args.dataset, args.threat_model, models)
         present = [e for e in entries if weights_present(e, args.model_dir)]
     if not present:
+        how = (
+            f"The zoo's weights are {args.model_dir}/models/<name>.pt; `python -m leaderboard.zoo.build train` "
+            "trains them." if args.source == "zoo" else
+            f"Put RobustBench's checkpoints there as {args.model_dir}/{WEIGHTS_LAYOUT} (leaderboard/README.md, "
+            f"\"Weights\"); `python -m leaderboard list --model-dir {args.model_dir}` shows which models have them."
+        )
         print(
             f"error: none of the {len(entries)} selected models has its weights under {args.model_dir}/, "
-            f"so there is nothing to score.\nPut RobustBench's checkpoints there as "
-            f"{args.model_dir}/{WEIGHTS_LAYOUT} (leaderboard/README.md, \"Weights\"); "
-            f"`python -m leaderboard list --model-dir {args.model_dir}` shows which models have them.",
+            f"so there is nothing to score.\n{how}",
             file=sys.stderr,
         )
         return 2
@@ -123,7 +127,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif missing:
         print(
             f"{missing} of {len(entries)} models have no weights under {args.model_dir}/ (expected "
-            f"{args.model_dir}/{WEIGHTS_LAYOUT}); they are recorded as failed. --skip-missing leaves them out."
+            f"{args.model_dir}/{'models/<name>.pt' if args.source == 'zoo' else WEIGHTS_LAYOUT}); they are "
+            "recorded as failed. --skip-missing leaves them out."
         )
     config = ScoreConfig(
         model_dir=args.model_dir,
@@ -252,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"images for the first paper's reference white-box estimator (default: "
                             f"{defaults.reference_n} for the zoo, none for RobustBench; 0: none)")
     p_run.add_argument("--clever-n", type=_non_negative_int, default=None,
-                       help=f"images for ART's clever_u per threat model (about a second each on a CPU; "
+                       help=f"images for ART's clever_u per threat model (seconds per image on a CPU; "
                             f"default: {defaults.clever_n} for the zoo, none for RobustBench; 0: none)")
     p_run.add_argument("--overwrite", action="store_true",
                        help="rescore models already done (also those scored with other settings)")

@@ -92,8 +92,8 @@ class Baselines:
         blackbox_n: images for ``art_fim``'s query-only ``λ_max``.
         blackbox_queries: its query budget per image (``max_queries``).
         reference_n: images for the first paper's reference white-box estimate.
-        clever_n: images for ART's ``clever_u`` (per threat model; about a second per image
-            on a CPU even for small models).
+        clever_n: images for ART's ``clever_u`` (per threat model; several seconds per image
+            on a CPU even for the zoo's small models).
         clever_nb_batches: ``nb_batches`` of ``clever_u``.
         clever_batch_size: ``batch_size`` of ``clever_u``.
     """

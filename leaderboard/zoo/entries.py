@@ -54,7 +54,7 @@ def zoo_entries(zoo_dir: str | Path = ZOO_DIR, models: list[str] | None = None) 
         models: names to keep (default: all that have model-info files).
 
     Raises:
-        KeyError: a name in ``models`` is not a zoo model.
+        ValueError: a name in ``models`` is not a zoo model.
         FileNotFoundError: ``zoo_dir`` has no ``model_info/cifar10`` folder.
     """
     root = Path(zoo_dir) / "model_info" / DATASET
@@ -65,7 +65,7 @@ def zoo_entries(zoo_dir: str | Path = ZOO_DIR, models: list[str] | None = None) 
         )
     for name in models or ():
         if name not in ZOO:
-            raise KeyError(f"{name!r} is not a zoo model; choose from {', '.join(ZOO)}")
+            raise ValueError(f"{name!r} is not a zoo model; choose from {', '.join(ZOO)}")
     names = [n for n in BUILD_ORDER if models is None or n in models]
     entries = []
     for name in names:
