@@ -65,11 +65,19 @@ def torchvision_densenet() -> nn.Module:
 
 
 def torchvision_vit() -> nn.Module:
-    """torchvision's VisionTransformer: 16×16 images, 8×8 patches, one block."""
+    """torchvision's VisionTransformer: 16×16 images, 8×8 patches, one block.
+
+    torchvision initialises the classification head to zero (every logit 0, which reads as
+    label outputs); a seeded random head gives the model a non-trivial Jacobian to bound.
+    """
     from torchvision.models import VisionTransformer
 
-    return VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16,
-                             mlp_dim=32, num_classes=10)
+    model = VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16,
+                              mlp_dim=32, num_classes=10)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        model.heads.head.weight.copy_(0.3 * torch.randn(model.heads.head.weight.shape, generator=generator))
+    return model
 
 
 def _robustbench_architectures():

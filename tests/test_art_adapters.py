@@ -120,15 +120,34 @@ def test_auto_switches_to_lanczos_when_the_jacobian_does_not_fit(x):
     np.testing.assert_allclose(estimate.values, exact, rtol=1e-4)
 
 
+class RecordingBatches(ClassGradientOnly):
+    """Records the size of every batch whose class gradients are asked for."""
+
+    def __init__(self, classifier: PyTorchClassifier) -> None:
+        super().__init__(classifier)
+        self.batches: list[int] = []
+
+    def class_gradient(self, x: np.ndarray, label=None) -> np.ndarray:  # noqa: D102
+        self.batches.append(len(x))
+        return super().class_gradient(x, label=label)
+
+
 def test_estimate_reports_the_batch_size_actually_used(x):
-    """The planner's batch: budget // (2·K·d·8 bytes) for a dense float64 Jacobian, at most len(x)."""
-    classifier = ClassGradientOnly(_classifier(make_model("cnn")))
+    """``batch_size`` is the largest batch the estimator formed: under a tight memory budget the
+    planner shrinks it below ``len(x)``, with plenty of memory it is every input at once."""
     per_input = 2 * NUM_CLASSES * int(np.prod(IMAGE_SHAPE)) * 8  # K rows of J, twice, in float64
-    small = FisherInformationMetric(classifier, method="exact", batch_size=64, memory_budget=2 * per_input + 1,
-                                    verbose=False).estimate(x)
-    roomy = FisherInformationMetric(classifier, method="exact", batch_size=64, verbose=False).estimate(x)
-    assert (small.batch_size, roomy.batch_size) == (2, len(x))
-    np.testing.assert_allclose(small.values, roomy.values, rtol=1e-12)
+    sizes = {}
+    for name, budget in (("small", 3 * per_input), ("roomy", None)):
+        classifier = RecordingBatches(_classifier(make_model("cnn")))
+        metric = FisherInformationMetric(classifier, method="exact", batch_size=64, memory_budget=budget,
+                                         verbose=False)
+        estimate = metric.estimate(x)
+        # The scoring loop asks for the class gradients of batches of exactly that size (the
+        # planner's probes and the output-type check use other sizes too).
+        assert estimate.batch_size in classifier.batches
+        sizes[name] = estimate
+    assert sizes["small"].batch_size < len(x) == sizes["roomy"].batch_size
+    np.testing.assert_allclose(sizes["small"].values, sizes["roomy"].values, rtol=1e-12)
 
 
 def test_hutchinson_trace_through_the_metric_class(x):
