@@ -9,7 +9,7 @@ class by class in turn, so every class is represented), in one run, it times per
 * ``exact``: ``art_fim``'s exact route (``K`` batched VJPs, float64 ``K × K`` eigenproblem);
 * ``lanczos``: ``art_fim``'s matrix-free route (one JVP + one VJP per step);
 * ``reference``: the first paper's white-box estimator (one input at a time, ``K`` backward
-  passes, the largest of 100 random Rayleigh quotients; ``benchmarks/srp_reference.py``);
+  passes, the largest of 100 random Rayleigh quotients; ``leaderboard/baselines.py``);
 * ``clever_u``: ART's CLEVER score (``nb_batches=50, batch_size=10``, ℓ2, radius 0.5); a
   different quantity (a robustness radius), timed as the attack-free metric ART ships today.
 
@@ -45,12 +45,11 @@ from tqdm.auto import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from score_bundled_models import load_classifier  # noqa: E402
-from srp_reference import srp_whitebox_estimate, zero_parameter_gradients  # noqa: E402
 
 from art_fim import FisherInformationMetric, fisher_statistics  # noqa: E402
+from leaderboard.baselines import srp_whitebox_estimate, zero_parameter_gradients  # noqa: E402
 from leaderboard.data import bundled_cifar10  # noqa: E402
 from leaderboard.scoring import ROBUSTBENCH_EPS  # noqa: E402
 

@@ -7,6 +7,7 @@ Examples::
         --model-dir models --n-examples 1000 --results leaderboard/results
     python -m leaderboard run ... --backend ray --num-gpus-per-task 1
     python -m leaderboard render --results leaderboard/results
+    python -m leaderboard run --source zoo && python -m leaderboard render --source zoo
 """
 
 from __future__ import annotations
@@ -17,11 +18,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from leaderboard.baselines import Baselines
 from leaderboard.registry import DATASETS, THREAT_MODELS
 from leaderboard.render import add_arguments as render_arguments
+from leaderboard.scoring import SOURCES
 
 DEFAULT_MODEL_DIR = "models"
 DEFAULT_RESULTS = "leaderboard/results"
+#: Where each source's results go unless --results says otherwise.
+DEFAULT_RESULTS_BY_SOURCE = {"robustbench": DEFAULT_RESULTS, "zoo": "leaderboard/results/zoo"}
+#: Test images per model unless --n-examples says otherwise: the zoo's AutoAttack images.
+DEFAULT_N_EXAMPLES = {"robustbench": 1000, "zoo": 500}
 WEIGHTS_LAYOUT = "<dataset>/<threat_model>/<name>.pt (ensembles: <name>.pt_m0.pt, ...)"
 
 
@@ -65,21 +72,51 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _baselines(args: argparse.Namespace) -> Baselines | None:
+    """The baselines to compute: the zoo's by default, RobustBench's models only when asked."""
+    given = {key: getattr(args, key) for key in ("blackbox_n", "reference_n", "clever_n")}
+    given = {key: value for key, value in given.items() if value is not None}
+    if args.source != "zoo" and not given:
+        return None
+    return Baselines(**given)
+
+
+def _zoo_selection(args: argparse.Namespace, models: list[str] | None) -> tuple[list, list]:
+    """The project's zoo entries with model-info files, and those whose weights are present."""
+    from leaderboard.zoo.entries import zoo_entries, zoo_weights_present
+
+    entries = zoo_entries(args.model_dir, models)
+    if not entries:
+        raise FileNotFoundError(
+            f"no zoo model under {args.model_dir}/model_info has an AutoAttack result yet: "
+            "`python -m leaderboard.zoo.build all` trains and attacks them"
+        )
+    return entries, [e for e in entries if zoo_weights_present(e, args.model_dir)]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Score models and print a summary; exit status 1 if any model failed."""
     from leaderboard.registry import select_entries, weights_present
     from leaderboard.run import run_models
     from leaderboard.scoring import ScoreConfig
 
+    _resolve_source_defaults(args)
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-    entries = select_entries(args.dataset, args.threat_model, models)
-    present = [e for e in entries if weights_present(e, args.model_dir)]
+    if args.source == "zoo":
+        entries, present = _zoo_selection(args, models)
+    else:
+        entries = select_entries(args.dataset, args.threat_model, models)
+        present = [e for e in entries if weights_present(e, args.model_dir)]
     if not present:
+        how = (
+            f"The zoo's weights are {args.model_dir}/models/<name>.pt; `python -m leaderboard.zoo.build train` "
+            "trains them." if args.source == "zoo" else
+            f"Put RobustBench's checkpoints there as {args.model_dir}/{WEIGHTS_LAYOUT} (leaderboard/README.md, "
+            f"\"Weights\"); `python -m leaderboard list --model-dir {args.model_dir}` shows which models have them."
+        )
         print(
             f"error: none of the {len(entries)} selected models has its weights under {args.model_dir}/, "
-            f"so there is nothing to score.\nPut RobustBench's checkpoints there as "
-            f"{args.model_dir}/{WEIGHTS_LAYOUT} (leaderboard/README.md, \"Weights\"); "
-            f"`python -m leaderboard list --model-dir {args.model_dir}` shows which models have them.",
+            f"so there is nothing to score.\n{how}",
             file=sys.stderr,
         )
         return 2
@@ -90,7 +127,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif missing:
         print(
             f"{missing} of {len(entries)} models have no weights under {args.model_dir}/ (expected "
-            f"{args.model_dir}/{WEIGHTS_LAYOUT}); they are recorded as failed. --skip-missing leaves them out."
+            f"{args.model_dir}/{'models/<name>.pt' if args.source == 'zoo' else WEIGHTS_LAYOUT}); they are "
+            "recorded as failed. --skip-missing leaves them out."
         )
     config = ScoreConfig(
         model_dir=args.model_dir,
@@ -102,6 +140,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         trust_checkpoints=args.trust_checkpoints,
+        source=args.source,
+        baselines=_baselines(args),
     )
     summary = run_models(
         entries,
@@ -115,8 +155,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(summary.table())
+    if args.source == "zoo":
+        from leaderboard.zoo import ZOO
+
+        scored = {key.rsplit("/", 1)[-1] for key in (*summary.done, *summary.skipped)}
+        print(f"{len(scored)} of the zoo's {len(ZOO)} planned models scored (the others have no AutoAttack "
+              "result yet); rank correlations need at least 3 models")
     if Path(args.results).is_dir():
-        print(f"results in {args.results}; `python -m leaderboard render --results {args.results}` tabulates them")
+        source = " --source zoo" if args.source == "zoo" else ""
+        print(f"results in {args.results}; `python -m leaderboard render{source} --results {args.results}` "
+              "tabulates them")
     return 1 if summary.failed else 0
 
 
@@ -124,13 +172,34 @@ def cmd_render(args: argparse.Namespace) -> int:
     """CSV, Markdown, plots and correlations of the results (``leaderboard.render``)."""
     from leaderboard.render import run_from_args
 
+    if args.results is None:
+        args.results = Path(DEFAULT_RESULTS_BY_SOURCE[args.source])
     return run_from_args(args)
+
+
+def _resolve_source_defaults(args: argparse.Namespace) -> None:
+    """Fill the options whose defaults depend on ``--source``."""
+    from leaderboard.zoo.weights import ZOO_DIR
+
+    if args.model_dir is None:
+        args.model_dir = str(ZOO_DIR) if args.source == "zoo" else DEFAULT_MODEL_DIR
+    if args.results is None:
+        args.results = DEFAULT_RESULTS_BY_SOURCE[args.source]
+    if args.n_examples is None:
+        args.n_examples = DEFAULT_N_EXAMPLES[args.source]
 
 
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
     return value
 
 
@@ -145,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def source(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--source", choices=SOURCES, default="robustbench",
+                       help="robustbench: RobustBench's zoo (weights under --model-dir); zoo: the project's "
+                            "own CIFAR-10 zoo (leaderboard/zoo: weights and measured AutoAttack accuracy "
+                            "committed; --model-dir is the zoo folder, --dataset/--threat-model are ignored)")
 
     def selection(p: argparse.ArgumentParser, dataset: str, threat: str) -> None:
         p.add_argument("--dataset", choices=[*DATASETS, "all"], default=dataset, help="dataset of the zoo")
@@ -161,15 +236,29 @@ def build_parser() -> argparse.ArgumentParser:
     p_run = sub.add_parser("run", help="score models (resumable; one JSON and one .npz per model)",
                            formatter_class=_HelpWithDefaults)
     selection(p_run, "cifar10", "Linf")
+    p_run.set_defaults(model_dir=None)
+    source(p_run)
     p_run.add_argument("--models", help="comma-separated zoo names (default: every model of the selection)")
     p_run.add_argument("--data-dir", help="torchvision-layout data root (default: the bundled CIFAR-10 subset)")
-    p_run.add_argument("--n-examples", type=_positive_int, default=1000, help="test images per model")
+    p_run.add_argument("--n-examples", type=_positive_int, default=None,
+                       help="test images per model (default: 1000; zoo: 500, the images its AutoAttack ran on)")
     p_run.add_argument("--batch-size", type=_positive_int, default=128, help="largest batch (shrunk to fit memory)")
     p_run.add_argument("--method", choices=["auto", "exact"], default="auto",
                        help="Fisher route: exact, or auto (exact while it fits in memory, else matrix-free)")
     p_run.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
     p_run.add_argument("--seed", type=int, default=0, help="seed of every random draw")
-    p_run.add_argument("--results", default=DEFAULT_RESULTS, help="where result files go")
+    p_run.add_argument("--results", default=None,
+                       help=f"where result files go (default: {DEFAULT_RESULTS}; zoo: {DEFAULT_RESULTS_BY_SOURCE['zoo']})")
+    defaults = Baselines()
+    p_run.add_argument("--blackbox-n", type=_non_negative_int, default=None,
+                       help=f"images for the query-only λ_max ({defaults.blackbox_queries} queries each; "
+                            f"default: {defaults.blackbox_n} for the zoo, none for RobustBench; 0: none)")
+    p_run.add_argument("--reference-n", type=_non_negative_int, default=None,
+                       help=f"images for the first paper's reference white-box estimator (default: "
+                            f"{defaults.reference_n} for the zoo, none for RobustBench; 0: none)")
+    p_run.add_argument("--clever-n", type=_non_negative_int, default=None,
+                       help=f"images for ART's clever_u per threat model (seconds per image on a CPU; "
+                            f"default: {defaults.clever_n} for the zoo, none for RobustBench; 0: none)")
     p_run.add_argument("--overwrite", action="store_true",
                        help="rescore models already done (also those scored with other settings)")
     p_run.add_argument("--skip-missing", action="store_true", help="leave out models without weights")
@@ -187,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_render = sub.add_parser("render", help="CSV, Markdown table, plots and correlations",
                               formatter_class=_HelpWithDefaults)
     render_arguments(p_render, default_results=DEFAULT_RESULTS)
+    p_render.set_defaults(results=None)
+    source(p_render)
     p_render.set_defaults(func=cmd_render)
     return parser
 

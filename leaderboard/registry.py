@@ -36,6 +36,9 @@ class Reported:
         additional_data: trained with extra data.
         venue: publication venue (``""`` in the snapshot means unpublished).
         unreliable: RobustBench flags the evaluation as unreliable.
+        attack_seconds: wall time of the AutoAttack run behind ``autoattack_acc``, where known
+            (the project's zoo records it; RobustBench does not).
+        attack_n_examples: images that AutoAttack run attacked, where known.
     """
 
     clean_acc: float | None = None
@@ -46,6 +49,8 @@ class Reported:
     additional_data: bool | None = None
     venue: str | None = None
     unreliable: bool | None = None
+    attack_seconds: float | None = None
+    attack_n_examples: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``reported`` block of a result file."""

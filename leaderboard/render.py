@@ -10,7 +10,11 @@ Reads every ``<results>/<dataset>/<threat_model>/<model>.json`` written by ``run
   with its absolute difference from the reported one, the mean of that difference over the
   models, then the correlation table;
 * ``correlations.json``: every coefficient with its bootstrap interval;
-* ``fisher_vs_autoattack.png`` and ``clean_vs_autoattack.png``.
+* ``fisher_vs_autoattack.png`` and ``clean_vs_autoattack.png``;
+* where results carry baselines (the project's zoo, ``run --source zoo``): their columns, their
+  correlations beside the Fisher scores', a cost table (seconds per image of every metric and
+  its ratio to AutoAttack's, from the ``attack_seconds`` of each model's model-info file), and
+  ``scores_vs_autoattack.png`` (every score against AutoAttack accuracy).
 
 Correlations are computed within each dataset/threat model (AutoAttack accuracies at
 different threat models are not comparable), over models with a reported AutoAttack accuracy.
@@ -43,10 +47,25 @@ SCORES: dict[str, tuple[str, str]] = {
     "trace_median": ("trace", "median"),
 }
 
+# Scores of the baselines (:mod:`leaderboard.baselines`), where a result has them: column ->
+# (baseline, CLEVER's threat-model-specific entry?). CLEVER is a distortion: larger = more robust.
+BASELINE_SCORES: dict[str, tuple[str, bool]] = {
+    "blackbox_lambda_max_median": ("blackbox", False),
+    "reference_lambda_max_median": ("reference_whitebox", False),
+    "clever_median": ("clever", True),
+}
+# Seconds per image of each metric, beside AutoAttack's (the model-info's attack_seconds / n).
+COSTS = {
+    "fisher_seconds_per_image": "input Fisher, exact (λ_max, trace, radii at both budgets: one pass)",
+    "blackbox_seconds_per_image": "input Fisher, query-only estimate (method=\"blackbox\")",
+    "reference_seconds_per_image": "first paper's reference white-box estimator",
+    "clever_seconds_per_image": "ART clever_u (at this threat model)",
+}
+
 COLUMNS = (
     "dataset", "threat_model", "model", "architecture", "reported_clean_acc", "autoattack_acc",
-    "clean_acc", "n_examples", *SCORES, "predicted_robust_acc", "predicted_abs_error", "method",
-    "seconds", "status", "error",
+    "clean_acc", "n_examples", *SCORES, "predicted_robust_acc", "predicted_abs_error", *BASELINE_SCORES,
+    "method", "seconds", *COSTS, "autoattack_seconds_per_image", "status", "error",
 )
 
 
@@ -88,7 +107,35 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         abs(predicted - row["autoattack_acc"]) if _finite(predicted) and _finite(row["autoattack_acc"]) else None
     )
     row["method"] = record.get("method")
+    row.update(_baseline_columns(record, reported))
     return row
+
+
+def _baseline_columns(record: dict[str, Any], reported: dict[str, Any]) -> dict[str, Any]:
+    """The baselines' medians and every metric's seconds per image (``None`` where absent)."""
+    baselines = record.get("baselines") or {}
+    threat = str(record.get("threat_model"))
+    row: dict[str, Any] = {}
+    for column, (name, per_threat) in BASELINE_SCORES.items():
+        entry = baselines.get(name) or {}
+        if per_threat:
+            entry = entry.get(threat.lower()) or {}
+        row[column] = entry.get("median")
+        row[column.replace("lambda_max_median", "seconds_per_image").replace("median", "seconds_per_image")] = (
+            entry.get("seconds_per_image")
+        )
+    fisher_seconds = (record.get("seconds") or {}).get("fisher")
+    n = record.get("n_examples")
+    row["fisher_seconds_per_image"] = fisher_seconds / n if _finite(fisher_seconds) and n else None
+    attack, attacked = reported.get("attack_seconds"), reported.get("attack_n_examples")
+    row["autoattack_seconds_per_image"] = attack / attacked if _finite(attack) and attacked else None
+    return row
+
+
+def scores_of(rows: list[dict[str, Any]]) -> list[str]:
+    """The score columns with a value for at least one scored model: the Fisher ones, then baselines."""
+    candidates = [*SCORES, "predicted_robust_acc", *BASELINE_SCORES]
+    return [c for c in candidates if any(r["status"] == "ok" and _finite(r.get(c)) for r in rows)]
 
 
 def mean_abs_errors(rows: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
@@ -119,8 +166,11 @@ def group_correlations(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, d
             dtype=float,
         )
         out[group] = {
-            score: correlation_table(np.array([m[score] for m in members], dtype=float), robust, clean, seed=seed)
-            for score in SCORES
+            score: correlation_table(
+                np.array([m[score] if _finite(m[score]) else np.nan for m in members], dtype=float), robust, clean,
+                seed=seed,
+            )
+            for score in scores_of(members)
         }
     return out
 
@@ -143,7 +193,9 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
         "robust accuracy, the fraction of images whose first-order robust radius at the threat "
         "model reaches RobustBench's budget; |Δ|: its absolute difference from the reported "
         "AutoAttack accuracy. Accuracies in percent; AutoAttack accuracy as reported by "
-        "RobustBench. Coefficients with paired-bootstrap 95% intervals."
+        "RobustBench, or for the project's zoo as measured here (standard AutoAttack on the first images "
+        "of the same bundled test subset, from its model-info file). Coefficients with "
+        "paired-bootstrap 95% intervals."
     )
     errors = mean_abs_errors(rows)
     by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -176,14 +228,47 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
             lines += [f"- {r['model']}: {r['error']}" for r in failed if r["model"] not in missing]
             if missing:
                 lines.append(f"- without weights ({len(missing)}): {', '.join(missing)}")
+        scored = [r for r in members if r["status"] == "ok"]
+        baselines = [c for c in BASELINE_SCORES if any(_finite(r[c]) for r in scored)]
+        if baselines:
+            lines += ["", "Baselines (medians over their images): " + ", ".join(baselines) + ".", "",
+                      "| model | " + " | ".join(baselines) + " |", "|---|" + "---:|" * len(baselines)]
+            lines += [f"| {r['model']} | " + " | ".join(_format(r[c]) for c in baselines) + " |" for r in scored]
+        lines += cost_table(scored)
         if group in correlations:
             table = correlations[group]
             kinds = list(next(iter(table.values())))
-            lines += ["", f"Correlations over {next(iter(next(iter(table.values())).values())).n} models:", "",
-                      "| score | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+            n = next(iter(next(iter(table.values())).values())).n
+            lines += ["", f"Correlations over {n} models:", ""]
+            if n < 3:
+                lines += [(f"(rank correlations need at least 3 models with AutoAttack accuracy; {n} so far, "
+                           "so the coefficients are undefined, NaN)"), ""]
+            lines += ["| score | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
             for score, row in table.items():
                 lines.append(f"| {score} | " + " | ".join(str(row[k]) for k in kinds) + " |")
     return "\n".join(lines) + "\n"
+
+
+def cost_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: each metric's median seconds per image and its median ratio to AutoAttack's.
+
+    Empty when no row knows AutoAttack's cost (RobustBench does not publish it).
+    """
+    if not any(_finite(r["autoattack_seconds_per_image"]) for r in rows):
+        return []
+    lines = ["", ("Cost per image (medians over the models of wall time per image; AutoAttack's from "
+                  "its model-info file; wall times depend on the machine and its load when each ran):"), "",
+             "| metric | s / image | × AutoAttack's | models |", "|---|---:|---:|---:|"]
+    attack = [r["autoattack_seconds_per_image"] for r in rows if _finite(r["autoattack_seconds_per_image"])]
+    lines.append(f"| standard AutoAttack | {_format(float(np.median(attack)), 3)} | 1 | {len(attack)} |")
+    for column, what in COSTS.items():
+        pairs = [(r[column], r["autoattack_seconds_per_image"]) for r in rows
+                 if _finite(r[column]) and _finite(r["autoattack_seconds_per_image"])]
+        if pairs:
+            seconds = float(np.median([p[0] for p in pairs]))
+            ratio = float(np.median([p[0] / p[1] for p in pairs]))
+            lines.append(f"| {what} | {_format(seconds, 3)} | {_format(ratio, 3)} | {len(pairs)} |")
+    return lines
 
 
 def plot(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str, Correlation]]], out: Path,
@@ -193,6 +278,7 @@ def plot(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     usable = [r for r in rows if r["status"] == "ok" and _finite(r["autoattack_acc"]) and _finite(r[score])]
     groups = sorted({f"{r['dataset']}/{r['threat_model']}" for r in usable})
@@ -225,6 +311,32 @@ def plot(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str,
     fig.tight_layout()
     fig.savefig(paths[1], dpi=130)
     plt.close(fig)
+
+    scores = [c for c in scores_of(usable) if c in BASELINE_SCORES]
+    if scores:
+        scores = [*SCORES, "predicted_robust_acc", *scores]
+        paths.append(out / "scores_vs_autoattack.png")
+        columns = 3
+        fig, axes = plt.subplots(-(-len(scores) // columns), columns, figsize=(12, 3.3 * -(-len(scores) // columns)),
+                                 squeeze=False)
+        for ax, column in zip(axes.flat, scores):
+            for group in groups:
+                members = [r for r in usable if f"{r['dataset']}/{r['threat_model']}" == group and _finite(r[column])]
+                ax.scatter([r[column] for r in members], [r["autoattack_acc"] for r in members], label=group, alpha=0.8)
+            values = [r[column] for r in usable if _finite(r[column])]
+            # Accuracies and means of log10 are on their own scale already; the rest spread over decades.
+            if column != "predicted_robust_acc" and "log10" not in column and values and min(values) > 0:
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel(column.replace("_", " "))
+            ax.set_ylabel("AutoAttack accuracy (%)")
+            ax.legend(fontsize=7)
+        for ax in list(axes.flat)[len(scores):]:
+            ax.set_visible(False)
+        fig.suptitle("Every score against AutoAttack accuracy, per threat model")
+        fig.tight_layout()
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
     return paths
 
 
@@ -285,12 +397,16 @@ def add_arguments(parser: argparse.ArgumentParser, default_results: str = "leade
 def run_from_args(args: argparse.Namespace) -> int:
     """Render, then print the correlations of the main score per group."""
     rendered = render(args.results, args.out or args.results, seed=args.seed)
+    print((Path(args.out or args.results) / "leaderboard.md").read_text())
     for group, (mean, count) in mean_abs_errors(rendered["rows"]).items():
         print(f"{group}: mean |predicted − AutoAttack| robust accuracy {mean:.2f} points over {count} models")
     for group, table in rendered["correlations"].items():
-        print(f"\n{group}: correlations with reported AutoAttack accuracy ({table['lambda_max_median']['spearman_vs_autoattack'].n} models)")
+        n = table["lambda_max_median"]["spearman_vs_autoattack"].n
+        print(f"\n{group}: correlations with reported AutoAttack accuracy ({n} models)")
+        if n < 3:
+            print(f"  rank correlations need at least 3 models with AutoAttack accuracy; {n} so far (NaN below)")
         for score, row in table.items():
-            print(f"  {score:<24} Spearman {row['spearman_vs_autoattack']}   Kendall {row['kendall_vs_autoattack']}"
+            print(f"  {score:<28} Spearman {row['spearman_vs_autoattack']}   Kendall {row['kendall_vs_autoattack']}"
                   f"   partial|clean {row['partial_spearman_vs_autoattack_given_clean']}")
     print("\nwrote " + ", ".join(str(p) for p in rendered["files"]))
     return 0

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from leaderboard import data as lb_data
 from leaderboard import store
 from leaderboard.registry import ZooEntry
-from leaderboard.scoring import ScoreConfig, load_images, score_and_write
+from leaderboard.scoring import ScoreConfig, load_images, score_and_write, shared_result
 from leaderboard.store import RunSummary
 
 logger = logging.getLogger(__name__)
@@ -98,11 +98,22 @@ def run_models(
     elif backend == "ray":
         from leaderboard.ray_backend import run_ray
 
-        run_ray(todo, config, results_dir, summary, ray_address, num_gpus_per_task, num_cpus_per_task, progress)
+        # The project's zoo: one task per model; its other threat model is refiled from that result.
+        seen: set[tuple[str, str]] = set()
+        first = [e for e in todo if config.source != "zoo" or not _seen(seen, (e.dataset, e.name))]
+        run_ray(first, config, results_dir, summary, ray_address, num_gpus_per_task, num_cpus_per_task, progress)
+        _run_local([e for e in todo if e not in first], config, results_dir, summary, progress)
     else:
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _seen(seen: set[tuple[str, str]], key: tuple[str, str]) -> bool:
+    """Whether ``key`` is in ``seen``, adding it."""
+    found = key in seen
+    seen.add(key)
+    return found
 
 
 def _run_local(
@@ -121,5 +132,9 @@ def _run_local(
                     images = cache[entry.dataset]
                 except Exception:  # noqa: BLE001  (score_model records the same error per model)
                     images = None
-            summary.add(score_and_write(entry, config, results_dir, images))
+            shared = shared_result(entry, config, results_dir)
+            if shared is not None:
+                summary.add(store.write_result(results_dir, entry, shared.record, shared.per_image))
+            else:
+                summary.add(score_and_write(entry, config, results_dir, images))
             bar.update(1)

@@ -10,7 +10,10 @@ and its provenance: ``settings`` (what decides the
 numbers, compared on a rerun), ``route`` (method and batch size actually used per quantity),
 ``images`` (source, indices and pixel hashes), ``checkpoints`` (file and SHA-256 of each),
 ``checkpoint_load`` and ``per_image`` (the ``.npz`` of per-image values, see
-:mod:`leaderboard.store`).
+:mod:`leaderboard.store`). With baselines configured (the project's zoo), also ``baselines``
+(:func:`leaderboard.baselines.score_baselines`: each baseline's per-image values, median and
+wall time); a zoo model's result at its second threat model is the first one's, filed again
+(``shared_from`` names the threat model it was scored under), since one pass serves both.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import torch
 from art_fim.results import FisherEstimate, FisherStatistics
 from leaderboard import data as lb_data
 from leaderboard import store
+from leaderboard.baselines import Baselines, score_baselines
 from leaderboard.registry import ZooEntry
 from leaderboard.robustbench_compat import MissingWeightsError, import_robustbench, load_zoo_model
 
@@ -38,6 +42,8 @@ logger = logging.getLogger(__name__)
 #: Keys that depend on the machine and the moment, not on the model, data and seed.
 TIMING_KEYS = ("seconds", "images_per_second", "device")
 
+
+SOURCES = ("robustbench", "zoo")
 
 ROBUSTBENCH_EPS: dict[str, dict[str, float]] = {
     "cifar10": {"Linf": 8 / 255, "L2": 0.5},
@@ -51,7 +57,8 @@ class ScoreConfig:
     """How to score: shared by every model of a run (picklable, so Ray tasks get it as is).
 
     Attributes:
-        model_dir: root of RobustBench's checkpoint layout.
+        model_dir: root of RobustBench's checkpoint layout, or for ``source="zoo"`` the zoo
+            folder (``models/`` and ``model_info/``).
         data_dir: torchvision-layout data root, or ``None`` for the bundled CIFAR-10 subset.
         n_examples: test images per model.
         batch_size: largest batch (the metric shrinks it to fit GPU memory).
@@ -61,6 +68,9 @@ class ScoreConfig:
         progress: show per-image progress bars.
         trust_checkpoints: unpickle checkpoints in full (``weights_only=False``), which runs
             any code they contain; off by default.
+        source: ``"robustbench"`` (RobustBench's zoo and checkpoints) or ``"zoo"`` (the
+            project's zoo: :mod:`leaderboard.zoo.entries`, state dicts read weights-only).
+        baselines: the baseline scores to compute beside the Fisher statistics, or ``None``.
     """
 
     model_dir: str
@@ -72,6 +82,12 @@ class ScoreConfig:
     seed: int = 0
     progress: bool = True
     trust_checkpoints: bool = False
+    source: str = "robustbench"
+    baselines: Baselines | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
 
     def settings(self, dataset: str) -> dict[str, Any]:
         """The settings that decide a result's numbers (see :data:`leaderboard.store.SETTING_KEYS`).
@@ -79,12 +95,15 @@ class ScoreConfig:
         The batch size and the device are left out: with the exact route they change nothing,
         and the iterative routes already adapt the batch to the memory of the machine.
         """
-        return {
+        settings: dict[str, Any] = {
             "n_examples": self.n_examples,
             "seed": self.seed,
             "method": self.method,
             "images": lb_data.source_name(dataset, self.data_dir),
         }
+        if self.baselines is not None:
+            settings["baselines"] = self.baselines.settings()
+        return settings
 
 
 def resolve_device(device: str) -> torch.device:
@@ -123,7 +142,7 @@ def load_images(entry: ZooEntry, config: ScoreConfig) -> lb_data.ImageSet:
 
 def empty_record(entry: ZooEntry, config: ScoreConfig) -> dict[str, Any]:
     """A result with every key, marked failed until scoring completes."""
-    return {
+    record = {
         "model": entry.name,
         "dataset": entry.dataset,
         "threat_model": entry.threat_model,
@@ -148,6 +167,9 @@ def empty_record(entry: ZooEntry, config: ScoreConfig) -> dict[str, Any]:
         "checkpoint_load": "trusted (weights_only=False)" if config.trust_checkpoints else "weights_only",
         "per_image": None,
     }
+    if config.baselines is not None:
+        record["baselines"] = None
+    return record
 
 
 @dataclass
@@ -180,7 +202,6 @@ def score_model(entry: ZooEntry, config: ScoreConfig, images: lb_data.ImageSet |
     scored = Scored(record)
     start = time.perf_counter()
     try:
-        import_robustbench()
         device = resolve_device(config.device)
         record["device"] = device_name(device)
         torch.manual_seed(config.seed)
@@ -190,12 +211,8 @@ def score_model(entry: ZooEntry, config: ScoreConfig, images: lb_data.ImageSet |
         images = images if images is not None else load_images(entry, config)
         x = images.x
         record["images"] = images.provenance()
-        loaded = load_zoo_model(
-            entry.name, entry.dataset, entry.threat_model, Path(config.model_dir),
-            trust_checkpoints=config.trust_checkpoints,
-        )
-        record["checkpoints"] = [{"file": c.file, "sha256": c.sha256, "bytes": c.size} for c in loaded.checkpoints]
-        model = loaded.model.float().to(device).eval()
+        model, record["checkpoints"] = load_entry_model(entry, config)
+        model = model.float().to(device).eval()
         loaded_at = time.perf_counter()
         record["seconds"]["load"] = loaded_at - start
         # The metric in float32 throughout: no autocast, whatever the model's own defaults.
@@ -220,6 +237,11 @@ def score_model(entry: ZooEntry, config: ScoreConfig, images: lb_data.ImageSet |
         )
         record["seconds"]["fisher"] = fisher_done - loaded_at
         record["images_per_second"] = len(x) / max(fisher_done - loaded_at, 1e-12)
+        if config.baselines is not None:
+            record["baselines"] = score_baselines(
+                model.cpu(), x, budgets, config.baselines, np.asarray(spectral.values), seed=config.seed
+            )
+            record["seconds"]["baselines"] = time.perf_counter() - fisher_done
         record["status"] = "ok"
     except Exception as exc:  # noqa: BLE001  (a failing model is recorded and the run goes on)
         tail = traceback.format_exc().strip().splitlines()[-20:]
@@ -231,6 +253,47 @@ def score_model(entry: ZooEntry, config: ScoreConfig, images: lb_data.ImageSet |
     finally:
         record["seconds"]["total"] = time.perf_counter() - start
     return scored
+
+
+def load_entry_model(entry: ZooEntry, config: ScoreConfig) -> tuple[torch.nn.Module, list[dict[str, Any]]]:
+    """The entry's model and its checkpoints' ``{"file", "sha256", "bytes"}``, from the config's source."""
+    if config.source == "zoo":
+        from leaderboard.zoo.entries import load_zoo_entry
+
+        return load_zoo_entry(entry, config.model_dir)
+    import_robustbench()
+    loaded = load_zoo_model(
+        entry.name, entry.dataset, entry.threat_model, Path(config.model_dir),
+        trust_checkpoints=config.trust_checkpoints,
+    )
+    return loaded.model, [{"file": c.file, "sha256": c.sha256, "bytes": c.size} for c in loaded.checkpoints]
+
+
+def shared_result(entry: ZooEntry, config: ScoreConfig, results_dir: str | Path) -> Scored | None:
+    """For the project's zoo, the model's stored result at another threat model, refiled for this one.
+
+    A zoo model is one network attacked at both ℓ∞ and ℓ2: its Fisher statistics, radii at
+    both budgets and baselines come from one pass, so its second threat model reuses the
+    first one's result (with its own reported accuracies) instead of scoring again, also when
+    a rerun resumes between the two. RobustBench's models differ per threat model: ``None``.
+    """
+    if config.source != "zoo":
+        return None
+    for path in sorted((Path(results_dir) / entry.dataset).glob(f"*/{entry.name}.json")):
+        record = store.read_result(path)
+        if (
+            path.parent.name == entry.threat_model
+            or record is None
+            or record.get("status") != "ok"
+            or store.settings_difference(store.settings_of(record), config.settings(entry.dataset))
+        ):
+            continue
+        per_image = store.read_per_image(path.with_suffix(".npz"), (record.get("per_image") or {}).get("sha256"))
+        record["shared_from"] = record["threat_model"]
+        record["threat_model"] = entry.threat_model
+        record["reported"] = entry.reported.to_json()
+        return Scored(record, per_image)
+    return None
 
 
 def per_image_arrays(images: lb_data.ImageSet, stats: FisherStatistics) -> dict[str, np.ndarray]:

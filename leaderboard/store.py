@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 PER_IMAGE_ARRAYS = ("index", "label", "prediction", "lambda_max", "lambda_max_stderr", "trace", "trace_stderr")
 
 #: The settings a stored result must share with a rerun to be kept (see :func:`settings_of`).
-SETTING_KEYS = ("n_examples", "seed", "method", "images")
+SETTING_KEYS = ("n_examples", "seed", "method", "images", "baselines")
 
 
 class SettingsMismatchError(ValueError):

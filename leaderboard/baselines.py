@@ -1,0 +1,215 @@
+"""Baseline robustness scores the leaderboard compares the input-Fisher metric with.
+
+* The first paper's reference white-box estimator (Zhang et al.,
+  https://arxiv.org/abs/2606.04767, code ``franz-chang/SRP``, ``estimate_spec_white``),
+  re-implemented from its description: for one input at a time,
+
+  1. ``K`` separate ``backward`` calls give ``Q[:, k] = ∇_x log p_k`` (``d × K``); like the
+     reference, they also accumulate the parameters' gradients, which the reference never uses;
+  2. ``B = Λ^{1/2} Qᵀ Q Λ^{1/2}`` with ``Λ = diag(p)`` (``K × K``; its non-zero spectrum is that
+     of ``F = Q Λ Qᵀ``);
+  3. the estimate is the largest of 100 Rayleigh quotients ``zᵀ B z / zᵀ z``, ``z ~ N(0, I_K)``.
+
+  Every Rayleigh quotient is at most ``λ_max(B)``, so the estimate is biased low, by a
+  model-dependent factor (about 0.6 at ``K = 10`` for confident inputs); ``art_fim``
+  computes ``λ_max(B)`` exactly.
+* The query-only estimate of ``art_fim`` (``method="blackbox"``, :mod:`art_fim.blackbox`).
+* ART's ``clever_u`` (Weng et al., https://arxiv.org/abs/1801.10578): an extreme-value
+  estimate of the local Lipschitz constant of the margins in a ball of radius ``radius``,
+  turned into a lower bound on the minimal adversarial distortion (larger = more robust).
+
+:func:`score_baselines` computes each on its own subset of the test images, with its wall time,
+so that the leaderboard can set each score's rank correlation with AutoAttack accuracy beside
+its cost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from art_fim.radius import norm_name, parse_norm
+
+
+def srp_whitebox_estimate(
+    forward: Callable[[Tensor], Tensor],
+    x: Tensor,
+    *,
+    num_quotients: int = 100,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Return the reference estimate of ``λ_max(F(x))`` for each input, one input at a time.
+
+    Args:
+        forward: maps ``[1, *input_shape]`` to logits ``[1, K]`` (preprocessing included).
+        x: ``[N, *input_shape]`` inputs.
+        num_quotients: number of random Rayleigh quotients (100 in the reference code).
+        generator: random generator for the quotient directions.
+
+    Returns:
+        ``[N]`` float64 estimates.
+    """
+    estimates = []
+    for sample in x:
+        point = sample[None].detach().clone().requires_grad_(True)
+        # log_softmax instead of the reference's log(softmax(·)): the same values, without
+        # the reference's underflow to -inf for logit gaps beyond ~90 in float32.
+        log_p = torch.log_softmax(forward(point), dim=-1)[0]
+        columns = []
+        for k in range(log_p.shape[0]):  # K separate backward passes, as in the reference
+            log_p[k].backward(retain_graph=True)
+            columns.append(point.grad.detach().clone().reshape(-1))
+            point.grad = None
+        q = torch.stack(columns, dim=1).double()
+        root = log_p.detach().double().exp().sqrt()
+        b = root[:, None] * (q.T @ q) * root[None, :]
+        z = torch.randn(b.shape[0], num_quotients, generator=generator, dtype=torch.float64)
+        quotients = (z * (b @ z)).sum(0) / (z * z).sum(0)
+        estimates.append(quotients.max())
+    return torch.stack(estimates)
+
+
+def zero_parameter_gradients(module: torch.nn.Module) -> None:
+    """Drop the parameter gradients the reference accumulates as a side effect."""
+    for parameter in module.parameters():
+        parameter.grad = None
+
+
+@dataclass(frozen=True)
+class Baselines:
+    """How many images each baseline scores, and its settings (``0`` images: not computed).
+
+    Each takes the first images of the scored set (the bundled subset is class-interleaved,
+    so any prefix is balanced).
+
+    Attributes:
+        blackbox_n: images for ``art_fim``'s query-only ``λ_max``.
+        blackbox_queries: its query budget per image (``max_queries``).
+        reference_n: images for the first paper's reference white-box estimate.
+        clever_n: images for ART's ``clever_u`` (per threat model; several seconds per image
+            on a CPU even for the zoo's small models).
+        clever_nb_batches: ``nb_batches`` of ``clever_u``.
+        clever_batch_size: ``batch_size`` of ``clever_u``.
+    """
+
+    blackbox_n: int = 10
+    blackbox_queries: int = 400
+    reference_n: int = 20
+    clever_n: int = 10
+    clever_nb_batches: int = 50
+    clever_batch_size: int = 10
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            low = 0 if name.endswith("_n") else 1
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+
+    def settings(self) -> dict[str, int]:
+        """The settings a result records (and a rerun must share)."""
+        return asdict(self)
+
+
+def _summary(values: np.ndarray, seconds: float, exact: np.ndarray | None = None) -> dict[str, Any]:
+    """Per-image values, their median, wall time, and the median ratio to the exact ``λ_max``."""
+    summary: dict[str, Any] = {
+        "n": len(values),
+        "values": [float(v) for v in values],
+        "median": float(np.median(values)),
+        "seconds": seconds,
+        "seconds_per_image": seconds / len(values),
+    }
+    if exact is not None:
+        summary["median_ratio_to_exact"] = float(np.median(values / exact[: len(values)]))
+    return summary
+
+
+def clever_scores(
+    model: nn.Module, x: np.ndarray, norm: Any, radius: float, nb_batches: int = 50, batch_size: int = 10
+) -> np.ndarray:
+    """ART's untargeted CLEVER score of each input, the model wrapped as a ``PyTorchClassifier``.
+
+    Args:
+        model: eval-mode module on the CPU taking ``[0, 1]`` pixels ``[N, 3, H, W]``.
+        x: ``[N, 3, H, W]`` float32 inputs.
+        norm: the threat norm (``np.inf`` or ``2``); CLEVER samples the ball of that norm.
+        radius: radius of the sampled ball (the threat model's budget).
+        nb_batches: batches of sampled gradients (the extreme-value fit takes one maximum each).
+        batch_size: gradients per batch.
+
+    Returns:
+        ``[N]`` CLEVER scores (a distortion: larger = more robust).
+    """
+    from art.estimators.classification import PyTorchClassifier
+    from art.metrics import clever_u
+
+    classifier = PyTorchClassifier(
+        model=model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=10,
+        clip_values=(0.0, 1.0), device_type="cpu",
+    )
+    return np.array([
+        clever_u(classifier, sample, nb_batches=nb_batches, batch_size=batch_size, radius=radius, norm=norm,
+                 verbose=False)
+        for sample in x
+    ], dtype=np.float64)
+
+
+def score_baselines(
+    model: nn.Module,
+    x: np.ndarray,
+    budgets: Mapping[str, float],
+    baselines: Baselines,
+    exact_lambda_max: np.ndarray,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Every baseline of ``baselines`` on its prefix of ``x``, each with its wall time.
+
+    Args:
+        model: eval-mode module on the CPU taking ``[0, 1]`` pixels.
+        x: the scored images, float32 ``[N, 3, H, W]``.
+        budgets: ``{threat_model: eps}`` (RobustBench's), for CLEVER's norm and radius.
+        baselines: image counts and settings.
+        exact_lambda_max: the exact ``λ_max`` of the same images, for each estimator's ratio to it.
+        seed: seed of the random directions and CLEVER's samples.
+
+    Returns:
+        ``{"blackbox": summary, "reference_whitebox": summary, "clever": {norm: summary}}``
+        with the computed ones only; a summary is ``{"n", "values", "median", "seconds",
+        "seconds_per_image"}``, plus ``"median_ratio_to_exact"`` for the ``λ_max`` estimators.
+    """
+    from art_fim import fisher_spectral_norm
+
+    out: dict[str, Any] = {}
+    if baselines.blackbox_n:
+        subset = x[: baselines.blackbox_n]
+        start = time.perf_counter()
+        values = fisher_spectral_norm(
+            model, subset, method="blackbox", verbose=False, seed=seed,
+            blackbox_params={"max_queries": baselines.blackbox_queries, "num_bootstrap": 0},
+        )
+        out["blackbox"] = _summary(np.asarray(values, dtype=np.float64), time.perf_counter() - start, exact_lambda_max)
+    if baselines.reference_n:
+        subset_t = torch.from_numpy(x[: baselines.reference_n])
+        start = time.perf_counter()
+        values_t = srp_whitebox_estimate(model, subset_t, generator=torch.Generator().manual_seed(seed))
+        seconds = time.perf_counter() - start
+        zero_parameter_gradients(model)
+        out["reference_whitebox"] = _summary(values_t.numpy(), seconds, exact_lambda_max)
+    if baselines.clever_n:
+        out["clever"] = {}
+        for threat, eps in budgets.items():
+            norm = parse_norm(threat)
+            # CLEVER samples at random with NumPy's global generator: seed it for repeatability.
+            np.random.seed(seed)
+            start = time.perf_counter()
+            values = clever_scores(
+                model, x[: baselines.clever_n], norm, eps, baselines.clever_nb_batches, baselines.clever_batch_size
+            )
+            out["clever"][norm_name(norm)] = _summary(values, time.perf_counter() - start)
+    return out
