@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -75,3 +77,69 @@ def test_regimes_give_finite_losses_and_gradients(regime):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     assert model.training  # the attack's eval-mode switch is undone
 
+
+
+def test_build_order_lists_every_zoo_model_once():
+    """The build takes every planned model exactly once; each family has the four regimes."""
+    from leaderboard.zoo import BUILD_ORDER
+
+    assert sorted(BUILD_ORDER) == sorted(ZOO) and len(set(BUILD_ORDER)) == len(BUILD_ORDER) >= 16
+    for family in ARCHITECTURES:
+        kinds = {(m.regime.kind, m.regime.norm, round(m.regime.eps * 255, 3), m.regime.sigma)
+                 for m in ZOO.values() if m.architecture == family}
+        assert {("standard", "Linf", 0, 0), ("noise", "Linf", 0, 0.1), ("pgd", "Linf", 2, 0), ("pgd", "Linf", 8, 0)} <= kinds
+    assert any(m.regime.kind == "trades" for m in ZOO.values())
+    assert any(m.regime.kind == "pgd" and m.regime.norm == "L2" for m in ZOO.values())
+
+
+def test_l2_pgd_reaches_the_exact_worst_case_of_a_linear_model():
+    """For two-class logits W x the ℓ2 worst case of the cross-entropy is x − ε·(w_y − w_other)/‖w_y − w_other‖.
+
+    Every step moves along that fixed direction and the projection rescales onto the sphere, so
+    from a start near x (TRADES' 0.001·N(0, I)) PGD ends at the pole up to the start's
+    perpendicular part (about 0.001 per coordinate, shrunk by the projections: within 2e-3);
+    inputs in [0.3, 0.7] keep the box from binding. From a uniform start in the ball the
+    perpendicular part only decays geometrically (by ε/‖δ‖ per step), so after 8 steps the end
+    point is checked on the sphere and within 20 degrees of the pole.
+    """
+    torch.manual_seed(3)
+    model = nn.Linear(20, 2, bias=False)
+    x = 0.3 + 0.4 * torch.rand(16, 20)
+    y = torch.randint(0, 2, (16,))
+    eps = 0.1
+    w = model.weight.detach()
+    direction = (w[y] - w[1 - y]) / (w[y] - w[1 - y]).norm(dim=1, keepdim=True)
+    loss = lambda logits: F.cross_entropy(logits, y)  # noqa: E731
+    x_adv = pgd(model, x, loss, eps, steps=8, norm="L2", start="normal")
+    torch.testing.assert_close(x_adv, x - eps * direction, rtol=0, atol=2e-3)
+    delta = pgd(model, x, loss, eps, steps=8, norm="L2") - x
+    torch.testing.assert_close(delta.norm(dim=1), torch.full((16,), eps), rtol=0, atol=1e-6)
+    assert ((-delta * direction).sum(1) / eps > math.cos(math.radians(20))).all()
+
+
+def test_l2_pgd_stays_in_the_ball_and_the_box():
+    torch.manual_seed(4)
+    model = build("vgg").eval()
+    x = torch.rand(4, 3, 32, 32).round()
+    y = torch.randint(0, 10, (4,))
+    x_adv = pgd(model, x, lambda logits: F.cross_entropy(logits, y), 0.5, steps=3, norm="L2")
+    assert ((x_adv - x).flatten(1).norm(dim=1) <= 0.5 + 1e-5).all()
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+
+
+def test_load_model_round_trips_the_float16_weights(tmp_path):
+    """load_model returns the saved network (to float16 rounding), in eval mode; unknown or untrained names fail clearly."""
+    from leaderboard.zoo import load_model
+    from leaderboard.zoo.weights import save_weights, weights_path
+
+    torch.manual_seed(5)
+    model = build("resnet9").eval()
+    save_weights(model, weights_path("resnet9_standard", tmp_path))
+    loaded = load_model("resnet9_standard", tmp_path)
+    assert not loaded.training and all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), model.half().float()(x), rtol=1e-4, atol=1e-4)
+    with pytest.raises(KeyError, match="not a zoo model"):
+        load_model("resnet9_nonsense", tmp_path)
+    with pytest.raises(FileNotFoundError, match="leaderboard.zoo.build train --models vgg_standard"):
+        load_model("vgg_standard", tmp_path)
