@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -213,16 +213,19 @@ def train(
     return {"train_seconds": time.perf_counter() - start, "final_loss": float(loss.item())}
 
 
+def _pixel_batches(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """``(x, y)`` batches on the model's device, uint8 images scaled to [0, 1] floats."""
+    device = next(model.parameters()).device
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size].to(device)
+        yield (xb.float() / 255 if xb.dtype == torch.uint8 else xb), y[start : start + batch_size].to(device)
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000) -> float:
     """Top-1 accuracy in percent on [0, 1] inputs (eval mode, float32)."""
     model.eval()
-    device = next(model.parameters()).device
-    correct = 0
-    for start in range(0, len(x), batch_size):
-        xb = x[start : start + batch_size].to(device)
-        xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb
-        correct += int((model(xb).argmax(1) == y[start : start + batch_size].to(device)).sum())
+    correct = sum(int((model(xb).argmax(1) == yb).sum()) for xb, yb in _pixel_batches(model, x, y, batch_size))
     return 100.0 * correct / len(x)
 
 
@@ -236,12 +239,8 @@ def pgd_accuracy(
     accuracy under the training attack but loses it under a 10-step one.
     """
     model.eval()
-    device = next(model.parameters()).device
     correct = 0
-    for start in range(0, len(x), batch_size):
-        xb = x[start : start + batch_size].to(device)
-        xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb
-        yb = y[start : start + batch_size].to(device)
+    for xb, yb in _pixel_batches(model, x, y, batch_size):
         x_adv = pgd(model, xb, lambda logits, yb=yb: F.cross_entropy(logits, yb), eps, steps, norm=norm)
         with torch.no_grad():
             correct += int((model(x_adv).argmax(1) == yb).sum())
