@@ -9,7 +9,9 @@ minimiser is checked to lie on the boundary.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -29,6 +31,22 @@ from art_fim import (
     top_eigenvector,
 )
 from art_fim.radius import boundary_point, check_labels, margin_dual_norms, margins, parse_norm
+
+
+@contextlib.contextmanager
+def counting_rows() -> Iterator[list[int]]:
+    """Record the batch size of every ``AutogradJacobian.rows`` call made inside the block."""
+    calls: list[int] = []
+    rows = AutogradJacobian.rows
+
+    def counted(self):
+        calls.append(self.batch_size)
+        return rows(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(AutogradJacobian, "rows", counted)
+        yield calls
+
 
 NORMS = [np.inf, 2, 1]
 NORM_IDS = [f"norm={n}" for n in ("inf", "2", "1")]
@@ -165,15 +183,7 @@ def test_one_pass_statistics_equal_the_separate_calls_exactly():
     top_eigenvector bit for bit, and takes the K Jacobian rows once per batch."""
     model, x = make_model("cnn_batchnorm"), make_inputs(7).numpy()
     y = np.arange(7) % NUM_CLASSES
-    calls = []
-    rows = AutogradJacobian.rows
-
-    def counting_rows(self):
-        calls.append(self.batch_size)
-        return rows(self)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(AutogradJacobian, "rows", counting_rows)
+    with counting_rows() as calls:
         stats = fisher_statistics(model, x, y, norms=NORMS, eigenvector=True, batch_size=4, verbose=False)
     assert calls == [4, 3]  # one Jacobian per batch
     np.testing.assert_array_equal(
@@ -299,15 +309,7 @@ def test_matrix_free_fallback_leaves_radii_undefined(caplog):
     np.testing.assert_allclose(stats.spectral_norm.values, exact.spectral_norm.values, rtol=1e-4)
     with pytest.raises(ValueError, match="The exact route needs about"):
         fisher_statistics(model, x, norms=(2,), method="exact", memory_budget=100, verbose=False)
-    calls = []
-    rows = AutogradJacobian.rows
-
-    def counting_rows(self):
-        calls.append(self.batch_size)
-        return rows(self)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(AutogradJacobian, "rows", counting_rows)
+    with counting_rows() as calls:
         small = fisher_statistics(model, x, norms=(2,), memory_budget=30_000, verbose=False)
     assert small.spectral_norm.method == "exact" and calls[-3:] == [1, 1, 1]
     np.testing.assert_allclose(small.radius["l2"].values, exact.radius["l2"].values, rtol=1e-12)
