@@ -11,7 +11,7 @@ from torch import nn
 
 from leaderboard.zoo.architectures import ARCHITECTURES, build
 from leaderboard.zoo.plan import ZOO
-from leaderboard.zoo.training import Regime, pgd, training_loss
+from leaderboard.zoo.training import Regime, pgd, train, training_loss
 
 # The zoo ships with the project: at most 40 MB of float16 weights in all.
 _ZOO_BUDGET_BYTES = 40e6
@@ -143,3 +143,50 @@ def test_load_model_round_trips_the_float16_weights(tmp_path):
         load_model("resnet9_nonsense", tmp_path)
     with pytest.raises(FileNotFoundError, match="leaderboard.zoo.build train --models vgg_standard"):
         load_model("vgg_standard", tmp_path)
+
+
+def _tiny_training(checkpoint=None):
+    """Three epochs of PGD training on 48 images: every random stream the schedule uses is exercised."""
+    torch.manual_seed(0)
+    model = build("resnet9")
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    y = torch.randint(0, 10, (48,), generator=generator)
+    stats = train(model, x, y, Regime("pgd", eps=8 / 255), epochs=3, batch_size=16, lr=0.05,
+                  seed=3, verbose=False, checkpoint=checkpoint)
+    return model, stats
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    """A run stopped after its first epoch, then rerun, ends bit for bit where an unbroken run ends."""
+    from leaderboard.zoo import training
+
+    reference, _ = _tiny_training()
+    checkpoint = tmp_path / "state" / "model.pt"
+    save = training._save_checkpoint
+
+    def save_then_stop(path, state):
+        save(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_training(checkpoint)
+    assert torch.load(checkpoint, weights_only=True)["epochs_done"] == 1
+    monkeypatch.setattr(training, "_save_checkpoint", save)
+    resumed, stats = _tiny_training(checkpoint)
+    for name, value in reference.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
+    assert not checkpoint.exists() and stats["train_seconds"] > 0
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, caplog):
+    """A checkpoint made with other settings is ignored (with a warning): training starts afresh."""
+    reference, _ = _tiny_training()
+    checkpoint = tmp_path / "model.pt"
+    torch.save({"settings": {"epochs": 99}, "epochs_done": 2}, checkpoint)
+    with caplog.at_level("WARNING"):
+        fresh, _ = _tiny_training(checkpoint)
+    assert "other settings" in caplog.text
+    for name, value in reference.state_dict().items():
+        assert torch.equal(value, fresh.state_dict()[name]), name

@@ -11,8 +11,9 @@ RobustBench-style model-info files ``<out>/model_info/cifar10/<norm>/<name>.json
 standard-AutoAttack accuracy on ``n`` images of the bundled test subset
 (``leaderboard/data/cifar10_test_1000.npz``, 100 per class), taken class by class in turn. Finished models are skipped, so
 the work can be spread over several runs; ``--time-budget`` stops before starting a model
-once that many seconds have passed. Every file is written atomically, and an interrupted
-attack resumes at AutoAttack's next sub-attack (its state is kept in ``<out>/attack_state/``).
+once that many seconds have passed. Every file is written atomically; an interrupted
+training resumes after its last finished epoch (its state is kept in ``<out>/training_state/``),
+an interrupted attack at AutoAttack's next sub-attack (``<out>/attack_state/``).
 Models are taken in :data:`~leaderboard.zoo.plan.BUILD_ORDER` unless ``--models`` names them.
 
 Training data: ``../shared/data/cifar10/train.zip`` relative to the project root (``--data-dir``).
@@ -75,6 +76,7 @@ def train_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
             model, torch.from_numpy(x_train), torch.from_numpy(y_train), entry.regime,
             epochs=args.epochs or entry.epochs, batch_size=args.batch_size, lr=entry.lr,
             optimizer=entry.optimizer, seed=entry.seed, device=device, verbose=True,
+            checkpoint=args.out / "training_state" / f"{entry.name}.pt",
         )
         clean = accuracy(model, x_test, y_test)
         check = _overfitting_check(model, entry, x_test, y_test)
