@@ -183,6 +183,11 @@ def _format(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _percent(value: Any) -> str:
+    """An accuracy in percent with one decimal, as RobustBench prints them ("3.0", not "3")."""
+    return f"{value:.1f}" if isinstance(value, (int, float)) and math.isfinite(value) else _format(value)
+
+
 def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str, Correlation]]]) -> str:
     """The leaderboard as Markdown: one ranked table and one correlation table per group."""
     lines = ["# Input-Fisher leaderboard", ""]
@@ -210,12 +215,12 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
         # Scored models in the table; the others after it, those without weights in one line.
         failed = [r for r in members if r["status"] != "ok"]
         for r in (r for r in members if r["status"] == "ok"):
-            clean_here = f"{_format(r['clean_acc'])} ({r['n_examples']})" if r["clean_acc"] is not None else ""
+            clean_here = f"{_percent(r['clean_acc'])} ({r['n_examples']})" if r["clean_acc"] is not None else ""
             status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error']}"
             lines.append(
-                f"| {r['model']} | {_format(r['architecture'])} | {_format(r['autoattack_acc'])} "
-                f"| {_format(r['predicted_robust_acc'], 3)} | {_format(r['predicted_abs_error'], 3)} "
-                f"| {_format(r['reported_clean_acc'])} | {clean_here} | {_format(r['lambda_max_median'])} "
+                f"| {r['model']} | {_format(r['architecture'])} | {_percent(r['autoattack_acc'])} "
+                f"| {_percent(r['predicted_robust_acc'])} | {_percent(r['predicted_abs_error'])} "
+                f"| {_percent(r['reported_clean_acc'])} | {clean_here} | {_format(r['lambda_max_median'])} "
                 f"| {_format(r['lambda_max_mean_log10'], 3)} | {_format(r['trace_median'])} "
                 f"| {_format(r['method'])} | {_format(r['seconds'], 3)} | {status} |"
             )
@@ -324,8 +329,10 @@ def plot(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str,
                 members = [r for r in usable if f"{r['dataset']}/{r['threat_model']}" == group and _finite(r[column])]
                 ax.scatter([r[column] for r in members], [r["autoattack_acc"] for r in members], label=group, alpha=0.8)
             values = [r[column] for r in usable if _finite(r[column])]
-            # Accuracies and means of log10 are on their own scale already; the rest spread over decades.
-            if column != "predicted_robust_acc" and "log10" not in column and values and min(values) > 0:
+            # Accuracies and means of log10 are on their own scale already; the rest are put on a log
+            # axis when they spread over a decade or more (under a decade a log axis has no labelled tick).
+            if (column != "predicted_robust_acc" and "log10" not in column and values and min(values) > 0
+                    and max(values) / min(values) >= 10):
                 ax.set_xscale("log")
                 ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel(column.replace("_", " "))
