@@ -159,34 +159,47 @@ def _tiny_training(checkpoint=None):
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
     """A run stopped after its first epoch, then rerun, ends bit for bit where an unbroken run ends."""
-    from leaderboard.zoo import training
+    from leaderboard.zoo import training_state
 
     reference, _ = _tiny_training()
     checkpoint = tmp_path / "state" / "model.pt"
-    save = training._save_checkpoint
+    save = training_state.save
 
     def save_then_stop(path, state):
         save(path, state)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "_save_checkpoint", save_then_stop)
+    monkeypatch.setattr(training_state, "save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         _tiny_training(checkpoint)
     assert torch.load(checkpoint, weights_only=True)["epochs_done"] == 1
-    monkeypatch.setattr(training, "_save_checkpoint", save)
+    monkeypatch.setattr(training_state, "save", save)
     resumed, stats = _tiny_training(checkpoint)
     for name, value in reference.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[name]), name
-    assert not checkpoint.exists() and stats["train_seconds"] > 0
+    assert stats["train_seconds"] > 0
+
+    # The last epoch is kept too: a stop between training and storing the weights loses nothing.
+    assert torch.load(checkpoint, weights_only=True)["epochs_done"] == 3
+    monkeypatch.setattr("leaderboard.zoo.training.training_loss", lambda *a: pytest.fail("trained again"))
+    finished, again = _tiny_training(checkpoint)
+    for name, value in reference.state_dict().items():
+        assert torch.equal(value, finished.state_dict()[name]), name
+    assert again["final_loss"] == stats["final_loss"]
 
 
-def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, caplog):
-    """A checkpoint made with other settings is ignored (with a warning): training starts afresh."""
+@pytest.mark.parametrize("stale", ["other settings", "truncated"])
+def test_a_stale_or_unreadable_checkpoint_is_not_resumed(tmp_path, caplog, stale):
+    """A checkpoint of other settings, or a truncated file, is ignored with a warning: training starts afresh."""
     reference, _ = _tiny_training()
     checkpoint = tmp_path / "model.pt"
-    torch.save({"settings": {"epochs": 99}, "epochs_done": 2}, checkpoint)
+    if stale == "other settings":
+        torch.save({"settings": {"epochs": 99}, "epochs_done": 2}, checkpoint)
+    else:
+        _tiny_training(checkpoint)
+        checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     with caplog.at_level("WARNING"):
         fresh, _ = _tiny_training(checkpoint)
-    assert "other settings" in caplog.text
+    assert "training from the start" in caplog.text
     for name, value in reference.state_dict().items():
         assert torch.equal(value, fresh.state_dict()[name]), name

@@ -72,11 +72,11 @@ def train_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
         model = build(entry.architecture)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
+        checkpoint = args.out / "training_state" / f"{entry.name}.pt"
         stats = train(
             model, torch.from_numpy(x_train), torch.from_numpy(y_train), entry.regime,
             epochs=args.epochs or entry.epochs, batch_size=args.batch_size, lr=entry.lr,
-            optimizer=entry.optimizer, seed=entry.seed, device=device, verbose=True,
-            checkpoint=args.out / "training_state" / f"{entry.name}.pt",
+            optimizer=entry.optimizer, seed=entry.seed, device=device, verbose=True, checkpoint=checkpoint,
         )
         clean = accuracy(model, x_test, y_test)
         check = _overfitting_check(model, entry, x_test, y_test)
@@ -93,6 +93,7 @@ def train_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
             "command": "python -m leaderboard.zoo.build " + " ".join(sys.argv[1:]),
         }
         write_atomic(weights.with_suffix(".json"), record)
+        checkpoint.unlink()  # only now: until the weights are stored, a rerun resumes from it
         print(f"{entry.name}: clean {clean:.2f}% on {len(x_test)} test images, {stats['train_seconds']:.0f} s, "
               f"{check}", flush=True)
 

@@ -13,7 +13,6 @@ Inputs are [0, 1] pixels; the networks normalise inside (see ``architectures.py`
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -23,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+from leaderboard.zoo import training_state
 
 logger = logging.getLogger(__name__)
 
@@ -164,11 +165,12 @@ def train(
 ) -> dict[str, float]:
     """Train ``model`` in place with a one-cycle schedule; return timing and the last loss.
 
-    With ``checkpoint``, the whole training state (weights, optimiser, schedule, both random
-    streams, elapsed time) is saved there after every epoch, and a run that finds a checkpoint
-    of the same settings resumes from it: an interrupted run loses at most the epoch in
-    progress and ends with the same weights as an uninterrupted one (on the CPU, whose kernels
-    are deterministic). The file is deleted once training finishes.
+    With ``checkpoint``, the whole training state (:mod:`leaderboard.zoo.training_state`) is
+    saved there after every epoch, the last included, and a run that finds a checkpoint of the
+    same settings resumes from it: an interrupted run loses at most the epoch in progress and
+    ends with the same weights as an uninterrupted one (on the CPU, whose kernels are
+    deterministic). The file is left in place: the caller deletes it once the weights are
+    stored. ``train_seconds`` adds up the epochs that were kept, over every resumed run.
 
     Args:
         model: the network (moved to ``device``).
@@ -200,20 +202,19 @@ def train(
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * steps_per_epoch))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    settings = {"regime": asdict(regime), "epochs": epochs, "batch_size": batch_size, "lr": lr,
-                "optimizer": optimizer, "seed": seed, "images": len(x_all)}
-    state = _load_checkpoint(checkpoint, settings)
-    first_epoch, earlier_seconds = 0, 0.0
+    settings = {
+        "architecture": type(model).__name__,
+        "shapes": [[name, list(value.shape)] for name, value in model.state_dict().items()],
+        "regime": asdict(regime), "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "optimizer": optimizer, "seed": seed, "images": len(x_all), "device": device.type,
+    }
+    state = training_state.load(checkpoint, settings)
+    first_epoch, earlier_seconds, final_loss = 0, 0.0, float("nan")
     if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        first_epoch, earlier_seconds = state["epochs_done"], state["seconds"]
+        training_state.restore(state, model, opt, schedule, generator, device)
+        first_epoch, earlier_seconds, final_loss = state["epochs_done"], state["seconds"], state["final_loss"]
         logger.info("resuming %s after epoch %d of %d", checkpoint, first_epoch, epochs)
     start = time.perf_counter()
-    loss = torch.zeros(())
     with tqdm(total=epochs * steps_per_epoch, initial=first_epoch * steps_per_epoch,
               desc=f"train ({regime.kind})", disable=not verbose) as bar:
         for epoch in range(first_epoch, epochs):
@@ -228,41 +229,19 @@ def train(
                 loss.backward()
                 opt.step()
                 schedule.step()
+                final_loss = float(loss.item())
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-            if checkpoint is not None and epoch + 1 < epochs:
-                _save_checkpoint(checkpoint, {
-                    "settings": settings, "epochs_done": epoch + 1,
+                bar.set_postfix(loss=f"{final_loss:.3f}", refresh=False)
+            if checkpoint is not None:
+                training_state.save(checkpoint, {
+                    "settings": settings, "epochs_done": epoch + 1, "final_loss": final_loss,
                     "seconds": earlier_seconds + time.perf_counter() - start,
-                    "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "schedule": schedule.state_dict(), "generator": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
+                    **training_state.capture(model, opt, schedule, generator, device),
                 })
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     model.eval()
-    if checkpoint is not None:
-        checkpoint.unlink(missing_ok=True)
-    return {"train_seconds": earlier_seconds + time.perf_counter() - start, "final_loss": float(loss.item())}
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    # Written beside, then renamed: a stop during the write leaves the previous epoch's file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
-
-
-def _load_checkpoint(path: Path | None, settings: dict) -> dict | None:
-    """The saved training state at ``path`` if it was made with ``settings``, else ``None``."""
-    if path is None or not path.exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("settings") != settings:
-        logger.warning("%s was saved with other settings (%s); training from the start", path, state.get("settings"))
-        return None
-    return state
+    return {"train_seconds": earlier_seconds + time.perf_counter() - start, "final_loss": final_loss}
 
 
 def _pixel_batches(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
