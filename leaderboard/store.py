@@ -99,7 +99,7 @@ def read_result(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _replace_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -116,7 +116,7 @@ def _replace_atomic(path: Path, data: bytes) -> None:
 
 def write_atomic(path: Path, record: dict[str, Any]) -> None:
     """Write JSON so that readers see either the old file or the complete new one."""
-    _replace_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
+    write_bytes_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
 
 
 def write_per_image(path: Path, arrays: Mapping[str, np.ndarray]) -> str:
@@ -133,7 +133,7 @@ def write_per_image(path: Path, arrays: Mapping[str, np.ndarray]) -> str:
             with archive.open(member, "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, np.asanyarray(values), allow_pickle=False)
     data = buffer.getvalue()
-    _replace_atomic(path, data)
+    write_bytes_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
 
 

@@ -9,13 +9,15 @@ deterministic, a resumed run ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import io
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from leaderboard.store import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +51,9 @@ def restore(
 
 def save(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically: a stop during the write keeps the previous file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load(path: Path | None, settings: dict[str, Any]) -> dict[str, Any] | None:

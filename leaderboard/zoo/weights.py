@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from leaderboard.store import write_bytes_atomic
 from leaderboard.zoo.architectures import build
 from leaderboard.zoo.plan import ZOO
 
@@ -22,10 +23,9 @@ def weights_path(name: str, directory: Path = ZOO_DIR) -> Path:
 def save_weights(model: nn.Module, path: Path) -> None:
     """Write ``model``'s state dict in float16, atomically (a stopped run leaves no half file)."""
     state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_model(name: str, directory: Path = ZOO_DIR) -> nn.Module:
