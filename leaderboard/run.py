@@ -99,21 +99,16 @@ def run_models(
         from leaderboard.ray_backend import run_ray
 
         # The project's zoo: one task per model; its other threat model is refiled from that result.
-        seen: set[tuple[str, str]] = set()
-        first = [e for e in todo if config.source != "zoo" or not _seen(seen, (e.dataset, e.name))]
+        first = todo
+        if config.source == "zoo":
+            by_model = {(e.dataset, e.name): e for e in reversed(todo)}  # each model's first entry
+            first = [e for e in todo if by_model[(e.dataset, e.name)] is e]
         run_ray(first, config, results_dir, summary, ray_address, num_gpus_per_task, num_cpus_per_task, progress)
         _run_local([e for e in todo if e not in first], config, results_dir, summary, progress)
     else:
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def _seen(seen: set[tuple[str, str]], key: tuple[str, str]) -> bool:
-    """Whether ``key`` is in ``seen``, adding it."""
-    found = key in seen
-    seen.add(key)
-    return found
 
 
 def _run_local(
