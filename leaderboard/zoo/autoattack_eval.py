@@ -3,15 +3,25 @@
 The ``standard`` version runs APGD-CE, APGD-T, FAB-T and Square in sequence, each on the
 points still classified correctly; its accuracy is what RobustBench reports. This uses the
 PyPI package ``pyautoattack`` (import name ``pyautoattack``).
+
+Resuming: the sequence is run here one attack at a time, each on the points every earlier
+attack left robust, and the robust flags are saved after each. That is the same computation
+as AutoAttack's own loop (each attack is re-seeded before it runs and sees the same points in
+the same order), so a resumed run ends exactly where an unbroken one ends. pyautoattack 0.2.0's
+own ``state_path`` cannot resume: it saves the attack set as ``str(set)`` and never parses it
+back, and a resumed run hits an unbound ``y_adv`` as soon as an attack succeeds.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from leaderboard.store import write_bytes_atomic
 
 THREATS: dict[str, float] = {"Linf": 8 / 255, "L2": 0.5}
 
@@ -30,9 +40,6 @@ def autoattack_accuracy(
 ) -> dict[str, float]:
     """Robust accuracy (percent) under standard AutoAttack.
 
-    The accuracy is read from AutoAttack's per-point robust flags, not from re-evaluating the
-    returned examples: after a resumed run those hold only the current run's adversarials.
-
     Args:
         model: classifier on [0, 1] inputs, in eval mode.
         x: ``[N, 3, H, W]`` float inputs in [0, 1].
@@ -42,15 +49,16 @@ def autoattack_accuracy(
         batch_size: attack batch size.
         seed: AutoAttack's seed.
         device: where to attack.
-        state_path: pyautoattack's state file: the robust flags are saved after every batch and
-            every finished attack, and a run that finds the file resumes at the next attack.
+        state_path: a JSON file of the attacks finished and the per-point robust flags, written
+            after every attack; a run that finds it resumes at the next attack. It is tied to
+            ``norm``, ``eps``, ``seed`` and ``len(x)``: a file made with others is refused.
 
     Returns:
         ``{"autoattack_acc": ..., "clean_acc": ..., "eps": ..., "seconds": ..., "n": ...}``
-        (percent; ``clean_acc`` is NaN without a state file); ``seconds`` counts this run only.
+        (percent); ``seconds`` adds up the runs that made the result, the attack interrupted in
+        a stopped run not counted (it is run again).
     """
     from pyautoattack import AutoAttack
-    from pyautoattack.state import EvaluationState
 
     eps = THREATS[norm] if eps is None else eps
     model = model.to(device).eval()
@@ -59,17 +67,48 @@ def autoattack_accuracy(
     y = y.to(device)
     start = time.perf_counter()
     adversary = AutoAttack(model, norm=norm, eps=eps, version="standard", device=device, seed=seed)
-    if state_path is None:
-        _, y_adv = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
-        robust = (y_adv == y).float().mean().item()
-        clean = float("nan")
-    else:
-        state_path.parent.mkdir(parents=True, exist_ok=True)
-        adversary.run_standard_evaluation(x, y, batch_size=batch_size, state_path=state_path)
-        state = EvaluationState.from_disk(state_path)
-        robust = state.robust_flags.float().mean().item()
-        clean = state.clean_accuracy * 100.0
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-    return {"autoattack_acc": 100.0 * robust, "clean_acc": clean, "eps": eps,
-            "seconds": time.perf_counter() - start, "n": len(x)}
+    attacks = list(adversary.attacks_to_run)
+    settings = {"norm": norm, "eps": eps, "seed": seed, "n": len(x), "attacks": attacks}
+    state = _load_state(state_path, settings)
+    if state is None:
+        with torch.no_grad():
+            correct = torch.cat([model(xb).argmax(1) == yb
+                                 for xb, yb in zip(x.split(batch_size), y.split(batch_size))])
+        state = {**settings, "done": [], "clean_acc": 100.0 * correct.float().mean().item(),
+                 "robust": correct.cpu().tolist(), "seconds": 0.0}
+    earlier_seconds = state["seconds"]
+    _save_state(state_path, state)
+    robust = torch.tensor(state["robust"], dtype=torch.bool, device=y.device)
+    for attack in attacks:
+        if attack in state["done"]:
+            continue
+        still = robust.nonzero().squeeze(1)
+        if len(still):
+            # AutoAttack's own loop runs this attack, re-seeded, on exactly these points.
+            adversary.attacks_to_run = [attack]
+            _, y_adv = adversary.run_standard_evaluation(x[still], y[still], batch_size=batch_size)
+            robust[still] = y_adv == y[still]
+        state["done"].append(attack)
+        state["robust"] = robust.cpu().tolist()
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+        state["seconds"] = earlier_seconds + time.perf_counter() - start
+        _save_state(state_path, state)
+    return {"autoattack_acc": 100.0 * robust.float().mean().item(), "clean_acc": state["clean_acc"],
+            "eps": eps, "seconds": state["seconds"], "n": len(x)}
+
+
+def _load_state(path: Path | None, settings: dict) -> dict | None:
+    """The saved state if ``path`` holds one made with ``settings``; None when there is none."""
+    if path is None or not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    made_with = {key: state.get(key) for key in settings}
+    if made_with != settings:
+        raise ValueError(f"{path} was made with {made_with}, not {settings}; delete it to start afresh")
+    return state
+
+
+def _save_state(path: Path | None, state: dict) -> None:
+    if path is not None:
+        write_bytes_atomic(path, json.dumps(state).encode())

@@ -135,12 +135,9 @@ def attack_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
             model = load_model(entry.name, args.out).to(device)
             clean = accuracy(model, x, y)
             state_path = args.out / "attack_state" / norm / f"{entry.name}_n{args.n}_seed{args.seed}.json"
-            seconds_path = state_path.with_suffix(".seconds")
-            earlier = float(seconds_path.read_text()) if seconds_path.exists() else 0.0
             result = autoattack_accuracy(model, x, y, norm=norm, device=device, seed=args.seed,
                                          state_path=state_path)
-            seconds = earlier + result["seconds"]
-            seconds_path.write_text(f"{seconds:.1f}")
+            seconds = result["seconds"]
             training = json.loads(weights_path(entry.name, args.out).with_suffix(".json").read_text())
             write_atomic(path, {
                 "name": entry.name, "architecture": entry.architecture, "dataset": "cifar10",
