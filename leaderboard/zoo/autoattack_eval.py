@@ -7,13 +7,15 @@ PyPI package ``pyautoattack`` (import name ``pyautoattack``).
 Resuming: the sequence is run here one attack at a time, each on the points every earlier
 attack left robust, and the robust flags are saved after each. That is the same computation
 as AutoAttack's own loop (each attack is re-seeded before it runs and sees the same points in
-the same order), so a resumed run ends exactly where an unbroken one ends. pyautoattack 0.2.0's
+the same order and batches), so a resumed run ends where an unbroken one ends: bit for bit on
+CPU, up to CUDA's non-deterministic kernels on a GPU. pyautoattack 0.2.0's
 own ``state_path`` cannot resume: it saves the attack set as ``str(set)`` and never parses it
 back, and a resumed run hits an unbound ``y_adv`` as soon as an attack succeeds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -51,14 +53,14 @@ def autoattack_accuracy(
         device: where to attack.
         state_path: a JSON file of the attacks finished and the per-point robust flags, written
             after every attack; a run that finds it resumes at the next attack. It is tied to
-            ``norm``, ``eps``, ``seed`` and ``len(x)``: a file made with others is refused.
+            the settings, the inputs and the model's weights: a file made with others is refused.
 
     Returns:
         ``{"autoattack_acc": ..., "clean_acc": ..., "eps": ..., "seconds": ..., "n": ...}``
         (percent); ``seconds`` adds up the runs that made the result, the attack interrupted in
         a stopped run not counted (it is run again).
     """
-    from pyautoattack import AutoAttack
+    from pyautoattack import AutoAttack, checks
 
     eps = THREATS[norm] if eps is None else eps
     model = model.to(device).eval()
@@ -68,14 +70,17 @@ def autoattack_accuracy(
     start = time.perf_counter()
     adversary = AutoAttack(model, norm=norm, eps=eps, version="standard", device=device, seed=seed)
     attacks = list(adversary.attacks_to_run)
-    settings = {"norm": norm, "eps": eps, "seed": seed, "n": len(x), "attacks": attacks}
+    settings = {"norm": norm, "eps": eps, "seed": seed, "batch_size": batch_size, "n": len(x),
+                "attacks": attacks, "inputs_sha256": _sha256(x, y),
+                "model_sha256": _sha256(*model.state_dict().values())}
     state = _load_state(state_path, settings)
     if state is None:
         with torch.no_grad():
             correct = torch.cat([model(xb).argmax(1) == yb
                                  for xb, yb in zip(x.split(batch_size), y.split(batch_size))])
-        state = {**settings, "done": [], "clean_acc": 100.0 * correct.float().mean().item(),
-                 "robust": correct.cpu().tolist(), "seconds": 0.0}
+        clean = correct.float().mean().item()
+        state = {**settings, "done": [], "clean_acc": 100.0 * clean, "robust": correct.cpu().tolist(),
+                 "accuracy_after": {"clean": clean}, "seconds": 0.0}
     earlier_seconds = state["seconds"]
     _save_state(state_path, state)
     robust = torch.tensor(state["robust"], dtype=torch.bool, device=y.device)
@@ -90,10 +95,14 @@ def autoattack_accuracy(
             robust[still] = y_adv == y[still]
         state["done"].append(attack)
         state["robust"] = robust.cpu().tolist()
+        state["accuracy_after"][attack] = robust.float().mean().item()
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize(device)
         state["seconds"] = earlier_seconds + time.perf_counter() - start
         _save_state(state_path, state)
+    # AutoAttack's warning when Square, query-only, beats the gradient attacks (a sign of
+    # gradient masking): its own check, on the accuracies after each attack.
+    checks.check_square_sr(state["accuracy_after"], logger=adversary.logger)
     return {"autoattack_acc": 100.0 * robust.float().mean().item(), "clean_acc": state["clean_acc"],
             "eps": eps, "seconds": state["seconds"], "n": len(x)}
 
@@ -103,10 +112,20 @@ def _load_state(path: Path | None, settings: dict) -> dict | None:
     if path is None or not path.exists():
         return None
     state = json.loads(path.read_text())
-    made_with = {key: state.get(key) for key in settings}
-    if made_with != settings:
-        raise ValueError(f"{path} was made with {made_with}, not {settings}; delete it to start afresh")
+    if "_robust_flags" in state:
+        raise ValueError(f"{path} was written by pyautoattack's own state, which cannot be resumed; "
+                         "delete it to start afresh")
+    differ = sorted(key for key in settings if state.get(key) != settings[key])
+    if differ:
+        raise ValueError(f"{path} was made with other {', '.join(differ)}; delete it to start afresh")
     return state
+
+
+def _sha256(*tensors: Tensor) -> str:
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _save_state(path: Path | None, state: dict) -> None:
