@@ -133,11 +133,10 @@ def attack_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
                 print(f"time budget of {args.time_budget:.0f} s reached; rerun to continue")
                 return
             model = load_model(entry.name, args.out).to(device)
-            clean = accuracy(model, x, y)
             state_path = args.out / "attack_state" / norm / f"{entry.name}_n{args.n}_seed{args.seed}.json"
             result = autoattack_accuracy(model, x, y, norm=norm, device=device, seed=args.seed,
                                          state_path=state_path)
-            seconds = result["seconds"]
+            seconds, clean = result["seconds"], result["clean_acc"]
             training = json.loads(weights_path(entry.name, args.out).with_suffix(".json").read_text())
             write_atomic(path, {
                 "name": entry.name, "architecture": entry.architecture, "dataset": "cifar10",
