@@ -3,6 +3,7 @@
     python -m leaderboard.zoo.build train  [--models NAME ...] [--device auto] [--time-budget 540]
     python -m leaderboard.zoo.build attack [--models NAME ...] [--n 500] [--norms Linf L2]
     python -m leaderboard.zoo.build all    [--models NAME ...]     # train, then attack, model by model
+    python -m leaderboard.zoo.build curve  [--models NAME ...] [--n 500] [--norms Linf L2]
 
 ``train`` writes ``<out>/models/<name>.pt`` (float16 state dict) and ``<name>.json`` (how it was
 trained, clean accuracy on the 10,000 test images, a 10-step PGD check for catastrophic
@@ -15,6 +16,10 @@ once that many seconds have passed. Every file is written atomically; an interru
 training resumes after its last finished epoch (its state is kept in ``<out>/training_state/``),
 an interrupted attack at AutoAttack's next sub-attack (``<out>/attack_state/``).
 Models are taken in :data:`~leaderboard.zoo.plan.BUILD_ORDER` unless ``--models`` names them.
+``curve`` measures AutoAttack at the further budgets of :data:`~leaderboard.zoo.plan.CURVE_BUDGETS`
+(ℓ∞ 4/255 and 16/255, ℓ2 0.25 and 1.0) for :data:`~leaderboard.zoo.plan.CURVE_MODELS`, writing
+``<out>/autoattack_curve/cifar10/<norm>/<name>_eps<budget>.json``: the points that check the
+predicted accuracy-vs-ε curve away from the leaderboard's one budget per norm.
 
 Training data: ``../shared/data/cifar10/train.zip`` relative to the project root (``--data-dir``).
 """
@@ -35,7 +40,7 @@ from leaderboard.scoring import resolve_device
 from leaderboard.store import write_atomic
 from leaderboard.zoo.architectures import build
 from leaderboard.zoo.cifar_zip import load_zip
-from leaderboard.zoo.plan import BUILD_ORDER, ZOO, ZooModel
+from leaderboard.zoo.plan import BUILD_ORDER, CURVE_BUDGETS, CURVE_MODELS, ZOO, ZooModel
 from leaderboard.zoo.training import accuracy, pgd_accuracy, train
 from leaderboard.zoo.weights import ZOO_DIR, load_model, save_weights, weights_path
 
@@ -115,40 +120,69 @@ def _overfitting_check(model: torch.nn.Module, entry: ZooModel, x: torch.Tensor,
 
 def attack_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
     """Measure clean and AutoAttack accuracy for every trained entry and norm not yet done."""
-    from leaderboard.zoo.autoattack_eval import autoattack_accuracy
+    jobs = [(entry, norm, None) for entry in entries for norm in args.norms]
+    _run_attacks(jobs, args)
+
+
+def attack_curve(entries: list[ZooModel], args: argparse.Namespace) -> None:
+    """AutoAttack at the curve budgets (:data:`CURVE_BUDGETS`) for every entry and norm not yet done."""
+    jobs = [(entry, norm, eps) for entry in entries for norm in args.norms for eps in CURVE_BUDGETS[norm]]
+    _run_attacks(jobs, args)
+
+
+def budget_label(norm: str, eps: float) -> str:
+    """``"4-255"`` for ℓ∞ 4/255 (budgets in 255ths), ``"0.25"`` for ℓ2 0.25."""
+    if norm == "Linf":
+        return f"{round(eps * 255):d}-255"
+    return f"{eps:g}"
+
+
+def curve_path(directory: Path, name: str, norm: str, eps: float) -> Path:
+    """Where the AutoAttack result of zoo model ``name`` at ``(norm, eps)`` off the main budget lives."""
+    return directory / "autoattack_curve" / "cifar10" / norm / f"{name}_eps{budget_label(norm, eps)}.json"
+
+
+def _run_attacks(jobs: list[tuple[ZooModel, str, float | None]], args: argparse.Namespace) -> None:
+    """Run AutoAttack for each ``(entry, norm, eps)`` whose result file is missing; ``eps=None``: the main budget."""
+    from leaderboard.zoo.autoattack_eval import THREATS, autoattack_accuracy
 
     device = resolve_device(args.device)
     x_np, y_np = bundled_cifar10(args.n)  # class by class in turn, so any n is balanced
     x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
     started = time.perf_counter()
-    for entry in entries:
+    for entry, norm, eps in jobs:
         if not weights_path(entry.name, args.out).exists():
             print(f"{entry.name}: not trained yet, skipped")
             continue
-        for norm in args.norms:
+        if eps is None:
             path = args.out / "model_info" / "cifar10" / norm / f"{entry.name}.json"
-            if path.exists():
-                continue
-            if time.perf_counter() - started > args.time_budget:
-                print(f"time budget of {args.time_budget:.0f} s reached; rerun to continue")
-                return
-            model = load_model(entry.name, args.out).to(device)
-            state_path = args.out / "attack_state" / norm / f"{entry.name}_n{args.n}_seed{args.seed}.json"
-            result = autoattack_accuracy(model, x, y, norm=norm, device=device, seed=args.seed,
-                                         state_path=state_path)
-            seconds, clean = result["seconds"], result["clean_acc"]
-            training = json.loads(weights_path(entry.name, args.out).with_suffix(".json").read_text())
-            write_atomic(path, {
-                "name": entry.name, "architecture": entry.architecture, "dataset": "cifar10",
-                "threat_model": norm, "eps": result["eps"], "clean_acc": clean,
-                "autoattack_acc": result["autoattack_acc"], "n_examples": result["n"],
-                "attack_seconds": round(seconds, 1), "attack": "pyautoattack standard",
-                "attack_device": _device_name(device),
-                "training": {k: training[k] for k in ("regime", "epochs", "train_seconds", "device")},
-                "command": f"python -m leaderboard.zoo.build attack --models {entry.name} --n {args.n} --norms {norm}",
-            })
-            print(f"{entry.name} {norm}: clean {clean:.1f}%, AutoAttack {result['autoattack_acc']:.1f}% "
-                  f"({seconds:.0f} s)", flush=True)
+            tag, stage = "", "attack"
+        else:
+            path = curve_path(args.out, entry.name, norm, eps)
+            tag, stage = f"_eps{budget_label(norm, eps)}", "curve"
+        if path.exists():
+            continue
+        if time.perf_counter() - started > args.time_budget:
+            print(f"time budget of {args.time_budget:.0f} s reached; rerun to continue")
+            return
+        model = load_model(entry.name, args.out).to(device)
+        state_path = args.out / "attack_state" / norm / f"{entry.name}{tag}_n{args.n}_seed{args.seed}.json"
+        result = autoattack_accuracy(model, x, y, norm=norm, eps=eps, device=device, seed=args.seed,
+                                     state_path=state_path)
+        seconds, clean = result["seconds"], result["clean_acc"]
+        training = json.loads(weights_path(entry.name, args.out).with_suffix(".json").read_text())
+        write_atomic(path, {
+            "name": entry.name, "architecture": entry.architecture, "dataset": "cifar10",
+            "threat_model": norm, "eps": result["eps"], "clean_acc": clean,
+            "autoattack_acc": result["autoattack_acc"], "n_examples": result["n"],
+            "attack_seconds": round(seconds, 1), "attack": "pyautoattack standard",
+            "attack_device": _device_name(device),
+            "training": {k: training[k] for k in ("regime", "epochs", "train_seconds", "device")},
+            "command": f"python -m leaderboard.zoo.build {stage} --models {entry.name} --n {args.n} --norms {norm}",
+        })
+        budget = f"{eps if eps is not None else THREATS[norm]:.4g}"
+        print(f"{entry.name} {norm} {budget}: clean {clean:.1f}%, AutoAttack {result['autoattack_acc']:.1f}% "
+              f"({seconds:.0f} s)", flush=True)
 
 
 def _device_name(device: torch.device) -> str:
@@ -166,7 +200,7 @@ def build_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["train", "attack", "all"])
+    parser.add_argument("stage", choices=["train", "attack", "all", "curve"])
     parser.add_argument("--models", nargs="*", default=None, help=f"subset of: {' '.join(ZOO)}")
     parser.add_argument("--out", type=Path, default=ZOO_DIR, help="zoo directory (default: leaderboard/zoo)")
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "cifar10")
@@ -182,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.models or []) - set(ZOO)
     if unknown:
         parser.error(f"unknown zoo models {sorted(unknown)}; choose from {' '.join(ZOO)}")
-    entries = [ZOO[name] for name in (args.models or BUILD_ORDER)]
-    stages = {"train": train_models, "attack": attack_models, "all": build_models}
+    default = CURVE_MODELS if args.stage == "curve" else BUILD_ORDER
+    entries = [ZOO[name] for name in (args.models or default)]
+    stages = {"train": train_models, "attack": attack_models, "all": build_models, "curve": attack_curve}
     stages[args.stage](entries, args)
     return 0
 

@@ -72,3 +72,10 @@ BUILD_ORDER: tuple[str, ...] = (
     "densenet_noise0.1", "vit_noise0.1", "densenet_pgd2", "vit_pgd2",
     "resnet9_trades8", "resnet9_pgd_l2_0.5",
 )
+
+# Further AutoAttack budgets, to check the predicted accuracy-vs-ε curve away from the main one,
+# on one model per family across the range of robustness (ℓ∞-, ℓ2- and noise-trained).
+CURVE_BUDGETS: dict[str, tuple[float, ...]] = {"Linf": (4 / 255, 16 / 255), "L2": (0.25, 1.0)}
+CURVE_MODELS: tuple[str, ...] = (
+    "vgg_pgd8", "resnet9_pgd2", "resnet9_pgd_l2_0.5", "densenet_noise0.1", "vit_noise0.1",
+)
