@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from art_fim.precision import precision_context
 from leaderboard.store import write_bytes_atomic
 
 THREATS: dict[str, float] = {"Linf": 8 / 255, "L2": 0.5}
@@ -56,10 +57,20 @@ def autoattack_accuracy(
             the settings, the inputs and the model's weights: a file made with others is refused.
 
     Returns:
-        ``{"autoattack_acc": ..., "clean_acc": ..., "eps": ..., "seconds": ..., "n": ...}``
+        ``{"autoattack_acc": ..., "clean_acc": ..., "eps": ..., "seconds": ..., "n": ..., "precision": ...}``
         (percent); ``seconds`` adds up the runs that made the result, the attack interrupted in
         a stopped run not counted (it is run again).
     """
+    # Full float32 on every device (no TF32 convolutions on a GPU), as on the CPU.
+    with precision_context("float32"):
+        return _autoattack_accuracy(model, x, y, norm=norm, eps=eps, batch_size=batch_size, seed=seed,
+                                    device=device, state_path=state_path)
+
+
+def _autoattack_accuracy(
+    model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: float | None, batch_size: int, seed: int,
+    device: torch.device | str, state_path: Path | None,
+) -> dict[str, float]:
     from pyautoattack import AutoAttack, checks
 
     eps = THREATS[norm] if eps is None else eps
@@ -104,7 +115,7 @@ def autoattack_accuracy(
     # gradient masking): its own check, on the accuracies after each attack.
     checks.check_square_sr(state["accuracy_after"], logger=adversary.logger)
     return {"autoattack_acc": 100.0 * robust.float().mean().item(), "clean_acc": state["clean_acc"],
-            "eps": eps, "seconds": state["seconds"], "n": len(x)}
+            "eps": eps, "seconds": state["seconds"], "n": len(x), "precision": "float32"}
 
 
 def _load_state(path: Path | None, settings: dict) -> dict | None:

@@ -176,7 +176,7 @@ def _run_attacks(jobs: list[tuple[ZooModel, str, float | None]], args: argparse.
             "threat_model": norm, "eps": result["eps"], "clean_acc": clean,
             "autoattack_acc": result["autoattack_acc"], "n_examples": result["n"],
             "attack_seconds": round(seconds, 1), "attack": "pyautoattack standard",
-            "attack_device": _device_name(device),
+            "attack_device": _device_name(device), "attack_precision": result["precision"],
             "training": {k: training[k] for k in ("regime", "epochs", "train_seconds", "device")},
             "command": f"python -m leaderboard.zoo.build {stage} --models {entry.name} --n {args.n} --norms {norm}",
         })

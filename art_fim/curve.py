@@ -1,0 +1,113 @@
+"""Predicted robust accuracy at every budget: the accuracy-vs-ε curve from per-input radii.
+
+A per-input robust radius ``r(x)`` (first-order or refined, :mod:`art_fim.radius`) predicts
+robust accuracy at every budget at once: ``acc(ε) = (1/N) #{x : r(x) > 0 and r(x) ≥ ε}``. The
+curve costs nothing beyond the radii, is non-increasing in ``ε`` and starts at clean accuracy
+(``acc(0)`` counts every correctly classified input). AutoAttack measures one point of it per run.
+
+| Paper link: https://arxiv.org/abs/2606.04767
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from art_fim.radius import robust_fraction
+
+# Points of the default grid: 0 to the largest finite radius, inclusive.
+DEFAULT_POINTS = 41
+
+
+@dataclass(frozen=True)
+class AccuracyCurve:
+    """Predicted robust accuracy of one threat norm at each budget.
+
+    Attributes:
+        norm: ``"linf"``, ``"l2"`` or ``"l1"``.
+        eps: the budgets, increasing, ``[M]``.
+        first_order: fraction predicted robust from the first-order radius, ``[M]``.
+        refined: the same from the refined radius, ``[M]``, or ``None`` when it was not computed.
+    """
+
+    norm: str
+    eps: np.ndarray
+    first_order: np.ndarray
+    refined: np.ndarray | None
+
+    @property
+    def best(self) -> np.ndarray:
+        """The refined curve when there is one (the more accurate estimate), else the first-order one."""
+        return self.first_order if self.refined is None else self.refined
+
+
+def default_grid(*radii: np.ndarray, points: int = DEFAULT_POINTS) -> np.ndarray:
+    """Budgets from 0 to the largest finite positive radius (where every curve has reached 0).
+
+    Args:
+        radii: per-input radii of one norm (several sets share one grid).
+        points: number of budgets.
+    """
+    finite = [np.asarray(r, dtype=np.float64) for r in radii]
+    finite = [r[np.isfinite(r) & (r > 0)] for r in finite]
+    top = max((float(r.max()) for r in finite if r.size), default=0.0)
+    if top == 0.0:
+        return np.zeros(1)
+    # Just past the largest radius, so the last point is 0 for every curve.
+    return np.linspace(0.0, math.nextafter(top, math.inf), points)
+
+
+def robust_accuracy_curve(radius: np.ndarray, eps: Any) -> np.ndarray:
+    """Return the fraction predicted robust at each budget: ``[robust_fraction(radius, e) for e in eps]``.
+
+    Args:
+        radius: per-input radii ``[N]`` (0 where the prediction is wrong; NaN is refused).
+        eps: budgets ``[M]`` (finite, ``≥ 0``).
+
+    Raises:
+        ValueError: NaN radii (not computed; they would count as non-robust) or a bad budget.
+    """
+    radius = np.asarray(radius, dtype=np.float64)
+    if np.isnan(radius).any():
+        raise ValueError(
+            f"{int(np.isnan(radius).sum())} of {radius.size} radii are NaN (not computed); a curve "
+            "from them would count those inputs as non-robust."
+        )
+    budgets = np.atleast_1d(np.asarray(eps, dtype=np.float64))
+    return np.array([robust_fraction(radius, float(e)) for e in budgets])
+
+
+def accuracy_curves(
+    radius: dict[str, Any], refined_radius: dict[str, Any] | None = None, eps: Any = None
+) -> dict[str, AccuracyCurve]:
+    """The first-order and refined accuracy-vs-ε curves of every norm.
+
+    Args:
+        radius: first-order radii per norm name (arrays, or :class:`~art_fim.FisherEstimate`).
+        refined_radius: refined radii per norm name (may be empty or ``None``).
+        eps: budgets for every norm, or a dict of budgets per norm name; ``None``:
+            :func:`default_grid` of that norm's radii.
+
+    Returns:
+        An :class:`AccuracyCurve` per norm of ``radius``.
+    """
+    refined_radius = refined_radius or {}
+    curves = {}
+    for name, first in radius.items():
+        first = np.asarray(getattr(first, "values", first), dtype=np.float64)
+        refined = refined_radius.get(name)
+        refined = None if refined is None else np.asarray(getattr(refined, "values", refined), dtype=np.float64)
+        budgets = eps.get(name) if isinstance(eps, dict) else eps
+        if budgets is None:
+            budgets = default_grid(first, *([] if refined is None else [refined]))
+        budgets = np.sort(np.atleast_1d(np.asarray(budgets, dtype=np.float64)))
+        curves[name] = AccuracyCurve(
+            norm=name,
+            eps=budgets,
+            first_order=robust_accuracy_curve(first, budgets),
+            refined=None if refined is None else robust_accuracy_curve(refined, budgets),
+        )
+    return curves

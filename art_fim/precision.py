@@ -1,0 +1,92 @@
+"""The arithmetic precision art_fim computes in: full float32 unless the caller opts into TF32.
+
+PyTorch lets cuDNN convolutions use TF32 by default on Ampere and newer GPUs (10-bit
+mantissas in the products). That is fine for training but not for a metric that should give
+the same numbers on every device: on an H200, TF32 moved single-image ``λ_max`` by up to 24%
+against the CPU, and with it off the two agree to float32 rounding. So every public entry
+point of art_fim computes inside :func:`precision_context`, which turns TF32 off for
+convolutions and matrix products and restores the caller's three settings afterwards, also
+when the computation raises. ``precision="tf32"`` opts in for speed; results record which
+precision was used.
+
+The settings are process-wide (PyTorch keeps them as globals), so the context is not
+thread-safe; it is re-entrant: a nested context restores what the outer one set.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal, TypeVar
+
+import torch
+
+Precision = Literal["float32", "tf32"]
+PRECISIONS: tuple[str, ...] = ("float32", "tf32")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def check_precision(precision: Any) -> str:
+    """Return ``precision`` if it is ``"float32"`` or ``"tf32"``; raise a ValueError that says so otherwise."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(
+            f"precision must be 'float32' (full precision, the default) or 'tf32' (faster on "
+            f"Ampere and newer GPUs, about 3 significant digits in products); got {precision!r}"
+        )
+    return precision
+
+
+def current_settings() -> tuple[bool, bool, str]:
+    """The three settings the context manages: ``(cudnn.allow_tf32, cuda.matmul.allow_tf32, matmul precision)``."""
+    return (
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.get_float32_matmul_precision(),
+    )
+
+
+def _apply(cudnn_tf32: bool, matmul_tf32: bool, matmul_precision: str) -> None:
+    # The matmul precision first: setting it also sets cuda.matmul.allow_tf32, which follows.
+    torch.set_float32_matmul_precision(matmul_precision)
+    torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+    torch.backends.cudnn.allow_tf32 = cudnn_tf32
+
+
+@contextmanager
+def precision_context(precision: str = "float32") -> Iterator[str]:
+    """Compute in ``precision`` inside the block, then restore the caller's settings.
+
+    ``"float32"``: TF32 off for cuDNN convolutions and CUDA matrix products, and
+    ``torch.get_float32_matmul_precision() == "highest"``. ``"tf32"``: TF32 on for both and
+    matmul precision ``"high"``. The three settings of :func:`current_settings` are restored
+    on exit, whether the block returns or raises.
+
+    Args:
+        precision: ``"float32"`` or ``"tf32"``.
+
+    Yields:
+        The precision in force, for the result to record.
+    """
+    check_precision(precision)
+    saved = current_settings()
+    try:
+        if precision == "float32":
+            _apply(False, False, "highest")
+        else:
+            _apply(True, True, "high")
+        yield precision
+    finally:
+        _apply(*saved)
+
+
+def in_precision(function: _F) -> _F:
+    """Run ``function`` inside :func:`precision_context` of its ``precision`` keyword (default float32)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with precision_context(kwargs.get("precision", "float32")):
+            return function(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
