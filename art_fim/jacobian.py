@@ -7,6 +7,7 @@ Estimators never see ``J`` itself; they ask for
 * ``jvp(v)``  = ``J v``   (``[B, d] -> [B, K]``), one forward-mode product,
 * ``vjp(u)``  = ``Jᵀ u``  (``[B, K] -> [B, d]``), one reverse-mode product,
 * ``rows()``  = ``J``     (``[B, K, d]``), from ``K`` batched VJPs,
+* ``class_rows(c)`` = the rows of chosen classes per sample (``[B, m, d]``), from ``m`` VJPs,
 * ``gram()``  = ``J Jᵀ``  (``[B, K, K]``), from the rows,
 
 and the Fisher product ``v ↦ Jᵀ M J v`` with ``M = diag(p) − p pᵀ`` is built on top.
@@ -136,6 +137,19 @@ class InputJacobian(ABC):
             dim=1,
         )
 
+    def class_rows(self, classes: Tensor) -> Tensor:
+        """Return the rows of chosen classes, ``[B, m, d]``: entry ``[b, i]`` is ``∇_x z_{classes[b, i]}``.
+
+        ``m`` VJPs instead of ``K``: the robust radius needs only the label's row and those
+        of the nearest competitors. With every class in order (``classes[b] = 0 … K−1``) the
+        result equals :meth:`rows` bit for bit (the same products, batched the same way).
+
+        Args:
+            classes: ``[B, m]`` class indices per sample.
+        """
+        eye = torch.eye(self.num_classes, dtype=self.dtype, device=self.device)
+        return torch.stack([self.vjp(eye[classes[:, i]]) for i in range(classes.shape[1])], dim=1)
+
     def gram(self) -> Tensor:
         """Return the Gram matrices ``J Jᵀ`` in float64, ``[B, K, K]``, from :meth:`rows`."""
         return gram_from_rows(self.rows())
@@ -181,6 +195,10 @@ class DenseJacobian(InputJacobian):
 
     def rows(self) -> Tensor:  # noqa: D102
         return self.matrix
+
+    def class_rows(self, classes: Tensor) -> Tensor:  # noqa: D102
+        index = classes.to(self.matrix.device)[:, :, None].expand(-1, -1, self.matrix.shape[2])
+        return self.matrix.gather(1, index)
 
 
 class AutogradJacobian(InputJacobian):
@@ -259,24 +277,33 @@ class AutogradJacobian(InputJacobian):
     def rows(self) -> Tensor:
         """Return the Jacobian itself, ``[B, K, d]`` (``K`` VJPs, :attr:`class_chunk` at a time)."""
         k = self.num_classes
-        chunk = k if self.class_chunk is None else max(1, min(k, int(self.class_chunk)))
         cotangents = torch.eye(k, dtype=self._z.dtype, device=self.device)
-        cotangents = cotangents[:, None, :].expand(k, self.batch_size, k)
+        return self._rows_for(cotangents[:, None, :].expand(k, self.batch_size, k))
+
+    def class_rows(self, classes: Tensor) -> Tensor:
+        """Return the rows of chosen classes, ``[B, m, d]`` (``m`` VJPs, :attr:`class_chunk` at a time)."""
+        eye = torch.eye(self.num_classes, dtype=self._z.dtype, device=self.device)
+        return self._rows_for(eye[classes.to(self.device).T])
+
+    def _rows_for(self, cotangents: Tensor) -> Tensor:
+        """``[m, B, K]`` one-hot cotangents -> ``[B, m, d]`` rows, in batched backward passes."""
+        m = cotangents.shape[0]
+        chunk = m if self.class_chunk is None else max(1, min(m, int(self.class_chunk)))
         if self._batched_backward_ok:
             try:
-                if chunk == k:
+                if chunk == m:
                     return self._batched_vjp(cotangents).transpose(0, 1)
                 out = torch.empty(
-                    self.batch_size, k, self.input_dim, dtype=self._x.dtype, device=self.device
+                    self.batch_size, m, self.input_dim, dtype=self._x.dtype, device=self.device
                 )
-                for start in range(0, k, chunk):
+                for start in range(0, m, chunk):
                     block = self._batched_vjp(cotangents[start : start + chunk])
                     out[:, start : start + chunk] = block.transpose(0, 1)
                 return out
             except (RuntimeError, NotImplementedError) as err:
-                logger.info("batched backward unavailable (%s); using %d backward passes", err, k)
+                logger.info("batched backward unavailable (%s); using %d backward passes", err, m)
                 self._batched_backward_ok = False
-        return torch.stack([self.vjp(cotangents[i]) for i in range(k)], dim=1)
+        return torch.stack([self.vjp(cotangents[i]) for i in range(m)], dim=1)
 
     def _batched_vjp(self, cotangents: Tensor) -> Tensor:
         """``[c, B, K]`` cotangents -> ``[c, B, d]`` products, in one batched backward pass."""

@@ -25,6 +25,8 @@ class FisherEstimate:
         dof: degrees of freedom of the scaled-χ² interval per input (Hutchinson; see
             :mod:`art_fim.hutchinson`), or ``None`` for a normal interval.
         batch_size: the largest batch actually used (after memory planning), where known.
+        precision: the arithmetic the products ran in, ``"float32"`` or ``"tf32"``
+            (:mod:`art_fim.precision`), where known.
     """
 
     values: np.ndarray
@@ -35,6 +37,7 @@ class FisherEstimate:
     queries: np.ndarray | None = field(default=None)
     dof: np.ndarray | None = field(default=None)
     batch_size: int | None = field(default=None)
+    precision: str | None = field(default=None)
 
     def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """Return a ``level`` confidence interval per input, ``(low, high)``.
@@ -76,6 +79,11 @@ class FisherStatistics:
         labels: the labels the radii refer to (the predictions when none were given), ``[N]``.
         predictions: the predicted classes (argmax of the outputs), ``[N]``.
         correct: whether the prediction equals the label, ``[N]``.
+        competitors: how many competitors per input the radii considered: ``K − 1`` (all)
+            on the exact route, the ``m`` nearest by logit margin on the matrix-free route.
+        refine_competitors: how many of those (the nearest by first-order radius) were
+            re-measured at the boundary point by the refinement (0 without refinement).
+        precision: the arithmetic the products ran in (``"float32"`` or ``"tf32"``).
     """
 
     spectral_norm: FisherEstimate
@@ -86,6 +94,23 @@ class FisherStatistics:
     labels: np.ndarray
     predictions: np.ndarray
     correct: np.ndarray
+    competitors: int | None = None
+    refine_competitors: int = 0
+    precision: str | None = None
+
+    def accuracy_curves(self, eps: Any = None) -> dict[str, Any]:
+        """Predicted robust accuracy at every budget, first-order and refined, per norm.
+
+        Args:
+            eps: budgets (one array for every norm, or a dict per norm name); ``None``: a grid
+                from 0 to where every curve reaches 0 (:func:`art_fim.curve.default_grid`).
+
+        Returns:
+            An :class:`~art_fim.curve.AccuracyCurve` per norm name (``"linf"``, ``"l2"``, ``"l1"``).
+        """
+        from art_fim.curve import accuracy_curves
+
+        return accuracy_curves(self.radius, self.refined_radius, eps)
 
     @property
     def accuracy(self) -> float:
