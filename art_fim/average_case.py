@@ -45,6 +45,7 @@ from art_fim.gaussian_margins import (
 )
 from art_fim.jacobian import InputJacobian
 from art_fim.noise import Scorer, noisy_copies, scorer_for
+from art_fim.precision import Precision, check_precision, precision_context
 
 logger = logging.getLogger(__name__)
 
@@ -170,11 +171,12 @@ class AverageCaseRobustness:
         seed: seed of the noise and of the integrator.
         output_type: ``"auto"`` (detect), ``"logits"`` or ``"probabilities"``.
         verbose: show a progress bar.
+        precision: ``"float32"`` (default) or ``"tf32"`` (:mod:`art_fim.precision`).
     """
 
     metric_params = [
         "sigma", "method", "batch_size", "num_samples", "noise_batch_size", "interval", "confidence",
-        "num_competitors", "mvn_tolerance", "seed", "output_type", "verbose",
+        "num_competitors", "mvn_tolerance", "seed", "output_type", "verbose", "precision",
     ]
 
     def __init__(
@@ -192,6 +194,7 @@ class AverageCaseRobustness:
         seed: int = 0,
         output_type: OutputType = "auto",
         verbose: bool = True,
+        precision: Precision = "float32",
     ) -> None:
         self.classifier = classifier
         self.sigma = sigma
@@ -206,15 +209,26 @@ class AverageCaseRobustness:
         self.seed = seed
         self.output_type = output_type
         self.verbose = verbose
+        self.precision = precision
         self._check_params()
 
     def set_params(self, **kwargs: Any) -> None:
-        """Set parameters (names from :attr:`metric_params`) and validate them."""
+        """Set parameters (names from :attr:`metric_params`) and validate them.
+
+        Atomic: if any value is invalid, no parameter changes.
+        """
+        unknown = [key for key in kwargs if key not in self.metric_params]
+        if unknown:
+            raise ValueError(f"Unknown parameter {unknown[0]!r}; valid: {', '.join(self.metric_params)}")
+        previous = {key: getattr(self, key) for key in kwargs}
         for key, value in kwargs.items():
-            if key not in self.metric_params:
-                raise ValueError(f"Unknown parameter {key!r}; valid: {', '.join(self.metric_params)}")
             setattr(self, key, value)
-        self._check_params()
+        try:
+            self._check_params()
+        except (TypeError, ValueError):
+            for key, value in previous.items():
+                setattr(self, key, value)
+            raise
 
     def _check_params(self) -> None:
         if self.method not in METHODS:
@@ -242,6 +256,7 @@ class AverageCaseRobustness:
             raise ValueError(
                 f"output_type must be 'auto', 'logits' or 'probabilities', got {self.output_type!r}"
             )
+        check_precision(self.precision)
 
     @property
     def samples(self) -> int:
@@ -264,6 +279,10 @@ class AverageCaseRobustness:
         Returns:
             An :class:`AverageCaseEstimate`.
         """
+        with precision_context(self.precision):
+            return self._estimate(x)
+
+    def _estimate(self, x: np.ndarray) -> AverageCaseEstimate:
         scorer = scorer_for(self.classifier, self.output_type, need_gradients=self.method != "mc")
         x = check_inputs(x, scorer.input_shape, scorer.clip_values)
         generator = torch.Generator(device=scorer.device).manual_seed(self.seed)

@@ -25,6 +25,7 @@ from art_fim.adapters import adapter_for
 from art_fim.checks import OutputType, check_inputs
 from art_fim.exact import softmax_covariance_root, spectrum_from_gram
 from art_fim.jacobian import InputJacobian
+from art_fim.precision import Precision, precision_context
 
 
 def linf_fisher_bounds(jac: InputJacobian) -> tuple[Tensor, Tensor]:
@@ -53,7 +54,11 @@ def linf_fisher_bounds(jac: InputJacobian) -> tuple[Tensor, Tensor]:
 
 
 def fisher_linf_bounds(
-    classifier: Any, x: np.ndarray, batch_size: int = 128, output_type: OutputType = "auto"
+    classifier: Any,
+    x: np.ndarray,
+    batch_size: int = 128,
+    output_type: OutputType = "auto",
+    precision: Precision = "float32",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper bounds on the ℓ∞ input-Fisher value ``max_{‖u‖∞≤1} uᵀF(x)u`` per input.
 
@@ -65,8 +70,16 @@ def fisher_linf_bounds(
     :param x: Inputs ``[N, *input_shape]`` in the classifier's own scale.
     :param batch_size: Inputs per batch.
     :param output_type: ``"auto"``, ``"logits"`` or ``"probabilities"``.
+    :param precision: ``"float32"`` (default) or ``"tf32"`` (:mod:`art_fim.precision`).
     :return: ``(lower, upper)``, each of shape ``[N]``.
     """
+    with precision_context(precision):
+        return _fisher_linf_bounds(classifier, x, batch_size, output_type)
+
+
+def _fisher_linf_bounds(
+    classifier: Any, x: np.ndarray, batch_size: int, output_type: OutputType
+) -> tuple[np.ndarray, np.ndarray]:
     adapter = adapter_for(classifier, output_type)
     x = check_inputs(x, adapter.input_shape, adapter.clip_values)
     lower, upper = [], []

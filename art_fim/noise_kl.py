@@ -23,6 +23,7 @@ from torch import Tensor
 from art_fim.checks import OutputType, check_inputs, resolve_output_type
 from art_fim.exact import exact_trace
 from art_fim.noise import noisy_copies, scorer_for
+from art_fim.precision import Precision, precision_context
 from art_fim.scores import log_scores
 
 
@@ -58,6 +59,7 @@ def expected_noise_kl(
     noise_batch_size: int = 512,
     seed: int = 0,
     output_type: OutputType = "auto",
+    precision: Precision = "float32",
 ) -> NoiseKL:
     """Estimate ``E_{ε∼N(0,σ²I)} KL(p(x) ‖ p(x + ε))`` per input, beside ``½ σ² tr F(x)``.
 
@@ -70,10 +72,27 @@ def expected_noise_kl(
         noise_batch_size: noisy inputs per forward pass.
         seed: seed of the noise.
         output_type: ``"auto"``, ``"logits"`` or ``"probabilities"``.
+        precision: ``"float32"`` (default) or ``"tf32"`` (:mod:`art_fim.precision`).
 
     Returns:
         A :class:`NoiseKL`.
     """
+    with precision_context(precision):
+        return _expected_noise_kl(
+            classifier, x, sigma, num_samples, batch_size, noise_batch_size, seed, output_type
+        )
+
+
+def _expected_noise_kl(
+    classifier: Any,
+    x: np.ndarray,
+    sigma: float,
+    num_samples: int,
+    batch_size: int,
+    noise_batch_size: int,
+    seed: int,
+    output_type: OutputType,
+) -> NoiseKL:
     if not (np.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be positive and finite, got {sigma!r}")
     integer = isinstance(num_samples, (int, np.integer)) and not isinstance(num_samples, bool)

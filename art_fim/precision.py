@@ -39,12 +39,51 @@ def check_precision(precision: Any) -> str:
 
 
 def current_settings() -> tuple[bool, bool, str]:
-    """The three settings the context manages: ``(cudnn.allow_tf32, cuda.matmul.allow_tf32, matmul precision)``."""
+    """The three settings the context manages: ``(cudnn.allow_tf32, cuda.matmul.allow_tf32, matmul precision)``.
+
+    Raises:
+        RuntimeError: from PyTorch (2.9 and later), when the settings were made through a mix
+            of these legacy switches and the per-backend ``fp32_precision`` attributes in a way
+            the legacy switches cannot describe.
+    """
     return (
         torch.backends.cudnn.allow_tf32,
         torch.backends.cuda.matmul.allow_tf32,
         torch.get_float32_matmul_precision(),
     )
+
+
+# The per-backend switches of PyTorch 2.9 and later, parents before children.
+_FP32_PRECISION_OWNERS = ("", "cuda.matmul", "cudnn", "cudnn.conv", "cudnn.rnn", "mkldnn", "mkldnn.matmul",
+                          "mkldnn.conv", "mkldnn.rnn")
+
+
+def _owner(path: str) -> Any:
+    owner: Any = torch.backends
+    for part in filter(None, path.split(".")):
+        owner = getattr(owner, part)
+    return owner
+
+
+def _snapshot() -> tuple[str, tuple[Any, ...]]:
+    """The caller's settings, in the terms that can describe them.
+
+    The legacy triple when PyTorch can report it; otherwise (a mix of legacy and per-backend
+    settings that the legacy getters refuse to read) every per-backend ``fp32_precision``.
+    """
+    try:
+        return "legacy", current_settings()
+    except RuntimeError:
+        return "fp32_precision", tuple(_owner(path).fp32_precision for path in _FP32_PRECISION_OWNERS)
+
+
+def _restore(snapshot: tuple[str, tuple[Any, ...]]) -> None:
+    kind, values = snapshot
+    if kind == "legacy":
+        _apply(*values)
+    else:
+        for path, value in zip(_FP32_PRECISION_OWNERS, values):
+            _owner(path).fp32_precision = value
 
 
 def _apply(cudnn_tf32: bool, matmul_tf32: bool, matmul_precision: str) -> None:
@@ -70,7 +109,7 @@ def precision_context(precision: str = "float32") -> Iterator[str]:
         The precision in force, for the result to record.
     """
     check_precision(precision)
-    saved = current_settings()
+    saved = _snapshot()
     try:
         if precision == "float32":
             _apply(False, False, "highest")
@@ -78,7 +117,7 @@ def precision_context(precision: str = "float32") -> Iterator[str]:
             _apply(True, True, "high")
         yield precision
     finally:
-        _apply(*saved)
+        _restore(saved)
 
 
 def in_precision(function: _F) -> _F:

@@ -142,6 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         trust_checkpoints=args.trust_checkpoints,
         source=args.source,
         baselines=_baselines(args),
+        precision=args.precision,
     )
     summary = run_models(
         entries,
@@ -243,9 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--n-examples", type=_positive_int, default=None,
                        help="test images per model (default: 1000; zoo: 500, the images its AutoAttack ran on)")
     p_run.add_argument("--batch-size", type=_positive_int, default=128, help="largest batch (shrunk to fit memory)")
-    p_run.add_argument("--method", choices=["auto", "exact"], default="auto",
-                       help="Fisher route: exact, or auto (exact while it fits in memory, else matrix-free)")
+    p_run.add_argument("--method", choices=["auto", "exact", "lanczos"], default="auto",
+                       help="Fisher route: exact (all K Jacobian rows), lanczos (matrix-free, radii from the "
+                            "20 nearest competitors), or auto (lanczos for K > 100 or when exact does not fit)")
     p_run.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
+    p_run.add_argument("--precision", choices=["float32", "tf32"], default="float32",
+                       help="arithmetic of the products: full float32, or TF32 on GPUs that have it (faster)")
     p_run.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     p_run.add_argument("--results", default=None,
                        help=f"where result files go (default: {DEFAULT_RESULTS}; zoo: {DEFAULT_RESULTS_BY_SOURCE['zoo']})")

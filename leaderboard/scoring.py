@@ -4,8 +4,9 @@ The result dict is the leaderboard's contract with ``render`` (one JSON file per
 ``model``, ``dataset``, ``threat_model``, ``status``, ``error``, ``reported``, ``n_examples``,
 ``clean_acc``, ``fisher`` (``spectral_norm`` and ``trace`` summaries from
 :func:`art_fim.summarize`), ``predicted_robust_acc`` (attack-free robust accuracy in percent
-at the dataset's RobustBench budgets, per threat model: ``{"Linf": {"eps", "first_order"}, ...}``),
-``seconds``, ``images_per_second``, ``method``, ``batch_size``, ``device``, ``seed``, ``versions``,
+at the dataset's RobustBench budgets, per threat model: ``{"Linf": {"eps", "first_order", "refined"}, ...}``),
+``seconds`` (``load``, ``warmup``, ``fisher``, ``total``), ``images_per_second``, ``method``,
+``batch_size``, ``device``, ``precision``, ``competitors``, ``seed``, ``versions``,
 and its provenance: ``settings`` (what decides the
 numbers, compared on a rerun), ``route`` (method and batch size actually used per quantity),
 ``images`` (source, indices and pixel hashes), ``checkpoints`` (file and SHA-256 of each),
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from art_fim.precision import check_precision
 from art_fim.results import FisherEstimate, FisherStatistics
 from leaderboard import data as lb_data
 from leaderboard import store
@@ -71,6 +73,8 @@ class ScoreConfig:
         source: ``"robustbench"`` (RobustBench's zoo and checkpoints) or ``"zoo"`` (the
             project's zoo: :mod:`leaderboard.zoo.entries`, state dicts read weights-only).
         baselines: the baseline scores to compute beside the Fisher statistics, or ``None``.
+        precision: ``"float32"`` (default) or ``"tf32"`` (:mod:`art_fim.precision`).
+        refine: also compute the refined radii (the predicted accuracy the tables use).
     """
 
     model_dir: str
@@ -84,10 +88,13 @@ class ScoreConfig:
     trust_checkpoints: bool = False
     source: str = "robustbench"
     baselines: Baselines | None = None
+    precision: str = "float32"
+    refine: bool = True
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        check_precision(self.precision)
 
     def settings(self, dataset: str) -> dict[str, Any]:
         """The settings that decide a result's numbers (see :data:`leaderboard.store.SETTING_KEYS`).
@@ -100,10 +107,22 @@ class ScoreConfig:
             "seed": self.seed,
             "method": self.method,
             "images": lb_data.source_name(dataset, self.data_dir),
+            "precision": self.precision,
+            "refine": self.refine,
         }
         if self.baselines is not None:
             settings["baselines"] = self.baselines.settings()
         return settings
+
+
+#: Images of the warm-up pass before each model's timed pass.
+WARMUP_IMAGES = 2
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it sees the work done."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -153,11 +172,13 @@ def empty_record(entry: ZooEntry, config: ScoreConfig) -> dict[str, Any]:
         "clean_acc": None,
         "fisher": None,
         "predicted_robust_acc": None,
-        "seconds": {"load": None, "fisher": None, "total": None},
+        "seconds": {"load": None, "warmup": None, "fisher": None, "total": None},
         "images_per_second": None,
         "method": config.method,
         "batch_size": config.batch_size,
         "device": config.device,
+        "precision": config.precision,
+        "competitors": None,
         "seed": config.seed,
         "versions": versions(),
         "settings": config.settings(entry.dataset),
@@ -218,11 +239,22 @@ def score_model(entry: ZooEntry, config: ScoreConfig, images: lb_data.ImageSet |
         # The metric in float32 throughout: no autocast, whatever the model's own defaults.
         # One Jacobian per batch gives λ_max, the trace, the robust radii and the predictions.
         budgets = ROBUSTBENCH_EPS.get(entry.dataset, {})
-        with torch.autocast(device_type=device.type, enabled=False):
-            stats = fisher_statistics(
-                model, x, images.y, norms=tuple(budgets), method=config.method, batch_size=config.batch_size,
-                seed=config.seed, verbose=config.progress,
-            )
+
+        def statistics(inputs: np.ndarray, labels: np.ndarray, progress: bool) -> FisherStatistics:
+            with torch.autocast(device_type=device.type, enabled=False):
+                return fisher_statistics(
+                    model, inputs, labels, norms=tuple(budgets), refine=config.refine, method=config.method,
+                    batch_size=config.batch_size, seed=config.seed, verbose=progress, precision=config.precision,
+                )
+
+        # A warm-up on a few images first, so that the timed pass is not charged for CUDA's
+        # initialisation, the first kernels' loading and the allocator's first requests.
+        statistics(x[:WARMUP_IMAGES], images.y[:WARMUP_IMAGES], progress=False)
+        synchronize(device)
+        warmed_at = time.perf_counter()
+        record["seconds"]["warmup"] = warmed_at - loaded_at
+        stats = statistics(x, images.y, progress=config.progress)
+        synchronize(device)
         fisher_done = time.perf_counter()
         spectral, trace = stats.spectral_norm, stats.trace
         scored.per_image = per_image_arrays(images, stats)
@@ -235,8 +267,10 @@ def score_model(entry: ZooEntry, config: ScoreConfig, images: lb_data.ImageSet |
         record["method"] = (
             spectral.method if trace.method == spectral.method else f"{spectral.method} (trace: {trace.method})"
         )
-        record["seconds"]["fisher"] = fisher_done - loaded_at
-        record["images_per_second"] = len(x) / max(fisher_done - loaded_at, 1e-12)
+        record["seconds"]["fisher"] = fisher_done - warmed_at
+        record["images_per_second"] = len(x) / max(fisher_done - warmed_at, 1e-12)
+        record["precision"] = stats.precision
+        record["competitors"] = stats.competitors
         if config.baselines is not None:
             record["baselines"] = score_baselines(
                 model.cpu(), x, budgets, config.baselines, np.asarray(spectral.values), seed=config.seed
@@ -309,6 +343,8 @@ def per_image_arrays(images: lb_data.ImageSet, stats: FisherStatistics) -> dict[
     }
     for name, radius in stats.radius.items():
         arrays[f"radius_{name}"] = np.asarray(radius.values, dtype=np.float64)
+    for name, radius in stats.refined_radius.items():
+        arrays[f"radius_{name}_refined"] = np.asarray(radius.values, dtype=np.float64)
     return arrays
 
 

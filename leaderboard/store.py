@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 PER_IMAGE_ARRAYS = ("index", "label", "prediction", "lambda_max", "lambda_max_stderr", "trace", "trace_stderr")
 
 #: The settings a stored result must share with a rerun to be kept (see :func:`settings_of`).
-SETTING_KEYS = ("n_examples", "seed", "method", "images", "baselines")
+SETTING_KEYS = ("n_examples", "seed", "method", "images", "baselines", "precision", "refine")
 
 
 class SettingsMismatchError(ValueError):
@@ -162,13 +162,15 @@ def summarize_per_image(arrays: Mapping[str, np.ndarray], budgets: Mapping[str, 
     ``clean_acc``, ``fisher`` and ``predicted_robust_acc`` exactly.
 
     Args:
-        arrays: the per-image arrays (:data:`PER_IMAGE_ARRAYS` and any ``radius_<norm>``).
+        arrays: the per-image arrays (:data:`PER_IMAGE_ARRAYS` and any ``radius_<norm>`` and
+            ``radius_<norm>_refined``).
         budgets: ``{threat_model: eps}``; the predicted robust accuracy is given for each whose
-            radius array is present (``None`` where a radius is NaN: not computed).
+            radius array is present (``None`` where a radius is NaN: not computed), from the
+            first-order radius and, when stored, the refined one.
 
     Returns:
         ``{"n_examples", "clean_acc" (percent), "fisher": {"spectral_norm", "trace"},
-        "predicted_robust_acc": {threat: {"eps", "first_order"}}}``, the summaries as in
+        "predicted_robust_acc": {threat: {"eps", "first_order"[, "refined"]}}}``, the summaries as in
         :func:`art_fim.summarize`.
     """
     label, prediction = arrays["label"], arrays["prediction"]
@@ -177,14 +179,21 @@ def summarize_per_image(arrays: Mapping[str, np.ndarray], budgets: Mapping[str, 
         radius = arrays.get(f"radius_{norm_name(threat)}")
         if radius is None:
             continue
-        fraction = None if np.isnan(radius).any() else 100.0 * robust_fraction(radius, eps)
-        predicted[threat] = {"eps": eps, "first_order": fraction}
+        predicted[threat] = {"eps": eps, "first_order": _percent_robust(radius, eps)}
+        refined = arrays.get(f"radius_{norm_name(threat)}_refined")
+        if refined is not None:
+            predicted[threat]["refined"] = _percent_robust(refined, eps)
     return {
         "n_examples": int(len(label)),
         "clean_acc": 100.0 * int((prediction == label).sum()) / len(label),
         "fisher": {"spectral_norm": summarize(arrays["lambda_max"]), "trace": summarize(arrays["trace"])},
         "predicted_robust_acc": predicted,
     }
+
+
+def _percent_robust(radius: np.ndarray, eps: float) -> float | None:
+    """Percent of inputs predicted robust at ``eps``; ``None`` when a radius is NaN (not computed)."""
+    return None if np.isnan(radius).any() else 100.0 * robust_fraction(radius, eps)
 
 
 def write_result(

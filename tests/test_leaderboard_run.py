@@ -131,7 +131,8 @@ def test_result_schema(interrupted_run: dict[str, Any]) -> None:
         assert list(record) == [
             "model", "dataset", "threat_model", "status", "error", "reported", "n_examples", "clean_acc",
             "fisher", "predicted_robust_acc", "seconds", "images_per_second", "method", "batch_size", "device",
-            "seed", "versions", "settings", "route", "images", "checkpoints", "checkpoint_load", "per_image",
+            "precision", "competitors", "seed", "versions", "settings", "route", "images", "checkpoints",
+            "checkpoint_load", "per_image",
         ]
         assert (record["model"], record["dataset"], record["threat_model"]) == (name, "cifar10", "Linf")
         assert record["reported"]["aa_source"] == "autoattack_acc"
@@ -145,14 +146,17 @@ def test_result_schema(interrupted_run: dict[str, Any]) -> None:
         assert record["predicted_robust_acc"]["Linf"]["eps"] == pytest.approx(8 / 255)
         assert record["predicted_robust_acc"]["L2"]["eps"] == 0.5
         for prediction in record["predicted_robust_acc"].values():
-            assert 0.0 <= prediction["first_order"] <= record["clean_acc"]
+            # The refined radius is never above the first-order one, so neither is its accuracy.
+            assert 0.0 <= prediction["refined"] <= prediction["first_order"] <= record["clean_acc"]
         # λ_max ≤ trace per input, so also for the means.
         assert record["fisher"]["spectral_norm"]["mean"] <= record["fisher"]["trace"]["mean"] * (1 + 1e-9)
         assert (record["method"], record["seed"]) == ("exact", 0) and record["device"].startswith("cpu")
-        assert set(record["seconds"]) == {"load", "fisher", "total"} and record["images_per_second"] > 0
+        assert set(record["seconds"]) == {"load", "warmup", "fisher", "total"} and record["images_per_second"] > 0
+        assert (record["precision"], record["competitors"]) == ("float32", 9)
         assert {"python", "art_fim", "torch", "numpy", "robustbench", "timm"} <= set(record["versions"])
         # Provenance: settings, route actually taken, images, checkpoint hash, load mode.
-        assert record["settings"] == {"n_examples": N_EXAMPLES, "seed": 0, "method": "exact", "images": "bundled"}
+        assert record["settings"] == {"n_examples": N_EXAMPLES, "seed": 0, "method": "exact", "images": "bundled",
+                                      "precision": "float32", "refine": True}
         assert record["route"] == {q: {"method": "exact", "batch_size": 4} for q in ("spectral_norm", "trace")}
         index = bundled_order(N_EXAMPLES)
         assert record["images"]["source"] == "bundled" and record["images"]["n"] == N_EXAMPLES
