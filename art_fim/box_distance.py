@@ -59,8 +59,10 @@ _CHUNK_ELEMENTS = 2**22
 
 
 def _bound(value: Tensor | float | None, x: Tensor, default: float) -> Tensor:
-    """Return one side of the box as float64 ``[B, d]``, from ``None``, a number, ``[d]``,
-    ``[*input_shape]`` or ``[B, d]``."""
+    """Return one side of the box as float64 ``[B, d]``.
+
+    ``value`` is ``None`` (``default``), a number, ``[d]``, ``[*input_shape]`` or ``[B, d]``.
+    """
     if value is None:
         return torch.full_like(x, default)
     value = torch.as_tensor(value, dtype=torch.float64, device=x.device)
@@ -77,7 +79,9 @@ def _exclusive_cumsum(v: Tensor) -> Tensor:
     return torch.cat([torch.zeros_like(total[..., :1]), total[..., :-1]], dim=-1)
 
 
-def _clipped_level(slope: Tensor, breakpoint: Tensor, mass: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+def _clipped_level(
+    slope: Tensor, breakpoint: Tensor, mass: Tensor, g: Tensor
+) -> tuple[Tensor, Tensor]:
     """Smallest ``λ ≥ 0`` with ``h(λ) = Σ_i s_i min(λ, β_i) ≥ g``, per row of ``[N, d]``.
 
     Args:
@@ -162,11 +166,14 @@ def _norm(u: Tensor, norm: float) -> Tensor:
 def _solve_rows(
     g: Tensor, a: Tensor, down: Tensor, up: Tensor, norm: float
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Distances ``[N]``, magnitudes ``[N, d]`` and reachable mask for rows of margins ``g [N]``,
-    gradients ``a [N, d]`` and capacities ``down = x − low``, ``up = high − x`` ``[N, d]``."""
+    """Distances ``[N]``, magnitudes ``[N, d]`` and the reachable mask ``[N]``, row by row.
+
+    Rows of margins ``g [N]``, gradients ``a [N, d]`` and capacities ``down = x − low``,
+    ``up = high − x`` ``[N, d]``.
+    """
     weight = a.abs()
     capacity = torch.where(a > 0, down, up)
-    capacity = torch.where(weight > 0, capacity, 0.0)  # no 0 · inf for a coordinate that cannot help
+    capacity = torch.where(weight > 0, capacity, 0.0)  # no 0 · inf where a_i cannot help
     if a.shape[-1] == 0:
         moves, reachable = a, torch.zeros_like(g, dtype=torch.bool)
     else:
@@ -180,8 +187,10 @@ def _solve_rows(
 def _capacities(
     x: Tensor, low: Tensor | float | None, high: Tensor | float | None, batch: int, dim: int
 ) -> tuple[Tensor, Tensor]:
-    """``x − low`` and ``high − x`` as float64 ``[B, d]``, clamped at zero (``x`` is assumed in
-    the box; a coordinate outside counts as on the face it crossed)."""
+    """``x − low`` and ``high − x`` as float64 ``[B, d]``, clamped at zero.
+
+    ``x`` is assumed in the box; a coordinate outside counts as on the face it crossed.
+    """
     x = x.double().reshape(batch, -1)
     if x.shape[1] != dim:
         raise ValueError(f"x has {x.shape[1]} features per input but the gradients have {dim}")
@@ -220,7 +229,9 @@ def box_margin_distance(
 
     Example:
         >>> import torch
-        >>> g, a, x = torch.tensor([[0.6]]), torch.tensor([[[1.0, 1.0]]]), torch.tensor([[0.1, 0.5]])
+        >>> g = torch.tensor([[0.6]], dtype=torch.float64)
+        >>> a = torch.tensor([[[1.0, 1.0]]], dtype=torch.float64)
+        >>> x = torch.tensor([[0.1, 0.5]], dtype=torch.float64)
         >>> box_margin_distance(g, a, x, 0.0, 1.0, norm=float("inf"))  # t: 0.1 + t = 0.6
         tensor([[0.5000]], dtype=torch.float64)
         >>> box_margin_distance(g, a, x, norm=float("inf"))  # no box: g / ‖a‖₁
@@ -237,7 +248,8 @@ def box_margin_distance(
     for start in range(0, batch * count, step):
         rows = torch.arange(start, min(start + step, batch * count), device=gradients.device)
         b, j = rows // count, rows % count
-        out[rows] = _solve_rows(flat_margin[rows], gradients[b, j].double(), down[b], up[b], norm)[0]
+        a = gradients[b, j].double()  # only this chunk's rows, in float64
+        out[rows] = _solve_rows(flat_margin[rows], a, down[b], up[b], norm)[0]
     return out.reshape(batch, count)
 
 
@@ -318,7 +330,7 @@ def box_first_order_radius(
     high: Tensor | float | None = None,
     norm: float = math.inf,
 ) -> Tensor:
-    """Return the first-order radius with the box: ``min_{j≠y} D_q(z_y − z_j, ∇z_y − ∇z_j)``, ``[B]``.
+    """Return the box radius ``min_{j≠y} D_q(z_y − z_j, ∇z_y − ∇z_j)`` per sample, ``[B]``.
 
     The box-aware counterpart of :func:`art_fim.radius.first_order_radius` (equal to it when
     ``low`` and ``high`` are ``None``, never smaller otherwise), and for a linear model the exact
@@ -341,7 +353,9 @@ def box_first_order_radius(
     chunk = max(1, _CHUNK_ELEMENTS // max(1, batch * dim))
     parts = [
         box_margin_distance(
-            margin[:, start : start + chunk], own - rows[:, start : start + chunk].double(), x, low, high, norm
+            margin[:, start : start + chunk],
+            own - rows[:, start : start + chunk].double(),
+            x, low, high, norm,
         )
         for start in range(0, classes, chunk)
     ]
