@@ -124,8 +124,9 @@ def _moves(weight: Tensor, capacity: Tensor, g: Tensor, norm: float) -> tuple[Te
         moves = torch.minimum(t[:, None].where(reachable[:, None], 0.0), capacity)
         return moves, reachable
     if norm == 2.0:
-        # The problem is invariant to scaling (a, g) together; scaling by max |a| keeps a²
-        # from underflowing for any entry within 1e-150 of the largest.
+        # The problem is invariant to scaling (a, g) together; dividing by max |a| keeps a²
+        # from underflowing for every entry above about 1e-154 times the largest (smaller
+        # ones are dropped: they could move the margin by at most 1e-154 of the others).
         scale = weight.amax(-1)
         scale = torch.where(scale > 0, scale, 1.0)
         w = weight / scale[:, None]
