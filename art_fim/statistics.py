@@ -46,6 +46,7 @@ from art_fim.metric import FisherInformationMetric, Method, Plan
 from art_fim.precision import precision_context
 from art_fim.radius import (
     boundary_point,
+    box_radius_from_margins,
     check_labels,
     class_subset,
     margin_dual_norms,
@@ -54,6 +55,7 @@ from art_fim.radius import (
     norm_name,
     parse_norm,
     radius_from_margins,
+    refined_box_radius,
     refined_radius,
     refinement_classes,
     robust_fraction,
@@ -83,6 +85,7 @@ def fisher_statistics(
     verbose: bool = True,
     competitors: int = DEFAULT_COMPETITORS,
     refine_competitors: int = DEFAULT_REFINE_COMPETITORS,
+    box: bool = True,
     **kwargs: Any,
 ) -> FisherStatistics:
     """Compute ``λ_max``, ``tr F``, robust radii (and the top eigenvector) from one Jacobian per batch.
@@ -118,6 +121,9 @@ def fisher_statistics(
         competitors: Competitors per input the matrix-free route's radii consider.
         refine_competitors: Competitors per input and norm whose margin gradients the
             refinement re-measures at the boundary point (the nearest by first-order radius).
+        box: Take each linearised margin's distance inside the classifier's ``clip_values``
+            (exact for linear models; :func:`art_fim.radius.box_radius_from_margins`);
+            ``False``: the unconstrained ``g / ‖∇g‖_{q*}``. No effect without ``clip_values``.
         kwargs: Further :class:`~art_fim.FisherInformationMetric` parameters (``precision``,
             ``memory_budget``, ``num_iter``, ...).
 
@@ -145,7 +151,8 @@ def fisher_statistics(
             return _blackbox_statistics(metric, x, y, norms)
     with precision_context(metric.precision):
         return _whitebox_statistics(
-            metric, x, y, norms, eigenvector, refine is not False, int(competitors), int(refine_competitors)
+            metric, x, y, norms, eigenvector, refine is not False, int(competitors), int(refine_competitors),
+            bool(box),
         )
 
 
@@ -158,6 +165,7 @@ def _whitebox_statistics(
     refine: bool,
     competitors: int,
     refine_competitors: int,
+    box: bool,
 ) -> FisherStatistics:
     adapter = adapter_for(metric.classifier, metric.output_type)
     x = check_inputs(x, adapter.input_shape, adapter.clip_values)
@@ -204,12 +212,15 @@ def _whitebox_statistics(
                 generators = input_generators(metric.seed, start, jac.batch_size)
                 part, radii, classes = _matrix_free_batch(metric, route, jac, target, competitors, generators)
             rows, logits = radii
-            part.update(_radius_batch(rows, logits, target, radius_norms, batch, bounds_t, refine, classes))
+            part.update(
+                _radius_batch(rows, logits, target, radius_norms, batch, bounds_t, refine, classes, box)
+            )
             pending = part.pop("pending")
             nan = torch.full((len(batch),), math.nan, dtype=torch.float64)
             part.update({norm_name(norm): nan for norm in norms if norm not in radius_norms})
-            del jac, rows  # the refinement's Jacobians need the memory of this one's graph
-            part.update(_refine_batch(adapter, pending, class_chunk, refine_competitors))
+            del jac  # the refinement's Jacobians need the memory of this one's graph
+            part.update(_refine_batch(adapter, pending, class_chunk, refine_competitors, rows))
+            del rows
             parts.append(part)
             bar.update(len(batch))
     return _assemble(
@@ -279,6 +290,7 @@ def _radius_batch(
     bounds: tuple[Tensor, Tensor] | None,
     refine: bool,
     classes: Tensor | None,
+    box: bool,
 ) -> dict[str, Any]:
     """First-order radii per norm from the rows of the label and its competitors; what the refinement needs.
 
@@ -291,11 +303,12 @@ def _radius_batch(
         bounds: the flattened input box, or ``None``.
         refine: prepare the refinement.
         classes: ``[B, c]`` the class of each column (``None``: all ``K`` in order).
+        box: take the distances inside ``bounds``.
 
     Returns:
         ``{norm name: radius}`` and ``"pending"``: per norm to refine, the boundary points
         (shaped and typed like ``batch``), the margins, their dual norms at ``x``, the label's
-        column and the columns' classes.
+        column, the columns' classes, and the flattened inputs and box when the box applies.
     """
     own = labels if classes is None else class_subset(classes, labels)
     everything = torch.arange(rows.shape[1], device=rows.device).expand(len(labels), -1)
@@ -304,14 +317,18 @@ def _radius_batch(
     out: dict[str, Any] = {}
     pending: dict[float, tuple[Any, ...]] = {}
     flat = torch.from_numpy(np.asarray(batch, dtype=np.float64).reshape(len(batch), -1)).to(rows.device)
-    box = None if bounds is None else (bounds[0].to(rows.device), bounds[1].to(rows.device))
+    limits = None if bounds is None else (bounds[0].to(rows.device), bounds[1].to(rows.device))
+    inside = (flat, limits) if box and limits is not None else None
     for norm in norms:
         dual = margin_dual_norms(rows, own, norm)
-        out[norm_name(norm)] = radius_from_margins(margin, dual, own)
+        out[norm_name(norm)] = (
+            radius_from_margins(margin, dual, own) if inside is None
+            else box_radius_from_margins(margin, dual, rows, own, flat, limits, norm)
+        )
         if refine:
-            point = boundary_point(flat, rows, own, margin, dual, norm, box)
+            point = boundary_point(flat, rows, own, margin, dual, norm, limits)
             moved = point.cpu().numpy().reshape(batch.shape).astype(batch.dtype, copy=False)
-            pending[norm] = (moved, margin, dual, own, columns)
+            pending[norm] = (moved, margin, dual, own, columns, inside)
     out["pending"] = pending
     return out
 
@@ -321,18 +338,24 @@ def _refine_batch(
     pending: dict[float, tuple[Any, ...]],
     class_chunk: int | None,
     refine_competitors: int,
+    rows_at_x: Tensor,
 ) -> dict[str, Tensor]:
     """The refined radius per norm: the gradients of the nearest competitors' margins at the boundary points.
 
     One forward pass at the boundary points and ``refine_competitors + 1`` VJPs per norm;
-    the competitors not re-measured keep their norms at ``x``.
+    the competitors not re-measured keep their norms at ``x``. Inside the box, the distances
+    use the gradients at ``x`` (``rows_at_x``) with the margins scaled by the refinement.
     """
     out = {}
-    for norm, (moved, margin, dual, own, columns) in pending.items():
+    for norm, (moved, margin, dual, own, columns, inside) in pending.items():
         chosen = refinement_classes(margin, dual, own, refine_competitors)  # columns of `margin`
         rows = adapter.jacobian(moved, class_chunk).class_rows(columns.gather(1, chosen))
         at_boundary = dual.scatter(1, chosen, margin_dual_norms(rows, class_subset(chosen, own), norm))
-        out[f"{norm_name(norm)}_refined"] = refined_radius(margin, dual, at_boundary, own)
+        del rows
+        out[f"{norm_name(norm)}_refined"] = (
+            refined_radius(margin, dual, at_boundary, own) if inside is None
+            else refined_box_radius(margin, dual, at_boundary, rows_at_x, own, inside[0], inside[1], norm)
+        )
     return out
 
 

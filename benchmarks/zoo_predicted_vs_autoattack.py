@@ -1,106 +1,99 @@
 """Attack-free predicted robust accuracy against measured AutoAttack accuracy on the CIFAR-10 zoo.
 
-    python benchmarks/zoo_predicted_vs_autoattack.py [--zoo-dir leaderboard/zoo] [--models NAME ...]
+    python benchmarks/zoo_predicted_vs_autoattack.py [--results leaderboard/results/zoo] [--zoo-dir leaderboard/zoo]
 
-For every zoo model that has a model-info file (``<zoo-dir>/model_info/cifar10/{Linf,L2}/<name>.json``:
-standard AutoAttack on the first ``n`` class-balanced bundled test images, written by
-``python -m leaderboard.zoo.build attack``), scores the same ``n`` images with
-``art_fim.fisher_statistics`` (one Jacobian per batch, plus one per norm for the refinement)
-and prints, per model and threat model (ℓ∞ 8/255, ℓ2 0.5), the AutoAttack accuracy, the
-first-order prediction (the fraction of images whose first-order robust radius reaches the
-budget) and the refined one, then the mean absolute error of each prediction over the models.
+Reads, for every zoo model, the per-image robust radii the leaderboard stored (``<results>/cifar10/
+<threat>/<name>.npz``: first-order ``radius_<norm>`` and refined ``radius_<norm>_refined``, from
+``python -m leaderboard run --source zoo``, whose default is the refined radius) and the standard
+AutoAttack accuracies measured on the same images: the leaderboard's budgets (ℓ∞ 8/255, ℓ2 0.5,
+``<zoo-dir>/model_info/``) and the further budgets of the accuracy-vs-ε curve (ℓ∞ 4/255 and
+16/255, ℓ2 0.25 and 1.0, ``<zoo-dir>/autoattack_curve/``, ``python -m leaderboard.zoo.build
+curve``). It prints one row per model and budget (AutoAttack, the first-order prediction, the
+refined one, i.e. the default call's) and the mean absolute error of each prediction: over the
+models at the leaderboard's budgets, and over the curve points. No model is run: the numbers
+are those of the committed results.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from art_fim.curve import robust_accuracy_curve
+from art_fim.radius import norm_name
+from leaderboard.zoo.plan import BUILD_ORDER
+from leaderboard.zoo.weights import ZOO_DIR
 
-from art_fim import fisher_statistics  # noqa: E402
-from leaderboard.data import bundled_cifar10  # noqa: E402
-from leaderboard.scoring import ROBUSTBENCH_EPS  # noqa: E402
-from leaderboard.zoo.plan import BUILD_ORDER  # noqa: E402
-from leaderboard.zoo.weights import ZOO_DIR, load_model  # noqa: E402
-
-THREATS = ROBUSTBENCH_EPS["cifar10"]
+RESULTS = ZOO_DIR.parent / "results" / "zoo"
+THREATS = ("Linf", "L2")
 
 
-def measured(zoo_dir: Path, name: str) -> dict[str, dict]:
-    """The model's AutoAttack model-info records, by threat model (only those that exist)."""
-    out = {}
-    for threat in THREATS:
-        path = zoo_dir / "model_info" / "cifar10" / threat / f"{name}.json"
-        if path.is_file():
-            out[threat] = json.loads(path.read_text())
-    return out
-
-
-def _cell(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f}"
+def autoattack_points(zoo_dir: Path, name: str, threat: str) -> list[tuple[float, float, bool]]:
+    """``(eps, AutoAttack accuracy %, is a curve point)`` of a model at one threat model, by budget."""
+    points = []
+    main = zoo_dir / "model_info" / "cifar10" / threat / f"{name}.json"
+    if main.is_file():
+        record = json.loads(main.read_text())
+        points.append((float(record["eps"]), float(record["autoattack_acc"]), False))
+    for path in sorted((zoo_dir / "autoattack_curve" / "cifar10" / threat).glob(f"{name}_eps*.json")):
+        record = json.loads(path.read_text())
+        points.append((float(record["eps"]), float(record["autoattack_acc"]), True))
+    return sorted(points)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--zoo-dir", type=Path, default=ZOO_DIR, help="holds models/ and model_info/")
-    parser.add_argument("--models", nargs="*", default=None, help="zoo models (default: all with model info)")
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the zoo's leaderboard results")
+    parser.add_argument("--zoo-dir", type=Path, default=ZOO_DIR, help="holds model_info/ and autoattack_curve/")
     args = parser.parse_args(argv)
 
-    names = [n for n in (args.models or BUILD_ORDER) if measured(args.zoo_dir, n)]
-    if not names:
-        print(f"no zoo model has AutoAttack model info under {args.zoo_dir / 'model_info'} yet")
-        return 1
     rows = []
-    for name in names:
-        info = measured(args.zoo_dir, name)
-        n = {int(record["n_examples"]) for record in info.values()}
-        if len(n) != 1:
-            raise ValueError(f"{name}: the threat models were attacked on different numbers of images {sorted(n)}")
-        x, y = bundled_cifar10(n.pop())
-        model = load_model(name, args.zoo_dir)
-        start = time.perf_counter()
-        stats = fisher_statistics(model, x, y, norms=tuple(THREATS), refine=True, batch_size=args.batch_size,
-                                  verbose=False)
-        row = {"model": name, "n": len(x), "clean": 100.0 * stats.accuracy, "seconds": time.perf_counter() - start}
-        for threat, eps in THREATS.items():
-            row[threat] = {
-                "autoattack": info[threat]["autoattack_acc"] if threat in info else None,
-                "first_order": 100.0 * stats.predicted_robust_accuracy(eps, threat, refined=False),
-                "refined": 100.0 * stats.predicted_robust_accuracy(eps, threat, refined=True),
-            }
-        rows.append(row)
-        print(f"scored {name} ({len(x)} images, {row['seconds']:.0f} s)", file=sys.stderr, flush=True)
+    for name in BUILD_ORDER:
+        for threat in THREATS:
+            npz = args.results / "cifar10" / threat / f"{name}.npz"
+            if not npz.is_file():
+                continue
+            with np.load(npz) as arrays:
+                key = norm_name(threat)
+                first = arrays[f"radius_{key}"]
+                refined = arrays.get(f"radius_{key}_refined")
+                if refined is None:
+                    raise SystemExit(f"{npz} has no refined radii: rescore with `python -m leaderboard run "
+                                     "--source zoo --overwrite`")
+                refined = np.array(refined)
+            for eps, autoattack, curve in autoattack_points(args.zoo_dir, name, threat):
+                rows.append({
+                    "model": name, "threat": threat, "eps": eps, "curve": curve, "autoattack": autoattack,
+                    "first_order": 100.0 * robust_accuracy_curve(first, [eps])[0],
+                    "refined": 100.0 * robust_accuracy_curve(refined, [eps])[0],
+                })
+    if not rows:
+        print(f"no zoo results with AutoAttack accuracies under {args.results}")
+        return 1
 
-    print(f"\nPredicted vs standard-AutoAttack robust accuracy (%), CIFAR-10 zoo, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
-    header = "| model | n | clean | " + " | ".join(
-        f"{t} {label}" for t in THREATS for label in ("AutoAttack", "first-order", "refined")
-    ) + " | s |"
-    print(header)
-    print("|---|---:|---:|" + "---:|" * (3 * len(THREATS)) + "---:|")
+    print("Predicted vs standard-AutoAttack robust accuracy (%), CIFAR-10 zoo, 500 images each")
+    print("| model | threat | ε | AutoAttack | first-order | refined (default) |")
+    print("|---|---|---:|---:|---:|---:|")
     for row in rows:
-        cells = [_cell(row[t][key]) for t in THREATS for key in ("autoattack", "first_order", "refined")]
-        print(f"| {row['model']} | {row['n']} | {row['clean']:.1f} | " + " | ".join(cells)
-              + f" | {row['seconds']:.0f} |")
-    print("\nMean absolute error against AutoAttack (points), over the models measured at that threat model:")
-    for threat in THREATS:
-        pairs = [row[threat] for row in rows if row[threat]["autoattack"] is not None]
-        if not pairs:
+        eps = f"{row['eps'] * 255:.0f}/255" if row["threat"] == "Linf" else f"{row['eps']:g}"
+        mark = "" if row["curve"] else " *"
+        print(f"| {row['model']} | {row['threat']} | {eps}{mark} | {row['autoattack']:.1f} | "
+              f"{row['first_order']:.1f} | {row['refined']:.1f} |")
+    print("\n* the leaderboard's budget; the others are the accuracy-vs-ε curve's further points.")
+    print("\nMean absolute error against AutoAttack (points):")
+    groups = {f"{t} at the leaderboard's budget": [r for r in rows if r["threat"] == t and not r["curve"]]
+              for t in THREATS}
+    groups["curve points (other budgets, both norms)"] = [r for r in rows if r["curve"]]
+    for label, group in groups.items():
+        if not group:
             continue
-        errors = {key: np.mean([abs(p[key] - p["autoattack"]) for p in pairs]) for key in ("first_order", "refined")}
-        signed = {key: np.mean([p[key] - p["autoattack"] for p in pairs]) for key in ("first_order", "refined")}
-        print(f"  {threat} {THREATS[threat]:.4g}: first-order {errors['first_order']:.2f} "
-              f"(mean signed {signed['first_order']:+.2f}), refined {errors['refined']:.2f} "
-              f"(mean signed {signed['refined']:+.2f}), {len(pairs)} models")
+        errors = {k: np.mean([abs(r[k] - r["autoattack"]) for r in group]) for k in ("first_order", "refined")}
+        signed = {k: np.mean([r[k] - r["autoattack"] for r in group]) for k in ("first_order", "refined")}
+        print(f"  {label}: first-order {errors['first_order']:.2f} (signed {signed['first_order']:+.2f}), "
+              f"refined {errors['refined']:.2f} (signed {signed['refined']:+.2f}), {len(group)} points")
     return 0
 
 

@@ -69,7 +69,9 @@ def srp_whitebox_estimate(
         q = torch.stack(columns, dim=1).double()
         root = log_p.detach().double().exp().sqrt()
         b = root[:, None] * (q.T @ q) * root[None, :]
-        z = torch.randn(b.shape[0], num_quotients, generator=generator, dtype=torch.float64)
+        # Drawn on the generator's device (the CPU by default), then moved: the same directions on any device.
+        z = torch.randn(b.shape[0], num_quotients, generator=generator, dtype=torch.float64,
+                        device=generator.device if generator is not None else "cpu").to(b.device)
         quotients = (z * (b @ z)).sum(0) / (z * z).sum(0)
         estimates.append(quotients.max())
     return torch.stack(estimates)
