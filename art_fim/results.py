@@ -126,7 +126,8 @@ class FisherStatistics:
             refined: use the refined radius; ``None``: the refined one when it was computed.
 
         Raises:
-            ValueError: a negative or non-finite ``eps``, or a norm (or refinement) not computed.
+            ValueError: a negative or non-finite ``eps``, a norm (or refinement) not computed, or
+                radii that are NaN (not computed within ``memory_budget``).
         """
         name = norm_name(norm)
         use_refined = bool(self.refined_radius) if refined is None else refined
@@ -137,7 +138,14 @@ class FisherStatistics:
                 f"no {what} for norm {name} was computed (have: {', '.join(table) or 'none'}); "
                 "pass it in norms= (and refine=True for the refined radius)."
             )
-        return robust_fraction(table[name].values, eps)
+        values = table[name].values
+        if np.isnan(values).any():
+            raise ValueError(
+                f"{int(np.isnan(values).sum())} of {values.size} radii for norm {name} are NaN (not "
+                "computed: the Jacobian rows exceeded memory_budget); counting them as non-robust would "
+                "understate robust accuracy. Raise memory_budget, or pass method='exact'."
+            )
+        return robust_fraction(values, eps)
 
 
 def summarize(values: np.ndarray, quantiles: tuple[float, ...] = (0.05, 0.25, 0.75, 0.95)) -> dict[str, float]:

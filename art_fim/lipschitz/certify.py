@@ -4,10 +4,14 @@ With ``L`` an upper bound on the ℓ2 Lipschitz constant of the logits ``z``:
 
 * Fisher: ``λ_max(F(x)) ≤ λ_max(M(x)) ‖J(x)‖₂² ≤ min(½, 2(1 − p_max)) · L²`` with
   ``M = diag(p) − ppᵀ`` (Popoviciu: ``λ_max(M) ≤ ½``; and
-  ``uᵀMu ≤ E_p(u_k − u_t)² ≤ 2(1 − p_t)``).
+  ``uᵀMu ≤ E_p(u_k − u_t)² ≤ 2(1 − p_t)``); a binary model with one logit ``t``:
+  ``λ_max(F) = σ(1 − σ) ‖∇t‖² ≤ σ(1 − σ) · L²``. Probabilities are refused (``L`` must bound
+  the logits).
 * Radius: the margin ``z_t − z_j`` is ``√2 L``-Lipschitz (``‖e_t − e_j‖ = √2``), so if
   ``z_t − max_{j≠t} z_j > √2 L ε`` no ``‖δ‖₂ ≤ ε`` changes the prediction (Tsuzuku et al.,
-  2018, https://arxiv.org/abs/1802.04034); ℓ∞ balls through ``‖δ‖₂ ≤ √d ‖δ‖∞``.
+  2018, https://arxiv.org/abs/1802.04034); a binary logit ``t`` is ``L``-Lipschitz itself
+  (radius ``|t|/L``); ℓ∞ balls through ``‖δ‖₂ ≤ √d ‖δ‖∞``, ℓ1 balls through
+  ``‖δ‖₂ ≤ ‖δ‖₁``.
 * Local side: ``‖J(x)‖₂ = √λ_max(J Jᵀ)`` exactly per input from the ``K`` Jacobian rows of
   :class:`art_fim.jacobian.InputJacobian`; ``L / max_x ‖J(x)‖₂`` is how loose the bound is.
 
@@ -24,14 +28,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from art_fim.adapters import adapter_for
-from art_fim.checks import resolve_output_type
+from art_fim.adapters import Kind, adapter_for, evaluation_mode, torch_module
+from art_fim.checks import OutputType, resolve_output_type
 from art_fim.exact import spectrum_from_gram
 from art_fim.lipschitz.graph import LipschitzBound, lipschitz_bound
+from art_fim.radius import check_labels, parse_norm, robust_fraction
 
 
 def _scores(classifier: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """The classifier's outputs for ``x``, float64 ``[N, K]``."""
+    """The classifier's outputs for ``x``, float64 ``[N, K]``; the module's flags are left as they were.
+
+    ART's ``predict`` puts the model in eval mode and leaves it there; the flags are given back.
+    """
     if isinstance(classifier, nn.Module):
         if classifier.training:
             raise ValueError("The model is in training mode; call model.eval() first.")
@@ -44,7 +52,14 @@ def _scores(classifier: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
                 for i in range(0, len(x), batch_size)
             ]
         return torch.cat(parts).numpy()
-    return np.asarray(classifier.predict(x, batch_size=batch_size), dtype=np.float64)
+    with evaluation_mode(torch_module(classifier)):
+        return np.asarray(classifier.predict(x, batch_size=batch_size), dtype=np.float64)
+
+
+def _outputs(classifier: Any, x: np.ndarray, batch_size: int, output_type: OutputType) -> tuple[np.ndarray, Kind]:
+    """The raw outputs ``[N, K]`` and whether they are logits or probabilities (a declaration is checked)."""
+    raw = _scores(classifier, x, batch_size)
+    return raw, resolve_output_type(raw, output_type)
 
 
 def _resolve_bound(classifier: Any, x: np.ndarray, bound: float | LipschitzBound | None) -> float:
@@ -69,61 +84,104 @@ def _resolve_bound(classifier: Any, x: np.ndarray, bound: float | LipschitzBound
     return value
 
 
-def _labels(y: np.ndarray) -> np.ndarray:
-    y = np.asarray(y)
-    return y.argmax(axis=1) if y.ndim == 2 else y.astype(np.int64)
+def _decision_scores(raw: np.ndarray, kind: Kind) -> tuple[np.ndarray, float]:
+    """Scores whose argmax is the prediction, and ``c``: each difference of two is ``c L``-Lipschitz.
+
+    ``K ≥ 2`` outputs are their own scores (``‖e_t − e_j‖ = √2``: ``c = √2``). A binary model's
+    logit ``t`` gives ``(0, t)`` (class 1 iff ``t > 0``, the difference ``t``: ``c = 1``); its
+    sigmoid probability ``s`` gives ``(1 − s, s)`` (the difference ``2s − 1``: ``c = 2``). These
+    are the predictions of :func:`art_fim.scores.log_scores`, which every other estimator uses.
+    """
+    if raw.shape[1] >= 2:
+        return raw, math.sqrt(2.0)
+    t = raw[:, 0]
+    if kind == "logits":
+        return np.stack([np.zeros_like(t), t], axis=1), 1.0
+    return np.stack([1.0 - t, t], axis=1), 2.0
 
 
 def certified_fisher_bound(
-    classifier: Any, x: np.ndarray, bound: float | LipschitzBound | None = None, batch_size: int = 128
+    classifier: Any,
+    x: np.ndarray,
+    bound: float | LipschitzBound | None = None,
+    batch_size: int = 128,
+    output_type: OutputType = "auto",
 ) -> np.ndarray:
-    """Certified upper bound on ``λ_max(F(x))`` per input: ``min(½, 2(1 − p_max)) · L²``.
+    """Certified upper bound on ``λ_max(F(x))`` per input.
+
+    ``K ≥ 2`` logits ``z``: ``λ_max(F) ≤ λ_max(M) ‖J‖₂² ≤ min(½, 2(1 − p_max)) · L²``. A binary
+    model's one logit ``t`` (``p = σ(t)``): ``F = σ(1 − σ) ∇t ∇tᵀ``, so
+    ``λ_max(F) = σ(1 − σ) ‖∇t‖² ≤ σ(1 − σ) · L²`` (equality for a linear model with ``L = ‖w‖``).
 
     Args:
         classifier: ART ``PyTorchClassifier`` or ``torch.nn.Module`` (eval mode) returning logits.
         x: ``[N, *input_shape]`` inputs in the classifier's own scale.
-        bound: ``L`` (a :class:`LipschitzBound` or a float); computed when ``None``.
+        bound: ``L`` (a :class:`LipschitzBound` or a float) of the classifier's outputs; computed
+            when ``None``.
         batch_size: inputs per forward pass.
+        output_type: ``"auto"``, ``"logits"`` or ``"probabilities"``, as for
+            :func:`art_fim.fisher_spectral_norm` (one output in ``[0, 1]`` needs a declaration).
 
     Returns:
         ``[N]`` upper bounds.
 
     Raises:
-        ValueError: the classifier returns probabilities (the bound is on the logits' Fisher).
+        ValueError: the classifier returns probabilities (``K ≥ 2`` or one sigmoid output): the
+            bound needs the Lipschitz constant of the logits.
     """
     x = np.asarray(x)
-    scores = _scores(classifier, x, batch_size)
-    if resolve_output_type(scores, "auto") == "probabilities":
+    raw, kind = _outputs(classifier, x, batch_size, output_type)
+    if kind == "probabilities":
         raise ValueError(
             "The classifier returns probabilities; the certified Fisher bound needs the Lipschitz bound "
-            "of the logits: remove the final softmax."
+            "of the logits: remove the final softmax (or sigmoid)."
         )
     lipschitz = _resolve_bound(classifier, x, bound)
-    p_max = torch.softmax(torch.from_numpy(scores), dim=-1).max(dim=-1).values.numpy()
+    if raw.shape[1] == 1:
+        sigma = 1.0 / (1.0 + np.exp(-raw[:, 0]))
+        return sigma * (1.0 - sigma) * lipschitz**2
+    p_max = torch.softmax(torch.from_numpy(raw), dim=-1).max(dim=-1).values.numpy()
     return np.minimum(0.5, 2.0 * (1.0 - p_max)) * lipschitz**2
 
 
 def certified_radius(
-    classifier: Any, x: np.ndarray, bound: float | LipschitzBound | None = None, batch_size: int = 128
+    classifier: Any,
+    x: np.ndarray,
+    bound: float | LipschitzBound | None = None,
+    batch_size: int = 128,
+    output_type: OutputType = "auto",
 ) -> np.ndarray:
-    """Certified ℓ2 radius per input: ``(z_t − max_{j≠t} z_j) / (√2 L)`` around the prediction ``t``.
+    """Certified ℓ2 radius per input around the prediction ``t``: ``(s_t − max_{j≠t} s_j) / (c L)``.
 
-    No perturbation with ``‖δ‖₂`` below the radius changes the predicted class (where the bound is
-    local, for perturbed inputs that stay in its box).
+    ``s`` are the decision scores: the outputs themselves for ``K ≥ 2`` (logits or
+    probabilities; ``c = √2``), ``(0, t)`` for a binary logit (radius ``|t| / L``) and
+    ``(1 − s, s)`` for a sigmoid probability (radius ``|s − ½| / L``). ``L`` bounds the
+    Lipschitz constant of the outputs the classifier returns. No perturbation with ``‖δ‖₂``
+    below the radius changes the predicted class (where the bound is local, for perturbed inputs
+    that stay in its box).
+
+    Args:
+        classifier: ART ``PyTorchClassifier`` or ``torch.nn.Module`` (eval mode).
+        x: ``[N, *input_shape]`` inputs.
+        bound: ``L``; computed when ``None``.
+        batch_size: inputs per forward pass.
+        output_type: ``"auto"``, ``"logits"`` or ``"probabilities"``.
 
     Returns:
         ``[N]`` radii in the classifier's input scale.
     """
     x = np.asarray(x)
-    return _radius(_scores(classifier, x, batch_size), _resolve_bound(classifier, x, bound))
+    raw, kind = _outputs(classifier, x, batch_size, output_type)
+    scores, factor = _decision_scores(raw, kind)
+    return _radius(scores, factor, _resolve_bound(classifier, x, bound))
 
 
-def _radius(scores: np.ndarray, lipschitz: float) -> np.ndarray:
+def _radius(scores: np.ndarray, factor: float, lipschitz: float) -> np.ndarray:
     top2 = np.sort(scores, axis=1)[:, -2:]
     margin = top2[:, 1] - top2[:, 0]
     if lipschitz == 0:
         return np.full(len(scores), np.inf)
-    return margin / (math.sqrt(2.0) * lipschitz)
+    return margin / (factor * lipschitz)
 
 
 def certified_accuracy(
@@ -131,37 +189,46 @@ def certified_accuracy(
     x: np.ndarray,
     y: np.ndarray,
     eps: float,
-    norm: float = 2,
+    norm: Any = 2,
     bound: float | LipschitzBound | None = None,
     batch_size: int = 128,
+    output_type: OutputType = "auto",
 ) -> float:
     """Certified robust accuracy at ``eps``: correct, and certified radius above the ℓ2 size of the ball.
 
-    An ℓ∞ ball of radius ``ε`` lies in the ℓ2 ball of radius ``√d ε``; the certificate requires
-    ``margin > √2 L ε₂`` strictly. Every attack's robust accuracy is at least this number.
+    The certificate requires ``margin > c L ε₂`` strictly (:func:`certified_radius`), with ``ε₂``
+    the ℓ2 radius of a ball containing the threat ball: ``ε`` for ℓ2 and for ℓ1
+    (``‖δ‖₂ ≤ ‖δ‖₁``), ``√d ε`` for ℓ∞ (``‖δ‖₂ ≤ √d ‖δ‖∞``). Every attack's robust accuracy is
+    at least this number. Labels, ``eps`` and ``norm`` are checked as
+    :func:`art_fim.predicted_robust_accuracy` checks them.
 
     Args:
         classifier: ART ``PyTorchClassifier`` or ``torch.nn.Module`` returning scores.
         x: ``[N, *input_shape]`` inputs.
-        y: labels, as indices ``[N]`` or one-hot ``[N, K]``.
-        eps: radius of the threat ball.
-        norm: ``2`` or ``np.inf``.
+        y: labels, as indices ``[N]`` (or ``[N, 1]``) or one-hot ``[N, K]`` (``K = 2`` for a
+            binary model with one output).
+        eps: radius of the threat ball, finite and ``≥ 0``.
+        norm: threat norm: ``np.inf``, ``2`` or ``1`` (or ``"inf"``, ``"L2"``, ``"L1"``).
         bound: ``L``; computed when ``None``.
         batch_size: inputs per forward pass.
+        output_type: ``"auto"``, ``"logits"`` or ``"probabilities"``.
 
     Returns:
         The certified fraction in ``[0, 1]``.
+
+    Raises:
+        ValueError: labels of the wrong shape, length, type or range; a negative or non-finite
+            ``eps``; a norm other than ℓ∞, ℓ2, ℓ1.
     """
     x = np.asarray(x)
-    if norm == 2:
-        eps_2 = float(eps)
-    elif norm == np.inf:
-        eps_2 = math.sqrt(x[0].size) * float(eps)
-    else:
-        raise ValueError(f"norm must be 2 or np.inf, got {norm!r}")
-    scores = _scores(classifier, x, batch_size)
-    radius = _radius(scores, _resolve_bound(classifier, x, bound))
-    correct = scores.argmax(axis=1) == _labels(y)
+    threat = parse_norm(norm)
+    robust_fraction(np.zeros(1), eps)  # the check of eps that predicted_robust_accuracy makes
+    raw, kind = _outputs(classifier, x, batch_size, output_type)
+    scores, factor = _decision_scores(raw, kind)
+    labels = check_labels(y, len(x), scores.shape[1])
+    eps_2 = math.sqrt(x[0].size) * float(eps) if threat == math.inf else float(eps)
+    radius = _radius(scores, factor, _resolve_bound(classifier, x, bound))
+    correct = scores.argmax(axis=1) == labels
     return float(np.mean(correct & (radius > eps_2)))
 
 

@@ -149,6 +149,8 @@ class _Propagation(fx.Interpreter):
         self._input_seen = False
 
     def run_node(self, n: fx.Node) -> Any:  # noqa: D102
+        if n.op == "call_module":
+            _check_batch_independent(str(n.target), self.modules[str(n.target)])
         value = super().run_node(n)
         self.bounds[n] = self._bound(n, value)
         return value
@@ -194,6 +196,23 @@ class _Propagation(fx.Interpreter):
         args = fx.node.map_arg(n.args, load)
         kwargs = fx.node.map_arg(n.kwargs, load)
         return getattr(self, n.op)(n.target, args, kwargs)
+
+
+def _check_batch_independent(name: str, module: nn.Module) -> None:
+    """Refuse, before it runs, a BatchNorm that normalises with batch statistics in eval mode.
+
+    With ``track_running_stats=False`` the output of one input depends on the rest of the batch
+    (PyTorch would fail first on the walk's batch of one for a ``[1, C]`` input, with a message
+    about training).
+    """
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_var is None:
+        cls = type(module)
+        raise UnsupportedLayerError(
+            f"Layer {name!r} ({cls.__module__}.{cls.__qualname__}) has no running statistics "
+            "(track_running_stats=False): it normalises every batch by its own statistics, so one "
+            "input's output depends on the others and no per-input Lipschitz constant exists. Train "
+            "it with running statistics, or replace it."
+        )
 
 
 _IN_PLACE_FUNCTIONS = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
@@ -276,7 +295,8 @@ def lipschitz_bound(
     Args:
         model: a ``torch.nn.Module`` in eval mode returning logits, or an ART ``PyTorchClassifier``
             (its standardisation preprocessing is part of the function; its ``input_shape`` and
-            ``clip_values`` are the defaults).
+            ``clip_values`` are the defaults; its model is bounded in eval mode, as ART's
+            ``predict`` runs it, on a copy: the classifier's module and flags are not changed).
         input_shape: shape of one input, e.g. ``(3, 32, 32)``.
         input_box: ``(low, high)`` (scalars or arrays broadcastable to ``input_shape``): inputs the
             bound must cover. Needed for attention; lets LayerNorm use a variance floor. Ignored
@@ -288,16 +308,24 @@ def lipschitz_bound(
 
     Raises:
         UnsupportedLayerError: a layer without a rule, or a forward that fx cannot trace.
-        ValueError: a model in training mode, a missing ``input_shape``, or a bad box.
+        ValueError: a bare module in training mode, a missing ``input_shape``, or a bad box.
     """
     module, shape, box = _module_and_defaults(model, input_shape, input_box)
-    if any(m.training for m in module.modules()):
-        raise ValueError(
-            "The model is in training mode (batch normalisation uses batch statistics and dropout is "
-            "random); call model.eval() first."
+    if isinstance(model, nn.Module):
+        if any(m.training for m in module.modules()):
+            raise ValueError(
+                "The model is in training mode (batch normalisation uses batch statistics and dropout "
+                "is random); call model.eval() first."
+            )
+    elif any(m.training for m in model.model.modules()):
+        logger.info(
+            "The classifier's model is in training mode; it is bounded in eval mode, the mode ART's "
+            "predict runs it in (its flags are left as they are)."
         )
     custom_layers = dict(custom_layers or {})
-    network = copy.deepcopy(module).to(torch.float64)
+    # A copy: the caller's module keeps its weights, dtype and training flags. A classifier is
+    # bounded in eval mode, the mode ART's predict and class_gradient run it in.
+    network = copy.deepcopy(module).to(torch.float64).eval()
     gm = trace(network, tuple(custom_layers))
     device = next((p.device for p in network.parameters()), torch.device("cpu"))
     boxes = _box_tensors(box, shape, device) if box is not None else None

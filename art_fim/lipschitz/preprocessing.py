@@ -31,6 +31,8 @@ class Standardise(nn.Module):
 def classifier_module(classifier: Any, input_shape: tuple[int, ...]) -> nn.Module:
     """``nn.Sequential(*standardisations, classifier.model)`` for a ``PyTorchClassifier``.
 
+    The classifier's model is shared, not copied, and its training flags are left as they are.
+
     Raises:
         UnsupportedLayerError: a preprocessing step other than mean/std standardisation.
     """
@@ -51,4 +53,4 @@ def classifier_module(classifier: Any, input_shape: tuple[int, ...]) -> nn.Modul
             f"{type(op).__module__}.{type(op).__qualname__}: "
             "only mean/std standardisation is supported. Bound the model without it, or remove the defence."
         )
-    return nn.Sequential(*steps, classifier.model).eval()
+    return nn.Sequential(*steps, classifier.model)

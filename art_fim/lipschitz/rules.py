@@ -437,7 +437,12 @@ def functional_linear(ctx: NodeContext) -> NodeBound:
     """``F.linear(x, W, b)`` and ``x @ C`` / ``C @ x`` with constant ``W``, ``C``: ``σ_max``."""
     node, source = ctx.node, ctx.input
     args = list(node.args) + [node.kwargs.get(k) for k in ("weight", "bias") if k in node.kwargs]
-    other = next(a for a in args[:2] if a is not source)
+    if len(args) < 2 or args[0] is args[1]:
+        raise UnsupportedLayerError(
+            f"{describe(ctx)} multiplies an input-dependent tensor by itself; a product of two "
+            "input-dependent tensors has no global Lipschitz constant."
+        )
+    other = args[1] if args[0] is source else args[0]
     if not isinstance(other, fx.Node):
         raise UnsupportedLayerError(f"{describe(ctx)}: a product with a Python constant has no rule.")
     matrix = ctx.examples[other]
@@ -504,6 +509,30 @@ def batchnorm(ctx: NodeContext) -> NodeBound:
     return NodeBound(bound.lipschitz * constant, lower, upper)
 
 
+def _configuration(ctx: NodeContext) -> tuple | None:
+    """Everything a parameter-free linear layer's constant depends on, or ``None`` (do not cache).
+
+    The layer's type and every one of its attributes (``repr`` leaves out ``count_include_pad``,
+    ``divisor_override``, ``ceil_mode``, ``align_corners``, ...), or the function with all its
+    arguments, and the full shape of the input tensor (batch axis included: an unbatched map
+    pools its leading axis as channels). Layers with parameters or buffers, and arguments that
+    are other nodes, are not cached.
+    """
+    node, module = ctx.node, ctx.module
+    source_shape = tuple(ctx.examples[ctx.input].shape)
+    if module is not None:
+        if any(True for _ in module.parameters()) or any(True for _ in module.buffers()):
+            return None
+        state = tuple(sorted((k, repr(v)) for k, v in vars(module).items() if not k.startswith("_")
+                             and k != "training"))
+        return ("module", type(module), state, source_shape)
+    arguments: list[fx.Node] = []
+    fx.node.map_arg((node.args[1:], node.kwargs), arguments.append)
+    if arguments:
+        return None
+    return (node.op, node.target, repr(node.args[1:]), repr(sorted(node.kwargs.items())), source_shape)
+
+
 def linear_pooling(ctx: NodeContext) -> NodeBound:
     """Average, adaptive-average pooling, upsampling, means: linear maps with non-negative weights.
 
@@ -512,15 +541,15 @@ def linear_pooling(ctx: NodeContext) -> NodeBound:
     """
     source = ctx.input
     shape = ctx.shape(source)
-    key = (ctx.node.op, repr(ctx.module) if ctx.module is not None else str(ctx.node.target),
-           repr(ctx.node.args[1:]), repr(sorted(ctx.node.kwargs.items())), shape)
+    key = _configuration(ctx)
     mode = getattr(ctx.module, "mode", ctx.node.kwargs.get("mode", "nearest"))
     if mode == "bicubic" and ctx.boxes:
         raise UnsupportedLayerError(f"{describe(ctx)}: bicubic weights are negative; no interval rule.")
-    constant = ctx.cache.get(key)
+    constant = ctx.cache.get(key) if key is not None else None
     if constant is None:
         constant = ops.linear_operator_norm(lambda v: ctx.call({source: v}), shape, device=ctx.value.device)
-        ctx.cache[key] = constant
+        if key is not None:
+            ctx.cache[key] = constant
     name = type(ctx.module).__name__ if ctx.module is not None else ctx.node.name
     ctx.record(name, constant, f"σ_max on {'×'.join(map(str, shape))}")
     lower, upper = _apply_box(ctx)
@@ -531,17 +560,37 @@ def _as_tuple(value: Any, n: int) -> tuple[int, ...]:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
 
 
+_POOLED_AXES: dict[Any, int] = {
+    nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3,
+    nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3,
+    F.max_pool1d: 1, F.max_pool2d: 2, F.max_pool3d: 3,
+    F.adaptive_max_pool1d: 1, F.adaptive_max_pool2d: 2, F.adaptive_max_pool3d: 3,
+}
+
+
+def _pooled_axes(ctx: NodeContext) -> int:
+    """How many trailing axes a max pool pools: 1, 2 or 3 (its ``Nd``), whatever the input's rank."""
+    if ctx.module is not None:
+        return next(_POOLED_AXES[c] for c in type(ctx.module).__mro__ if c in _POOLED_AXES)
+    return _POOLED_AXES[ctx.node.target]
+
+
 def max_pooling(ctx: NodeContext) -> NodeBound:
-    """Max pooling: ``√m`` with ``m`` the largest number of windows covering one position."""
+    """Max pooling: ``√m`` with ``m`` the largest number of windows covering one position.
+
+    PyTorch pools the last ``n`` axes of an ``Nd`` pool's input, batched (``[N, C, *spatial]``)
+    or not (``[C, *spatial]``, e.g. ``MaxPool1d`` on a flattened ``[N, L]`` map reads ``N`` as
+    channels and pools ``L``): the windows are counted on those axes.
+    """
     m, node = ctx.module, ctx.node
-    spatial = ctx.shape(ctx.input)[1:]
-    n = len(spatial)
+    n = _pooled_axes(ctx)
+    spatial = tuple(ctx.examples[ctx.input].shape[-n:])
+    pooled_out = tuple(ctx.value.shape[-n:])
     if m is not None:
         if getattr(m, "return_indices", False):
             raise UnsupportedLayerError(f"{describe(ctx)} returns indices; no rule.")
         if isinstance(m, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)):
-            out = ctx.value.shape[2:]
-            mults = [ops.adaptive_multiplicity(s, o) for s, o in zip(spatial, out)]
+            mults = [ops.adaptive_multiplicity(s, o) for s, o in zip(spatial, pooled_out)]
         else:
             kernel = _as_tuple(m.kernel_size, n)
             stride = _as_tuple(m.stride if m.stride is not None else m.kernel_size, n)
@@ -549,7 +598,7 @@ def max_pooling(ctx: NodeContext) -> NodeBound:
             mults = [ops.window_multiplicity(s, k, st, p, d, m.ceil_mode)
                      for s, k, st, p, d in zip(spatial, kernel, stride, pad, dil)]
     elif node.target in (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d):
-        mults = [ops.adaptive_multiplicity(s, o) for s, o in zip(spatial, ctx.value.shape[2:])]
+        mults = [ops.adaptive_multiplicity(s, o) for s, o in zip(spatial, pooled_out)]
     else:
         names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
         values = dict(zip(names, node.args[1:]))
