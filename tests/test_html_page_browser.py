@@ -103,7 +103,7 @@ def test_sorting_by_autoattack_accuracy_orders_the_rows(opened):
             assert values == sorted(values, reverse=direction == "descending")
             assert len(set(values)) > 1
             paired = page.eval_on_selector_all(
-                f"{_table(group)} tbody tr",
+                f"{_table(group)} > tbody > tr",
                 "rows => rows.every((r, i) => i % 2 ? r.classList.contains('detail') : r.classList.contains('model'))")
             assert paired
 
