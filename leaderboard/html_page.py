@@ -269,10 +269,10 @@ def group_section(group: str, rows: list[dict[str, Any]], data: PageData) -> str
 def correlation_section(correlations: dict[str, dict[str, dict[str, Correlation]]], n_resamples: int) -> str:
     """Every coefficient with its paired-bootstrap 95% interval, per group and score."""
     parts = ['<section id="correlations"><h2>Correlations with AutoAttack accuracy</h2>',
-             '<p class="note">Per dataset and threat model, over the scored models with AutoAttack accuracy; '
-             f"each coefficient with its paired-bootstrap 95% interval ({n_resamples:,} resamples). Smaller λ_max, trace "
-             "and black-box or reference estimates mean smoother models, so a negative coefficient is the "
-             "expected sign for them; predicted accuracy and CLEVER should correlate positively.</p>"]
+             ('<p class="note">Per dataset and threat model, over the scored models with AutoAttack accuracy; '
+              f"each coefficient with its paired-bootstrap 95% interval ({n_resamples:,} resamples). Smaller "
+              "λ_max, trace and black-box or reference estimates mean smoother models, so a negative coefficient "
+              "is the expected sign for them; predicted accuracy and CLEVER should correlate positively.</p>")]
     for group, table in correlations.items():
         n = next((c.n for kinds in table.values() for c in kinds.values()), 0)
         note = (f"<p class=\"note\">Rank correlations need at least 3 models; {n} so far, so the coefficients "

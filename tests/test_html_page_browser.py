@@ -111,7 +111,7 @@ def test_sorting_by_autoattack_accuracy_orders_the_rows(opened):
 def test_filter_hides_the_rows_that_do_not_match(opened):
     """Typing an architecture leaves exactly its models; clearing the box brings every row back."""
     page = opened["page"]
-    group, models = sorted(_committed_models().items())[0]
+    group, models = min(_committed_models().items())
     box = page.locator(f'input.filter[data-table="{_table(group)[1:]}"]')
     box.fill("vit")
     assert sorted(_visible_models(page, group)) == sorted(m for m in models if "vit" in m)
@@ -124,7 +124,7 @@ def test_filter_hides_the_rows_that_do_not_match(opened):
 def test_details_open_the_curve_and_the_provenance(opened):
     """A model's details button shows its accuracy-vs-ε curve and its checkpoint's SHA-256."""
     page = opened["page"]
-    group = sorted(_committed_models())[0]
+    group = min(_committed_models())
     row = page.locator(f"{_table(group)} tr.model").first
     model = row.get_attribute("data-model")
     record = json.loads((RESULTS / group.split("/")[0] / group.split("/")[1] / f"{model}.json").read_text())
