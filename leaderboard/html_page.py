@@ -150,7 +150,7 @@ def _number(value: Any, digits: int | None) -> str:
 def _cell(column: Column, row: dict[str, Any], link: str | None) -> str:
     value = column.value(row)
     if column.numeric:
-        sort = f' data-v="{value!r}"' if finite_number(value) else ""
+        sort = f' data-v="{float(value)!r}"' if finite_number(value) else ""
         return f'<td class="num"{sort}>{_number(value, column.digits)}</td>'
     text = escape("" if value is None else str(value))
     if column.header == "model" and link:
