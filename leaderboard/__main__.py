@@ -175,6 +175,10 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     if args.results is None:
         args.results = Path(DEFAULT_RESULTS_BY_SOURCE[args.source])
+    if args.autoattack_curves is None and args.source == "zoo":
+        from leaderboard.zoo.weights import ZOO_DIR
+
+        args.autoattack_curves = Path(ZOO_DIR) / "autoattack_curve"
     return run_from_args(args)
 
 

@@ -1,16 +1,23 @@
-"""Render scored models: a CSV, a Markdown leaderboard, correlations and plots.
+"""Render scored models: a CSV, a Markdown leaderboard, correlations, plots and an HTML page.
 
-    python -m leaderboard render [--results leaderboard/results] [--out DIR]
+    python -m leaderboard render [--results leaderboard/results] [--out DIR] [--allow-partial]
 
-Reads every ``<results>/<dataset>/<threat_model>/<model>.json`` written by ``run``, and writes
+Reads every ``<results>/<dataset>/<threat_model>/<model>.json`` written by ``run`` and its
+per-image ``.npz``, each checked first (:mod:`leaderboard.read_results`: a file that is not
+UTF-8, not JSON, has a field of the wrong type, or an ``.npz`` that does not match the SHA-256
+its JSON records, is named and skipped), and writes
 
 * ``leaderboard.csv``: one row per scored model;
 * ``leaderboard.md``: per dataset and threat model, the models ranked by reported AutoAttack
-  accuracy beside their Fisher statistics and their predicted (attack-free) robust accuracy
-  with its absolute difference from the reported one, the mean of that difference over the
+  accuracy beside their Fisher statistics and their predicted (attack-free) robust accuracy,
+  refined and first-order where both are stored, with the absolute difference of the better
+  one (refined where stored) from the reported one, the mean of that difference over the
   models, then the correlation table;
 * ``correlations.json``: every coefficient with its bootstrap interval;
-* ``fisher_vs_autoattack.png`` and ``clean_vs_autoattack.png``;
+* ``fisher_vs_autoattack.png``, ``predicted_vs_autoattack.png`` (with the identity line),
+  ``clean_vs_autoattack.png`` and ``accuracy_vs_eps_<dataset>_<threat_model>.png`` (each
+  model's predicted accuracy-vs-ε curve from its stored radii, with AutoAttack's measured points);
+* ``index.html``: all of it as one self-contained page (:mod:`leaderboard.html_page`);
 * where results carry baselines (the project's zoo, ``run --source zoo``): their columns, their
   correlations beside the Fisher scores', a cost table (seconds per image of every metric and
   its ratio to AutoAttack's, from the ``attack_seconds`` of each model's model-info file), and
@@ -18,6 +25,7 @@ Reads every ``<results>/<dataset>/<threat_model>/<model>.json`` written by ``run
 
 Correlations are computed within each dataset/threat model (AutoAttack accuracies at
 different threat models are not comparable), over models with a reported AutoAttack accuracy.
+The command exits with status 1 when it skipped a file, unless ``--allow-partial`` is given.
 """
 
 from __future__ import annotations
@@ -27,17 +35,20 @@ import csv
 import json
 import logging
 import math
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from leaderboard import store
+from leaderboard import html_page, plots, store
+from leaderboard.model_curves import ModelCurve, model_curve
+from leaderboard.read_results import ResultFile, Skipped, paper_link, read_results
+from leaderboard.registry import MODEL_INFO_DIR
 from leaderboard.stats import Correlation, correlation_table
 
 logger = logging.getLogger(__name__)
-
 # The aggregates of the per-image Fisher values that are correlated with accuracy. The
 # Fisher norm is heavy-tailed, so the median and the mean of log10 are the robust choices.
 SCORES: dict[str, tuple[str, str]] = {
@@ -63,21 +74,19 @@ COSTS = {
 }
 
 COLUMNS = (
-    "dataset", "threat_model", "model", "architecture", "reported_clean_acc", "autoattack_acc",
-    "clean_acc", "n_examples", *SCORES, "predicted_robust_acc", "predicted_abs_error", *BASELINE_SCORES,
+    "dataset", "threat_model", "model", "architecture", "training", "additional_data", "reported_clean_acc",
+    "autoattack_acc", "clean_acc", "n_examples", *SCORES, "predicted_robust_acc", "predicted_refined",
+    "predicted_first_order", "predicted_abs_error", *BASELINE_SCORES,
     "method", "seconds", *COSTS, "autoattack_seconds_per_image", "status", "error",
 )
 
 
 def load_results(results: Path) -> list[dict[str, Any]]:
-    """Every ``<dataset>/<threat_model>/<model>.json`` under ``results``, sorted by path."""
-    records = []
-    for path in sorted(results.glob("*/*/*.json")):
-        try:
-            records.append(json.loads(path.read_text()))
-        except json.JSONDecodeError as err:
-            logger.warning("skipping %s: not valid JSON (%s)", path, err)
-    return records
+    """The content of every usable result JSON under ``results``, sorted by path (see :func:`read_results`)."""
+    read = read_results(results)
+    for skipped in read.skipped:
+        logger.warning("skipping %s", skipped)
+    return [r.record for r in read.results]
 
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
@@ -89,6 +98,8 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         "threat_model": record.get("threat_model"),
         "model": record.get("model"),
         "architecture": reported.get("architecture"),
+        "training": training_of(record),
+        "additional_data": reported.get("additional_data"),
         "reported_clean_acc": reported.get("clean_acc"),
         "autoattack_acc": reported.get("autoattack_acc"),
         "clean_acc": record.get("clean_acc"),
@@ -100,8 +111,12 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     }
     for column, (quantity, statistic) in SCORES.items():
         row[column] = (fisher.get(quantity) or {}).get(statistic)
-    # The attack-free prediction at the model's own threat model and RobustBench budget.
-    predicted = ((record.get("predicted_robust_acc") or {}).get(record.get("threat_model")) or {}).get("first_order")
+    # The attack-free prediction at the model's own threat model and RobustBench budget: the
+    # refined one where a result has it (the more accurate), else the first-order one.
+    prediction = (record.get("predicted_robust_acc") or {}).get(record.get("threat_model")) or {}
+    row["predicted_first_order"] = prediction.get("first_order")
+    row["predicted_refined"] = prediction.get("refined")
+    predicted = row["predicted_refined"] if _finite(row["predicted_refined"]) else row["predicted_first_order"]
     row["predicted_robust_acc"] = predicted
     row["predicted_abs_error"] = (
         abs(predicted - row["autoattack_acc"]) if _finite(predicted) and _finite(row["autoattack_acc"]) else None
@@ -109,6 +124,29 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     row["method"] = record.get("method")
     row.update(_baseline_columns(record, reported))
     return row
+
+
+def training_of(record: dict[str, Any]) -> str | None:
+    """How a model of the project's zoo was trained (``"PGD ℓ∞ 8/255"``); ``None`` for others.
+
+    RobustBench's model-info files do not say how a model was trained; the zoo's plan does.
+    """
+    if (record.get("reported") or {}).get("venue") != "this project's zoo":
+        return None
+    from leaderboard.zoo.plan import ZOO
+
+    entry = ZOO.get(str(record.get("model")))
+    if entry is None:
+        return None
+    regime = entry.regime
+    norm = "ℓ∞" if regime.norm == "Linf" else "ℓ2"
+    radius = f"{regime.eps * 255:.3g}/255" if regime.norm == "Linf" else f"{regime.eps:g}"
+    return {
+        "standard": "standard",
+        "noise": f"Gaussian noise σ = {regime.sigma:g}",
+        "pgd": f"PGD {norm} {radius}",
+        "trades": f"TRADES {norm} {radius} (β = {regime.beta:g})",
+    }.get(regime.kind, regime.kind)
 
 
 def _baseline_columns(record: dict[str, Any], reported: dict[str, Any]) -> dict[str, Any]:
@@ -151,7 +189,8 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def group_correlations(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, dict[str, dict[str, Correlation]]]:
+def group_correlations(rows: list[dict[str, Any]], seed: int = 0,
+                       n_resamples: int = 2000) -> dict[str, dict[str, dict[str, Correlation]]]:
     """Correlations per ``dataset/threat_model`` and score, over models with AutoAttack accuracy."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -168,7 +207,7 @@ def group_correlations(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, d
         out[group] = {
             score: correlation_table(
                 np.array([m[score] if _finite(m[score]) else np.nan for m in members], dtype=float), robust, clean,
-                seed=seed,
+                seed=seed, n_resamples=n_resamples,
             )
             for score in scores_of(members)
         }
@@ -188,16 +227,18 @@ def _percent(value: Any) -> str:
     return f"{value:.1f}" if isinstance(value, (int, float)) and math.isfinite(value) else _format(value)
 
 
-def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str, Correlation]]]) -> str:
-    """The leaderboard as Markdown: one ranked table and one correlation table per group."""
+def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str, Correlation]]],
+             skipped: list[Skipped] | tuple[Skipped, ...] = ()) -> str:
+    """The leaderboard as Markdown: one ranked table and one correlation table per group, then the files skipped."""
     lines = ["# Input-Fisher leaderboard", ""]
     lines.append(
         "λ_max: spectral norm of the input Fisher information per test image, summarised over the "
         "scored images, computed by the route in the method column (exact: K Jacobian rows and a "
         "float64 K × K eigenproblem; lanczos / hutchinson: matrix-free). Predicted: attack-free "
-        "robust accuracy, the fraction of images whose first-order robust radius at the threat "
-        "model reaches RobustBench's budget; |Δ|: its absolute difference from the reported "
-        "AutoAttack accuracy. Accuracies in percent; AutoAttack accuracy as reported by "
+        "robust accuracy, the fraction of images whose robust radius at the threat model reaches "
+        "RobustBench's budget (first-order radius, or refined where the result stores it, then "
+        "both are shown); |Δ|: the absolute difference of the refined prediction where there is "
+        "one, else the first-order one, from the reported AutoAttack accuracy. Accuracies in percent; AutoAttack accuracy as reported by "
         "RobustBench, or for the project's zoo as measured here (standard AutoAttack on the first images "
         "of the same bundled test subset, from its model-info file). Coefficients with "
         "paired-bootstrap 95% intervals."
@@ -208,10 +249,13 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
         by_group[f"{row['dataset']}/{row['threat_model']}"].append(row)
     for group, members in sorted(by_group.items()):
         members.sort(key=lambda r: -(r["autoattack_acc"] if _finite(r["autoattack_acc"]) else -1.0))
+        # Results rescored with the refined radii show both predictions; |Δ| is of the refined one.
+        refined = any(r["status"] == "ok" and _finite(r["predicted_refined"]) for r in members)
+        predicted_head = "predicted (refined) | predicted (first-order)" if refined else "predicted"
         lines += ["", f"## {group}", "",
-                  "| model | architecture | AutoAttack | predicted | \\|Δ\\| | clean (reported) | clean (here, n) "
-                  "| median λ_max | mean log10 λ_max | median tr F | method | s | status |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
+                  f"| model | architecture | AutoAttack | {predicted_head} | \\|Δ\\| | clean (reported) "
+                  "| clean (here, n) | median λ_max | mean log10 λ_max | median tr F | method | s | status |",
+                  "|---|---|---:|" + "---:|" * (2 + refined) + "---:|---:|---:|---:|---:|---|---:|---|"]
         # Scored models in the table; the others after it, those without weights in one line.
         failed = [r for r in members if r["status"] != "ok"]
         for r in (r for r in members if r["status"] == "ok"):
@@ -219,7 +263,9 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
             status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error']}"
             lines.append(
                 f"| {r['model']} | {_format(r['architecture'])} | {_percent(r['autoattack_acc'])} "
-                f"| {_percent(r['predicted_robust_acc'])} | {_percent(r['predicted_abs_error'])} "
+                + (f"| {_percent(r['predicted_refined'])} | {_percent(r['predicted_first_order'])} " if refined
+                   else f"| {_percent(r['predicted_robust_acc'])} ")
+                + f"| {_percent(r['predicted_abs_error'])} "
                 f"| {_percent(r['reported_clean_acc'])} | {clean_here} | {_format(r['lambda_max_median'])} "
                 f"| {_format(r['lambda_max_mean_log10'], 3)} | {_format(r['trace_median'])} "
                 f"| {_format(r['method'])} | {_format(r['seconds'], 3)} | {status} |"
@@ -251,123 +297,116 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
             lines += ["| score | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
             for score, row in table.items():
                 lines.append(f"| {score} | " + " | ".join(str(row[k]) for k in kinds) + " |")
+    if skipped:
+        lines += ["", f"## Files skipped ({len(skipped)})", ""]
+        lines += [f"- {_escape_md(str(item))}" for item in skipped]
     return "\n".join(lines) + "\n"
 
 
-def cost_table(rows: list[dict[str, Any]]) -> list[str]:
-    """Markdown lines: each metric's median seconds per image and its median ratio to AutoAttack's.
+def _escape_md(text: str) -> str:
+    return text.replace("|", "\\|").replace("_", "\\_").replace("*", "\\*")
+
+
+def cost_summary(rows: list[dict[str, Any]]) -> list[tuple[str, float, float, int]]:
+    """``(metric, median seconds per image, median ratio to AutoAttack's, models)``, AutoAttack first.
 
     Empty when no row knows AutoAttack's cost (RobustBench does not publish it).
     """
-    if not any(_finite(r["autoattack_seconds_per_image"]) for r in rows):
-        return []
-    lines = ["", ("Cost per image (medians over the models of wall time per image; AutoAttack's from "
-                  "its model-info file; wall times depend on the machine and its load when each ran):"), "",
-             "| metric | s / image | × AutoAttack's | models |", "|---|---:|---:|---:|"]
     attack = [r["autoattack_seconds_per_image"] for r in rows if _finite(r["autoattack_seconds_per_image"])]
-    lines.append(f"| standard AutoAttack | {_format(float(np.median(attack)), 3)} | 1 | {len(attack)} |")
+    if not attack:
+        return []
+    summary = [("standard AutoAttack", float(np.median(attack)), 1.0, len(attack))]
     for column, what in COSTS.items():
         pairs = [(r[column], r["autoattack_seconds_per_image"]) for r in rows
                  if _finite(r[column]) and _finite(r["autoattack_seconds_per_image"])]
         if pairs:
-            seconds = float(np.median([p[0] for p in pairs]))
-            ratio = float(np.median([p[0] / p[1] for p in pairs]))
-            lines.append(f"| {what} | {_format(seconds, 3)} | {_format(ratio, 3)} | {len(pairs)} |")
+            summary.append((what, float(np.median([p[0] for p in pairs])),
+                            float(np.median([p[0] / p[1] for p in pairs])), len(pairs)))
+    return summary
+
+
+#: What the cost tables say about their numbers.
+COST_NOTE = ("medians over the models of wall time per image; AutoAttack's from its model-info file; "
+             "wall times depend on the machine and its load when each ran")
+
+
+def cost_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines of :func:`cost_summary`: each metric's seconds per image and ratio to AutoAttack's."""
+    summary = cost_summary(rows)
+    if not summary:
+        return []
+    lines = ["", f"Cost per image ({COST_NOTE}):", "",
+             "| metric | s / image | × AutoAttack's | models |", "|---|---:|---:|---:|"]
+    for what, seconds, ratio, count in summary:
+        lines.append(f"| {what} | {_format(seconds, 3)} | {'1' if what == summary[0][0] else _format(ratio, 3)} "
+                     f"| {count} |")
     return lines
 
 
-def plot(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str, Correlation]]], out: Path,
-         score: str = "lambda_max_median") -> list[Path]:
-    """Fisher vs AutoAttack accuracy, and clean vs AutoAttack accuracy coloured by Fisher."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
-
-    usable = [r for r in rows if r["status"] == "ok" and _finite(r["autoattack_acc"]) and _finite(r[score])]
-    groups = sorted({f"{r['dataset']}/{r['threat_model']}" for r in usable})
-    paths = [out / "fisher_vs_autoattack.png", out / "clean_vs_autoattack.png"]
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for group in groups:
-        members = [r for r in usable if f"{r['dataset']}/{r['threat_model']}" == group]
-        rho = correlations.get(group, {}).get(score, {}).get("spearman_vs_autoattack")
-        label = f"{group} (n={len(members)}, Spearman ρ = {rho})" if rho else group
-        ax.scatter([r[score] for r in members], [r["autoattack_acc"] for r in members], label=label, alpha=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"{score.replace('_', ' ')} of the input Fisher (log scale)")
-    ax.set_ylabel("AutoAttack accuracy (%), reported")
-    ax.set_title("Input-Fisher spectral norm vs AutoAttack accuracy")
-    if groups:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(paths[0], dpi=130)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    clean = [r["reported_clean_acc"] if _finite(r["reported_clean_acc"]) else r["clean_acc"] for r in usable]
-    points = ax.scatter(clean, [r["autoattack_acc"] for r in usable],
-                        c=[math.log10(max(r[score], 1e-30)) for r in usable], cmap="viridis")
-    fig.colorbar(points, ax=ax, label=f"log10 {score.replace('_', ' ')}")
-    ax.set_xlabel("clean accuracy (%)")
-    ax.set_ylabel("AutoAttack accuracy (%), reported")
-    ax.set_title("Clean vs AutoAttack accuracy, coloured by the input-Fisher norm")
-    fig.tight_layout()
-    fig.savefig(paths[1], dpi=130)
-    plt.close(fig)
-
-    scores = [c for c in scores_of(usable) if c in BASELINE_SCORES]
-    if scores:
-        scores = [*SCORES, "predicted_robust_acc", *scores]
-        paths.append(out / "scores_vs_autoattack.png")
-        columns = 3
-        fig, axes = plt.subplots(-(-len(scores) // columns), columns, figsize=(12, 3.3 * -(-len(scores) // columns)),
-                                 squeeze=False)
-        for ax, column in zip(axes.flat, scores):
-            for group in groups:
-                members = [r for r in usable if f"{r['dataset']}/{r['threat_model']}" == group and _finite(r[column])]
-                ax.scatter([r[column] for r in members], [r["autoattack_acc"] for r in members], label=group, alpha=0.8)
-            values = [r[column] for r in usable if _finite(r[column])]
-            # Accuracies and means of log10 are on their own scale already; the rest are put on a log
-            # axis when they spread over a decade or more (under a decade a log axis has no labelled tick).
-            if (column != "predicted_robust_acc" and "log10" not in column and values and min(values) > 0
-                    and max(values) / min(values) >= 10):
-                ax.set_xscale("log")
-                ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_xlabel(column.replace("_", " "))
-            ax.set_ylabel("AutoAttack accuracy (%)")
-            ax.legend(fontsize=7)
-        for ax in list(axes.flat)[len(scores):]:
-            ax.set_visible(False)
-        fig.suptitle("Every score against AutoAttack accuracy, per threat model")
-        fig.tight_layout()
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
-    return paths
+def model_curves(results: list[ResultFile], curve_dir: Path | None, skipped: list[Skipped]) -> dict[str, ModelCurve]:
+    """``dataset/threat_model/model -> curve`` for every scored result that stores radii at its threat model."""
+    curves = {}
+    for result in results:
+        if result.record["status"] == "ok" and result.per_image is not None:
+            curve = model_curve(result, curve_dir, skipped)
+            if curve is not None:
+                curves[f"{curve.dataset}/{curve.threat_model}/{curve.model}"] = curve
+    return curves
 
 
-def render(results: Path, out: Path, seed: int = 0) -> dict[str, Any]:
-    """Write the CSV, Markdown, correlations and plots for the results under ``results``.
+def write_figures(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str, Correlation]]],
+                  curves: dict[str, ModelCurve], out: Path) -> tuple[list[Path], dict[str, str], dict[str, str]]:
+    """Write every PNG; return their paths, each scatter figure as inline SVG and each curve as a data URI."""
+    paths, svgs, curve_images = [], {}, {}
+    for figure in plots.scatter_figures(rows, correlations):
+        paths.append(out / f"{figure.name}.png")
+        paths[-1].write_bytes(plots.png(figure))
+        svgs[figure.name] = plots.svg(figure)
+        plots.close([figure])
+    by_group: dict[str, list[ModelCurve]] = defaultdict(list)
+    for key, curve in curves.items():
+        by_group[f"{curve.dataset}/{curve.threat_model}"].append(curve)
+        figure = plots.curve_figure(curve)
+        curve_images[key] = plots.png_data_uri(figure)
+        plots.close([figure])
+    for group, members in sorted(by_group.items()):
+        figure = plots.curves_grid_figure(members, group)
+        paths.append(out / f"{figure.name}.png")
+        paths[-1].write_bytes(plots.png(figure))
+        plots.close([figure])
+    return paths, svgs, curve_images
+
+
+def render(results: Path, out: Path, seed: int = 0, autoattack_curves: Path | None = None,
+           n_resamples: int = 2000) -> dict[str, Any]:
+    """Write the CSV, Markdown, correlations, plots and HTML page for the results under ``results``.
 
     Args:
         results: directory that ``run`` wrote into.
         out: output directory (created).
         seed: bootstrap seed.
+        n_resamples: bootstrap resamples of each correlation's interval.
+        autoattack_curves: folder of further AutoAttack budgets
+            (``<dataset>/<threat_model>/<model>_eps<label>.json``); ``None`` or absent: none.
 
     Returns:
-        ``{"rows": [...], "correlations": {...}, "files": [...]}``.
+        ``{"rows": [...], "correlations": {...}, "curves": {...}, "skipped": [Skipped, ...],
+        "files": [...]}``; ``skipped`` lists every file left out, with its reason.
 
     Raises:
-        FileNotFoundError: no result under ``results`` says ``"status": "ok"``.
+        FileNotFoundError: no usable result under ``results`` says ``"status": "ok"``.
         SettingsMismatchError: results of one dataset/threat model were scored with different settings.
     """
-    records = load_results(results)
+    read = read_results(results)
+    skipped = list(read.skipped)
+    records = [r.record for r in read.results]
     how = ("`python -m leaderboard run --model-dir DIR` scores the models whose weights are under DIR "
            "(`python -m leaderboard list --model-dir DIR` shows which those are).")
+    unusable = f" ({len(skipped)} file(s) skipped: {'; '.join(map(str, skipped[:3]))})" if skipped else ""
     if not records:
         raise FileNotFoundError(
-            f"nothing is scored under {results} (no <dataset>/<threat_model>/<model>.json there): {how}"
+            f"nothing is scored under {results} (no usable <dataset>/<threat_model>/<model>.json there"
+            f"{unusable}): {how}"
         )
     failed = [r for r in records if r.get("status") != "ok"]
     if len(failed) == len(records):
@@ -375,22 +414,36 @@ def render(results: Path, out: Path, seed: int = 0) -> dict[str, Any]:
         raise FileNotFoundError(
             f"nothing is scored under {results}: its {len(records)} result file(s) all record failures "
             f"(e.g. {first.get('dataset')}/{first.get('threat_model')}/{first.get('model')}: "
-            f"{flatten(first)['error']}). Fix what they say, then {how}"
+            f"{flatten(first)['error']}){unusable}. Fix what they say, then {how}"
         )
     store.check_uniform_settings(records, results)
     rows = [flatten(r) for r in records]
-    correlations = group_correlations(rows, seed=seed)
+    correlations = group_correlations(rows, seed=seed, n_resamples=n_resamples)
+    curves = model_curves(read.results, autoattack_curves, skipped)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "leaderboard.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    (out / "leaderboard.md").write_text(markdown(rows, correlations))
+    (out / "leaderboard.md").write_text(markdown(rows, correlations, skipped))
     serialisable = {g: {s: {k: c.as_dict() for k, c in t.items()} for s, t in table.items()}
                     for g, table in correlations.items()}
     (out / "correlations.json").write_text(json.dumps(serialisable, indent=2, allow_nan=True) + "\n")
-    files = [out / "leaderboard.csv", out / "leaderboard.md", out / "correlations.json", *plot(rows, correlations, out)]
-    return {"rows": rows, "correlations": correlations, "files": files}
+    pngs, svgs, curve_images = write_figures(rows, correlations, curves, out)
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[f"{row['dataset']}/{row['threat_model']}"].append(row)
+    links = {f"{r['dataset']}/{r['threat_model']}/{r['model']}": paper_link(MODEL_INFO_DIR, r["dataset"], r["threat_model"], r["model"])
+             for r in rows}
+    page = html_page.page(html_page.PageData(
+        rows=rows, records=records, correlations=correlations, errors=mean_abs_errors(rows), skipped=skipped,
+        figures=svgs, curves=curves, curve_images=curve_images, links={k: v for k, v in links.items() if v},
+        costs={g: cost_summary([r for r in members if r["status"] == "ok"]) for g, members in groups.items()},
+        cost_note=COST_NOTE, n_resamples=n_resamples,
+    ))
+    (out / "index.html").write_text(page, encoding="utf-8")
+    files = [out / "leaderboard.csv", out / "leaderboard.md", out / "correlations.json", *pngs, out / "index.html"]
+    return {"rows": rows, "correlations": correlations, "curves": curves, "skipped": skipped, "files": files}
 
 
 def add_arguments(parser: argparse.ArgumentParser, default_results: str = "leaderboard/results") -> None:
@@ -399,11 +452,17 @@ def add_arguments(parser: argparse.ArgumentParser, default_results: str = "leade
                         help=f"directory written by `run` (default: {default_results})")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: --results)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--autoattack-curves", type=Path, default=None,
+                        help="folder of AutoAttack results at further budgets, <dataset>/<threat_model>/"
+                             "<model>_eps<label>.json (default: none; --source zoo: the zoo's autoattack_curve/)")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="exit 0 even when unreadable or inconsistent result files were skipped")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Render, then print the correlations of the main score per group."""
-    rendered = render(args.results, args.out or args.results, seed=args.seed)
+    rendered = render(args.results, args.out or args.results, seed=args.seed,
+                      autoattack_curves=getattr(args, "autoattack_curves", None))
     print((Path(args.out or args.results) / "leaderboard.md").read_text())
     for group, (mean, count) in mean_abs_errors(rendered["rows"]).items():
         print(f"{group}: mean |predicted − AutoAttack| robust accuracy {mean:.2f} points over {count} models")
@@ -416,6 +475,15 @@ def run_from_args(args: argparse.Namespace) -> int:
             print(f"  {score:<28} Spearman {row['spearman_vs_autoattack']}   Kendall {row['kendall_vs_autoattack']}"
                   f"   partial|clean {row['partial_spearman_vs_autoattack_given_clean']}")
     print("\nwrote " + ", ".join(str(p) for p in rendered["files"]))
+    skipped = rendered["skipped"]
+    if skipped:
+        print(f"\nskipped {len(skipped)} file(s):", file=sys.stderr)
+        for item in skipped:
+            print(f"  {item}", file=sys.stderr)
+        if not getattr(args, "allow_partial", False):
+            print("error: the leaderboard leaves these out; fix or remove them, or pass --allow-partial",
+                  file=sys.stderr)
+            return 1
     return 0
 
 

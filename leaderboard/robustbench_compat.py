@@ -54,7 +54,7 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
 
 
 class UnreadableCheckpointError(pickle.UnpicklingError):
-    """A checkpoint file that is not a checkpoint (e.g. an HTML page from a failed download)."""
+    """A checkpoint file that is not a checkpoint (an HTML page from a failed download, a truncated file)."""
 
 
 class UnknownModelError(KeyError):
@@ -251,7 +251,7 @@ def read_checkpoint(
 
     Raises:
         UnsafeCheckpointError: the file needs objects outside :data:`CHECKPOINT_GLOBALS`.
-        UnreadableCheckpointError: the file is not a checkpoint.
+        UnreadableCheckpointError: the file is not a checkpoint, or is truncated or corrupt (naming it).
     """
     with path.open("rb") as fh:
         # Hash and load the same open file, so the hash is of the bytes that were loaded.
@@ -260,13 +260,25 @@ def read_checkpoint(
             digest.update(chunk)
         record = CheckpointFile(_relative_name(path, model_dir), digest.hexdigest(), fh.tell())
         fh.seek(0)
-        if trust_checkpoints:
-            return torch.load(fh, map_location="cpu", weights_only=False), record
-        with torch.serialization.safe_globals(list(CHECKPOINT_GLOBALS)):
-            try:
-                return torch.load(fh, map_location="cpu", weights_only=True), record
-            except pickle.UnpicklingError as exc:
-                raise _refusal(path, fh, exc) from None
+        try:
+            if trust_checkpoints:
+                return torch.load(fh, map_location="cpu", weights_only=False), record
+            with torch.serialization.safe_globals(list(CHECKPOINT_GLOBALS)):
+                try:
+                    return torch.load(fh, map_location="cpu", weights_only=True), record
+                except pickle.UnpicklingError as exc:
+                    raise _refusal(path, fh, exc) from None
+        except (UnsafeCheckpointError, UnreadableCheckpointError):
+            raise
+        except (RuntimeError, OSError, EOFError, ValueError) as exc:
+            raise UnreadableCheckpointError(corrupt_checkpoint_message(path, record.size, exc)) from exc
+
+
+def corrupt_checkpoint_message(path: Path, size: int, exc: BaseException) -> str:
+    """What to say about a checkpoint that could not be read: which file, how large, what failed."""
+    reason = " ".join(str(exc).split())[:200] or "the file ends early"
+    return (f"{path} ({size} bytes) could not be read: {type(exc).__name__}: {reason}. The file is "
+            "probably truncated or corrupt (an interrupted download or copy): download it again.")
 
 
 def _relative_name(path: Path, model_dir: Path | None) -> str:

@@ -125,6 +125,16 @@ def test_html_page_is_named_as_a_failed_download(tmp_path: Path) -> None:
         load_zoo_model("Standard", "cifar10", "Linf", tmp_path)
 
 
+@pytest.mark.parametrize("kept", [0.05, 0.5, 0.99])
+def test_truncated_checkpoint_is_named(tmp_path: Path, kept: float) -> None:
+    """A checkpoint cut short (an interrupted download) raises an error naming the file and its size."""
+    save_random_checkpoint("Wong2020Fast", "cifar10", "Linf", tmp_path)
+    path = checkpoint_paths("Wong2020Fast", "cifar10", "Linf", tmp_path)[0]
+    path.write_bytes(path.read_bytes()[: int(kept * path.stat().st_size)])
+    with pytest.raises(UnreadableCheckpointError, match=rf"{path} \({path.stat().st_size} bytes\) could not be read.*truncated"):
+        load_zoo_model("Wong2020Fast", "cifar10", "Linf", tmp_path)
+
+
 def test_last_checkpoint_of_kireev_and_andriushchenko(tmp_path: Path) -> None:
     """{'last': state dict, 'best': state dict} files load their 'last' model, weights only."""
     name = "Kireev2021Effectiveness_RLATAugMix"  # cifar10 corruptions, a PreAct ResNet-18

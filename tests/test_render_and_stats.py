@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +139,184 @@ def test_render_reports_predicted_robust_accuracy_and_its_mean_error(tmp_path):
     with open(out / "leaderboard.csv") as handle:
         csv_rows = {r["model"]: r for r in csv.DictReader(handle)}
     assert float(csv_rows["B"]["predicted_abs_error"]) == pytest.approx(5.0)
+
+
+def _attach_npz(root: Path, name: str, arrays: dict[str, np.ndarray]) -> Path:
+    """Store per-image arrays beside a result written by _write_result, and record their SHA-256 in its JSON."""
+    from leaderboard import store
+
+    json_path = root / "cifar10" / "Linf" / f"{name}.json"
+    npz = json_path.with_suffix(".npz")
+    record = json.loads(json_path.read_text())
+    record["per_image"] = {"file": npz.name, "sha256": store.write_per_image(npz, arrays)}
+    json_path.write_text(json.dumps(record))
+    return npz
+
+
+def _arrays(radius: list[float], refined: list[float] | None = None) -> dict[str, np.ndarray]:
+    n = len(radius)
+    arrays = {"index": np.arange(n), "label": np.zeros(n, dtype=np.int64),
+              "prediction": np.array([0 if r > 0 else 1 for r in radius]), "lambda_max": np.ones(n),
+              "trace": np.ones(n), "radius_linf": np.array(radius, dtype=np.float64)}
+    if refined is not None:
+        arrays["radius_linf_refined"] = np.array(refined, dtype=np.float64)
+    return arrays
+
+
+def _three_good_results(root: Path) -> None:
+    for i, (aa, lam) in enumerate([(10.0, 50.0), (30.0, 9.0), (60.0, 0.5)]):
+        _write_result(root, f"Good{i}", aa, lam, predicted=aa + 1)
+
+
+MALFORMED_JSON = {
+    "not UTF-8": (b'\xff\xfe{"model": "Bad"}', r"is not UTF-8 text \(byte 0xff at offset 0\)"),
+    "not JSON": (b'{"model": "Bad", "status": ', r"is not valid JSON"),
+    "a list, not an object": (b'[{"model": "Bad"}]', r"holds a list, not a JSON object"),
+    "a list where an object belongs": (
+        json.dumps({"model": "Bad", "dataset": "cifar10", "threat_model": "Linf", "status": "ok",
+                    "reported": [40.0, 50.0]}).encode(),
+        r"field 'reported' is a list, expected an object or null"),
+    "a string where a number belongs": (
+        json.dumps({"model": "Bad", "dataset": "cifar10", "threat_model": "Linf", "status": "ok",
+                    "reported": {"autoattack_acc": "40.0"}}).encode(),
+        r"field 'reported.autoattack_acc' is a string, expected a number or null"),
+    "a required field missing": (json.dumps({"model": "Bad", "dataset": "cifar10", "status": "ok"}).encode(),
+                                 r"field 'threat_model' is missing"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_JSON), ids=list(MALFORMED_JSON))
+def test_render_names_and_skips_a_malformed_result_json(tmp_path, case):
+    """A bad JSON is skipped by name with its reason; the others render; the page and the Markdown list it."""
+    results, out = tmp_path / "results", tmp_path / "out"
+    _three_good_results(results)
+    content, reason = MALFORMED_JSON[case]
+    (results / "cifar10" / "Linf" / "Bad.json").write_bytes(content)
+    rendered = render(results, out, n_resamples=50)
+    assert [s.file for s in rendered["skipped"]] == ["cifar10/Linf/Bad.json"]
+    assert re.search(reason, rendered["skipped"][0].reason)
+    assert {r["model"] for r in rendered["rows"]} == {"Good0", "Good1", "Good2"}
+    page = (out / "index.html").read_text()
+    assert "Files skipped (1)" in page and "<code>cifar10/Linf/Bad.json</code>" in page
+    assert "Files skipped (1)" in (out / "leaderboard.md").read_text()
+
+
+def test_render_command_fails_on_a_skipped_file_unless_partial_is_allowed(tmp_path, capsys):
+    """`render` exits 1 naming the skipped file, and 0 with --allow-partial (writing the outputs both times)."""
+    from leaderboard.__main__ import main
+
+    results, out = tmp_path / "results", tmp_path / "out"
+    _three_good_results(results)
+    (results / "cifar10" / "Linf" / "Bad.json").write_bytes(b"\xff")
+    assert main(["render", "--results", str(results), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "cifar10/Linf/Bad.json: is not UTF-8 text" in err and "--allow-partial" in err
+    assert (out / "index.html").is_file()
+    assert main(["render", "--results", str(results), "--out", str(out), "--allow-partial"]) == 0
+
+
+@pytest.mark.parametrize("damage", ["altered", "truncated", "missing"])
+def test_render_checks_each_npz_against_the_sha256_its_json_records(tmp_path, damage):
+    """An .npz that differs from its JSON's hash, is cut short or is absent is named; its model is left out."""
+    results = tmp_path / "results"
+    _three_good_results(results)
+    _write_result(results, "Damaged", 45.0, 2.0, predicted=44.0)
+    npz = _attach_npz(results, "Damaged", _arrays([0.0, 0.01, 0.05, 0.2]))
+    _attach_npz(results, "Good0", _arrays([0.0, 0.02, 0.03, 0.1]))
+    if damage == "altered":
+        from leaderboard import store
+
+        store.write_per_image(npz, _arrays([0.0, 0.01, 0.05, 0.3]))
+        reason = "is not the file Damaged.json describes (SHA-256 differs)"
+    elif damage == "truncated":
+        npz.write_bytes(npz.read_bytes()[:100])
+        reason = "is truncated or corrupt (100 bytes"
+    else:
+        npz.unlink()
+        reason = "is missing (Damaged.json names it)"
+    rendered = render(results, tmp_path / "out", n_resamples=50)
+    assert [s.file for s in rendered["skipped"]] == ["cifar10/Linf/Damaged.npz"]
+    assert reason in rendered["skipped"][0].reason and "Damaged left out" in rendered["skipped"][0].reason
+    assert "Damaged" not in {r["model"] for r in rendered["rows"]}
+    assert "cifar10/Linf/Good0" in rendered["curves"]  # the intact .npz is used
+
+
+def test_refined_prediction_is_used_where_stored_and_both_are_shown(tmp_path):
+    """With refined predictions, |Δ| and the correlations use them: here the refined values rank the
+    models as AutoAttack does (ρ = +1) while the first-order ones rank them in reverse (ρ = −1)."""
+    results = tmp_path / "results"
+    for i, (aa, first, refined) in enumerate([(10.0, 40.0, 12.0), (20.0, 30.0, 19.0), (30.0, 20.0, 33.0)]):
+        _write_result(results, f"M{i}", aa, 1.0 + i, predicted=first)
+        path = results / "cifar10" / "Linf" / f"M{i}.json"
+        record = json.loads(path.read_text())
+        record["predicted_robust_acc"]["Linf"]["refined"] = refined
+        path.write_text(json.dumps(record))
+    _write_result(results, "OldFile", 40.0, 0.5, predicted=41.0)  # first-order only: still in every table
+    out = tmp_path / "out"
+    rendered = render(results, out, n_resamples=50)
+    rows = {r["model"]: r for r in rendered["rows"]}
+    assert rows["M0"]["predicted_robust_acc"] == 12.0 and rows["M0"]["predicted_first_order"] == 40.0
+    assert rows["M0"]["predicted_abs_error"] == pytest.approx(2.0)
+    assert rows["OldFile"]["predicted_robust_acc"] == 41.0 and rows["OldFile"]["predicted_refined"] is None
+    predicted = rendered["correlations"]["cifar10/Linf"]["predicted_robust_acc"]
+    assert predicted["spearman_vs_autoattack"].value == pytest.approx(1.0)
+    text = (out / "leaderboard.md").read_text()
+    assert "| predicted (refined) | predicted (first-order) |" in text and "| 12.0 | 40.0 | 2.0 |" in text
+    with open(out / "leaderboard.csv") as handle:
+        csv_rows = {r["model"]: r for r in csv.DictReader(handle)}
+    assert float(csv_rows["M2"]["predicted_refined"]) == 33.0 and float(csv_rows["M2"]["predicted_first_order"]) == 20.0
+    page = (out / "index.html").read_text()
+    assert "predicted, refined %" in page and "predicted, first-order %" in page
+
+
+def test_accuracy_curve_from_the_radii_with_autoattack_points(tmp_path):
+    """The curve is robust_fraction of the stored radii at each budget (first-order and refined); its
+    AutoAttack points are the reported accuracy at 8/255 and each further budget's file; a
+    malformed budget file is named and skipped; the page embeds the curve as a PNG data URI."""
+    from art_fim.radius import robust_fraction
+
+    results, curves_dir = tmp_path / "results", tmp_path / "autoattack_curve"
+    _three_good_results(results)
+    first, refined = [0.0, 0.01, 0.02, 0.04, 0.08], [0.0, 0.005, 0.015, 0.03, 0.07]
+    _attach_npz(results, "Good1", _arrays(first, refined))
+    budget = curves_dir / "cifar10" / "Linf"
+    budget.mkdir(parents=True)
+    (budget / "Good1_eps4-255.json").write_text(json.dumps({"eps": 4 / 255, "autoattack_acc": 45.0, "n_examples": 500}))
+    (budget / "Good1_eps16-255.json").write_text(json.dumps({"eps": 16 / 255, "autoattack_acc": [5.0]}))
+    out = tmp_path / "out"
+    rendered = render(results, out, n_resamples=50, autoattack_curves=curves_dir)
+    curve = rendered["curves"]["cifar10/Linf/Good1"]
+    assert set(rendered["curves"]) == {"cifar10/Linf/Good1"}
+    for i, eps in enumerate(curve.eps):
+        assert curve.first_order[i] == pytest.approx(100 * robust_fraction(np.array(first), eps))
+        assert curve.refined[i] == pytest.approx(100 * robust_fraction(np.array(refined), eps))
+    assert curve.eps[0] == 0.0 and curve.eps[-1] >= 2 * 8 / 255
+    assert [(p.eps, p.accuracy) for p in curve.autoattack] == [(4 / 255, 45.0), (8 / 255, 30.0)]
+    assert [s.file for s in rendered["skipped"]] == ["cifar10/Linf/Good1_eps16-255.json"]
+    assert "field 'autoattack_acc' is a list" in rendered["skipped"][0].reason
+    page = (out / "index.html").read_text()
+    assert 'alt="accuracy vs eps of Good1" src="data:image/png;base64,' in page
+    assert (out / "accuracy_vs_eps_cifar10_Linf.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_page_is_self_contained_and_names_every_point(tmp_path):
+    """index.html loads nothing from elsewhere, has a row per scored model, a tooltip per plotted point
+    naming its model, and the identity line on the predicted-vs-AutoAttack panel; values are escaped."""
+    results = tmp_path / "results"
+    for i, (aa, lam) in enumerate([(10.0, 50.0), (20.0, 20.0), (30.0, 9.0), (45.0, 2.0)]):
+        _write_result(results, f"Model{i}", aa, lam, predicted=aa + 2)
+    _write_result(results, "Odd<b>", 25.0, 4.0, predicted=24.0)
+    out = tmp_path / "out"
+    render(results, out, n_resamples=50)
+    page = (out / "index.html").read_text()
+    assert not re.search(r"""<(script|link|img|iframe)[^>]+(src|href)=["']?(https?:)?//""", page)
+    assert "@import" not in page and "url(http" not in page
+    models = [f"Model{i}" for i in range(4)] + ["Odd&lt;b&gt;"]
+    assert sorted(re.findall(r'<tr class="model" data-model="([^"]+)"', page)) == sorted(models)
+    assert "Odd<b>" not in page
+    predicted_svg = page.split('id="figure-predicted_vs_autoattack"', 1)[1].split("</figure>", 1)[0]
+    assert "identity: predicted = AutoAttack" in predicted_svg
+    titles = re.findall(r"<title>([^<]+)</title>", predicted_svg)
+    assert sorted(t.split(" (")[0] for t in titles) == sorted(models)
+    fisher_svg = page.split('id="figure-fisher_vs_autoattack"', 1)[1].split("</figure>", 1)[0]
+    assert len(re.findall(r'<g id="fisher_vs_autoattack-\d+" class="point"><title>', fisher_svg)) == 5

@@ -164,3 +164,19 @@ def test_command_line_scores_the_zoo_and_renders_it(scored, tmp_path, capsys):
         f"cifar10/{t}/{n}.json" for t in ("L2", "Linf") for n in sorted(MODELS)]
     assert main(["render", "--source", "zoo", "--results", str(results)]) == 0
     assert "need at least 3 models" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kept", [0.05, 0.5], ids=["5% kept (torch: OSError Errno 22)", "50% kept"])
+def test_truncated_weights_fail_their_model_naming_the_file(tmp_path, kept):
+    """A zoo checkpoint cut short is recorded as failed with its file name and size, and the run goes on."""
+    zoo, results = make_zoo(tmp_path / "zoo"), tmp_path / "results"
+    path = weights_path("vgg_standard", zoo)
+    path.write_bytes(path.read_bytes()[: int(kept * path.stat().st_size)])
+    args = ["run", "--source", "zoo", "--model-dir", str(zoo), "--results", str(results), "--n-examples", "2",
+            "--blackbox-n", "0", "--reference-n", "0", "--clever-n", "0", "--no-progress"]
+    assert main(args) == 1
+    failed = _record(results, "Linf", "vgg_standard")
+    assert failed["status"] == "failed"
+    first_line = failed["error"].splitlines()[0]
+    assert f"{path} ({path.stat().st_size} bytes) could not be read" in first_line and "truncated" in first_line
+    assert _record(results, "Linf", "resnet9_standard")["status"] == "ok"

@@ -1,0 +1,304 @@
+"""The leaderboard's figures: scatter plots whose points name their model, and accuracy-vs-ε curves.
+
+Each figure is drawn once with matplotlib and written two ways: a PNG beside the tables, and
+an SVG for the HTML page in which every point carries a ``<title>`` (the browser's tooltip)
+naming its model and its values. Points are drawn one artist each, with an SVG id that
+:func:`svg` finds to attach the title.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from leaderboard.model_curves import ModelCurve
+from leaderboard.read_results import finite_number
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure as MplFigure
+
+#: Columns of :func:`leaderboard.render.flatten` plotted against AutoAttack accuracy, beside the
+#: Fisher scores, in the all-scores figure (those present).
+BASELINE_COLUMNS = ("blackbox_lambda_max_median", "reference_lambda_max_median", "clever_median")
+FISHER_COLUMNS = ("lambda_max_median", "lambda_max_mean_log10", "lambda_max_mean", "trace_median")
+
+
+@dataclass
+class Figure:
+    """A matplotlib figure with the tooltip of each of its points.
+
+    Attributes:
+        name: file stem of its PNG (``fisher_vs_autoattack``) and prefix of its SVG ids.
+        figure: the matplotlib figure.
+        titles: SVG id of a point -> its tooltip.
+        dpi: resolution of the PNG.
+    """
+
+    name: str
+    figure: MplFigure
+    titles: dict[str, str] = field(default_factory=dict)
+    dpi: int = 130
+
+    def points(self, ax: Axes, xs: Sequence[float], ys: Sequence[float], tips: Sequence[str],
+               label: str | None = None, **style: Any) -> None:
+        """Draw one marker per point, each with its tooltip; ``label`` names the series once in the legend."""
+        style = {"marker": "o", "linestyle": "none", "alpha": 0.85, **style}
+        for i, (x, y, tip) in enumerate(zip(xs, ys, tips)):
+            gid = f"{self.name}-{len(self.titles)}"
+            ax.plot([x], [y], gid=gid, label=label if i == 0 and label else "_nolegend_", **style)
+            self.titles[gid] = tip
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png(figure: Figure, dpi: int | None = None) -> bytes:
+    """The figure as PNG bytes."""
+    buffer = io.BytesIO()
+    figure.figure.savefig(buffer, format="png", dpi=dpi or figure.dpi, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def png_data_uri(figure: Figure, dpi: int | None = None) -> str:
+    """The figure as a ``data:image/png;base64,...`` URI, for an ``<img>`` in a self-contained page."""
+    return "data:image/png;base64," + base64.b64encode(png(figure, dpi)).decode("ascii")
+
+
+def svg(figure: Figure) -> str:
+    """The figure as an ``<svg>`` element to inline in HTML, each point with its ``<title>`` tooltip.
+
+    Text stays text (no font outlines), and ids are salted with the figure's name so that
+    several figures can share one page.
+    """
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": figure.name}):
+        figure.figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    text = buffer.getvalue()
+    text = text[text.index("<svg"):]
+    for gid, tip in figure.titles.items():
+        text = text.replace(f'<g id="{gid}">', f'<g id="{gid}" class="point"><title>{escape(tip)}</title>', 1)
+    return text
+
+
+def close(figures: Sequence[Figure]) -> None:
+    """Release the figures' memory."""
+    plt = _pyplot()
+    for figure in figures:
+        plt.close(figure.figure)
+
+
+def _group(row: dict[str, Any]) -> str:
+    return f"{row['dataset']}/{row['threat_model']}"
+
+
+def _tip(row: dict[str, Any], *values: tuple[str, Any]) -> str:
+    shown = ", ".join(f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}"
+                      for name, value in values if value is not None)
+    return f"{row['model']} ({row.get('architecture') or '?'}): {shown}"
+
+
+def _log_axis_if_spread(ax: Axes, values: Sequence[float], axis: str = "x") -> None:
+    """A log axis when positive values spread over a decade or more (under that it has no labelled tick)."""
+    from matplotlib.ticker import NullFormatter
+
+    if values and min(values) > 0 and max(values) / min(values) >= 10:
+        getattr(ax, f"set_{axis}scale")("log")
+        getattr(ax, f"{axis}axis").set_minor_formatter(NullFormatter())
+
+
+def scatter_figures(rows: list[dict[str, Any]], correlations: dict[str, Any],
+                    score: str = "lambda_max_median") -> list[Figure]:
+    """Every scatter figure of the leaderboard, over the scored models with AutoAttack accuracy.
+
+    Args:
+        rows: rows of :func:`leaderboard.render.flatten`.
+        correlations: :func:`leaderboard.render.group_correlations` of the rows.
+        score: the Fisher score of the first figure.
+
+    Returns:
+        ``fisher_vs_autoattack`` (``score``, log scale, Spearman's ρ in the legend),
+        ``predicted_vs_autoattack`` (predicted robust accuracy, refined where stored and
+        first-order, against AutoAttack's, with the identity line), ``clean_vs_autoattack``
+        (coloured by ``score``) and, when baselines are present, ``scores_vs_autoattack``.
+    """
+    plt = _pyplot()
+    usable = [r for r in rows if r["status"] == "ok" and finite_number(r["autoattack_acc"])]
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in usable:
+        groups[_group(row)].append(row)
+    figures = []
+
+    fisher = Figure("fisher_vs_autoattack", plt.figure(figsize=(7, 5)))
+    ax = fisher.figure.subplots()
+    for k, (group, members) in enumerate(sorted(groups.items())):
+        members = [r for r in members if finite_number(r[score]) and r[score] > 0]
+        rho = correlations.get(group, {}).get(score, {}).get("spearman_vs_autoattack")
+        label = f"{group} (n={len(members)}, Spearman ρ = {rho})" if rho else group
+        fisher.points(ax, [r[score] for r in members], [r["autoattack_acc"] for r in members],
+                      [_tip(r, ("AutoAttack %", r["autoattack_acc"]), (score, r[score])) for r in members],
+                      label=label, color=f"C{k}")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{score.replace('_', ' ')} of the input Fisher (log scale)")
+    ax.set_ylabel("AutoAttack accuracy (%), reported")
+    ax.set_title("Input-Fisher spectral norm vs AutoAttack accuracy")
+    if groups:
+        ax.legend(fontsize=8)
+    fisher.figure.tight_layout()
+    figures.append(fisher)
+
+    figures.append(predicted_figure(groups))
+
+    clean = Figure("clean_vs_autoattack", plt.figure(figsize=(7, 5)))
+    ax = clean.figure.subplots()
+    coloured = [r for r in usable if finite_number(r[score]) and r[score] > 0]
+    values = [math.log10(r[score]) for r in coloured]
+    norm = plt.Normalize(min(values, default=0.0), max(values, default=1.0))
+    cmap = plt.get_cmap("viridis")
+    for row, value in zip(coloured, values):
+        acc = row["reported_clean_acc"] if finite_number(row["reported_clean_acc"]) else row["clean_acc"]
+        clean.points(ax, [acc], [row["autoattack_acc"]],
+                     [_tip(row, ("clean %", acc), ("AutoAttack %", row["autoattack_acc"]), (score, row[score]))],
+                     color=cmap(norm(value)), alpha=1.0)
+    clean.figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"log10 {score.replace('_', ' ')}")
+    ax.set_xlabel("clean accuracy (%)")
+    ax.set_ylabel("AutoAttack accuracy (%), reported")
+    ax.set_title("Clean vs AutoAttack accuracy, coloured by the input-Fisher norm")
+    clean.figure.tight_layout()
+    figures.append(clean)
+
+    baselines = [c for c in BASELINE_COLUMNS if any(finite_number(r.get(c)) for r in usable)]
+    if baselines:
+        figures.append(_all_scores_figure(groups, [*FISHER_COLUMNS, "predicted_robust_acc", *baselines]))
+    return figures
+
+
+def predicted_figure(groups: dict[str, list[dict[str, Any]]]) -> Figure:
+    """Predicted against AutoAttack accuracy per group, with the identity line to read the error against.
+
+    The refined prediction is drawn filled where stored, the first-order one hollow.
+    """
+    plt = _pyplot()
+    figure = Figure("predicted_vs_autoattack", plt.figure(figsize=(6.4, 6)))
+    ax = figure.figure.subplots()
+    top = 0.0
+    for k, (group, members) in enumerate(sorted(groups.items())):
+        refined = any(finite_number(r.get("predicted_refined")) for r in members)
+        for column, kind, fill in (("predicted_refined", "refined", f"C{k}"),
+                                   ("predicted_first_order", "first-order", "none" if refined else f"C{k}")):
+            shown = [r for r in members if finite_number(r.get(column))]
+            if not shown:
+                continue
+            errors = [abs(r[column] - r["autoattack_acc"]) for r in shown]
+            figure.points(
+                ax, [r["autoattack_acc"] for r in shown], [r[column] for r in shown],
+                [_tip(r, ("AutoAttack %", r["autoattack_acc"]), (f"predicted ({kind}) %", r[column]),
+                      ("|Δ|", abs(r[column] - r["autoattack_acc"]))) for r in shown],
+                label=f"{group}, {kind} (mean |Δ| {np.mean(errors):.2f} points, n={len(shown)})",
+                color=f"C{k}", markerfacecolor=fill,
+            )
+            top = max(top, *[r[column] for r in shown], *[r["autoattack_acc"] for r in shown])
+    top = 5 * math.ceil(top / 5 + 0.2) if top > 0 else 100.0
+    ax.plot([0, top], [0, top], color="0.5", linestyle="--", linewidth=1, label="identity: predicted = AutoAttack")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("AutoAttack accuracy (%)")
+    ax.set_ylabel("predicted robust accuracy (%), attack-free")
+    ax.set_title("Predicted vs AutoAttack robust accuracy")
+    ax.legend(fontsize=7, loc="upper left")
+    figure.figure.tight_layout()
+    return figure
+
+
+def _all_scores_figure(groups: dict[str, list[dict[str, Any]]], scores: list[str]) -> Figure:
+    plt = _pyplot()
+    columns = 3
+    lines = -(-len(scores) // columns)
+    figure = Figure("scores_vs_autoattack", plt.figure(figsize=(12, 3.3 * lines)), dpi=110)
+    axes = figure.figure.subplots(lines, columns, squeeze=False)
+    for ax, column in zip(axes.flat, scores):
+        for k, (group, members) in enumerate(sorted(groups.items())):
+            shown = [r for r in members if finite_number(r.get(column))]
+            figure.points(ax, [r[column] for r in shown], [r["autoattack_acc"] for r in shown],
+                          [_tip(r, ("AutoAttack %", r["autoattack_acc"]), (column, r[column])) for r in shown],
+                          label=group, color=f"C{k}", markersize=5)
+        if column != "predicted_robust_acc" and "log10" not in column:
+            _log_axis_if_spread(ax, [r[column] for m in groups.values() for r in m if finite_number(r.get(column))])
+        ax.set_xlabel(column.replace("_", " "))
+        ax.set_ylabel("AutoAttack accuracy (%)")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(scores):]:
+        ax.set_visible(False)
+    figure.figure.suptitle("Every score against AutoAttack accuracy, per threat model")
+    figure.figure.tight_layout()
+    return figure
+
+
+def draw_curve(ax: Axes, curve: ModelCurve, legend: bool = True) -> None:
+    """One model's predicted accuracy-vs-ε curve(s) and AutoAttack's measured points on one axis."""
+    scale, unit = (255.0, " (×1/255)") if curve.threat_model == "Linf" else (1.0, "")
+    eps = curve.eps * scale
+    ax.plot(eps, curve.first_order, color="C0", label="predicted, first-order")
+    if curve.refined is not None:
+        ax.plot(eps, curve.refined, color="C1", label="predicted, refined")
+    if curve.main_eps is not None:
+        ax.axvline(curve.main_eps * scale, color="0.7", linewidth=0.8, linestyle=":")
+    if curve.autoattack:
+        ax.plot([p.eps * scale for p in curve.autoattack], [p.accuracy for p in curve.autoattack], "ks",
+                markersize=5, label="AutoAttack, measured")
+    ax.set_ylim(0, 100)
+    ax.set_xlim(0, eps[-1] if eps[-1] > 0 else 1)
+    ax.set_xlabel(f"ε, {curve.threat_model}{unit}")
+    ax.set_ylabel("robust accuracy (%)")
+    if legend:
+        ax.legend(fontsize=7)
+
+
+def curve_figure(curve: ModelCurve) -> Figure:
+    """A small figure of one model's curve, for its details on the page."""
+    plt = _pyplot()
+    figure = Figure(f"curve-{curve.threat_model}-{curve.model}", plt.figure(figsize=(4.4, 2.9)), dpi=80)
+    ax = figure.figure.subplots()
+    draw_curve(ax, curve)
+    ax.set_title(f"{curve.model}: accuracy vs ε", fontsize=9)
+    figure.figure.tight_layout()
+    return figure
+
+
+def curves_grid_figure(curves: list[ModelCurve], group: str) -> Figure:
+    """Every model's curve of one dataset/threat model, one small panel each."""
+    plt = _pyplot()
+    columns = min(6, len(curves))
+    lines = -(-len(curves) // columns)
+    name = "accuracy_vs_eps_" + group.replace("/", "_")
+    figure = Figure(name, plt.figure(figsize=(2.6 * columns, 2.3 * lines + 0.4)), dpi=90)
+    axes = figure.figure.subplots(lines, columns, squeeze=False, sharey=True)
+    for ax, curve in zip(axes.flat, curves):
+        draw_curve(ax, curve, legend=False)
+        ax.set_title(curve.model, fontsize=8)
+        ax.xaxis.label.set_fontsize(7)
+        ax.yaxis.label.set_fontsize(7)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(curves):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    figure.figure.legend(handles, labels, loc="lower right", fontsize=8)
+    figure.figure.suptitle(f"{group}: predicted accuracy vs ε per model, with AutoAttack's measured points")
+    figure.figure.tight_layout()
+    return figure

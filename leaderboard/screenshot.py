@@ -1,0 +1,77 @@
+"""Open the rendered page in a headless Chromium and save a screenshot of it.
+
+    python -m leaderboard.screenshot leaderboard/results/zoo/index.html leaderboard/results/zoo/index.png
+
+Uses Playwright's Python client (``pip install playwright``, in the ``test`` extra) with the
+system's Chromium (Debian's ``chromium`` package, ``/usr/bin/chromium``, or the one
+``ART_FIM_CHROMIUM`` names): Playwright never downloads a browser here. The browser starts
+without a sandbox (containers and CI runners rarely allow one) and without background
+networking, so opening the page makes no request beyond the file itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+#: Where Debian's ``chromium`` package puts the browser.
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-background-networking")
+
+
+def chromium_path() -> Path | None:
+    """The Chromium executable (``ART_FIM_CHROMIUM``, else Debian's), or ``None`` if it is not there."""
+    path = Path(os.environ.get("ART_FIM_CHROMIUM", DEFAULT_CHROMIUM))
+    return path if path.is_file() else None
+
+
+@contextmanager
+def browser_page(width: int = 1400, height: int = 900) -> Iterator[Any]:
+    """A Playwright page in a headless system Chromium, closed on exit.
+
+    Raises:
+        FileNotFoundError: no Chromium at :func:`chromium_path`.
+        ImportError: Playwright is not installed.
+    """
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_path()
+    if executable is None:
+        raise FileNotFoundError(
+            f"no Chromium at {os.environ.get('ART_FIM_CHROMIUM', DEFAULT_CHROMIUM)}: `apt-get install -y chromium`, "
+            "or name one with ART_FIM_CHROMIUM"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(executable), args=list(CHROMIUM_ARGS))
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()
+
+
+def screenshot(page_path: Path, png_path: Path, width: int = 1400, height: int = 900) -> None:
+    """Save what the first ``width × height`` pixels of the page show as a PNG."""
+    with browser_page(width, height) as page:
+        page.goto(page_path.resolve().as_uri())
+        page.screenshot(path=str(png_path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m leaderboard.screenshot PAGE PNG [--width W] [--height H]``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("page", type=Path, help="the rendered index.html")
+    parser.add_argument("png", type=Path, help="where the screenshot goes")
+    parser.add_argument("--width", type=int, default=1400)
+    parser.add_argument("--height", type=int, default=900)
+    args = parser.parse_args(argv)
+    screenshot(args.page, args.png, args.width, args.height)
+    print(f"wrote {args.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
