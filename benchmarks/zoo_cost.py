@@ -288,6 +288,10 @@ def _checkpoint_state(state: dict[str, torch.Tensor], dataset: str, name: str) -
 
     from leaderboard.robustbench_compat import _IMAGENET_NO_PREFIX
 
+    if dataset == "imagenet" and name not in _IMAGENET_NO_PREFIX:
+        # Published checkpoints hold the bare network: the normaliser RobustBench wraps it in
+        # (``normalize.mean``, ``normalize.std``) keeps its constructed values, as in RobustBench.
+        state = {k: v for k, v in state.items() if k.startswith("model.")}
     saved = {_inverse_key(k, dataset, name): v for k, v in state.items()}
     back = rm_substr_from_state_dict(rm_substr_from_state_dict(saved, "module."), "model.")
     if dataset == "imagenet" and name not in _IMAGENET_NO_PREFIX:
