@@ -28,7 +28,8 @@ Configs: ``small`` (the default on CPU) times PreActResNet-18 on 4 CIFAR-10 imag
 shared 2-core CPU one PreActResNet-18 image takes seconds, a WideResNet-28-10 or ODE image
 minutes and an ImageNet image far longer, so those are left to ``--families`` or a GPU;
 ``full`` (the default on CUDA) times every family on 32–256 CIFAR and 8–16 ImageNet images,
-sized to finish in about three minutes on one H200. ImageNet images are random JPEGs written
+sized to finish in about three minutes on one H200 (after ``--budget`` seconds, 150 by
+default, it starts no new family; the families come in order of importance). ImageNet images are random JPEGs written
 in RobustBench's ``val/<wnid>/`` layout (read through the leaderboard's loader with each
 model's own preprocessing); CIFAR-10 uses the bundled test images, CIFAR-100 random pixels.
 After each family the measurement is printed and the ``--out`` JSON rewritten.
@@ -56,6 +57,10 @@ from leaderboard.registry import MODEL_INFO_DIR, ZooEntry, list_entries, select_
 
 #: Test images RobustBench evaluates each model on (its ``n_examples``).
 ROBUSTBENCH_N_EXAMPLES: dict[str, int] = {"cifar10": 10_000, "cifar100": 10_000, "imagenet": 5_000}
+
+#: Seconds after which a ``full`` run starts no new family: with the start-up, the last family
+#: and the summary, the run ends in about three minutes (the families come in order of importance).
+FULL_BUDGET_SECONDS = 150.0
 
 #: Model-info fields that would state an attack's cost, were RobustBench to record one.
 COST_FIELD = re.compile(r"time|second|runtime|cost|hour|duration", re.IGNORECASE)
@@ -236,10 +241,13 @@ def extrapolate(
 
 def totals(estimates: Sequence[EntryEstimate]) -> dict[str, dict[str, float | int]]:
     """Per dataset and ``"all"``: entries, measured entries, unmeasured entries, estimated seconds."""
-    out: dict[str, dict[str, float | int]] = {}
+    out: dict[str, dict[str, float | int]] = {
+        group: {"entries": 0, "measured": 0, "unmeasured": 0, "seconds": 0.0}
+        for group in (*ROBUSTBENCH_N_EXAMPLES, "all")
+    }
     for estimate in estimates:
         for group in (estimate.key.split("/", 1)[0], "all"):
-            row = out.setdefault(group, {"entries": 0, "measured": 0, "unmeasured": 0, "seconds": 0.0})
+            row = out[group]
             row["entries"] += 1
             if estimate.seconds is None:
                 row["unmeasured"] += 1
@@ -323,8 +331,8 @@ def _construct(family: Family, device: torch.device) -> torch.nn.Module:
         try:
             with torch.device(device):
                 return build()
-        except Exception:  # noqa: BLE001  (a constructor that mixes devices: build it on the CPU)
-            pass
+        except Exception as exc:  # noqa: BLE001  (a constructor that mixes devices: build it on the CPU)
+            print(f"  {family.key}: built on the CPU ({type(exc).__name__} on {device})", flush=True)
     return build()
 
 
@@ -485,7 +493,7 @@ def print_extrapolation(
     for e in estimates:
         fisher = _duration(e.seconds) if e.seconds is not None else "unmeasured"
         attack = _duration(e.autoattack_seconds) if e.autoattack_seconds is not None else "not stated"
-        print(f"  {e.key:<62} {str(e.architecture):<48} {str(e.family or '—'):<36} {fisher:>10}   AutoAttack: {attack}")
+        print(f"  {e.key:<62} {e.architecture!s:<48} {e.family or '—'!s:<36} {fisher:>10}   AutoAttack: {attack}")
     print("\nPer family (entries mapped to it, their estimated time):")
     by_family: dict[str, list[EntryEstimate]] = {}
     for e in estimates:
@@ -500,7 +508,7 @@ def print_extrapolation(
     if unmeasured:
         print(f"\nUnmeasured: {sum(unmeasured.values())} entries (their family was not timed in this run):")
         for (dataset, arch), count in sorted(unmeasured.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
-            print(f"  {dataset:<9} {str(arch):<50} {count}")
+            print(f"  {dataset:<9} {arch!s:<50} {count}")
     print("\nTotal (measured entries only):")
     for group, row in totals(estimates).items():
         print(f"  {group:<9} {row['entries']:>3} entries: {row['measured']:>3} measured, "
@@ -554,7 +562,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-imagenet", type=int, default=None, help="ImageNet images per model")
     parser.add_argument("--data-dir", default=None, help="torchvision-layout CIFAR root (default: bundled / random)")
     parser.add_argument("--out", type=Path, default=None, help="JSON of the measurements, rewritten per family")
+    parser.add_argument("--budget", type=float, default=None,
+                        help=f"start no new family after this many seconds (default: {FULL_BUDGET_SECONDS:.0f} "
+                             "for full, none for small or --families; 0: none)")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     config = args.config or ("full" if args.device == "cuda" else "small")
     device = torch.device(args.device)
     families = choose_families(config, args.families)
@@ -578,9 +590,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "config": config, "device": args.device, "torch": torch.__version__,
             "measurements": {k: asdict(m) for k, m in measurements.items()}, "failures": failures,
             "totals": totals(estimates), "estimates": [asdict(e) for e in estimates],
-            "autoattack_cost_fields": fields,
+            "autoattack_cost_fields": fields, "not_timed": skipped,
         }
 
+    budget = args.budget if args.budget is not None else (
+        FULL_BUDGET_SECONDS if config == "full" and not args.families else 0.0)
+    skipped: list[str] = []
     with tempfile.TemporaryDirectory(prefix="zoo_cost_") as tmp:
         work_dir = Path(tmp)
         imagenet_dir = None
@@ -590,6 +605,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             imagenet_dir = work_dir / "imagenet"
             write_imagenet_layout(imagenet_dir, imagenet_n)
         for family in families:
+            if budget and time.perf_counter() - started > budget:
+                skipped.append(family.key)
+                continue
             n = family_n(family, config, args.n, args.n_imagenet)
             try:
                 measurements[family.key] = measure(family, n, device, work_dir, imagenet_dir, args.data_dir)
@@ -599,6 +617,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 failures[family.key] = reason + "\n" + traceback.format_exc(limit=-3)
                 print(f"{family.key:<36} {family.model:<38} FAILED: {reason}", flush=True)
             write_json(args.out, payload())
+    if skipped:
+        print(f"budget of {budget:.0f} s reached: not timed {', '.join(skipped)} (--families times them)", flush=True)
     print_extrapolation(extrapolate(entries, FAMILIES, measurements), measurements, fields)
     write_json(args.out, payload())
     return 0

@@ -12,7 +12,7 @@ from leaderboard_cases import require_robustbench
 
 require_robustbench()
 
-from benchmarks.zoo_cost import (  # noqa: E402
+from benchmarks.zoo_cost import (
     FAMILIES,
     ROBUSTBENCH_N_EXAMPLES,
     Measurement,
@@ -20,7 +20,7 @@ from benchmarks.zoo_cost import (  # noqa: E402
     family_of,
     totals,
 )
-from leaderboard.registry import list_entries  # noqa: E402
+from leaderboard.registry import list_entries
 
 ENTRIES = list_entries()
 ROUTE = {"spectral_norm": {"method": "exact", "batch_size": 8}, "trace": {"method": "exact", "batch_size": 8}}
