@@ -22,14 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from art_fim import fisher_statistics  # noqa: E402
-from leaderboard.data import bundled_cifar10  # noqa: E402
-from leaderboard.scoring import ROBUSTBENCH_EPS  # noqa: E402
-from leaderboard.zoo.plan import BUILD_ORDER  # noqa: E402
-from leaderboard.zoo.weights import ZOO_DIR, load_model  # noqa: E402
+from art_fim import fisher_statistics
+from leaderboard.data import bundled_cifar10
+from leaderboard.scoring import ROBUSTBENCH_EPS
+from leaderboard.zoo.plan import BUILD_ORDER
+from leaderboard.zoo.weights import ZOO_DIR, load_model
 
 THREATS = ROBUSTBENCH_EPS["cifar10"]
 
