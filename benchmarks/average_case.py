@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -32,14 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from art_fim import AverageCaseRobustness, class_averages, rank_agreement, vulnerability_ranking
+from leaderboard.data import bundled_cifar10
+from leaderboard.small_cnn import load_classifier
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "examples"))
-sys.path.insert(0, str(ROOT))
-
-from score_bundled_models import load_classifier  # noqa: E402
-
-from art_fim import AverageCaseRobustness, class_averages, rank_agreement, vulnerability_ranking  # noqa: E402
-from leaderboard.data import bundled_cifar10  # noqa: E402
 
 ESTIMATORS = ("taylor", "mmse", "taylor_mvs", "mmse_mvs")
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

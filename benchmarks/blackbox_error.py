@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import time
 from pathlib import Path
 
@@ -35,15 +34,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from art_fim import BlackBoxFisher, FiniteDifferenceJacobian, FisherInformationMetric
+from art_fim.hutchinson import fisher_quadratic_form
+from leaderboard.small_cnn import CIFAR10_MEAN, CIFAR10_STD, small_cnn
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "examples"))
-
-from small_cnn import CIFAR10_MEAN, CIFAR10_STD, small_cnn  # noqa: E402
-
-from art_fim import BlackBoxFisher, FiniteDifferenceJacobian, FisherInformationMetric  # noqa: E402
-from art_fim.hutchinson import fisher_quadratic_form  # noqa: E402
-
 SUBSET = ROOT / "leaderboard" / "data" / "cifar10_test_1000.npz"
 WEIGHTS = ROOT / "examples" / "models" / "small_cnn_standard.pt"
 SHAPES = {784: (1, 28, 28), 3072: (3, 32, 32), 12288: (3, 64, 64)}

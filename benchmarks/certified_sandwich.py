@@ -22,74 +22,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+
+from art_fim.lipschitz import lipschitz_bound
+from leaderboard.data import bundled_cifar10
+from leaderboard.small_cnn import load_classifier
+from leaderboard.zoo.sandwich import THREATS, sandwich_row, violations, zoo_rows
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "examples"))
-
-from art_fim import predicted_robust_accuracy  # noqa: E402
-from art_fim.lipschitz import certified_accuracy, certified_radius, lipschitz_bound  # noqa: E402
-from leaderboard.data import bundled_cifar10  # noqa: E402
-
-THREATS = {"Linf": (np.inf, 8 / 255), "L2": (2, 0.5)}
-
-
-def measured_models(zoo_dir: Path) -> list[tuple[str, str, dict]]:
-    """``(name, threat, model_info)`` for every AutoAttack measurement in ``zoo_dir``."""
-    found = []
-    for threat in THREATS:
-        for path in sorted((zoo_dir / "model_info" / "cifar10" / threat).glob("*.json")):
-            found.append((path.stem, threat, json.loads(path.read_text())))
-    return found
-
-
-def sandwich_row(model: Any, bound: float, x: np.ndarray, y: np.ndarray, threat: str, eps: float) -> dict:
-    """Certified and predicted robust accuracy of one model at one threat, percent."""
-    norm, _ = THREATS[threat]
-    row = {"threat": threat, "eps": eps, "n": len(x),
-           "certified": 100.0 * certified_accuracy(model, x, y, eps, norm=norm, bound=bound),
-           "median_radius": float(np.median(certified_radius(model, x, bound)))}
-    row["predicted"] = 100.0 * float(predicted_robust_accuracy(model, x, y, eps, norm=norm, verbose=False))
-    return row
-
-
-def zoo_rows(zoo_dir: Path) -> list[dict]:
-    """One row per AutoAttack-measured zoo model and threat."""
-    from leaderboard.zoo import load_model
-
-    rows, bounds = [], {}
-    for name, threat, info in measured_models(zoo_dir):
-        model = load_model(name, zoo_dir)
-        if name not in bounds:
-            start = time.perf_counter()
-            bounds[name] = (lipschitz_bound(model, (3, 32, 32), input_box=(0.0, 1.0)), time.perf_counter() - start)
-        bound, seconds = bounds[name]
-        x, y = bundled_cifar10(int(info["n_examples"]))
-        row = sandwich_row(model, bound.value, x, y, threat, float(info["eps"]))
-        clean = float(np.mean(_predict(model, x).argmax(1) == y)) * 100
-        row.update(name=name, lipschitz=bound.value, bound_seconds=seconds, clean=clean,
-                   autoattack=float(info["autoattack_acc"]))
-        rows.append(row)
-    return rows
-
-
-def _predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return model(torch.from_numpy(x)).numpy()
+MODELS = ROOT / "examples" / "models"  # the bundled small CNNs
 
 
 def bundled_rows(n: int) -> list[dict]:
     """The bundled CNNs through ART (standardisation in ``preprocessing``): no AutoAttack column."""
-    from score_bundled_models import MODELS, load_classifier
-
     rows = []
     x, y = bundled_cifar10(n)
     for weights in sorted(MODELS.glob("*.pt")):
@@ -101,11 +50,6 @@ def bundled_rows(n: int) -> list[dict]:
             row.update(name=weights.stem, lipschitz=bound.value, clean=clean, autoattack=math.nan)
             rows.append(row)
     return rows
-
-
-def violations(rows: list[dict]) -> list[dict]:
-    """Rows whose certified accuracy exceeds AutoAttack's (a bug in the bound or the attack)."""
-    return [r for r in rows if not math.isnan(r["autoattack"]) and r["certified"] > r["autoattack"]]
 
 
 def render(rows: list[dict]) -> str:

@@ -50,17 +50,13 @@ import torch
 from art.metrics import clever_u
 from tqdm.auto import tqdm
 
+from art_fim import FisherInformationMetric, fisher_statistics
+from leaderboard.baselines import srp_whitebox_estimate, zero_parameter_gradients
+from leaderboard.data import bundled_cifar10
+from leaderboard.scoring import ROBUSTBENCH_EPS
+from leaderboard.small_cnn import load_classifier
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "examples"))
-
-from score_bundled_models import load_classifier  # noqa: E402
-
-from art_fim import FisherInformationMetric, fisher_statistics  # noqa: E402
-from leaderboard.baselines import srp_whitebox_estimate, zero_parameter_gradients  # noqa: E402
-from leaderboard.data import bundled_cifar10  # noqa: E402
-from leaderboard.scoring import ROBUSTBENCH_EPS  # noqa: E402
-
 MODEL = ROOT / "examples" / "models" / "small_cnn_standard.pt"
 
 

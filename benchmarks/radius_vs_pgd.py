@@ -14,21 +14,17 @@ is ``zoo_predicted_vs_autoattack.py``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 from art.attacks.evasion import ProjectedGradientDescent
 
+from art_fim import fisher_statistics
+from leaderboard.data import bundled_cifar10
+from leaderboard.small_cnn import load_classifier
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "examples"))
-
-from score_bundled_models import MODELS, load_classifier  # noqa: E402
-
-from art_fim import fisher_statistics  # noqa: E402
-from leaderboard.data import bundled_cifar10  # noqa: E402
-
+MODELS = ROOT / "examples" / "models"  # the bundled small CNNs
 THREATS = {"Linf": (np.inf, 8 / 255, 2 / 255), "L2": (2, 0.5, 0.1)}  # norm, eps, PGD step
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,13 +30,12 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "examples"))
+from art_fim.lipschitz import certified_fisher_bound, lipschitz_bound, local_norms
+from leaderboard.data import bundled_cifar10
+from leaderboard.zoo import architectures as zoo
 
-from art_fim.lipschitz import certified_fisher_bound, lipschitz_bound, local_norms  # noqa: E402
-from leaderboard.data import bundled_cifar10  # noqa: E402
-from leaderboard.zoo import architectures as zoo  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "examples" / "models"  # the bundled small CNNs
 
 
 def torchvision_resnet(blocks: list[int]) -> Callable[[], nn.Module]:
@@ -114,8 +112,7 @@ def random_init_rows(x: np.ndarray, seeds: int) -> list[dict]:
 
 def trained_rows(x: np.ndarray, zoo_dir: Path) -> list[dict]:
     """The bundled CNNs (ART classifiers) and every trained zoo model under ``zoo_dir``."""
-    from score_bundled_models import MODELS, load_classifier
-
+    from leaderboard.small_cnn import load_classifier
     from leaderboard.zoo import ZOO, load_model
     from leaderboard.zoo.weights import weights_path
 

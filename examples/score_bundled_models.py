@@ -14,34 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from art.estimators.classification import PyTorchClassifier
-from small_cnn import CIFAR10_MEAN, CIFAR10_STD, small_cnn
-from torch import nn
 
 from art_fim import fisher_statistics
+from leaderboard.data import bundled_cifar10
+from leaderboard.small_cnn import load_classifier
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from leaderboard.data import bundled_cifar10  # noqa: E402
 MODELS = ROOT / "examples" / "models"
 BUDGETS = {"Linf": 8 / 255, "L2": 0.5}  # RobustBench's CIFAR-10 threat models
-
-
-def load_classifier(weights: Path) -> PyTorchClassifier:
-    """The bundled float16 state dict as a float32 ART classifier on [0, 1] inputs."""
-    model = small_cnn()
-    state = torch.load(weights, weights_only=True)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return PyTorchClassifier(
-        model=model.eval(), loss=nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10,
-        clip_values=(0.0, 1.0), preprocessing=(np.array(CIFAR10_MEAN), np.array(CIFAR10_STD)), device_type="cpu",
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from small_cnn import CIFAR10_MEAN, CIFAR10_STD, small_cnn
 from torch import nn
 from tqdm.auto import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from leaderboard.zoo.cifar_zip import load_zip  # noqa: E402
+from leaderboard.small_cnn import CIFAR10_MEAN, CIFAR10_STD, small_cnn
+from leaderboard.zoo.cifar_zip import load_zip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,9 +24,10 @@ from leaderboard.render import add_arguments as render_arguments
 from leaderboard.scoring import SOURCES
 
 DEFAULT_MODEL_DIR = "models"
-DEFAULT_RESULTS = "leaderboard/results"
+#: The package's own results folder, whatever the working directory (the zoo's ship in it).
+DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
 #: Where each source's results go unless --results says otherwise.
-DEFAULT_RESULTS_BY_SOURCE = {"robustbench": DEFAULT_RESULTS, "zoo": "leaderboard/results/zoo"}
+DEFAULT_RESULTS_BY_SOURCE = {"robustbench": DEFAULT_RESULTS, "zoo": DEFAULT_RESULTS / "zoo"}
 #: Test images per model unless --n-examples says otherwise: the zoo's AutoAttack images.
 DEFAULT_N_EXAMPLES = {"robustbench": 1000, "zoo": 500}
 WEIGHTS_LAYOUT = "<dataset>/<threat_model>/<name>.pt (ensembles: <name>.pt_m0.pt, ...)"
@@ -283,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_render = sub.add_parser("render", help="CSV, Markdown table, plots and correlations",
                               formatter_class=_HelpWithDefaults)
-    render_arguments(p_render, default_results=DEFAULT_RESULTS)
+    render_arguments(p_render, default_results=str(DEFAULT_RESULTS))
     p_render.set_defaults(results=None)
     source(p_render)
     p_render.set_defaults(func=cmd_render)

@@ -21,6 +21,9 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+#: CIFAR-10's per-channel training-set mean and standard deviation of [0, 1] pixels.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2471, 0.2435, 0.2616)
 BUNDLED_CIFAR10 = Path(__file__).resolve().parent / "data" / "cifar10_test_1000.npz"
 _TORCHVISION_FILES = {
     "cifar10": ("cifar-10-batches-py", "test_batch", b"labels"),

@@ -9,16 +9,15 @@ away from the identity.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from leaderboard.data import CIFAR10_MEAN, CIFAR10_STD
+
 ROOT = Path(__file__).resolve().parents[1]
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2471, 0.2435, 0.2616)
 
 
 def randomise_norms(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -116,12 +115,9 @@ def zoo(name: str, **options: object) -> Callable[[], nn.Module]:
 
 
 def small_cnn() -> nn.Module:
-    """The bundled examples' CNN (examples/small_cnn.py), randomly initialised."""
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        from small_cnn import small_cnn as factory
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
+    """The bundled examples' CNN (``leaderboard.small_cnn``), randomly initialised."""
+    from leaderboard.small_cnn import small_cnn as factory
+
     return factory()
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from art.estimators.classification import PyTorchClassifier
-from lipschitz_cases import CIFAR10_MEAN, CIFAR10_STD, FAMILIES, ROOT, make_family, small_cnn
+from lipschitz_cases import FAMILIES, ROOT, make_family, small_cnn
 from torch import nn
 
 from art_fim import adapter_for, exact_spectral_norm, fisher_spectral_norm
@@ -25,7 +25,7 @@ from art_fim.lipschitz import (
     lipschitz_bound,
     tightness,
 )
-from leaderboard.data import bundled_cifar10
+from leaderboard.data import CIFAR10_MEAN, CIFAR10_STD, bundled_cifar10
 from leaderboard.zoo.architectures import Normalize
 
 # float32 Jacobians against float64 bounds: room for rounding only.

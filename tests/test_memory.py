@@ -41,9 +41,8 @@ def conv_net() -> nn.Module:
 
 
 _MEASURE = """
-import json, sys
+import json
 import numpy as np, torch
-sys.path.insert(0, "tests")
 from test_memory import BUDGET, conv_net
 from art_fim import FisherInformationMetric
 from art_fim.adapters import adapter_for
@@ -98,7 +97,8 @@ def test_exact_route_peak_memory_stays_within_the_budget_on_cpu():
         os.environ,
         MALLOC_MMAP_THRESHOLD_="65536",
         OMP_NUM_THREADS="1",
-        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        # test_memory itself is imported from tests/, the package from the project root.
+        PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
     )
     out = subprocess.run(
         [sys.executable, "-c", _MEASURE],

@@ -21,8 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2471, 0.2435, 0.2616)
+from leaderboard.data import CIFAR10_MEAN, CIFAR10_STD
 
 
 class Normalize(nn.Module):
