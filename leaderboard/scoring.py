@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from art_fim.precision import check_precision
-from art_fim.results import FisherEstimate, FisherStatistics
+from art_fim.results import FisherStatistics
 from leaderboard import data as lb_data
 from leaderboard import store
 from leaderboard.baselines import Baselines, score_baselines

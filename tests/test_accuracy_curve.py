@@ -42,7 +42,8 @@ def test_the_default_is_the_refined_radius():
     np.testing.assert_array_equal(robust_radius(model, x, y, norm=2, verbose=False), refined)
     np.testing.assert_array_equal(robust_radius(model, x, y, norm=2, refine=False, verbose=False), first)
     eps = float(np.median(refined))
-    assert predicted_robust_accuracy(model, x, y, eps, norm=2, verbose=False) == np.mean((refined > 0) & (refined >= eps))
+    expected = np.mean((refined > 0) & (refined >= eps))
+    assert predicted_robust_accuracy(model, x, y, eps, norm=2, verbose=False) == expected
 
 
 @pytest.mark.parametrize("norm", NORMS)
@@ -52,7 +53,7 @@ def test_linear_models_inside_the_box_get_the_lp_qp_distance(norm):
     rng = np.random.default_rng(3)
     dim, classes = 5, 4
     checked = 0
-    for trial in range(6):
+    for _ in range(6):
         model = nn.Linear(dim, classes).double().eval()
         with torch.no_grad():
             model.weight.copy_(torch.from_numpy(rng.normal(size=(classes, dim)) * 3))
