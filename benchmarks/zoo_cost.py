@@ -501,7 +501,7 @@ def print_extrapolation(
             by_family.setdefault(e.family, []).append(e)
     for key, m in measurements.items():
         members = by_family.get(key, [])
-        each = entry_seconds(m, ROBUSTBENCH_N_EXAMPLES[key.split("/", 1)[0]])
+        each = entry_seconds(m, ROBUSTBENCH_N_EXAMPLES[key.split("/", 1)[0]], m.num_checkpoints)
         print(f"  {key:<36} {len(members):>3} entries  {_duration(each):>9} per single model  "
               f"{_duration(sum(e.seconds or 0.0 for e in members)):>9} in all")
     unmeasured = Counter((e.key.split("/", 1)[0], e.architecture) for e in estimates if e.seconds is None)
