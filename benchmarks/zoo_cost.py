@@ -1,7 +1,9 @@
 """How long will the whole zoo take? Time one model per architecture family, extrapolate to all.
 
     python -m benchmarks.zoo_cost [--device cpu|cuda] [--config small|full] [--families KEY ...]
-                                  [--n N] [--n-imagenet N] [--out FILE.json]
+                                  [--n N] [--n-imagenet N] [--budget SECONDS] [--out FILE.json]
+
+(as a module from the project root, so that ``leaderboard`` and ``art_fim`` import).
 
 For each RobustBench architecture family (:data:`FAMILIES`, in order of importance, so that a
 run cut off by a time limit still has the main ones) it builds one zoo entry of that family
@@ -29,7 +31,7 @@ shared 2-core CPU one PreActResNet-18 image takes seconds, a WideResNet-28-10 or
 minutes and an ImageNet image far longer, so those are left to ``--families`` or a GPU;
 ``full`` (the default on CUDA) times every family on 32–256 CIFAR and 8–16 ImageNet images,
 sized to finish in about three minutes on one H200 (after ``--budget`` seconds, 150 by
-default, it starts no new family; the families come in order of importance). ImageNet images are random JPEGs written
+default, it starts no new family). ImageNet images are random JPEGs written
 in RobustBench's ``val/<wnid>/`` layout (read through the leaderboard's loader with each
 model's own preprocessing); CIFAR-10 uses the bundled test images, CIFAR-100 random pixels.
 After each family the measurement is printed and the ``--out`` JSON rewritten.
@@ -442,6 +444,8 @@ def measure(
     finally:
         for path in model_dir.rglob("*.pt"):  # free the disk for the next family
             path.unlink()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     if record["status"] != "ok":
         raise RuntimeError(record["error"])
     seconds = record["seconds"]
@@ -501,7 +505,7 @@ def print_extrapolation(
             by_family.setdefault(e.family, []).append(e)
     for key, m in measurements.items():
         members = by_family.get(key, [])
-        each = entry_seconds(m, ROBUSTBENCH_N_EXAMPLES[key.split("/", 1)[0]])
+        each = entry_seconds(m, ROBUSTBENCH_N_EXAMPLES[key.split("/", 1)[0]], m.num_checkpoints)
         print(f"  {key:<36} {len(members):>3} entries  {_duration(each):>9} per single model  "
               f"{_duration(sum(e.seconds or 0.0 for e in members)):>9} in all")
     unmeasured = Counter((e.key.split("/", 1)[0], e.architecture) for e in estimates if e.seconds is None)
@@ -553,6 +557,14 @@ def family_n(family: Family, config: str, n: int | None, n_imagenet: int | None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Time the chosen families one by one, then print every entry's estimate and the totals.
+
+    Args:
+        argv: command-line arguments (``None``: ``sys.argv``).
+
+    Returns:
+        0; a family's failure is printed and recorded in the JSON, not raised.
+    """
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--config", choices=("small", "full"), default=None,
