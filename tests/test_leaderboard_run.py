@@ -178,7 +178,8 @@ def test_npz_reaggregates_to_the_json_exactly(interrupted_run: dict[str, Any]) -
     for name, record in _records(interrupted_run["results"], E2E_MODELS).items():
         npz = interrupted_run["results"] / "cifar10" / "Linf" / record["per_image"]["file"]
         arrays = store.read_per_image(npz, record["per_image"]["sha256"])
-        assert sorted(arrays) == sorted([*store.PER_IMAGE_ARRAYS, "radius_linf", "radius_l2"])
+        assert sorted(arrays) == sorted([*store.PER_IMAGE_ARRAYS, "radius_linf", "radius_l2",
+                                         "radius_linf_refined", "radius_l2_refined"])
         assert all(len(a) == N_EXAMPLES for a in arrays.values())
         np.testing.assert_array_equal(arrays["index"], bundled_order(N_EXAMPLES))
         np.testing.assert_array_equal(arrays["label"], labels)
