@@ -31,11 +31,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from art_fim.adapters import ClassifierAdapter
 from art_fim.binomial import IntervalMethod, binomial_interval
-from art_fim.checks import OutputType, check_inputs
+from art_fim.checks import OutputType, check_positive_int
+from art_fim.engine import Batch, BatchEngine, check_memory_budget
 from art_fim.gaussian_margins import (
     bracketing_bounds,
     margin_selector,
@@ -44,12 +44,13 @@ from art_fim.gaussian_margins import (
     scaled_margins,
 )
 from art_fim.jacobian import InputJacobian
-from art_fim.noise import Scorer, noisy_copies, scorer_for
-from art_fim.precision import Precision, check_precision, precision_context
+from art_fim.noise import noisy_copies
+from art_fim.params import Configurable
+from art_fim.precision import Precision, check_precision
 
 logger = logging.getLogger(__name__)
 
-Method = Literal["mc", "taylor", "mmse", "taylor_mvs", "mmse_mvs"]
+AverageCaseMethod = Literal["mc", "taylor", "mmse", "taylor_mvs", "mmse_mvs"]
 METHODS: tuple[str, ...] = ("mc", "taylor", "mmse", "taylor_mvs", "mmse_mvs")
 DEFAULT_SAMPLES = {"mc": 10_000, "mmse": 10}
 
@@ -146,7 +147,7 @@ def smoothed_margins(
     return margins, rows @ rows.transpose(1, 2)
 
 
-class AverageCaseRobustness:
+class AverageCaseRobustness(Configurable):
     """Average-case robustness of an ART classifier: ``P[prediction unchanged under N(0, σ²I)]``.
 
     ``metric(x)`` returns ``p_σ(x)`` per input; :meth:`estimate` adds the interval (Monte
@@ -172,18 +173,21 @@ class AverageCaseRobustness:
         output_type: ``"auto"`` (detect), ``"logits"`` or ``"probabilities"``.
         verbose: show a progress bar.
         precision: ``"float32"`` (default) or ``"tf32"`` (:mod:`art_fim.precision`).
+        memory_budget: peak bytes of one batch (the noisy copies per pass and the inputs per
+            Jacobian are reduced to fit); default half the free GPU memory or 2 GiB on CPU.
     """
 
     metric_params = [
         "sigma", "method", "batch_size", "num_samples", "noise_batch_size", "interval", "confidence",
         "num_competitors", "mvn_tolerance", "seed", "output_type", "verbose", "precision",
+        "memory_budget",
     ]
 
     def __init__(
         self,
         classifier: Any,
         sigma: float,
-        method: Method = "mmse",
+        method: AverageCaseMethod = "mmse",
         batch_size: int = 64,
         num_samples: int | None = None,
         noise_batch_size: int = 512,
@@ -195,6 +199,7 @@ class AverageCaseRobustness:
         output_type: OutputType = "auto",
         verbose: bool = True,
         precision: Precision = "float32",
+        memory_budget: int | None = None,
     ) -> None:
         self.classifier = classifier
         self.sigma = sigma
@@ -210,25 +215,8 @@ class AverageCaseRobustness:
         self.output_type = output_type
         self.verbose = verbose
         self.precision = precision
+        self.memory_budget = memory_budget
         self._check_params()
-
-    def set_params(self, **kwargs: Any) -> None:
-        """Set parameters (names from :attr:`metric_params`) and validate them.
-
-        Atomic: if any value is invalid, no parameter changes.
-        """
-        unknown = [key for key in kwargs if key not in self.metric_params]
-        if unknown:
-            raise ValueError(f"Unknown parameter {unknown[0]!r}; valid: {', '.join(self.metric_params)}")
-        previous = {key: getattr(self, key) for key in kwargs}
-        for key, value in kwargs.items():
-            setattr(self, key, value)
-        try:
-            self._check_params()
-        except (TypeError, ValueError):
-            for key, value in previous.items():
-                setattr(self, key, value)
-            raise
 
     def _check_params(self) -> None:
         if self.method not in METHODS:
@@ -240,10 +228,10 @@ class AverageCaseRobustness:
         if not (np.isfinite(self.sigma) and self.sigma > 0):
             raise ValueError(f"sigma must be positive and finite, got {self.sigma!r}")
         for name in ("batch_size", "noise_batch_size"):
-            _check_positive_int(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         for name in ("num_samples", "num_competitors"):
             if getattr(self, name) is not None:
-                _check_positive_int(name, getattr(self, name))
+                check_positive_int(name, getattr(self, name))
         if self.method == "mc" and self.num_samples is not None and self.num_samples < 2:
             raise ValueError("num_samples must be at least 2 for Monte Carlo")
         if self.interval not in ("wilson", "clopper-pearson"):
@@ -257,6 +245,7 @@ class AverageCaseRobustness:
                 f"output_type must be 'auto', 'logits' or 'probabilities', got {self.output_type!r}"
             )
         check_precision(self.precision)
+        check_memory_budget(self.memory_budget)
 
     @property
     def samples(self) -> int:
@@ -279,25 +268,19 @@ class AverageCaseRobustness:
         Returns:
             An :class:`AverageCaseEstimate`.
         """
-        with precision_context(self.precision):
-            return self._estimate(x)
-
-    def _estimate(self, x: np.ndarray) -> AverageCaseEstimate:
-        scorer = scorer_for(self.classifier, self.output_type, need_gradients=self.method != "mc")
-        x = check_inputs(x, scorer.input_shape, scorer.clip_values)
-        generator = torch.Generator(device=scorer.device).manual_seed(self.seed)
-        batch_size = self.batch_size
-        if self.method.startswith("mmse"):
-            batch_size = max(1, min(batch_size, self.noise_batch_size // self.samples))
-        parts: list[tuple[np.ndarray, ...]] = []
-        description = f"average-case robustness ({self.method})"
-        with scorer.evaluating(), tqdm(
-            total=len(x), desc=description, unit="input", disable=not self.verbose
-        ) as bar:
-            for start in range(0, len(x), batch_size):
-                xb = torch.as_tensor(x[start : start + batch_size], device=scorer.device).to(scorer.dtype)
-                parts.append(self._estimate_batch(scorer, xb, generator, start))
-                bar.update(len(xb))
+        engine = BatchEngine(
+            self.classifier, self.output_type, access="outputs" if self.method == "mc" else "gradients",
+            precision=self.precision, memory_budget=self.memory_budget, seed=self.seed,
+            verbose=self.verbose,
+        )
+        # One noise stream for the whole call, drawn in input order (as the paper's code does).
+        generator = engine.generator()
+        with engine.run(x, f"average-case robustness ({self.method})") as run:
+            batch_size, class_chunk, per_pass = self._plan(engine, run.x)
+            parts = [
+                self._estimate_batch(engine, batch, generator, class_chunk, per_pass)
+                for batch in run.batches(batch_size)
+            ]
         values, lower, upper, predicted, truncation = (np.concatenate(col) for col in zip(*parts))
         if truncation.max() > self.mvn_tolerance:
             logger.info(
@@ -308,19 +291,48 @@ class AverageCaseRobustness:
             values, lower, upper, predicted, self.method, float(self.sigma), self.samples, truncation
         )
 
-    def _estimate_batch(
-        self, scorer: Scorer, x: Tensor, generator: torch.Generator, offset: int
-    ) -> tuple[np.ndarray, ...]:
-        if self.method == "mc":
-            return self._monte_carlo(scorer, x, generator)
+    def _plan(self, engine: BatchEngine, x: np.ndarray) -> tuple[int, int | None, int]:
+        """Inputs per batch, classes per backward pass and noisy copies per forward pass.
+
+        All within the memory budget:
+
+        Monte Carlo holds one forward pass of the noisy copies
+        (:meth:`~art_fim.engine.BatchEngine.noisy_copies_per_pass`); Taylor one exact-route
+        Jacobian per batch; MMSE, per input, the Jacobian of its ``N`` noisy copies (the graph
+        and one backward pass at a time, ``≤ 4 A`` per copy, ``A`` the graph size of
+        :mod:`art_fim.memory`; the float64 ``(K − 1) × K`` margin selector and two
+        float64 input-sized rows per copy) and the ``K − 1`` averaged float64 rows.
+        """
         base = self.method.removesuffix("_mvs")
-        assert scorer.adapter is not None  # need_gradients=True guarantees an adapter
+        if base == "mc":
+            return self.batch_size, None, engine.noisy_copies_per_pass(x, self.noise_batch_size)
         if base == "taylor":
-            z, corr, target = taylor_margins(scorer.adapter.jacobian(x.cpu().numpy()), self.sigma)
+            return (*engine.exact_plan(x, self.batch_size), 0)
+        requested = max(1, min(self.batch_size, self.noise_batch_size // self.samples))
+        footprint = engine.footprint(x, requested)
+        copy = 4 * footprint.activations + 8 * footprint.classes**2 + 16 * footprint.dim
+        per_input = self.samples * copy + footprint.classes * footprint.dim * 8
+        return engine.batch_size(requested, per_input), None, 0
+
+    def _estimate_batch(
+        self,
+        engine: BatchEngine,
+        batch: Batch,
+        generator: torch.Generator,
+        class_chunk: int | None,
+        per_pass: int,
+    ) -> tuple[np.ndarray, ...]:
+        x = torch.as_tensor(batch.x, device=engine.device).to(engine.dtype)
+        if self.method == "mc":
+            return self._monte_carlo(engine, x, generator, per_pass)
+        base = self.method.removesuffix("_mvs")
+        if base == "taylor":
+            jac = engine.adapter.jacobian(batch.x, class_chunk)
+            z, corr, target = taylor_margins(jac, self.sigma)
         else:
-            target = scorer.scores(x).argmax(1)
+            target = engine.outputs(x).argmax(1)
             margins, margin_gram = smoothed_margins(
-                scorer.adapter, x, target, self.sigma, self.samples, generator
+                engine.adapter, x, target, self.sigma, self.samples, generator
             )
             z, corr = scaled_margins(margins, margin_gram, self.sigma)
         z_np = z.cpu().numpy()
@@ -330,36 +342,31 @@ class AverageCaseRobustness:
         else:
             values, truncation = orthant_probability(
                 z_np, corr.cpu().numpy(), num_competitors=self.num_competitors,
-                tolerance=self.mvn_tolerance, seed=self.seed, first_index=offset,
+                tolerance=self.mvn_tolerance, seed=self.seed, first_index=batch.start,
             )
         return values, lower, upper, target.cpu().numpy(), truncation
 
     def _monte_carlo(
-        self, scorer: Scorer, x: Tensor, generator: torch.Generator
+        self, engine: BatchEngine, x: Tensor, generator: torch.Generator, noise_per_pass: int
     ) -> tuple[np.ndarray, ...]:
         b, total = x.shape[0], self.samples
-        target = scorer.scores(x).argmax(1)
-        per_pass = max(1, self.noise_batch_size // b)
+        target = engine.outputs(x).argmax(1)
+        per_pass = max(1, noise_per_pass // b)
         kept = torch.zeros(b, dtype=torch.long, device=target.device)
         for start in range(0, total, per_pass):
             copies = min(per_pass, total - start)
-            predictions = scorer.scores(noisy_copies(x, self.sigma, copies, generator)).argmax(1)
+            predictions = engine.outputs(noisy_copies(x, self.sigma, copies, generator)).argmax(1)
             kept += (predictions.reshape(b, copies) == target[:, None]).sum(1)
         successes = kept.cpu().numpy()
         lower, upper = binomial_interval(successes, total, self.confidence, self.interval)
         return successes / total, lower, upper, target.cpu().numpy(), np.zeros(b)
 
 
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def average_case_robustness(
     classifier: Any,
     x: np.ndarray,
     sigma: float,
-    method: Method = "mmse",
+    method: AverageCaseMethod = "mmse",
     batch_size: int = 64,
     verbose: bool = True,
     **kwargs: Any,

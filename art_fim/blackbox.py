@@ -33,14 +33,14 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-from tqdm.auto import tqdm
+from torch import Tensor
 
-from art_fim.adapters import evaluation_mode, torch_module
-from art_fim.checks import OutputType, check_inputs
+from art_fim.checks import OutputType, check_positive_int
 from art_fim.defences import check_defences
+from art_fim.engine import BatchEngine, Run, check_memory_budget
 from art_fim.exact import spectrum_from_gram, trace_from_gram
-from art_fim.finite_differences import QUERY_BYTES, FiniteDifferenceJacobian, PredictFn
+from art_fim.finite_differences import QUERY_BYTES, FiniteDifferenceJacobian
+from art_fim.precision import Precision, check_precision
 from art_fim.jacobian import gram_from_rows
 from art_fim.radius import (
     check_labels,
@@ -57,7 +57,7 @@ __all__ = ["BlackBoxFisher", "FiniteDifferenceJacobian", "blackbox_for", "sample
 logger = logging.getLogger(__name__)
 
 Directions = Literal["auto", "orthogonal", "gaussian", "coordinate"]
-Quantity = Literal["spectral_norm", "trace", "radius_linf", "radius_l2", "radius_l1"]
+BlackBoxQuantity = Literal["spectral_norm", "trace", "radius_linf", "radius_l2", "radius_l1"]
 QUANTITIES: tuple[str, ...] = ("spectral_norm", "trace", "radius_linf", "radius_l2", "radius_l1")
 # Quantities that need the rows of J (coordinate mode), not only the Gram J Jᵀ.
 _ROW_QUANTITIES = ("radius_linf", "radius_l1")
@@ -184,8 +184,11 @@ class BlackBoxFisher:
         check_step: spend two queries per input comparing the differences at ``h`` and ``2h``.
         output_type: ``"auto"`` (detect), ``"logits"`` or ``"probabilities"``.
         seed: seed of the directions and the bootstrap (each input has its own stream).
-        batch_size: ``batch_size`` passed to ``predict``.
+        batch_size: queries per ``predict`` call (ART's ``batch_size``).
         verbose: show a progress bar.
+        precision: ``"float32"`` (default) or ``"tf32"`` (:mod:`art_fim.precision`).
+        memory_budget: peak bytes of the query points held at once and of one ``predict``
+            call; default: 256 MiB of query points, ``batch_size`` queries per call.
     """
 
     def __init__(
@@ -201,6 +204,8 @@ class BlackBoxFisher:
         seed: int = 0,
         batch_size: int = 128,
         verbose: bool = True,
+        precision: Precision = "float32",
+        memory_budget: int | None = None,
     ) -> None:
         if directions not in ("auto", "orthogonal", "gaussian", "coordinate"):
             raise ValueError(
@@ -211,6 +216,7 @@ class BlackBoxFisher:
                 raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
         if step is not None and not step > 0:
             raise ValueError(f"step must be positive, got {step!r}")
+        check_positive_int("batch_size", batch_size)
         self.classifier = classifier
         self.max_queries = int(max_queries)
         self.directions = directions
@@ -222,35 +228,23 @@ class BlackBoxFisher:
         self.seed = seed
         self.batch_size = batch_size
         self.verbose = verbose
+        self.precision = precision
+        self.memory_budget = memory_budget
+        check_precision(precision)
+        check_memory_budget(memory_budget)
 
-    def _predict_fn(self) -> PredictFn:
-        clf = self.classifier
-        if isinstance(clf, nn.Module):
-            if clf.training:
-                raise ValueError("The model is in training mode; call model.eval() first.")
-            param = next((t for t in clf.parameters() if t.is_floating_point()), None)
-            dtype = torch.float32 if param is None else param.dtype
-            device = torch.device("cpu") if param is None else param.device
+    def engine(self) -> BatchEngine:
+        """The :class:`~art_fim.engine.BatchEngine` that queries the classifier (``predict`` only)."""
+        return BatchEngine(
+            self.classifier, self.output_type, access="queries", precision=self.precision,
+            memory_budget=self.memory_budget, seed=self.seed, verbose=self.verbose,
+        )
 
-            def predict_module(q: np.ndarray) -> np.ndarray:
-                with torch.no_grad():
-                    out = clf(torch.as_tensor(q).to(device, dtype)).cpu()
-                # NumPy has no bfloat16; float32 holds its values exactly.
-                return (out.float() if out.dtype == torch.bfloat16 else out).numpy()
-
-            return predict_module
-        if callable(getattr(clf, "predict", None)):
-            module = torch_module(clf)
-
-            def predict_classifier(q: np.ndarray) -> np.ndarray:
-                # ART's PyTorchClassifier.predict leaves its module in eval mode: restore its own.
-                with evaluation_mode(module):
-                    return np.asarray(clf.predict(q, batch_size=self.batch_size))
-
-            return predict_classifier
-        if callable(clf):
-            return lambda q: np.asarray(clf(q))
-        raise TypeError(f"{type(clf).__name__} has no predict method; pass an ART classifier or a function.")
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        """The classifier's answers at ``x`` (one query per input), ``[N, K]``."""
+        engine = self.engine()
+        with engine.run(x, "outputs") as run:
+            return engine.predict(run.x, batch_size=self.batch_size)
 
     def coordinate_budget(self, dim: int) -> int:
         """Queries per input that coordinate mode needs at input dimension ``d``."""
@@ -278,7 +272,7 @@ class BlackBoxFisher:
         return kind, m
 
     def estimate(
-        self, x: np.ndarray, quantity: Quantity = "spectral_norm", y: np.ndarray | None = None
+        self, x: np.ndarray, quantity: BlackBoxQuantity = "spectral_norm", y: np.ndarray | None = None
     ) -> FisherEstimate:
         """Estimate ``λ_max(F(x))``, ``tr F(x)`` or a first-order robust radius per input from queries.
 
@@ -297,7 +291,7 @@ class BlackBoxFisher:
     def estimate_many(
         self,
         x: np.ndarray,
-        quantities: tuple[Quantity, ...] = ("spectral_norm", "trace"),
+        quantities: tuple[BlackBoxQuantity, ...] = ("spectral_norm", "trace"),
         y: np.ndarray | None = None,
     ) -> dict[str, FisherEstimate]:
         """Estimate several quantities from the same queries (one sketch ``Ĝ`` per input).
@@ -318,9 +312,19 @@ class BlackBoxFisher:
             if quantity not in QUANTITIES:
                 raise ValueError(f"quantity must be one of {', '.join(QUANTITIES)}, got {quantity!r}")
         check_defences(self.classifier, "blackbox")
-        input_shape = getattr(self.classifier, "input_shape", None)
-        clip_values = getattr(self.classifier, "clip_values", None)
-        x = check_inputs(x, None if input_shape is None else tuple(input_shape), clip_values)
+        engine = self.engine()
+        with engine.run(x, "black-box Fisher") as run:
+            return self._estimate_many(engine, run, quantities, y)
+
+    def _estimate_many(
+        self,
+        engine: BatchEngine,
+        run: Run,
+        quantities: tuple[BlackBoxQuantity, ...],
+        y: np.ndarray | None,
+    ) -> dict[str, FisherEstimate]:
+        """:meth:`estimate_many` on validated inputs, inside the engine's run."""
+        x, clip_values = run.x, engine.clip_values
         n, dim = len(x), int(np.prod(x.shape[1:]))
         kind, m = self.plan(dim)
         row_quantities = [q for q in quantities if q in _ROW_QUANTITIES]
@@ -333,66 +337,75 @@ class BlackBoxFisher:
             )
         labels = None if y is None else torch.from_numpy(check_labels(y, n))
         rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(n)]
-        group = max(1, min(n, max(1, QUERY_BYTES // (8 * dim)) // m))  # inputs whose directions fit at once
-        predict = self._predict_fn()
+        # Float64 query points held at once. The directions, their unit copies and the float32
+        # queries come on top (about 3.5 times that in all), so an eighth of the budget, with a
+        # quarter for each predict call's activations, stays within it.
+        query_bytes = QUERY_BYTES if self.memory_budget is None else max(1, engine.budget // 8)
+        group = max(1, min(n, max(1, query_bytes // (8 * dim)) // m))  # inputs whose directions fit at once
+        per_call = self.batch_size
+        if self.memory_budget is not None:  # queries per predict call within a quarter of the budget
+            per_query = 4 * (2 * engine.activation_bytes(x) + 16 * dim)
+            per_call = engine.batch_size(self.batch_size, per_query)
+
+        def predict(queries: np.ndarray) -> np.ndarray:
+            return engine.predict(queries, batch_size=per_call)
+
         values: dict[str, list[np.ndarray]] = {q: [] for q in quantities}
         stderr: dict[str, list[np.ndarray]] = {q: [] for q in quantities}
         queries, discrepancy = [], []
-        desc = f"black-box Fisher ({kind}, {m} directions)"
+        run.describe(f"black-box Fisher ({kind}, {m} directions)")
         output_type = self.output_type  # decided on the first group, checked on the rest
-        with tqdm(total=n, desc=desc, unit="input", disable=not self.verbose) as bar:
-            for start in range(0, n, group):
-                idx = range(start, min(n, start + group))
-                jac = FiniteDifferenceJacobian(
-                    predict, x[start : idx.stop], output_type=output_type, step=self.step,
-                    clip_values=clip_values, dtype=self.dtype,
+        for chunk in run.batches(group):
+            start, idx = chunk.start, range(chunk.start, chunk.stop)
+            jac = FiniteDifferenceJacobian(
+                predict, chunk.x, output_type=output_type, step=self.step,
+                clip_values=clip_values, dtype=self.dtype, query_bytes=query_bytes,
+            )
+            output_type = jac.output_type
+            if start == 0 and y is not None:
+                check_labels(y, n, jac.num_classes)  # the class range, now that K is known
+            batch_labels = jac.logits.argmax(1) if labels is None else labels[start : idx.stop]
+            rows = jv = None
+            if kind == "coordinate":
+                rows = jac.rows()
+                gram = gram_from_rows(rows)
+                first = None
+            else:
+                first_directions: dict[int, np.ndarray] = {}
+
+                def directions(sample: int, first: int, count: int, offset: int = start) -> np.ndarray:
+                    v = sample_directions(kind, first, count, dim, rngs[offset + sample])
+                    if first == 0:
+                        first_directions[sample] = v[0]
+                    return v
+
+                jv = torch.from_numpy(jac.sketch(directions, m))
+                gram = sketch_gram(jv)
+                first = np.stack([first_directions[i] for i in range(len(idx))])
+            if self.check_step:
+                discrepancy.append(
+                    self._step_discrepancy(jac, jv, rows, first, [rngs[i] for i in idx])
                 )
-                output_type = jac.output_type
-                if start == 0 and y is not None:
-                    check_labels(y, n, jac.num_classes)  # the class range, now that K is known
-                batch_labels = jac.logits.argmax(1) if labels is None else labels[start : idx.stop]
-                rows = jv = None
-                if kind == "coordinate":
-                    rows = jac.rows()
-                    gram = gram_from_rows(rows)
-                    first = None
+            for quantity in quantities:
+                values[quantity].append(_quantity(quantity, gram, jac.logits, batch_labels, rows).numpy())
+                if jv is None or self.num_bootstrap < 2:
+                    stderr[quantity].append(np.zeros(len(idx)))
                 else:
-                    first_directions: dict[int, np.ndarray] = {}
-
-                    def directions(sample: int, first: int, count: int, offset: int = start) -> np.ndarray:
-                        v = sample_directions(kind, first, count, dim, rngs[offset + sample])
-                        if first == 0:
-                            first_directions[sample] = v[0]
-                        return v
-
-                    jv = torch.from_numpy(jac.sketch(directions, m))
-                    gram = sketch_gram(jv)
-                    first = np.stack([first_directions[i] for i in range(len(idx))])
-                if self.check_step:
-                    discrepancy.append(
-                        self._step_discrepancy(jac, jv, rows, first, [rngs[i] for i in idx])
-                    )
-                for quantity in quantities:
-                    values[quantity].append(_quantity(quantity, gram, jac.logits, batch_labels, rows).numpy())
-                    if jv is None or self.num_bootstrap < 2:
-                        stderr[quantity].append(np.zeros(len(idx)))
-                    else:
-                        stderr[quantity].append(np.array([
-                            _bootstrap_stderr(
-                                jv[j], jac.logits[j : j + 1], batch_labels[j : j + 1], quantity,
-                                self.num_bootstrap, rngs[i],
-                            )
-                            for j, i in enumerate(idx)
-                        ]))
-                queries.append(jac.queries.copy())
-                bar.update(len(idx))
+                    stderr[quantity].append(np.array([
+                        _bootstrap_stderr(
+                            jv[j], jac.logits[j : j + 1], batch_labels[j : j + 1], quantity,
+                            self.num_bootstrap, rngs[i],
+                        )
+                        for j, i in enumerate(idx)
+                    ]))
+            queries.append(jac.queries.copy())
         if discrepancy:
             self._warn_rounding(np.concatenate(discrepancy), jac.step)
         return {
             quantity: FisherEstimate(
                 values=np.concatenate(values[quantity]), stderr=np.concatenate(stderr[quantity]),
                 iterations=np.full(n, m), converged=np.ones(n, dtype=bool), method="blackbox",
-                queries=np.concatenate(queries),
+                queries=np.concatenate(queries), precision=self.precision,
             )
             for quantity in quantities
         }
@@ -445,10 +458,11 @@ class BlackBoxFisher:
 def blackbox_for(metric: Any) -> BlackBoxFisher:
     """The query-only estimator configured like ``metric`` (a :class:`~art_fim.FisherInformationMetric`).
 
-    Its ``classifier``, ``output_type``, ``seed``, ``batch_size`` and ``verbose``, and its
-    ``blackbox_params`` as further options.
+    Its ``classifier``, ``output_type``, ``seed``, ``batch_size``, ``verbose``, ``precision``
+    and ``memory_budget``, and its ``blackbox_params`` as further options.
     """
     return BlackBoxFisher(
         metric.classifier, output_type=metric.output_type, seed=metric.seed, batch_size=metric.batch_size,
-        verbose=metric.verbose, **metric.blackbox_params,
+        verbose=metric.verbose, precision=metric.precision, memory_budget=metric.memory_budget,
+        **metric.blackbox_params,
     )

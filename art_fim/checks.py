@@ -22,6 +22,22 @@ class LabelOnlyOutputError(ValueError):
     """The classifier returns labels or one-hot vectors, from which no Fisher can be formed."""
 
 
+def is_integer(value: Any) -> bool:
+    """Whether ``value`` is a Python or NumPy integer (``bool`` excluded)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_positive_int(name: str, value: Any, low: int = 1) -> None:
+    """Refuse ``value`` unless it is an integer ``≥ low`` (``bool`` excluded).
+
+    Raises:
+        ValueError: naming the parameter and what it must be.
+    """
+    if not is_integer(value) or value < low:
+        kind = {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer ≥ {low}")
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+
 def clip_bounds(clip_values: Any, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Return the ``(low, high)`` bounds of ``clip_values`` broadcast to one input's shape.
 

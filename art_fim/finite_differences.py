@@ -114,7 +114,7 @@ class FiniteDifferenceJacobian(InputJacobian):
 
     Args:
         predict: maps queries ``[n, *input_shape]`` to scores ``[n, K]`` (logits or
-            probabilities); called with as many rows as fit in :data:`QUERY_BYTES`.
+            probabilities); called with as many rows as fit in ``query_bytes``.
         x: ``[B, *input_shape]`` inputs in the classifier's own scale.
         output_type: ``"auto"`` (detect), ``"logits"`` or ``"probabilities"``.
         step: the step ``h`` along unit directions; default ``ε^{1/3}`` times the input
@@ -122,6 +122,7 @@ class FiniteDifferenceJacobian(InputJacobian):
         clip_values: ``(min, max)`` box the queries must stay in, or ``None``.
         dtype: dtype of the queries (``float32`` or ``float64``); default ``x``'s dtype
             (``float32`` for half precision).
+        query_bytes: bytes of float64 query points (and directions) held at once.
 
     Attributes:
         queries: queries made so far per sample, ``[B]``.
@@ -138,9 +139,11 @@ class FiniteDifferenceJacobian(InputJacobian):
         step: float | None = None,
         clip_values: Any = None,
         dtype: Any = None,
+        query_bytes: int = QUERY_BYTES,
     ) -> None:
         x = np.asarray(x)
         self._predict = predict
+        self.query_bytes = int(query_bytes)
         self.input_shape = tuple(x.shape[1:])
         self._x = x.reshape(x.shape[0], -1).astype(np.float64)
         if dtype is None:
@@ -206,7 +209,7 @@ class FiniteDifferenceJacobian(InputJacobian):
         norms = np.linalg.norm(v, axis=-1, keepdims=True)
         units = (v / np.where(norms > 0, norms, 1.0)).reshape(batch * m, d)
         out = np.empty((batch * m, self.num_classes))
-        chunk = max(1, QUERY_BYTES // (16 * d))  # direction pairs per predict call
+        chunk = max(1, self.query_bytes // (16 * d))  # direction pairs per predict call
         for start in range(0, batch * m, chunk):
             stop = min(batch * m, start + chunk)
             n = stop - start
@@ -228,7 +231,7 @@ class FiniteDifferenceJacobian(InputJacobian):
     def sketch(self, directions: DirectionsFn, count: int) -> np.ndarray:
         """Return ``J_b v_{bj}`` for ``count`` directions per sample, ``[B, count, K]`` float64.
 
-        The directions are asked for block by block, so that at most :data:`QUERY_BYTES` of
+        The directions are asked for block by block, so that at most ``query_bytes`` of
         them are held at once; each costs two queries (:meth:`directional_derivatives`).
 
         Args:
@@ -237,7 +240,7 @@ class FiniteDifferenceJacobian(InputJacobian):
             count: directions per sample.
         """
         d = self.input_dim
-        block = max(1, min(count, QUERY_BYTES // (8 * d * self.batch_size)))
+        block = max(1, min(count, self.query_bytes // (8 * d * self.batch_size)))
         out = np.empty((self.batch_size, count, self.num_classes))
         for first in range(0, count, block):
             n = min(block, count - first)

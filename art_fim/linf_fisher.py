@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from art_fim.adapters import adapter_for
-from art_fim.checks import OutputType, check_inputs
+from art_fim.checks import OutputType
+from art_fim.engine import BatchEngine
 from art_fim.exact import softmax_covariance_root, spectrum_from_gram
 from art_fim.jacobian import InputJacobian
-from art_fim.precision import Precision, precision_context
+from art_fim.precision import Precision
 
 
 def linf_fisher_bounds(jac: InputJacobian) -> tuple[Tensor, Tensor]:
@@ -59,6 +59,8 @@ def fisher_linf_bounds(
     batch_size: int = 128,
     output_type: OutputType = "auto",
     precision: Precision = "float32",
+    memory_budget: int | None = None,
+    verbose: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper bounds on the ℓ∞ input-Fisher value ``max_{‖u‖∞≤1} uᵀF(x)u`` per input.
 
@@ -66,26 +68,27 @@ def fisher_linf_bounds(
 
     | Paper link: https://arxiv.org/abs/2606.04767
 
-    :param classifier: An ART classifier with input gradients or an ``nn.Module`` in eval mode.
-    :param x: Inputs ``[N, *input_shape]`` in the classifier's own scale.
-    :param batch_size: Inputs per batch.
-    :param output_type: ``"auto"``, ``"logits"`` or ``"probabilities"``.
-    :param precision: ``"float32"`` (default) or ``"tf32"`` (:mod:`art_fim.precision`).
-    :return: ``(lower, upper)``, each of shape ``[N]``.
+    Args:
+        classifier: An ART classifier with input gradients or an ``nn.Module`` in eval mode.
+        x: Inputs ``[N, *input_shape]`` in the classifier's own scale.
+        batch_size: Inputs per batch (reduced to fit ``memory_budget``).
+        output_type: ``"auto"``, ``"logits"`` or ``"probabilities"``.
+        precision: ``"float32"`` (default) or ``"tf32"`` (:mod:`art_fim.precision`).
+        memory_budget: Peak bytes of one batch (the ``K`` Jacobian rows and their backward
+            passes); default half the free GPU memory or 2 GiB on CPU.
+        verbose: Show a progress bar.
+
+    Returns:
+        ``(lower, upper)``, each of shape ``[N]``.
     """
-    with precision_context(precision):
-        return _fisher_linf_bounds(classifier, x, batch_size, output_type)
-
-
-def _fisher_linf_bounds(
-    classifier: Any, x: np.ndarray, batch_size: int, output_type: OutputType
-) -> tuple[np.ndarray, np.ndarray]:
-    adapter = adapter_for(classifier, output_type)
-    x = check_inputs(x, adapter.input_shape, adapter.clip_values)
+    engine = BatchEngine(
+        classifier, output_type, precision=precision, memory_budget=memory_budget, verbose=verbose
+    )
     lower, upper = [], []
-    with adapter.evaluating():
-        for start in range(0, len(x), batch_size):
-            lo, up = linf_fisher_bounds(adapter.jacobian(x[start : start + batch_size]))
+    with engine.run(x, "ℓ∞ Fisher bounds") as run:
+        size, class_chunk = engine.exact_plan(run.x, batch_size)
+        for batch in run.batches(size):
+            lo, up = linf_fisher_bounds(engine.adapter.jacobian(batch.x, class_chunk))
             lower.append(lo.cpu().numpy())
             upper.append(up.cpu().numpy())
     return np.concatenate(lower), np.concatenate(upper)

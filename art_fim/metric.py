@@ -15,23 +15,22 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from art_fim.adapters import ClassifierAdapter, adapter_for
-from art_fim.checks import OutputType, check_inputs
+from art_fim.adapters import ClassifierAdapter
+from art_fim.checks import OutputType, check_positive_int
+from art_fim.engine import BatchEngine, check_memory_budget, default_memory_budget
 from art_fim.exact import exact_spectral_norm, exact_trace
 from art_fim.hutchinson import MIN_PROBES, hutchinson_trace
 from art_fim.iterative import lanczos, power_iteration
 from art_fim.jacobian import AutogradJacobian, InputJacobian
 from art_fim.memory import Footprint, plan_exact
-from art_fim.precision import Precision, check_precision, precision_context
+from art_fim.params import Configurable
+from art_fim.precision import Precision, check_precision
 from art_fim.results import FisherEstimate
-from art_fim.streams import input_generators
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +41,13 @@ _METHODS: dict[str, tuple[str, ...]] = {
     "spectral_norm": ("auto", "exact", "lanczos", "power", "blackbox"),
     "trace": ("auto", "exact", "hutchinson", "blackbox"),
 }
-_CPU_MEMORY_BUDGET = 2 * 1024**3
 # Products per input of the matrix-free route, in units of one VJP, per Lanczos step (one JVP
 # and one VJP; a forward-mode pass costs about as much as a backward one).
 _PRODUCTS_PER_STEP = 2
 # Black-box options the metric sets from its own parameters.
-_SHARED_BLACKBOX_PARAMS = frozenset({"output_type", "seed", "batch_size", "verbose"})
+_SHARED_BLACKBOX_PARAMS = frozenset(
+    {"output_type", "seed", "batch_size", "verbose", "precision", "memory_budget"}
+)
 
 
 class Plan(NamedTuple):
@@ -80,15 +80,7 @@ def prefers_matrix_free(num_classes: int, num_iter: int) -> bool:
     return num_classes > _PRODUCTS_PER_STEP * num_iter
 
 
-def default_memory_budget(device: torch.device) -> int:
-    """Bytes one batch may take at its peak: half the free GPU memory, or 2 GiB on CPU."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free // 2)
-    return _CPU_MEMORY_BUDGET
-
-
-class FisherInformationMetric:
+class FisherInformationMetric(Configurable):
     """Input-Fisher robustness metric for an ART classifier.
 
     ``metric(x)`` returns ``λ_max(F(x))`` per input; :meth:`estimate` adds standard errors,
@@ -172,45 +164,16 @@ class FisherInformationMetric:
         self.precision = precision
         self._check_params()
 
-    def set_params(self, **kwargs: Any) -> None:
-        """Set metric parameters (names from :attr:`metric_params`) and validate them.
-
-        Atomic: if any value is invalid, no parameter changes.
-        """
-        unknown = [key for key in kwargs if key not in self.metric_params]
-        if unknown:
-            valid = ", ".join(self.metric_params)
-            raise ValueError(f"Unknown parameter {unknown[0]!r}; valid: {valid}")
-        previous = {key: getattr(self, key) for key in kwargs}
-        for key, value in kwargs.items():
-            setattr(self, key, value)
-        try:
-            self._check_params()
-        except (TypeError, ValueError):
-            for key, value in previous.items():
-                setattr(self, key, value)
-            raise
-
     def _check_params(self) -> None:
         allowed = set(_METHODS["spectral_norm"]) | set(_METHODS["trace"])
         if self.method not in allowed:
             raise ValueError(f"method must be one of {sorted(allowed)}, got {self.method!r}")
         lowest = {"batch_size": 1, "num_iter": 1, "num_probes": MIN_PROBES, "seed": 0}
         for name, low in lowest.items():
-            value = getattr(self, name)
-            if not _is_int(value) or value < low:
-                kind = {0: "a non-negative integer", 1: "a positive integer"}.get(
-                    low, f"an integer ≥ {low}"
-                )
-                raise ValueError(f"{name} must be {kind}, got {value!r}")
+            check_positive_int(name, getattr(self, name), low)
         if not (_is_real(self.tol) and 0 < self.tol < 1):
             raise ValueError(f"tol must be a number in (0, 1), e.g. 1e-6; got {self.tol!r}")
-        budget = self.memory_budget
-        if budget is not None and not (_is_int(budget) and budget > 0):
-            raise ValueError(
-                f"memory_budget must be a positive number of bytes (e.g. 2 * 1024**3) or None for "
-                f"the default; got {self.memory_budget!r}"
-            )
+        check_memory_budget(self.memory_budget)
         if self.output_type not in ("auto", "logits", "probabilities"):
             raise ValueError(
                 f"output_type must be 'auto', 'logits' or 'probabilities', got {self.output_type!r}"
@@ -262,10 +225,6 @@ class FisherInformationMetric:
         Returns:
             A :class:`~art_fim.results.FisherEstimate`.
         """
-        with precision_context(self.precision):
-            return self._estimate(x, quantity)
-
-    def _estimate(self, x: np.ndarray, quantity: Quantity) -> FisherEstimate:
         if quantity not in _METHODS:
             raise ValueError(f"quantity must be 'spectral_norm' or 'trace', got {quantity!r}")
         if self.method not in _METHODS[quantity]:
@@ -276,21 +235,19 @@ class FisherInformationMetric:
         if self.method == "blackbox":
             from art_fim.blackbox import blackbox_for
 
-            return replace(blackbox_for(self).estimate(x, quantity), precision=self.precision)
-        adapter = adapter_for(self.classifier, self.output_type)
-        x = check_inputs(x, adapter.input_shape, adapter.clip_values)
-        parts: list[tuple[np.ndarray, ...]] = []
-        # Everything that runs the model, the planning probe included, runs in eval mode.
-        with adapter.evaluating(), tqdm(
-            total=len(x), desc=f"Fisher {quantity}", unit="input", disable=not self.verbose
-        ) as bar:
-            method, batch_size, class_chunk, _, _ = self.plan(adapter, x, quantity)
-            bar.set_description(f"Fisher {quantity} ({method})")
-            for start in range(0, len(x), batch_size):
-                jac = adapter.jacobian(x[start : start + batch_size], class_chunk)
-                generators = input_generators(self.seed, start, jac.batch_size)
-                parts.append(self.estimate_batch(jac, method, quantity, generators))
-                bar.update(jac.batch_size)
+            return blackbox_for(self).estimate(x, quantity)
+        engine = self.engine()
+        # Everything that runs the model, the planning probe included, runs inside the run.
+        with engine.run(x, f"Fisher {quantity}") as run:
+            method, batch_size, class_chunk, _, _ = self.plan(engine.adapter, run.x, quantity)
+            run.describe(f"Fisher {quantity} ({method})")
+            parts = [
+                self.estimate_batch(
+                    engine.adapter.jacobian(batch.x, class_chunk), method, quantity, batch.generators
+                )
+                for batch in run.batches(batch_size)
+            ]
+            x = run.x
         values, stderr, iterations, converged, dof = (np.concatenate(col) for col in zip(*parts))
         if not converged.all():
             logger.warning(
@@ -301,6 +258,13 @@ class FisherInformationMetric:
         used = min(batch_size, len(x))  # the batches actually formed
         return FisherEstimate(
             values, stderr, iterations, converged, method, dof=dof, batch_size=used, precision=self.precision
+        )
+
+    def engine(self) -> BatchEngine:
+        """The white-box :class:`~art_fim.engine.BatchEngine` configured by this metric's parameters."""
+        return BatchEngine(
+            self.classifier, self.output_type, precision=self.precision,
+            memory_budget=self.memory_budget, seed=self.seed, verbose=self.verbose,
         )
 
     def plan(self, adapter: ClassifierAdapter, x: np.ndarray, quantity: Quantity) -> Plan:
@@ -375,10 +339,6 @@ class FisherInformationMetric:
             result.converged.cpu().numpy(),
             no_dof,
         )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _is_real(value: Any) -> bool:

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from art_fim.checks import OutputType, check_inputs, resolve_output_type
+from art_fim.checks import OutputType, check_positive_int, resolve_output_type
+from art_fim.engine import BatchEngine
 from art_fim.exact import exact_trace
-from art_fim.noise import noisy_copies, scorer_for
-from art_fim.precision import Precision, precision_context
+from art_fim.noise import noisy_copies
+from art_fim.precision import Precision
 from art_fim.scores import log_scores
 
 
@@ -60,6 +61,8 @@ def expected_noise_kl(
     seed: int = 0,
     output_type: OutputType = "auto",
     precision: Precision = "float32",
+    memory_budget: int | None = None,
+    verbose: bool = True,
 ) -> NoiseKL:
     """Estimate ``E_{ε∼N(0,σ²I)} KL(p(x) ‖ p(x + ε))`` per input, beside ``½ σ² tr F(x)``.
 
@@ -73,56 +76,57 @@ def expected_noise_kl(
         seed: seed of the noise.
         output_type: ``"auto"``, ``"logits"`` or ``"probabilities"``.
         precision: ``"float32"`` (default) or ``"tf32"`` (:mod:`art_fim.precision`).
+        memory_budget: peak bytes of one batch (the exact trace's Jacobian and one forward pass
+            of noisy copies); default half the free GPU memory or 2 GiB on CPU.
+        verbose: show a progress bar.
 
     Returns:
         A :class:`NoiseKL`.
     """
-    with precision_context(precision):
-        return _expected_noise_kl(
-            classifier, x, sigma, num_samples, batch_size, noise_batch_size, seed, output_type
-        )
-
-
-def _expected_noise_kl(
-    classifier: Any,
-    x: np.ndarray,
-    sigma: float,
-    num_samples: int,
-    batch_size: int,
-    noise_batch_size: int,
-    seed: int,
-    output_type: OutputType,
-) -> NoiseKL:
     if not (np.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be positive and finite, got {sigma!r}")
-    integer = isinstance(num_samples, (int, np.integer)) and not isinstance(num_samples, bool)
-    if not integer or num_samples < 2:
-        raise ValueError(f"num_samples must be an integer of at least 2, got {num_samples!r}")
-    scorer = scorer_for(classifier, output_type, need_gradients=True)
-    assert scorer.adapter is not None
-    x = check_inputs(x, scorer.input_shape, scorer.clip_values)
-    generator = torch.Generator(device=scorer.device).manual_seed(seed)
+    check_positive_int("num_samples", num_samples, low=2)
+    check_positive_int("noise_batch_size", noise_batch_size)
+    engine = BatchEngine(
+        classifier, output_type, precision=precision, memory_budget=memory_budget, seed=seed,
+        verbose=verbose,
+    )
+    generator = engine.generator()
     means, errors, traces = [], [], []
-    with scorer.evaluating():
-        for start in range(0, len(x), batch_size):
-            xb = torch.as_tensor(x[start : start + batch_size], device=scorer.device).to(scorer.dtype)
-            jac = scorer.adapter.jacobian(xb.cpu().numpy())
-            traces.append(exact_trace(jac).cpu().numpy())
-            clean = scorer.scores(xb)
-            kind = resolve_output_type(clean.cpu().numpy(), output_type)
-            log_p = _log_probs(clean, kind)
-            b = xb.shape[0]
-            per_pass = max(1, noise_batch_size // b)
-            draws = []
-            for done in range(0, num_samples, per_pass):
-                copies = min(per_pass, num_samples - done)
-                log_q = _log_probs(scorer.scores(noisy_copies(xb, sigma, copies, generator)), kind)
-                log_q = log_q.reshape(b, copies, -1)
-                draws.append((log_p.exp()[:, None] * (log_p[:, None] - log_q)).sum(-1))
-            kl = torch.cat(draws, dim=1)
+    with engine.run(x, "expected noise KL") as run:
+        size, class_chunk = engine.exact_plan(run.x, batch_size)
+        noise_per_pass = engine.noisy_copies_per_pass(run.x, noise_batch_size)
+        for batch in run.batches(size):
+            xb = torch.as_tensor(batch.x, device=engine.device).to(engine.dtype)
+            traces.append(exact_trace(engine.adapter.jacobian(batch.x, class_chunk)).cpu().numpy())
+            kl = _noise_kl_draws(engine, xb, sigma, num_samples, noise_per_pass, generator, output_type)
             means.append(kl.mean(1).cpu().numpy())
             errors.append((kl.std(1) / num_samples**0.5).cpu().numpy())
     trace = np.concatenate(traces)
     return NoiseKL(
         np.concatenate(means), np.concatenate(errors), 0.5 * sigma**2 * trace, float(sigma), num_samples
     )
+
+
+def _noise_kl_draws(
+    engine: BatchEngine,
+    x: Tensor,
+    sigma: float,
+    num_samples: int,
+    noise_per_pass: int,
+    generator: torch.Generator,
+    output_type: OutputType,
+) -> Tensor:
+    """``KL(p(x) ‖ p(x + ε_j))`` for ``num_samples`` draws per input of one batch, ``[B, num_samples]``."""
+    clean = engine.outputs(x)
+    kind = resolve_output_type(clean.cpu().numpy(), output_type)
+    log_p = _log_probs(clean, kind)
+    b = x.shape[0]
+    per_pass = max(1, noise_per_pass // b)
+    draws = []
+    for done in range(0, num_samples, per_pass):
+        copies = min(per_pass, num_samples - done)
+        log_q = _log_probs(engine.outputs(noisy_copies(x, sigma, copies, generator)), kind)
+        log_q = log_q.reshape(b, copies, -1)
+        draws.append((log_p.exp()[:, None] * (log_p[:, None] - log_q)).sum(-1))
+    return torch.cat(draws, dim=1)

@@ -107,7 +107,7 @@ def check_labels(y: Any, num_inputs: int, num_classes: int | None = None) -> np.
             raise ValueError(f"y must hold integer class indices, got dtype {y.dtype} with non-integer values.")
     labels = y.astype(np.int64)
     if labels.size and (labels.min() < 0 or (num_classes is not None and labels.max() >= num_classes)):
-        bound = "" if num_classes is None else f" < {num_classes}"
+        bound = "" if num_classes is None else f" and < {num_classes} (the model's number of classes)"
         raise ValueError(
             f"y has class indices in [{labels.min()}, {labels.max()}]; they must be ≥ 0{bound}."
         )

@@ -33,17 +33,15 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from art_fim.adapters import ClassifierAdapter, adapter_for
+from art_fim.adapters import ClassifierAdapter
 from art_fim.blackbox import blackbox_for
-from art_fim.checks import check_inputs
+from art_fim.checks import check_positive_int
 from art_fim.exact import spectral_statistics
 from art_fim.finite_differences import box_bounds
 from art_fim.jacobian import InputJacobian
 from art_fim.memory import Footprint, plan_exact
 from art_fim.metric import FisherInformationMetric, Method, Plan
-from art_fim.precision import precision_context
 from art_fim.radius import (
     boundary_point,
     box_radius_from_margins,
@@ -61,7 +59,6 @@ from art_fim.radius import (
     robust_fraction,
 )
 from art_fim.results import FisherEstimate, FisherStatistics
-from art_fim.streams import input_generators
 
 logger = logging.getLogger(__name__)
 
@@ -136,9 +133,8 @@ def fisher_statistics(
             f"method={method!r} cannot give the robust radius, which needs Jacobian rows; "
             f"choose one of {', '.join(_ROUTES)}."
         )
-    for name, value in (("competitors", competitors), ("refine_competitors", refine_competitors)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_int("competitors", competitors)
+    check_positive_int("refine_competitors", refine_competitors)
     metric = FisherInformationMetric(classifier, method=method, batch_size=batch_size, verbose=verbose, **kwargs)
     if method == "blackbox":
         if eigenvector or refine:  # asked for explicitly: refine=None means "where possible"
@@ -147,13 +143,11 @@ def fisher_statistics(
                 "route gives neither. Pass refine=False (and eigenvector=False), or use a white-box "
                 "classifier."
             )
-        with precision_context(metric.precision):
-            return _blackbox_statistics(metric, x, y, norms)
-    with precision_context(metric.precision):
-        return _whitebox_statistics(
-            metric, x, y, norms, eigenvector, refine is not False, int(competitors), int(refine_competitors),
-            bool(box),
-        )
+        return _blackbox_statistics(metric, x, y, norms)
+    return _whitebox_statistics(
+        metric, x, y, norms, eigenvector, refine is not False, int(competitors), int(refine_competitors),
+        bool(box),
+    )
 
 
 def _whitebox_statistics(
@@ -167,16 +161,15 @@ def _whitebox_statistics(
     refine_competitors: int,
     box: bool,
 ) -> FisherStatistics:
-    adapter = adapter_for(metric.classifier, metric.output_type)
-    x = check_inputs(x, adapter.input_shape, adapter.clip_values)
-    labels = None if y is None else check_labels(y, len(x))
-    bounds = box_bounds(adapter.clip_values, tuple(x.shape[1:]))
-    bounds_t = None if bounds is None else (torch.tensor(bounds[0]), torch.tensor(bounds[1]))
+    engine = metric.engine()
+    adapter = engine.adapter
     parts: list[dict[str, Any]] = []
     radius_norms = norms  # those whose radii are computed
-    with adapter.evaluating(), tqdm(
-        total=len(x), desc="Fisher statistics", unit="input", disable=not metric.verbose
-    ) as bar:
+    with engine.run(x, "Fisher statistics") as run:
+        x = run.x
+        labels = None if y is None else check_labels(y, len(x))
+        bounds = box_bounds(adapter.clip_values, tuple(x.shape[1:]))
+        bounds_t = None if bounds is None else (torch.tensor(bounds[0]), torch.tensor(bounds[1]))
         plan = metric.plan(adapter, x, "spectral_norm")
         route, size, class_chunk = plan.method, plan.batch_size, plan.class_chunk
         if route != "exact":
@@ -194,10 +187,10 @@ def _whitebox_statistics(
                 )
                 radius_norms, refine = (), False
             size, class_chunk = fits or (size, None)
-        bar.set_description(f"Fisher statistics ({route})")
+        run.describe(f"Fisher statistics ({route})")
         kept = plan.footprint.classes - 1 if route == "exact" else min(competitors, plan.footprint.classes - 1)
-        for start in range(0, len(x), size):
-            batch = x[start : start + size]
+        for chunk in run.batches(size):
+            start, batch = chunk.start, chunk.x
             jac = adapter.jacobian(batch, class_chunk)
             if start == 0 and y is not None:
                 check_labels(y, len(x), jac.num_classes)  # the class range, now that K is known
@@ -209,8 +202,9 @@ def _whitebox_statistics(
                 part, radii = _exact_batch(jac, target, eigenvector)
                 classes = None
             else:
-                generators = input_generators(metric.seed, start, jac.batch_size)
-                part, radii, classes = _matrix_free_batch(metric, route, jac, target, competitors, generators)
+                part, radii, classes = _matrix_free_batch(
+                    metric, route, jac, target, competitors, chunk.generators
+                )
             rows, logits = radii
             part.update(
                 _radius_batch(rows, logits, target, radius_norms, batch, bounds_t, refine, classes, box)
@@ -222,7 +216,6 @@ def _whitebox_statistics(
             part.update(_refine_batch(adapter, pending, class_chunk, refine_competitors, rows))
             del rows
             parts.append(part)
-            bar.update(len(batch))
     return _assemble(
         parts, norms, refine, route, eigenvector, x.shape[1:], min(size, len(x)), kept,
         refine_competitors if refine else 0, metric.precision,
@@ -274,7 +267,7 @@ def _matrix_free_batch(
     trace = metric.estimate_batch(jac, "hutchinson", "trace", generators)
     classes = nearest_competitors(jac.logits, labels, competitors)
     out: dict[str, Any] = {
-        "spectral": spectral, "trace_estimate": trace, "eigenvector": None, "labels": labels,
+        "spectral_norm": spectral, "trace": trace, "eigenvector": None, "labels": labels,
         "predictions": jac.logits.argmax(1), "correct": jac.logits.argmax(1) == labels,
         "num_classes": jac.num_classes,
     }
@@ -396,7 +389,7 @@ def _assemble(
         spectral, trace = exact(cat("spectral_norm")), exact(cat("trace"))
         radius_method = "exact"
     else:
-        spectral, trace = iterative("spectral", route), iterative("trace_estimate", "hutchinson")
+        spectral, trace = iterative("spectral_norm", route), iterative("trace", "hutchinson")
         radius_method = f"competitors={competitors}"
     radius = {norm_name(norm): exact(cat(norm_name(norm)), radius_method) for norm in norms}
     refined = (
@@ -419,15 +412,14 @@ def _blackbox_statistics(
     fisher = blackbox_for(metric)
     quantities = ("spectral_norm", "trace", *(f"radius_{norm_name(norm)}" for norm in norms))
     estimates = fisher.estimate_many(x, quantities, y)
-    predict = fisher._predict_fn()
-    scores = np.concatenate([predict(x[i : i + metric.batch_size]) for i in range(0, len(x), metric.batch_size)])
-    predictions = scores.argmax(1)
-    labels = predictions if y is None else check_labels(y, len(predictions), scores.shape[1])
+    outputs = fisher.outputs(x)
+    predictions = outputs.argmax(1)
+    labels = predictions if y is None else check_labels(y, len(predictions), outputs.shape[1])
     return FisherStatistics(
         spectral_norm=estimates["spectral_norm"], trace=estimates["trace"],
         radius={norm_name(norm): estimates[f"radius_{norm_name(norm)}"] for norm in norms},
         refined_radius={}, eigenvector=None, labels=labels, predictions=predictions.astype(np.int64),
-        correct=predictions == labels, competitors=scores.shape[1] - 1, precision=metric.precision,
+        correct=predictions == labels, competitors=outputs.shape[1] - 1, precision=metric.precision,
     )
 
 
@@ -535,8 +527,7 @@ def _radius_estimate(
         # The query-only radius sees every competitor and is never refined.
         kwargs = {key: value for key, value in kwargs.items() if key not in ("competitors", "refine_competitors")}
         metric = FisherInformationMetric(classifier, method=method, batch_size=batch_size, verbose=verbose, **kwargs)
-        with precision_context(metric.precision):
-            return blackbox_for(metric).estimate(x, f"radius_{name}", y)
+        return blackbox_for(metric).estimate(x, f"radius_{name}", y)
     stats = fisher_statistics(
         classifier, x, y, norms=(norm,), refine=refine is not False, method=method,
         batch_size=batch_size, verbose=verbose, **kwargs,

@@ -270,7 +270,7 @@ def test_labels_as_indices_or_one_hot_and_bad_labels():
         robust_radius(model, x, y[:3], verbose=False)
     with pytest.raises(ValueError, match="not one-hot"):
         robust_radius(model, x, np.full((4, NUM_CLASSES), 0.1), verbose=False)
-    with pytest.raises(ValueError, match=r"must be ≥ 0 < 10"):
+    with pytest.raises(ValueError, match=r"must be ≥ 0 and < 10"):
         robust_radius(model, x, np.array([0, 1, 2, 10]), verbose=False)
     with pytest.raises(ValueError, match="integer class indices"):
         check_labels(np.array([0.5, 1.0]), 2)

@@ -28,38 +28,35 @@ import numpy as np
 import torch
 from torch import nn
 
-from art_fim.adapters import Kind, adapter_for, evaluation_mode, torch_module
+from art_fim.adapters import Kind
 from art_fim.checks import OutputType, resolve_output_type
+from art_fim.engine import BatchEngine
 from art_fim.exact import spectrum_from_gram
 from art_fim.lipschitz.graph import LipschitzBound, lipschitz_bound
 from art_fim.radius import check_labels, parse_norm, robust_fraction
 
 
-def _scores(classifier: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """The classifier's outputs for ``x``, float64 ``[N, K]``; the module's flags are left as they were.
+def _outputs(
+    classifier: Any,
+    x: np.ndarray,
+    batch_size: int,
+    output_type: OutputType,
+    memory_budget: int | None,
+) -> tuple[np.ndarray, np.ndarray, Kind]:
+    """The validated inputs, the raw outputs ``[N, K]`` (float64), and their kind (a declaration is checked).
 
-    ART's ``predict`` puts the model in eval mode and leaves it there; the flags are given back.
+    ART's ``predict`` puts the model in eval mode and leaves it there; the engine gives the flags back.
     """
-    if isinstance(classifier, nn.Module):
-        if classifier.training:
-            raise ValueError("The model is in training mode; call model.eval() first.")
-        parameter = next(classifier.parameters(), None)
-        device = parameter.device if parameter is not None else torch.device("cpu")
-        dtype = parameter.dtype if parameter is not None else torch.float32
-        with torch.no_grad():
-            parts = [
-                classifier(torch.as_tensor(x[i : i + batch_size], device=device, dtype=dtype)).double().cpu()
-                for i in range(0, len(x), batch_size)
-            ]
-        return torch.cat(parts).numpy()
-    with evaluation_mode(torch_module(classifier)):
-        return np.asarray(classifier.predict(x, batch_size=batch_size), dtype=np.float64)
-
-
-def _outputs(classifier: Any, x: np.ndarray, batch_size: int, output_type: OutputType) -> tuple[np.ndarray, Kind]:
-    """The raw outputs ``[N, K]`` and whether they are logits or probabilities (a declaration is checked)."""
-    raw = _scores(classifier, x, batch_size)
-    return raw, resolve_output_type(raw, output_type)
+    engine = BatchEngine(
+        classifier, output_type, access="queries", memory_budget=memory_budget, verbose=False
+    )
+    with engine.run(x, "outputs") as run:
+        size = engine.batch_size(batch_size, engine.activation_bytes(run.x))
+        raw = np.concatenate([
+            engine.predict(batch.x, batch_size=size).astype(np.float64) for batch in run.batches(size)
+        ])
+        x = run.x
+    return x, raw, resolve_output_type(raw, output_type)
 
 
 def _resolve_bound(classifier: Any, x: np.ndarray, bound: float | LipschitzBound | None) -> float:
@@ -106,6 +103,7 @@ def certified_fisher_bound(
     bound: float | LipschitzBound | None = None,
     batch_size: int = 128,
     output_type: OutputType = "auto",
+    memory_budget: int | None = None,
 ) -> np.ndarray:
     """Certified upper bound on ``λ_max(F(x))`` per input.
 
@@ -121,6 +119,8 @@ def certified_fisher_bound(
         batch_size: inputs per forward pass.
         output_type: ``"auto"``, ``"logits"`` or ``"probabilities"``, as for
             :func:`art_fim.fisher_spectral_norm` (one output in ``[0, 1]`` needs a declaration).
+        memory_budget: peak bytes of one forward pass (``None``: 2 GiB on CPU, half the free
+            GPU memory).
 
     Returns:
         ``[N]`` upper bounds.
@@ -129,8 +129,7 @@ def certified_fisher_bound(
         ValueError: the classifier returns probabilities (``K ≥ 2`` or one sigmoid output): the
             bound needs the Lipschitz constant of the logits.
     """
-    x = np.asarray(x)
-    raw, kind = _outputs(classifier, x, batch_size, output_type)
+    x, raw, kind = _outputs(classifier, x, batch_size, output_type, memory_budget)
     if kind == "probabilities":
         raise ValueError(
             "The classifier returns probabilities; the certified Fisher bound needs the Lipschitz bound "
@@ -150,6 +149,7 @@ def certified_radius(
     bound: float | LipschitzBound | None = None,
     batch_size: int = 128,
     output_type: OutputType = "auto",
+    memory_budget: int | None = None,
 ) -> np.ndarray:
     """Certified ℓ2 radius per input around the prediction ``t``: ``(s_t − max_{j≠t} s_j) / (c L)``.
 
@@ -166,12 +166,13 @@ def certified_radius(
         bound: ``L``; computed when ``None``.
         batch_size: inputs per forward pass.
         output_type: ``"auto"``, ``"logits"`` or ``"probabilities"``.
+        memory_budget: peak bytes of one forward pass (``None``: 2 GiB on CPU, half the free
+            GPU memory).
 
     Returns:
         ``[N]`` radii in the classifier's input scale.
     """
-    x = np.asarray(x)
-    raw, kind = _outputs(classifier, x, batch_size, output_type)
+    x, raw, kind = _outputs(classifier, x, batch_size, output_type, memory_budget)
     scores, factor = _decision_scores(raw, kind)
     return _radius(scores, factor, _resolve_bound(classifier, x, bound))
 
@@ -193,6 +194,7 @@ def certified_accuracy(
     bound: float | LipschitzBound | None = None,
     batch_size: int = 128,
     output_type: OutputType = "auto",
+    memory_budget: int | None = None,
 ) -> float:
     """Certified robust accuracy at ``eps``: correct, and certified radius above the ℓ2 size of the ball.
 
@@ -212,6 +214,8 @@ def certified_accuracy(
         bound: ``L``; computed when ``None``.
         batch_size: inputs per forward pass.
         output_type: ``"auto"``, ``"logits"`` or ``"probabilities"``.
+        memory_budget: peak bytes of one forward pass (``None``: 2 GiB on CPU, half the free
+            GPU memory).
 
     Returns:
         The certified fraction in ``[0, 1]``.
@@ -220,10 +224,9 @@ def certified_accuracy(
         ValueError: labels of the wrong shape, length, type or range; a negative or non-finite
             ``eps``; a norm other than ℓ∞, ℓ2, ℓ1.
     """
-    x = np.asarray(x)
     threat = parse_norm(norm)
     robust_fraction(np.zeros(1), eps)  # the check of eps that predicted_robust_accuracy makes
-    raw, kind = _outputs(classifier, x, batch_size, output_type)
+    x, raw, kind = _outputs(classifier, x, batch_size, output_type, memory_budget)
     scores, factor = _decision_scores(raw, kind)
     labels = check_labels(y, len(x), scores.shape[1])
     eps_2 = math.sqrt(x[0].size) * float(eps) if threat == math.inf else float(eps)
@@ -232,7 +235,9 @@ def certified_accuracy(
     return float(np.mean(correct & (radius > eps_2)))
 
 
-def local_norms(classifier: Any, x: np.ndarray, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+def local_norms(
+    classifier: Any, x: np.ndarray, batch_size: int = 128, memory_budget: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact ``‖J(x)‖₂`` and ``λ_max(F(x))`` per input, from one input Jacobian per batch.
 
     ``‖J(x)‖₂ = √λ_max(J Jᵀ)`` is the local Lipschitz constant of the logits at ``x`` (every valid
@@ -243,26 +248,30 @@ def local_norms(classifier: Any, x: np.ndarray, batch_size: int = 128) -> tuple[
         classifier: anything :func:`art_fim.adapters.adapter_for` accepts (ART classifiers with
             gradients, or an eval-mode ``torch.nn.Module``) returning logits.
         x: ``[N, *input_shape]`` inputs.
-        batch_size: inputs per Jacobian.
+        batch_size: inputs per Jacobian (reduced to fit ``memory_budget``).
+        memory_budget: peak bytes of one batch's Jacobian (``None``: 2 GiB on CPU, half the
+            free GPU memory).
 
     Returns:
         ``(jacobian_norms, fisher_norms)``, each ``[N]`` float64.
     """
-    x = np.asarray(x)
-    adapter = adapter_for(classifier, "logits")
+    engine = BatchEngine(classifier, "logits", memory_budget=memory_budget, verbose=False)
     jacobian, fisher = [], []
-    with adapter.evaluating():
-        for start in range(0, len(x), batch_size):
-            jac = adapter.jacobian(x[start : start + batch_size])
+    with engine.run(x, "local norms") as run:
+        size, class_chunk = engine.exact_plan(run.x, batch_size)
+        for batch in run.batches(size):
+            jac = engine.adapter.jacobian(batch.x, class_chunk)
             gram = jac.gram()
             jacobian.append(torch.linalg.eigvalsh(gram)[:, -1].clamp_min(0.0).sqrt().cpu())
             fisher.append(spectrum_from_gram(gram, jac.probs)[0][:, -1].clamp_min(0.0).cpu())
     return torch.cat(jacobian).numpy(), torch.cat(fisher).numpy()
 
 
-def jacobian_spectral_norm(classifier: Any, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
+def jacobian_spectral_norm(
+    classifier: Any, x: np.ndarray, batch_size: int = 128, memory_budget: int | None = None
+) -> np.ndarray:
     """Exact ``‖J(x)‖₂`` per input (see :func:`local_norms`), float64 ``[N]``."""
-    return local_norms(classifier, x, batch_size)[0]
+    return local_norms(classifier, x, batch_size, memory_budget)[0]
 
 
 @dataclass(frozen=True)
@@ -283,12 +292,16 @@ class Tightness:
 
 
 def tightness(
-    classifier: Any, x: np.ndarray, bound: float | LipschitzBound | None = None, batch_size: int = 128
+    classifier: Any,
+    x: np.ndarray,
+    bound: float | LipschitzBound | None = None,
+    batch_size: int = 128,
+    memory_budget: int | None = None,
 ) -> Tightness:
     """Compare ``L`` with the exact local ``‖J(x)‖₂`` on data: ``ratio = L / max_x ‖J(x)‖₂``."""
     x = np.asarray(x)
     lipschitz = _resolve_bound(classifier, x, bound)
-    local = jacobian_spectral_norm(classifier, x, batch_size)
+    local = jacobian_spectral_norm(classifier, x, batch_size, memory_budget)
     local_max = float(local.max())
     ratio = lipschitz / local_max if local_max > 0 else math.inf
     return Tightness(lipschitz, local_max, float(np.median(local)), ratio)
