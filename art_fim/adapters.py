@@ -23,7 +23,7 @@ from art_fim.checks import OutputType, output_eps, resolve_output_type
 from art_fim.defences import check_defences, check_repeatable
 from art_fim.hutchinson import fisher_quadratic_form
 from art_fim.jacobian import AutogradJacobian, DenseJacobian, ForwardFn, InputJacobian
-from art_fim.scores import log_scores
+from art_fim.logits import as_logits
 
 logger = logging.getLogger(__name__)
 
@@ -182,10 +182,10 @@ class TorchAdapter(ClassifierAdapter):
         forward = self.forward
         raw = self.outputs(xt)
         kind = self._resolve(raw)
-        jac = AutogradJacobian(lambda t: log_scores(forward(t), kind), xt, class_chunk=class_chunk)
+        jac = AutogradJacobian(lambda t: as_logits(forward(t), kind), xt, class_chunk=class_chunk)
         # The graph's forward pass is a second evaluation of the batch: a random model shows.
         name = type(self.module).__name__
-        check_repeatable(log_scores(raw, kind), jac.logits, output_eps(raw), name)
+        check_repeatable(as_logits(raw, kind), jac.logits, output_eps(raw), name)
         return jac
 
     def activation_bytes(self, x: np.ndarray) -> int:
@@ -213,8 +213,8 @@ class TorchAdapter(ClassifierAdapter):
 
 
 def _score_map_jacobian(raw: Tensor, kind: Kind) -> Tensor:
-    """``∂ log_scores / ∂ raw`` per sample, ``[B, K] -> [B, max(K, 2), K]``."""
-    single = torch.func.jacrev(lambda r: log_scores(r[None], kind)[0])
+    """``∂ as_logits / ∂ raw`` per sample, ``[B, K] -> [B, max(K, 2), K]``."""
+    single = torch.func.jacrev(lambda r: as_logits(r[None], kind)[0])
     return torch.func.vmap(single)(raw)
 
 
@@ -307,7 +307,7 @@ class ClassGradientAdapter(ClassifierAdapter):
         if self.interpretation is None:
             self.interpretation = self._establish(x, raw, kind, grads)
         jac = self.INTERPRETATIONS[self.interpretation](grads, raw_t, kind)
-        return DenseJacobian(jac.reshape(len(x), -1, *x.shape[1:]), log_scores(raw_t, kind))
+        return DenseJacobian(jac.reshape(len(x), -1, *x.shape[1:]), as_logits(raw_t, kind))
 
     def _establish(self, x: np.ndarray, raw: np.ndarray, kind: Kind, grads: Tensor) -> str:
         """Pick the interpretation of ``class_gradient`` that matches differences of ``predict``."""
@@ -318,7 +318,7 @@ class ClassGradientAdapter(ClassifierAdapter):
             self.outputs, x, output_type=kind, clip_values=self.clip_values
         )
         raw_t = torch.from_numpy(raw.astype(np.float64))
-        check_repeatable(log_scores(raw_t, kind), fd.logits, output_eps(raw), name)
+        check_repeatable(as_logits(raw_t, kind), fd.logits, output_eps(raw), name)
         directions = np.random.default_rng(0).standard_normal((len(x), 2, grads.shape[-1]))
         differences = torch.from_numpy(fd.directional_derivatives(directions))
         p, v = fd.probs, torch.from_numpy(directions)

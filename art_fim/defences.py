@@ -1,11 +1,11 @@
-"""Which ART defences each route can score, and what the score then means.
+"""Which ART defences each kind of access (gradients or queries) can score, and what the score then means.
 
 The input Fisher is a property of a smooth, deterministic map from inputs to an output
-distribution. ART defences change that map in ways the two routes see differently:
+distribution. ART defences change that map in ways the two kinds of access see differently:
 
 * **Postprocessing defences** act on ``predict``'s outputs, which ART's ``class_gradient``
-  (and the PyTorch route's autograd) never sees. The white-box route refuses every one of
-  them instead of silently scoring the undefended model. The query-only route sees them:
+  (and autograd through a PyTorch model) never sees. White-box access refuses every one of
+  them instead of silently scoring the undefended model. Query-only access sees them:
   ``ReverseSigmoid`` (a smooth map of the probabilities) is scored, with a warning that the
   value is the Fisher of the *reported* probabilities; ``Rounded``, ``HighConfidence`` and
   ``ClassLabels`` make the outputs piecewise constant, not a distribution, or labels, and
@@ -13,14 +13,14 @@ distribution. ART defences change that map in ways the two routes see differentl
   same warning as ``ReverseSigmoid``.
 * **Randomised preprocessing** (``Cutout``, ``GaussianAugmentation``, ``TotalVarMin``
   applied at predict time) gives a different function at every call: exact, Lanczos and
-  power would disagree with each other and across seeds. Refused by name in both routes,
+  power would disagree with each other and across seeds. Refused by name in both,
   and any model whose outputs change between two evaluations of the same batch is refused
   by :func:`check_repeatable`.
 * **Quantising preprocessing** (``FeatureSqueezing``, ``JpegCompression``,
   ``ThermometerEncoding``, ``PixelDefend``, MP3 and video compression) is piecewise
   constant: its true input Fisher is zero almost everywhere, finite differences measure
   the jumps, and the PyTorch versions pass straight-through (BPDA) gradients that belong to
-  the undefended model. Refused in both routes.
+  the undefended model. Refused in both.
 
 Defences that do not apply at predict time (``apply_predict=False``) are ignored, as ART's
 own ``predict`` ignores them.
@@ -35,7 +35,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-Route = Literal["whitebox", "blackbox"]
+#: How an estimator reaches the model: through input gradients or through ``predict`` queries.
+Access = Literal["whitebox", "blackbox"]
 
 RANDOMISED = frozenset({
     "Cutout", "CutoutPyTorch", "CutoutTensorFlowV2", "GaussianAugmentation", "TotalVarMin",
@@ -45,7 +46,7 @@ QUANTISING = frozenset({
     "FeatureSqueezing", "JpegCompression", "ThermometerEncoding", "PixelDefend",
     "Mp3Compression", "Mp3CompressionPyTorch", "VideoCompression", "VideoCompressionPyTorch",
 })
-# Postprocessors the query-only route refuses, and why.
+# Postprocessors that query-only access refuses, and why.
 REFUSED_POSTPROCESSING = {
     "Rounded": "rounds the outputs, so they are piecewise constant",
     "HighConfidence": "zeroes the small probabilities, so the outputs are no longer a distribution",
@@ -55,7 +56,7 @@ REFUSED_POSTPROCESSING = {
 
 
 class UnsupportedDefenceError(ValueError):
-    """The classifier's defences make its input Fisher undefined, or invisible to the route."""
+    """The classifier's defences make its input Fisher undefined, or invisible to the access."""
 
 
 def _active(defences: Any) -> list[Any]:
@@ -65,16 +66,16 @@ def _active(defences: Any) -> list[Any]:
     return [d for d in defences if getattr(d, "apply_predict", True)]
 
 
-def check_defences(classifier: Any, route: Route) -> None:
+def check_defences(classifier: Any, access: Access) -> None:
     """Refuse, or warn about, the classifier's predict-time defences (see the module docstring).
 
     Args:
         classifier: any classifier; ART estimators carry ``preprocessing_defences`` and
             ``postprocessing_defences``.
-        route: ``"whitebox"`` (gradients) or ``"blackbox"`` (``predict`` queries).
+        access: ``"whitebox"`` (gradients) or ``"blackbox"`` (``predict`` queries).
 
     Raises:
-        UnsupportedDefenceError: a defence that the route cannot score.
+        UnsupportedDefenceError: a defence that this access cannot score.
     """
     for defence in _active(getattr(classifier, "preprocessing_defences", None)):
         name = type(defence).__name__
@@ -95,10 +96,10 @@ def check_defences(classifier: Any, route: Route) -> None:
     if not post:
         return
     names = ", ".join(type(d).__name__ for d in post)
-    if route == "whitebox":
+    if access == "whitebox":
         raise UnsupportedDefenceError(
             f"The postprocessing defences ({names}) change predict's outputs, but gradients do not "
-            "pass them: the white-box route would score the undefended model. Pass a classifier "
+            "pass them: gradients would score the undefended model. Pass a classifier "
             "without postprocessing_defences to score the model, or method='blackbox' to score "
             "the outputs it reports (ReverseSigmoid only)."
         )

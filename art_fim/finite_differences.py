@@ -11,7 +11,7 @@ terms, ``h = ε^{1/3} · r`` with ``r`` the width of ``clip_values`` (or ``max(1
 When the classifier returns probabilities ``q`` the differences are taken of ``log q``
 (floored): they give ``(I − 1qᵀ) J``, whose rows differ from the logit Jacobian's by a
 common vector that ``M = diag(p) − ppᵀ`` annihilates, so the Fisher ``Jᵀ M J`` is unchanged.
-A binary model's single output becomes two scores first (:func:`art_fim.scores.log_scores`).
+A binary model's single output becomes two scores first (:func:`art_fim.logits.as_logits`).
 
 Box constraints: a coordinate where ``x ± h u`` would leave ``[low, high]`` is moved
 one-sided, by ``2h u_i`` towards the inside of the box in one of the two queries and not at
@@ -35,7 +35,7 @@ from torch import Tensor
 
 from art_fim.checks import OutputType, clip_bounds, output_eps, resolve_output_type
 from art_fim.jacobian import InputJacobian
-from art_fim.scores import log_scores
+from art_fim.logits import as_logits
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class FiniteDifferenceJacobian(InputJacobian):
 
     def _scores(self, raw: np.ndarray) -> np.ndarray:
         raw = torch.from_numpy(np.asarray(raw, dtype=np.float64))
-        return log_scores(raw, self.output_type).numpy()
+        return as_logits(raw, self.output_type).numpy()
 
     def _query(self, points: np.ndarray) -> np.ndarray:
         if self._bounds is not None:  # guard against rounding past the bounds

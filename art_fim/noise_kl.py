@@ -25,7 +25,7 @@ from art_fim.engine import BatchEngine
 from art_fim.exact import exact_trace
 from art_fim.noise import noisy_copies
 from art_fim.precision import Precision
-from art_fim.scores import log_scores
+from art_fim.logits import as_logits
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class NoiseKL:
 
 
 def _log_probs(scores: Tensor, kind: str) -> Tensor:
-    return torch.log_softmax(log_scores(scores.double(), kind), dim=-1)
+    return torch.log_softmax(as_logits(scores.double(), kind), dim=-1)
 
 
 def expected_noise_kl(

@@ -87,7 +87,7 @@ def _decision_scores(raw: np.ndarray, kind: Kind) -> tuple[np.ndarray, float]:
     ``K ≥ 2`` outputs are their own scores (``‖e_t − e_j‖ = √2``: ``c = √2``). A binary model's
     logit ``t`` gives ``(0, t)`` (class 1 iff ``t > 0``, the difference ``t``: ``c = 1``); its
     sigmoid probability ``s`` gives ``(1 − s, s)`` (the difference ``2s − 1``: ``c = 2``). These
-    are the predictions of :func:`art_fim.scores.log_scores`, which every other estimator uses.
+    are the predictions of :func:`art_fim.logits.as_logits`, which every other estimator uses.
     """
     if raw.shape[1] >= 2:
         return raw, math.sqrt(2.0)

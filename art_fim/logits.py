@@ -1,7 +1,8 @@
-"""From raw model outputs to scores whose softmax is the model's output distribution.
+"""From raw model outputs to logits: a ``z`` whose softmax is the model's output distribution.
 
-Every estimator works with scores ``z`` such that ``p = softmax(z)`` is the distribution the
-model reports, and differentiates ``z``. The raw outputs may be
+Every estimator works with logits ``z`` such that ``p = softmax(z)`` is the distribution the
+model reports, and differentiates ``z``. ("Score" is kept for robustness scores.) The raw
+outputs may be
 
 * ``K ≥ 2`` logits: ``z`` is the output itself;
 * ``K ≥ 2`` probabilities ``q``: ``z = log q`` (``softmax(log q) = q``, and
@@ -26,18 +27,18 @@ from torch import Tensor
 PROB_FLOOR = 1e-30
 
 
-def log_scores(raw: Tensor, kind: Literal["logits", "probabilities"]) -> Tensor:
-    """Return scores ``z`` whose softmax is the output distribution, ``[B, K] -> [B, max(K, 2)]``.
+def as_logits(raw: Tensor, kind: Literal["logits", "probabilities"]) -> Tensor:
+    """Return logits ``z`` whose softmax is the output distribution, ``[B, K] -> [B, max(K, 2)]``.
 
     Differentiable: autograd through this map turns the Jacobian of the raw outputs into
-    the Jacobian of the scores.
+    the Jacobian of the logits.
 
     Args:
         raw: ``[B, K]`` raw model outputs (``K = 1`` for a binary model with one output).
         kind: ``"logits"`` or ``"probabilities"`` (see :func:`art_fim.checks.resolve_output_type`).
 
     Returns:
-        The scores, in float32 or wider.
+        The logits, in float32 or wider.
     """
     raw = raw.to(torch.promote_types(raw.dtype, torch.float32))
     if raw.shape[-1] == 1:
