@@ -211,9 +211,8 @@ class BlackBoxFisher:
             raise ValueError(
                 f"directions must be 'auto', 'orthogonal', 'gaussian' or 'coordinate', got {directions!r}"
             )
-        for name, value, low in (("max_queries", max_queries, 1), ("num_bootstrap", num_bootstrap, 0)):
-            if not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+        check_positive_int("max_queries", max_queries)
+        check_positive_int("num_bootstrap", num_bootstrap, low=0)
         if step is not None and not step > 0:
             raise ValueError(f"step must be positive, got {step!r}")
         check_positive_int("batch_size", batch_size)

@@ -47,7 +47,7 @@ from art_fim.adapters import (
     evaluation_mode,
     torch_module,
 )
-from art_fim.checks import OutputType, check_inputs, check_positive_int
+from art_fim.checks import OutputType, check_inputs, check_positive_int, is_integer
 from art_fim.memory import Footprint, plan_exact
 from art_fim.precision import Precision, check_precision, precision_context
 from art_fim.streams import input_generators
@@ -72,8 +72,7 @@ def default_memory_budget(device: torch.device) -> int:
 
 def check_memory_budget(budget: Any) -> None:
     """Refuse a ``memory_budget`` that is neither ``None`` nor a positive number of bytes."""
-    integer = isinstance(budget, (int, np.integer)) and not isinstance(budget, bool)
-    if budget is not None and not (integer and budget > 0):
+    if budget is not None and not (is_integer(budget) and budget > 0):
         raise ValueError(
             "memory_budget must be a positive number of bytes (e.g. 2 * 1024**3) or None for the "
             f"default; got {budget!r}"
@@ -204,6 +203,15 @@ class BatchEngine:
     def differentiable(self) -> bool:
         """Whether the classifier passes input gradients."""
         return self._adapter is not None
+
+    @property
+    def matrix_free(self) -> bool:
+        """Whether the Jacobians are autograd ones, with products that never form ``J``.
+
+        PyTorch classifiers; those differentiated through ART's ``class_gradient`` give dense
+        Jacobians, for which only the exact route makes sense.
+        """
+        return isinstance(self._adapter, TorchAdapter)
 
     @property
     def device(self) -> torch.device:

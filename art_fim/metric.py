@@ -20,13 +20,12 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import torch
 
-from art_fim.adapters import ClassifierAdapter
 from art_fim.checks import OutputType, check_positive_int
-from art_fim.engine import BatchEngine, check_memory_budget, default_memory_budget
+from art_fim.engine import BatchEngine, check_memory_budget
 from art_fim.exact import exact_spectral_norm, exact_trace
 from art_fim.hutchinson import MIN_PROBES, hutchinson_trace
 from art_fim.iterative import lanczos, power_iteration
-from art_fim.jacobian import AutogradJacobian, InputJacobian
+from art_fim.jacobian import InputJacobian
 from art_fim.memory import Footprint, plan_exact
 from art_fim.params import Configurable
 from art_fim.precision import Precision, check_precision
@@ -239,7 +238,7 @@ class FisherInformationMetric(Configurable):
         engine = self.engine()
         # Everything that runs the model, the planning probe included, runs inside the run.
         with engine.run(x, f"Fisher {quantity}") as run:
-            method, batch_size, class_chunk, _, _ = self.plan(engine.adapter, run.x, quantity)
+            method, batch_size, class_chunk, _, _ = self.plan(engine, run.x, quantity)
             run.describe(f"Fisher {quantity} ({method})")
             parts = [
                 self.estimate_batch(
@@ -267,7 +266,7 @@ class FisherInformationMetric(Configurable):
             memory_budget=self.memory_budget, seed=self.seed, verbose=self.verbose,
         )
 
-    def plan(self, adapter: ClassifierAdapter, x: np.ndarray, quantity: Quantity) -> Plan:
+    def plan(self, engine: BatchEngine, x: np.ndarray, quantity: Quantity) -> Plan:
         """Resolve ``"auto"``, the batch size and the exact route's classes per backward pass.
 
         The output type is decided on the first batch; one input's Jacobian and forward graph
@@ -276,15 +275,10 @@ class FisherInformationMetric(Configurable):
         ``"auto"`` takes the matrix-free route when it is cheaper (:func:`prefers_matrix_free`)
         or when the exact one does not fit.
         """
-        budget = self.memory_budget or default_memory_budget(adapter.device)
-        adapter.decide_output_type(x[: self.batch_size])
-        probe = adapter.jacobian(x[:1])
-        footprint = Footprint(
-            probe.num_classes, probe.input_dim, adapter.itemsize, adapter.activation_bytes(x[:1])
-        )
+        budget = engine.budget
+        footprint = engine.footprint(x, self.batch_size)
         # Only autograd Jacobians have a matrix-free fallback; dense ones are exact anyway.
-        matrix_free = isinstance(probe, AutogradJacobian)
-        del probe
+        matrix_free = engine.matrix_free
         exact = plan_exact(footprint, budget, self.batch_size)
         method = self.method
         if method == "auto":

@@ -170,7 +170,7 @@ def _whitebox_statistics(
         labels = None if y is None else check_labels(y, len(x))
         bounds = box_bounds(adapter.clip_values, tuple(x.shape[1:]))
         bounds_t = None if bounds is None else (torch.tensor(bounds[0]), torch.tensor(bounds[1]))
-        plan = metric.plan(adapter, x, "spectral_norm")
+        plan = metric.plan(engine, x, "spectral_norm")
         route, size, class_chunk = plan.method, plan.batch_size, plan.class_chunk
         if route != "exact":
             if eigenvector:
