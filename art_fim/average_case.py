@@ -1,6 +1,9 @@
-"""ART-facing average-case robustness: the probability that a prediction survives Gaussian noise.
+r"""ART-facing average-case robustness: the probability that a prediction survives Gaussian noise.
 
-.. math::  p_σ(x) = P_{ε∼N(0,σ²I)}\\big[\\arg\\max_k f_k(x+ε) = t\\big], \\qquad t = \\arg\\max_k f_k(x),
+.. math::
+
+   p_σ(x) = P_{ε∼N(0,σ²I)}\big[\arg\max_k f_k(x+ε) = t\big],
+   \qquad t = \arg\max_k f_k(x),
 
 with the estimators of Han, Srinivas & Lakkaraju, "Characterizing Data Point Vulnerability as
 Average-Case Robustness" (UAI 2024, https://arxiv.org/abs/2307.13885):
@@ -87,7 +90,8 @@ def taylor_margins(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Scaled margins and their correlation from one Jacobian: the Taylor estimator's inputs.
 
-    ``g = A f`` (``f`` the logits) and ``H = A (J Jᵀ) Aᵀ``, with the rows of ``A`` equal to ``e_t − e_i``.
+    ``g = A f`` (``f`` the logits) and ``H = A (J Jᵀ) Aᵀ``, with the rows of ``A`` equal to
+    ``e_t − e_i``.
 
     Args:
         jac: the batch's input Jacobian.
@@ -178,8 +182,19 @@ class AverageCaseRobustness(Configurable):
     """
 
     metric_params = [
-        "sigma", "method", "batch_size", "num_samples", "noise_batch_size", "interval", "confidence",
-        "num_competitors", "mvn_tolerance", "seed", "output_type", "verbose", "precision",
+        "sigma",
+        "method",
+        "batch_size",
+        "num_samples",
+        "noise_batch_size",
+        "interval",
+        "confidence",
+        "num_competitors",
+        "mvn_tolerance",
+        "seed",
+        "output_type",
+        "verbose",
+        "precision",
         "memory_budget",
     ]
 
@@ -223,7 +238,8 @@ class AverageCaseRobustness(Configurable):
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if isinstance(self.sigma, bool) or not isinstance(self.sigma, (int, float, np.number)):
             raise TypeError(
-                f"sigma must be a positive number (the noise standard deviation), got {self.sigma!r}"
+                "sigma must be a positive number (the noise standard deviation), got "
+                f"{self.sigma!r}"
             )
         if not (np.isfinite(self.sigma) and self.sigma > 0):
             raise ValueError(f"sigma must be positive and finite, got {self.sigma!r}")
@@ -235,7 +251,9 @@ class AverageCaseRobustness(Configurable):
         if self.method == "mc" and self.num_samples is not None and self.num_samples < 2:
             raise ValueError("num_samples must be at least 2 for Monte Carlo")
         if self.interval not in ("wilson", "clopper-pearson"):
-            raise ValueError(f"interval must be 'wilson' or 'clopper-pearson', got {self.interval!r}")
+            raise ValueError(
+                f"interval must be 'wilson' or 'clopper-pearson', got {self.interval!r}"
+            )
         if not 0.0 < self.confidence < 1.0:
             raise ValueError(f"confidence must lie in (0, 1), got {self.confidence!r}")
         if not self.mvn_tolerance > 0:
@@ -269,8 +287,12 @@ class AverageCaseRobustness(Configurable):
             An :class:`AverageCaseEstimate`.
         """
         engine = BatchEngine(
-            self.classifier, self.output_type, access="outputs" if self.method == "mc" else "gradients",
-            precision=self.precision, memory_budget=self.memory_budget, seed=self.seed,
+            self.classifier,
+            self.output_type,
+            access="outputs" if self.method == "mc" else "gradients",
+            precision=self.precision,
+            memory_budget=self.memory_budget,
+            seed=self.seed,
             verbose=self.verbose,
         )
         # One noise stream for the whole call, drawn in input order (as the paper's code does).
@@ -288,7 +310,14 @@ class AverageCaseRobustness(Configurable):
                 self.num_competitors, truncation.max(), np.median(truncation),
             )
         return AverageCaseEstimate(
-            values, lower, upper, predicted, self.method, float(self.sigma), self.samples, truncation
+            values,
+            lower,
+            upper,
+            predicted,
+            self.method,
+            float(self.sigma),
+            self.samples,
+            truncation,
         )
 
     def _plan(self, engine: BatchEngine, x: np.ndarray) -> tuple[int, int | None, int]:

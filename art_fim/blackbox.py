@@ -1,10 +1,10 @@
-"""Query-only (black-box) input-Fisher estimators: a sketch of the ``K × K`` Gram ``J Jᵀ``.
+r"""Query-only (black-box) input-Fisher estimators: a sketch of the ``K × K`` Gram ``J Jᵀ``.
 
 A query returns the whole score vector, so a finite difference along a direction ``v`` gives
 the ``K``-vector ``J v`` (:mod:`art_fim.finite_differences`). For directions with
 ``E[v vᵀ] = I``,
 
-.. math::  \\hat G = \\frac1m \\sum_{j=1}^m (J v_j)(J v_j)ᵀ, \\qquad E[\\hat G] = J Jᵀ,
+.. math::  \hat G = \frac1m \sum_{j=1}^m (J v_j)(J v_j)ᵀ, \qquad E[\hat G] = J Jᵀ,
 
 and the exact formulas of :mod:`art_fim.exact` applied to ``Ĝ`` give
 ``λ_max(F) ≈ λ_max(Sᵀ Ĝ S)`` and the unbiased ``tr F ≈ Σ_k p_k Ĝ_kk − pᵀ Ĝ p``. Along the top
@@ -40,8 +40,8 @@ from art_fim.defences import check_defences
 from art_fim.engine import BatchEngine, Run, check_memory_budget
 from art_fim.exact import spectrum_from_gram, trace_from_gram
 from art_fim.finite_differences import QUERY_BYTES, FiniteDifferenceJacobian
-from art_fim.precision import Precision, check_precision
 from art_fim.jacobian import gram_from_rows
+from art_fim.precision import Precision, check_precision
 from art_fim.radius import (
     check_labels,
     first_order_radius,
@@ -52,7 +52,13 @@ from art_fim.radius import (
 )
 from art_fim.results import FisherEstimate
 
-__all__ = ["BlackBoxFisher", "FiniteDifferenceJacobian", "blackbox_for", "sample_directions", "sketch_gram"]
+__all__ = [
+    "BlackBoxFisher",
+    "FiniteDifferenceJacobian",
+    "blackbox_for",
+    "sample_directions",
+    "sketch_gram",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +134,7 @@ def sketch_gram(jv: Tensor, weights: Tensor | None = None) -> Tensor:
 def _quantity(
     quantity: str, gram: Tensor, logits: Tensor, labels: Tensor, rows: Tensor | None = None
 ) -> Tensor:
-    """One quantity per sample from the Gram (sketch or exact) or, for the radii, ``J`` when known."""
+    """One quantity per sample from the Gram (sketch or exact), or from ``J`` for the radii."""
     if quantity == "trace":
         return trace_from_gram(gram, torch.softmax(logits.double(), -1))
     if quantity == "spectral_norm":
@@ -141,14 +147,22 @@ def _quantity(
 
 
 def _bootstrap_stderr(
-    jv: Tensor, logits: Tensor, labels: Tensor, quantity: str, num_bootstrap: int, rng: np.random.Generator
+    jv: Tensor,
+    logits: Tensor,
+    labels: Tensor,
+    quantity: str,
+    num_bootstrap: int,
+    rng: np.random.Generator,
 ) -> float:
     """Standard deviation of the estimate over directions resampled with replacement."""
     m = jv.shape[0]
     counts = torch.from_numpy(rng.multinomial(m, np.full(m, 1.0 / m), size=num_bootstrap))
     values = [
         _quantity(
-            quantity, sketch_gram(jv.expand(len(c), -1, -1), c), logits.expand(len(c), -1), labels.expand(len(c))
+            quantity,
+            sketch_gram(jv.expand(len(c), -1, -1), c),
+            logits.expand(len(c), -1),
+            labels.expand(len(c)),
         )
         for c in counts.split(16)
     ]
@@ -209,7 +223,8 @@ class BlackBoxFisher:
     ) -> None:
         if directions not in ("auto", "orthogonal", "gaussian", "coordinate"):
             raise ValueError(
-                f"directions must be 'auto', 'orthogonal', 'gaussian' or 'coordinate', got {directions!r}"
+                "directions must be 'auto', 'orthogonal', 'gaussian' or 'coordinate', got "
+                f"{directions!r}"
             )
         check_positive_int("max_queries", max_queries)
         check_positive_int("num_bootstrap", num_bootstrap, low=0)
@@ -233,7 +248,7 @@ class BlackBoxFisher:
         check_memory_budget(memory_budget)
 
     def engine(self) -> BatchEngine:
-        """The :class:`~art_fim.engine.BatchEngine` that queries the classifier (``predict`` only)."""
+        """The :class:`~art_fim.engine.BatchEngine` that queries the classifier (``predict``)."""
         return BatchEngine(
             self.classifier, self.output_type, access="queries", precision=self.precision,
             memory_budget=self.memory_budget, seed=self.seed, verbose=self.verbose,
@@ -250,7 +265,7 @@ class BlackBoxFisher:
         return 1 + (2 if self.check_step else 0) + 2 * dim
 
     def plan(self, dim: int) -> tuple[str, int]:
-        """Return the direction kind and the number of directions ``m`` for input dimension ``d``."""
+        """Return the direction kind and the number ``m`` of directions for dimension ``d``."""
         overhead = 1 + (2 if self.check_step else 0)
         coordinate_budget = self.coordinate_budget(dim)
         kind = self.directions
@@ -259,21 +274,26 @@ class BlackBoxFisher:
         if kind == "coordinate":
             if self.max_queries < coordinate_budget:
                 raise ValueError(
-                    f"directions='coordinate' needs max_queries ≥ {coordinate_budget} (2d + {overhead}"
+                    f"directions='coordinate' needs max_queries ≥ {coordinate_budget} (2d + "
+                    f"{overhead}"
                     f" for d = {dim}), got {self.max_queries}."
                 )
             return kind, dim
         m = (self.max_queries - overhead) // 2
         if m < 2:
             raise ValueError(
-                f"max_queries must be at least {overhead + 4} (two directions), got {self.max_queries}"
+                f"max_queries must be at least {overhead + 4} (two directions), got "
+                f"{self.max_queries}"
             )
         return kind, m
 
     def estimate(
-        self, x: np.ndarray, quantity: BlackBoxQuantity = "spectral_norm", y: np.ndarray | None = None
+        self,
+        x: np.ndarray,
+        quantity: BlackBoxQuantity = "spectral_norm",
+        y: np.ndarray | None = None,
     ) -> FisherEstimate:
-        """Estimate ``λ_max(F(x))``, ``tr F(x)`` or a first-order robust radius per input from queries.
+        """Estimate ``λ_max(F(x))``, ``tr F(x)`` or a first-order robust radius from queries.
 
         Args:
             x: ``[N, *input_shape]`` inputs in the classifier's own scale.
@@ -309,7 +329,9 @@ class BlackBoxFisher:
         """
         for quantity in quantities:
             if quantity not in QUANTITIES:
-                raise ValueError(f"quantity must be one of {', '.join(QUANTITIES)}, got {quantity!r}")
+                raise ValueError(
+                    f"quantity must be one of {', '.join(QUANTITIES)}, got {quantity!r}"
+                )
         check_defences(self.classifier, "blackbox")
         engine = self.engine()
         with engine.run(x, "black-box Fisher") as run:
@@ -340,9 +362,13 @@ class BlackBoxFisher:
         # queries come on top (about 3.5 times that in all), so an eighth of the budget, with a
         # quarter for each predict call's activations, stays within it.
         query_bytes = QUERY_BYTES if self.memory_budget is None else max(1, engine.budget // 8)
-        group = max(1, min(n, max(1, query_bytes // (8 * dim)) // m))  # inputs whose directions fit at once
+        group = max(
+            1, min(n, max(1, query_bytes // (8 * dim)) // m)
+        )  # inputs whose directions fit at once
         per_call = self.batch_size
-        if self.memory_budget is not None:  # queries per predict call within a quarter of the budget
+        if (
+            self.memory_budget is not None
+        ):  # queries per predict call within a quarter of the budget
             per_query = 4 * (2 * engine.activation_bytes(x) + 16 * dim)
             per_call = engine.batch_size(self.batch_size, per_query)
 
@@ -372,7 +398,9 @@ class BlackBoxFisher:
             else:
                 first_directions: dict[int, np.ndarray] = {}
 
-                def directions(sample: int, first: int, count: int, offset: int = start) -> np.ndarray:
+                def directions(
+                    sample: int, first: int, count: int, offset: int = start
+                ) -> np.ndarray:
                     v = sample_directions(kind, first, count, dim, rngs[offset + sample])
                     if first == 0:
                         first_directions[sample] = v[0]
@@ -386,7 +414,9 @@ class BlackBoxFisher:
                     self._step_discrepancy(jac, jv, rows, first, [rngs[i] for i in idx])
                 )
             for quantity in quantities:
-                values[quantity].append(_quantity(quantity, gram, jac.logits, batch_labels, rows).numpy())
+                values[quantity].append(
+                    _quantity(quantity, gram, jac.logits, batch_labels, rows).numpy()
+                )
                 if jv is None or self.num_bootstrap < 2:
                     stderr[quantity].append(np.zeros(len(idx)))
                 else:
@@ -440,12 +470,16 @@ class BlackBoxFisher:
     @staticmethod
     def _warn_rounding(discrepancy: np.ndarray, step: float) -> None:
         bad = discrepancy > STEP_TOLERANCE
-        logger.info("step check: median relative discrepancy %.3g between h and 2h", np.median(discrepancy))
+        logger.info(
+            "step check: median relative discrepancy %.3g between h and 2h", np.median(discrepancy)
+        )
         if np.median(discrepancy) > STEP_TOLERANCE:
             warnings.warn(
                 f"Finite differences at steps h={step:.3g} and 2h disagree by up to "
-                f"{discrepancy.max():.1%} (median {np.median(discrepancy):.1%}) for {int(bad.sum())} of "
-                f"{bad.size} inputs: rounding (or a non-smooth model) dominates the differences. Query "
+                f"{discrepancy.max():.1%} (median {np.median(discrepancy):.1%}) for "
+                f"{int(bad.sum())} of "
+                f"{bad.size} inputs: rounding (or a non-smooth model) dominates the differences. "
+                "Query "
                 "in float64 (dtype='float64', with a classifier that computes and returns float64) "
                 "or pass a larger step. If the classifier's outputs are random (a randomised "
                 "defence), no step helps: score a deterministic classifier.",
@@ -455,13 +489,18 @@ class BlackBoxFisher:
 
 
 def blackbox_for(metric: Any) -> BlackBoxFisher:
-    """The query-only estimator configured like ``metric`` (a :class:`~art_fim.FisherInformationMetric`).
+    """The query-only estimator configured like ``metric`` (a ``FisherInformationMetric``).
 
     Its ``classifier``, ``output_type``, ``seed``, ``batch_size``, ``verbose``, ``precision``
     and ``memory_budget``, and its ``blackbox_params`` as further options.
     """
     return BlackBoxFisher(
-        metric.classifier, output_type=metric.output_type, seed=metric.seed, batch_size=metric.batch_size,
-        verbose=metric.verbose, precision=metric.precision, memory_budget=metric.memory_budget,
+        metric.classifier,
+        output_type=metric.output_type,
+        seed=metric.seed,
+        batch_size=metric.batch_size,
+        verbose=metric.verbose,
+        precision=metric.precision,
+        memory_budget=metric.memory_budget,
         **metric.blackbox_params,
     )

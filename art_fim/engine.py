@@ -1,4 +1,4 @@
-"""One engine for "score these inputs with this classifier"; every estimator is a per-batch function.
+"""One engine for "score these inputs with this classifier"; estimators are per-batch functions.
 
 What surrounds an estimator's arithmetic is the same for all of them, and lives here once:
 
@@ -183,10 +183,15 @@ class BatchEngine:
             except NotDifferentiableError:
                 if access == "gradients":
                     raise
-        queryable = isinstance(classifier, nn.Module) or callable(getattr(classifier, "predict", None))
-        if self._adapter is None and not (queryable or (access == "queries" and callable(classifier))):
+        queryable = isinstance(classifier, nn.Module) or callable(
+            getattr(classifier, "predict", None)
+        )
+        if self._adapter is None and not (
+            queryable or (access == "queries" and callable(classifier))
+        ):
             raise TypeError(
-                f"{type(classifier).__name__} has neither input gradients nor a predict method; pass "
+                f"{type(classifier).__name__} has neither input gradients nor a predict method; "
+                "pass "
                 "an ART classifier or a PyTorch module."
             )
 
@@ -263,7 +268,7 @@ class BatchEngine:
 
     @contextlib.contextmanager
     def run(self, x: np.ndarray, description: str) -> Iterator[Run]:
-        """Validate ``x``, then score it in eval mode, in the engine's precision, with a progress bar.
+        """Validate ``x``, then score it in eval mode and the engine's precision, with progress.
 
         Args:
             x: ``[N, *input_shape]`` inputs in the classifier's own scale.
@@ -279,7 +284,7 @@ class BatchEngine:
             yield Run(x, bar, self.seed)
 
     def outputs(self, x: np.ndarray | Tensor) -> Tensor:
-        """Raw model outputs ``[B, K]`` without gradients, on :attr:`device` (float64 via ``predict``).
+        """Raw model outputs ``[B, K]`` without gradients, on :attr:`device` (float64 if queried).
 
         PyTorch classifiers run the same forward function the Jacobians differentiate (ART's
         preprocessing included), on their own device; others answer through ``predict``.
@@ -341,7 +346,9 @@ class BatchEngine:
         adapter = self.adapter
         adapter.decide_output_type(x[:first_batch])
         probe = adapter.jacobian(x[:1])
-        return Footprint(probe.num_classes, probe.input_dim, adapter.itemsize, self.activation_bytes(x))
+        return Footprint(
+            probe.num_classes, probe.input_dim, adapter.itemsize, self.activation_bytes(x)
+        )
 
     def noisy_copies_per_pass(self, x: np.ndarray, requested: int) -> int:
         """Noisy copies per gradient-free forward pass within the budget (at most ``requested``).
@@ -355,7 +362,7 @@ class BatchEngine:
         return self.batch_size(requested, per_copy)
 
     def batch_size(self, requested: int, bytes_per_input: int) -> int:
-        """The largest batch up to ``requested`` whose ``bytes_per_input`` fit the budget (at least 1)."""
+        """The largest batch (at least 1, at most ``requested``) whose ``bytes_per_input`` fit."""
         check_positive_int("batch_size", requested)
         return max(1, min(int(requested), self.budget // max(1, int(bytes_per_input))))
 
@@ -377,5 +384,5 @@ class BatchEngine:
         return plan
 
     def generator(self) -> torch.Generator:
-        """One generator on :attr:`device` seeded with the engine's seed (a single sequential stream)."""
+        """One generator on :attr:`device`, seeded with the engine's seed: one sequential stream."""
         return torch.Generator(device=self.device).manual_seed(self.seed)

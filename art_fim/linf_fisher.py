@@ -1,11 +1,11 @@
-"""The ℓ∞ variant of the input-Fisher metric: ``max_{‖u‖∞ ≤ 1} uᵀ F(x) u``.
+r"""The ℓ∞ variant of the input-Fisher metric: ``max_{‖u‖∞ ≤ 1} uᵀ F(x) u``.
 
 ``λ_max(F) = max_{‖u‖₂≤1} uᵀFu`` measures the worst KL growth over an ℓ2 ball; an ℓ∞ threat
 (every coordinate moved by up to ε) calls for the box instead:
 ``KL(p(x) ‖ p(x + εu)) ≈ ½ ε² uᵀFu`` with ``‖u‖∞ ≤ 1``. With the spectral decomposition
 ``F = Σ_i λ_i v_i v_iᵀ`` (rank ≤ K − 1, from the ``K × K`` problem of :mod:`art_fim.exact`),
 
-.. math::  \\max_i λ_i ‖v_i‖_1^2 \\;≤\\; \\max_{‖u‖_∞≤1} uᵀ F u \\;≤\\; \\sum_i λ_i ‖v_i‖_1^2,
+.. math::  \max_i λ_i ‖v_i‖_1^2 \;≤\; \max_{‖u‖_∞≤1} uᵀ F u \;≤\; \sum_i λ_i ‖v_i‖_1^2,
 
 the left at ``u = sign(v_i)``, the right from ``(v_iᵀu)² ≤ ‖v_i‖₁²``. Both are equal when F has
 rank one (two classes), e.g. ``q(1−q)‖w‖₁²`` for a logistic model, against the ℓ2 value
@@ -31,7 +31,8 @@ from art_fim.precision import Precision
 def linf_fisher_bounds(jac: InputJacobian) -> tuple[Tensor, Tensor]:
     """Bounds on ``max_{‖u‖∞≤1} uᵀ F u`` per sample: ``(max_i λ_i‖v_i‖₁², Σ_i λ_i‖v_i‖₁²)``.
 
-    ``√λ_i v_i = Jᵀ S u_i`` for the eigenvectors ``u_i`` of ``Sᵀ (J Jᵀ) S`` (``S Sᵀ = diag p − ppᵀ``),
+    ``√λ_i v_i = Jᵀ S u_i`` for the eigenvectors ``u_i`` of ``Sᵀ (J Jᵀ) S``
+    (``S Sᵀ = diag p − ppᵀ``),
     so each term is one VJP: ``λ_i ‖v_i‖₁² = ‖Jᵀ S u_i‖₁²``, ``K`` VJPs after the Gram.
 
     Args:

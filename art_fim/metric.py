@@ -1,8 +1,11 @@
-"""ART-facing API: ``fisher_spectral_norm``, ``fisher_trace`` and ``FisherInformationMetric``.
+r"""ART-facing API: ``fisher_spectral_norm``, ``fisher_trace`` and ``FisherInformationMetric``.
 
 The metric is the largest eigenvalue of the input Fisher information matrix
 
-.. math::  F(x) = \\mathbb{E}_{y∼p(·|x)}[∇_x \\log p_y ∇_x \\log p_yᵀ] = Jᵀ (\\mathrm{diag}(p) − p pᵀ) J,
+.. math::
+
+   F(x) = \mathbb{E}_{y∼p(·|x)}[∇_x \log p_y ∇_x \log p_yᵀ]
+        = Jᵀ (\mathrm{diag}(p) − p pᵀ) J,
 
 the worst-case rate at which the model's output distribution moves under a small input
 perturbation: ``KL(p(x) ‖ p(x + δ)) ≈ ½ δᵀ F(x) δ ≤ ½ ‖δ‖² λ_max(F(x))``.
@@ -242,7 +245,10 @@ class FisherInformationMetric(Configurable):
             run.describe(f"Fisher {quantity} ({method})")
             parts = [
                 self.estimate_batch(
-                    engine.adapter.jacobian(batch.x, class_chunk), method, quantity, batch.generators
+                    engine.adapter.jacobian(batch.x, class_chunk),
+                    method,
+                    quantity,
+                    batch.generators,
                 )
                 for batch in run.batches(batch_size)
             ]
@@ -256,11 +262,18 @@ class FisherInformationMetric(Configurable):
         dof = dof if method == "hutchinson" else None
         used = min(batch_size, len(x))  # the batches actually formed
         return FisherEstimate(
-            values, stderr, iterations, converged, method, dof=dof, batch_size=used, precision=self.precision
+            values,
+            stderr,
+            iterations,
+            converged,
+            method,
+            dof=dof,
+            batch_size=used,
+            precision=self.precision,
         )
 
     def engine(self) -> BatchEngine:
-        """The white-box :class:`~art_fim.engine.BatchEngine` configured by this metric's parameters."""
+        """The white-box :class:`~art_fim.engine.BatchEngine` set up by this metric's parameters."""
         return BatchEngine(
             self.classifier, self.output_type, precision=self.precision,
             memory_budget=self.memory_budget, seed=self.seed, verbose=self.verbose,
@@ -310,7 +323,10 @@ class FisherInformationMetric(Configurable):
     def estimate_batch(
         self, jac: InputJacobian, method: str, quantity: Quantity, generators: list[torch.Generator]
     ) -> tuple[np.ndarray, ...]:
-        """One batch's ``(values, stderr, iterations, converged, dof)`` by a resolved method (see :meth:`plan`)."""
+        """One batch's ``(values, stderr, iterations, converged, dof)`` by a resolved method.
+
+        The method is one that :meth:`plan` resolves to (not ``"auto"``).
+        """
         b = jac.batch_size
         ones = np.ones(b, dtype=bool)
         no_dof = np.full(b, np.inf)
@@ -365,7 +381,9 @@ def fisher_spectral_norm(
     :param kwargs: Further :class:`FisherInformationMetric` parameters.
     :return: ``λ_max(F(x))`` per input, shape ``[N]``.
     """
-    metric = FisherInformationMetric(classifier, method=method, batch_size=batch_size, verbose=verbose, **kwargs)
+    metric = FisherInformationMetric(
+        classifier, method=method, batch_size=batch_size, verbose=verbose, **kwargs
+    )
     return metric(x)
 
 
@@ -392,5 +410,7 @@ def fisher_trace(
     :param kwargs: Further :class:`FisherInformationMetric` parameters.
     :return: ``tr F(x)`` per input, shape ``[N]``.
     """
-    metric = FisherInformationMetric(classifier, method=method, batch_size=batch_size, verbose=verbose, **kwargs)
+    metric = FisherInformationMetric(
+        classifier, method=method, batch_size=batch_size, verbose=verbose, **kwargs
+    )
     return metric.trace(x).values

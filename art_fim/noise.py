@@ -7,7 +7,7 @@ from torch import Tensor
 
 
 def noisy_copies(x: Tensor, sigma: float, copies: int, generator: torch.Generator) -> Tensor:
-    """Return ``x_b + σ ε`` for ``copies`` draws ``ε ∼ N(0, I)`` per input: ``[B · copies, *shape]``.
+    """Return ``x_b + σ ε`` for ``copies`` draws ``ε ∼ N(0, I)`` per input: ``[B · copies, …]``.
 
     Copies of one input are contiguous (``b``'s copies are rows ``b·copies … (b+1)·copies − 1``).
     The noise is not clipped to the valid input range: the estimators' definition

@@ -1,9 +1,13 @@
-"""Expected output divergence under Gaussian input noise, and its Fisher prediction.
+r"""Expected output divergence under Gaussian input noise, and its Fisher prediction.
 
-The input Fisher is the curvature of the KL divergence: ``KL(p(x) ‖ p(x + ε)) = ½ εᵀF(x)ε + O(‖ε‖³)``.
+The input Fisher is the curvature of the KL divergence:
+``KL(p(x) ‖ p(x + ε)) = ½ εᵀF(x)ε + O(‖ε‖³)``.
 Averaging over ``ε ∼ N(0, σ²I)`` (the odd third-order term averages to zero) gives
 
-.. math::  \\mathbb{E}_ε\\, \\mathrm{KL}(p(x) \\,\\|\\, p(x + ε)) = \\tfrac12 σ^2 \\operatorname{tr} F(x) + O(σ^4),
+.. math::
+
+   \mathbb{E}_ε\, \mathrm{KL}(p(x) \,\|\, p(x + ε))
+   = \tfrac12 σ^2 \operatorname{tr} F(x) + O(σ^4),
 
 which links average-case robustness (Han et al., https://arxiv.org/abs/2307.13885) to the
 input Fisher (https://arxiv.org/abs/2606.04767): the trace governs the typical output change
@@ -23,9 +27,9 @@ from torch import Tensor
 from art_fim.checks import OutputType, check_positive_int, resolve_output_type
 from art_fim.engine import BatchEngine
 from art_fim.exact import exact_trace
+from art_fim.logits import as_logits
 from art_fim.noise import noisy_copies
 from art_fim.precision import Precision
-from art_fim.logits import as_logits
 
 
 @dataclass(frozen=True)
@@ -99,12 +103,18 @@ def expected_noise_kl(
         for batch in run.batches(size):
             xb = torch.as_tensor(batch.x, device=engine.device).to(engine.dtype)
             traces.append(exact_trace(engine.adapter.jacobian(batch.x, class_chunk)).cpu().numpy())
-            kl = _noise_kl_draws(engine, xb, sigma, num_samples, noise_per_pass, generator, output_type)
+            kl = _noise_kl_draws(
+                engine, xb, sigma, num_samples, noise_per_pass, generator, output_type
+            )
             means.append(kl.mean(1).cpu().numpy())
             errors.append((kl.std(1) / num_samples**0.5).cpu().numpy())
     trace = np.concatenate(traces)
     return NoiseKL(
-        np.concatenate(means), np.concatenate(errors), 0.5 * sigma**2 * trace, float(sigma), num_samples
+        np.concatenate(means),
+        np.concatenate(errors),
+        0.5 * sigma**2 * trace,
+        float(sigma),
+        num_samples,
     )
 
 
@@ -117,7 +127,7 @@ def _noise_kl_draws(
     generator: torch.Generator,
     output_type: OutputType,
 ) -> Tensor:
-    """``KL(p(x) ‖ p(x + ε_j))`` for ``num_samples`` draws per input of one batch, ``[B, num_samples]``."""
+    """``KL(p(x) ‖ p(x + ε_j))`` for ``num_samples`` draws per input: ``[B, num_samples]``."""
     clean = engine.outputs(x)
     kind = resolve_output_type(clean.cpu().numpy(), output_type)
     log_p = _log_probs(clean, kind)

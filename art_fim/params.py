@@ -1,4 +1,4 @@
-"""ART-style parameters of the metric classes: ``set_params`` validates them all, or changes none."""
+"""ART-style parameters of the metric classes: ``set_params`` validates all, or changes none."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ class Configurable:
         """
         unknown = [key for key in kwargs if key not in self.metric_params]
         if unknown:
-            raise ValueError(f"Unknown parameter {unknown[0]!r}; valid: {', '.join(self.metric_params)}")
+            raise ValueError(
+                f"Unknown parameter {unknown[0]!r}; valid: {', '.join(self.metric_params)}"
+            )
         previous = self.get_params()
         for key, value in kwargs.items():
             setattr(self, key, value)

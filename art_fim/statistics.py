@@ -85,7 +85,7 @@ def fisher_statistics(
     box: bool = True,
     **kwargs: Any,
 ) -> FisherStatistics:
-    """Compute ``λ_max``, ``tr F``, robust radii (and the top eigenvector) from one Jacobian per batch.
+    """Compute ``λ_max``, ``tr F``, robust radii (and the top eigenvector) from one Jacobian.
 
     The values equal those of separate :func:`~art_fim.fisher_spectral_norm`,
     :func:`~art_fim.fisher_trace` and :func:`robust_radius` calls with the same settings, at
@@ -135,17 +135,28 @@ def fisher_statistics(
         )
     check_positive_int("competitors", competitors)
     check_positive_int("refine_competitors", refine_competitors)
-    metric = FisherInformationMetric(classifier, method=method, batch_size=batch_size, verbose=verbose, **kwargs)
+    metric = FisherInformationMetric(
+        classifier, method=method, batch_size=batch_size, verbose=verbose, **kwargs
+    )
     if method == "blackbox":
         if eigenvector or refine:  # asked for explicitly: refine=None means "where possible"
             raise ValueError(
-                "eigenvector=True and refine=True need input gradients at new points; the query-only "
-                "route gives neither. Pass refine=False (and eigenvector=False), or use a white-box "
+                "eigenvector=True and refine=True need input gradients at new points; the "
+                "query-only "
+                "route gives neither. Pass refine=False (and eigenvector=False), or use a "
+                "white-box "
                 "classifier."
             )
         return _blackbox_statistics(metric, x, y, norms)
     return _whitebox_statistics(
-        metric, x, y, norms, eigenvector, refine is not False, int(competitors), int(refine_competitors),
+        metric,
+        x,
+        y,
+        norms,
+        eigenvector,
+        refine is not False,
+        int(competitors),
+        int(refine_competitors),
         bool(box),
     )
 
@@ -175,20 +186,26 @@ def _whitebox_statistics(
         if route != "exact":
             if eigenvector:
                 raise ValueError(
-                    "eigenvector=True needs the K Jacobian rows of the exact route; pass method='exact' "
+                    "eigenvector=True needs the K Jacobian rows of the exact route; pass "
+                    "method='exact' "
                     "(and raise memory_budget if it does not fit) or leave eigenvector False."
                 )
             fits = _competitor_plan(plan, competitors)
             if fits is None and norms:
                 logger.warning(
-                    "the Jacobian rows of one input's label and competitors exceed the memory budget: "
+                    "the Jacobian rows of one input's label and competitors exceed the memory "
+                    "budget: "
                     "λ_max and the trace take the matrix-free routes and the robust radii are not "
                     "computed (NaN); raise memory_budget or lower competitors to compute them."
                 )
                 radius_norms, refine = (), False
             size, class_chunk = fits or (size, None)
         run.describe(f"Fisher statistics ({route})")
-        kept = plan.footprint.classes - 1 if route == "exact" else min(competitors, plan.footprint.classes - 1)
+        kept = (
+            plan.footprint.classes - 1
+            if route == "exact"
+            else min(competitors, plan.footprint.classes - 1)
+        )
         for chunk in run.batches(size):
             start, batch = chunk.start, chunk.x
             jac = adapter.jacobian(batch, class_chunk)
@@ -207,7 +224,9 @@ def _whitebox_statistics(
                 )
             rows, logits = radii
             part.update(
-                _radius_batch(rows, logits, target, radius_norms, batch, bounds_t, refine, classes, box)
+                _radius_batch(
+                    rows, logits, target, radius_norms, batch, bounds_t, refine, classes, box
+                )
             )
             pending = part.pop("pending")
             nan = torch.full((len(batch),), math.nan, dtype=torch.float64)
@@ -238,7 +257,11 @@ def _competitor_plan(plan: Plan, competitors: int) -> tuple[int, int] | None:
 def _exact_batch(
     jac: InputJacobian, labels: Tensor, eigenvector: bool
 ) -> tuple[dict[str, Any], tuple[Tensor, Tensor]]:
-    """``λ_max``, the trace (and eigenvector) of one batch from its ``K`` Jacobian rows; the rows for the radii."""
+    """``λ_max``, the trace (and eigenvector) of one batch from its ``K`` Jacobian rows.
+
+    Returns:
+        The batch's statistics, and the rows and logits for the radii.
+    """
     rows = jac.rows()
     lam, trace, vector = spectral_statistics(rows, jac.probs, eigenvector)
     out: dict[str, Any] = {
@@ -257,7 +280,7 @@ def _matrix_free_batch(
     competitors: int,
     generators: list[torch.Generator],
 ) -> tuple[dict[str, Any], tuple[Tensor, Tensor], Tensor]:
-    """``λ_max`` (Lanczos / power) and the trace (Hutchinson) on one Jacobian object; the competitor rows.
+    """``λ_max`` (Lanczos / power), the trace (Hutchinson) and the competitor rows of one batch.
 
     Returns:
         The batch's statistics, the rows and logits of the label and its nearest competitors
@@ -285,7 +308,7 @@ def _radius_batch(
     classes: Tensor | None,
     box: bool,
 ) -> dict[str, Any]:
-    """First-order radii per norm from the rows of the label and its competitors; what the refinement needs.
+    """First-order radii per norm from the rows of the label and its competitors.
 
     Args:
         rows: ``[B, c, d]`` rows of the classes considered (all ``K``, or a subset).
@@ -309,7 +332,9 @@ def _radius_batch(
     margin = margins(logits, own)
     out: dict[str, Any] = {}
     pending: dict[float, tuple[Any, ...]] = {}
-    flat = torch.from_numpy(np.asarray(batch, dtype=np.float64).reshape(len(batch), -1)).to(rows.device)
+    flat = torch.from_numpy(np.asarray(batch, dtype=np.float64).reshape(len(batch), -1)).to(
+        rows.device
+    )
     limits = None if bounds is None else (bounds[0].to(rows.device), bounds[1].to(rows.device))
     inside = (flat, limits) if box and limits is not None else None
     for norm in norms:
@@ -333,7 +358,7 @@ def _refine_batch(
     refine_competitors: int,
     rows_at_x: Tensor,
 ) -> dict[str, Tensor]:
-    """The refined radius per norm: the gradients of the nearest competitors' margins at the boundary points.
+    """The refined radius per norm: nearest competitors' margin gradients at the boundary points.
 
     One forward pass at the boundary points and ``refine_competitors + 1`` VJPs per norm;
     the competitors not re-measured keep their norms at ``x``. Inside the box, the distances
@@ -343,11 +368,16 @@ def _refine_batch(
     for norm, (moved, margin, dual, own, columns, inside) in pending.items():
         chosen = refinement_classes(margin, dual, own, refine_competitors)  # columns of `margin`
         rows = adapter.jacobian(moved, class_chunk).class_rows(columns.gather(1, chosen))
-        at_boundary = dual.scatter(1, chosen, margin_dual_norms(rows, class_subset(chosen, own), norm))
+        at_boundary = dual.scatter(
+            1, chosen, margin_dual_norms(rows, class_subset(chosen, own), norm)
+        )
         del rows
         out[f"{norm_name(norm)}_refined"] = (
-            refined_radius(margin, dual, at_boundary, own) if inside is None
-            else refined_box_radius(margin, dual, at_boundary, rows_at_x, own, inside[0], inside[1], norm)
+            refined_radius(margin, dual, at_boundary, own)
+            if inside is None
+            else refined_box_radius(
+                margin, dual, at_boundary, rows_at_x, own, inside[0], inside[1], norm
+            )
         )
     return out
 
@@ -364,7 +394,7 @@ def _assemble(
     refine_competitors: int,
     precision: str,
 ) -> FisherStatistics:
-    """Concatenate the batches into a :class:`FisherStatistics` (``batch_size``: the largest batch formed)."""
+    """Concatenate the batches into a :class:`FisherStatistics` (``batch_size``: the largest)."""
 
     def cat(key: str) -> np.ndarray:
         return np.concatenate([np.asarray(part[key].cpu().numpy()) for part in parts])
@@ -375,7 +405,13 @@ def _assemble(
 
     def exact(values: np.ndarray, method: str = "exact", passes: int = 1) -> FisherEstimate:
         return FisherEstimate(
-            values, zeros, passes * classes, ones, method, batch_size=batch_size, precision=precision
+            values,
+            zeros,
+            passes * classes,
+            ones,
+            method,
+            batch_size=batch_size,
+            precision=precision,
         )
 
     def iterative(key: str, method: str) -> FisherEstimate:
@@ -393,22 +429,35 @@ def _assemble(
         radius_method = f"competitors={competitors}"
     radius = {norm_name(norm): exact(cat(norm_name(norm)), radius_method) for norm in norms}
     refined = (
-        {norm_name(norm): exact(cat(f"{norm_name(norm)}_refined"), f"{radius_method}+refined", 2) for norm in norms}
-        if refine else {}
+        {
+            norm_name(norm): exact(cat(f"{norm_name(norm)}_refined"), f"{radius_method}+refined", 2)
+            for norm in norms
+        }
+        if refine
+        else {}
     )
-    vectors = cat("eigenvector").reshape(n, *input_shape) if eigenvector and route == "exact" else None
+    vectors = (
+        cat("eigenvector").reshape(n, *input_shape) if eigenvector and route == "exact" else None
+    )
     return FisherStatistics(
-        spectral_norm=spectral, trace=trace, radius=radius, refined_radius=refined, eigenvector=vectors,
-        labels=cat("labels").astype(np.int64), predictions=cat("predictions").astype(np.int64),
-        correct=cat("correct").astype(bool), competitors=competitors,
-        refine_competitors=refine_competitors, precision=precision,
+        spectral_norm=spectral,
+        trace=trace,
+        radius=radius,
+        refined_radius=refined,
+        eigenvector=vectors,
+        labels=cat("labels").astype(np.int64),
+        predictions=cat("predictions").astype(np.int64),
+        correct=cat("correct").astype(bool),
+        competitors=competitors,
+        refine_competitors=refine_competitors,
+        precision=precision,
     )
 
 
 def _blackbox_statistics(
     metric: FisherInformationMetric, x: np.ndarray, y: np.ndarray | None, norms: tuple[float, ...]
 ) -> FisherStatistics:
-    """λ_max, trace and radii from one set of queries per input (:class:`~art_fim.BlackBoxFisher`)."""
+    """λ_max, trace and radii from one set of queries per input (``BlackBoxFisher``)."""
     fisher = blackbox_for(metric)
     quantities = ("spectral_norm", "trace", *(f"radius_{norm_name(norm)}" for norm in norms))
     estimates = fisher.estimate_many(x, quantities, y)
@@ -416,10 +465,16 @@ def _blackbox_statistics(
     predictions = outputs.argmax(1)
     labels = predictions if y is None else check_labels(y, len(predictions), outputs.shape[1])
     return FisherStatistics(
-        spectral_norm=estimates["spectral_norm"], trace=estimates["trace"],
+        spectral_norm=estimates["spectral_norm"],
+        trace=estimates["trace"],
         radius={norm_name(norm): estimates[f"radius_{norm_name(norm)}"] for norm in norms},
-        refined_radius={}, eigenvector=None, labels=labels, predictions=predictions.astype(np.int64),
-        correct=predictions == labels, competitors=outputs.shape[1] - 1, precision=metric.precision,
+        refined_radius={},
+        eigenvector=None,
+        labels=labels,
+        predictions=predictions.astype(np.int64),
+        correct=predictions == labels,
+        competitors=outputs.shape[1] - 1,
+        precision=metric.precision,
     )
 
 
@@ -434,11 +489,11 @@ def robust_radius(
     refine: bool | None = None,
     **kwargs: Any,
 ) -> np.ndarray:
-    """Compute the robust radius per input: the (refined) linearised distance to the boundary.
+    r"""Compute the robust radius per input: the (refined) linearised distance to the boundary.
 
     The first-order radius is
 
-    .. math::  r_q(x) = \\min_{j ≠ y} \\frac{z_y − z_j}{‖∇_x (z_y − z_j)‖_{q^*}}
+    .. math::  r_q(x) = \min_{j ≠ y} \frac{z_y − z_j}{‖∇_x (z_y − z_j)‖_{q^*}}
 
     with ``q*`` the dual norm (``ℓ1`` for an ``ℓ∞`` threat, ``ℓ2`` for ``ℓ2``, ``ℓ∞`` for
     ``ℓ1``), and ``0`` where the prediction is wrong: exact for linear models without box
@@ -468,7 +523,9 @@ def robust_radius(
     Returns:
         Radius per input in the classifier's input scale, shape ``[N]``.
     """
-    return _radius_estimate(classifier, x, y, norm, method, batch_size, verbose, refine, **kwargs).values
+    return _radius_estimate(
+        classifier, x, y, norm, method, batch_size, verbose, refine, **kwargs
+    ).values
 
 
 def predicted_robust_accuracy(
@@ -483,7 +540,7 @@ def predicted_robust_accuracy(
     refine: bool | None = None,
     **kwargs: Any,
 ) -> float:
-    """Estimate robust accuracy at ``eps`` without an attack: the fraction correct with radius ``≥ eps``.
+    """Estimate robust accuracy at ``eps`` without an attack: the fraction correct, radius ≥ eps.
 
     Uses the refined radius by default (within a point of AutoAttack on the project's zoo);
     see :func:`robust_radius` for the radius and its caveats (optimistic on curved or
@@ -511,8 +568,15 @@ def predicted_robust_accuracy(
 
 
 def _radius_estimate(
-    classifier: Any, x: np.ndarray, y: np.ndarray, norm: Any, method: Method, batch_size: int, verbose: bool,
-    refine: bool | None, **kwargs: Any,
+    classifier: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    norm: Any,
+    method: Method,
+    batch_size: int,
+    verbose: bool,
+    refine: bool | None,
+    **kwargs: Any,
 ) -> FisherEstimate:
     """The radius of one norm, refined where asked for and possible."""
     if y is None:
@@ -521,12 +585,19 @@ def _radius_estimate(
     if method == "blackbox":
         if refine:
             raise ValueError(
-                "refine=True needs input gradients at new points, which the query-only route lacks; "
+                "refine=True needs input gradients at new points, which the query-only route "
+                "lacks; "
                 "pass refine=False."
             )
         # The query-only radius sees every competitor and is never refined.
-        kwargs = {key: value for key, value in kwargs.items() if key not in ("competitors", "refine_competitors")}
-        metric = FisherInformationMetric(classifier, method=method, batch_size=batch_size, verbose=verbose, **kwargs)
+        kwargs = {
+            key: value
+            for key, value in kwargs.items()
+            if key not in ("competitors", "refine_competitors")
+        }
+        metric = FisherInformationMetric(
+            classifier, method=method, batch_size=batch_size, verbose=verbose, **kwargs
+        )
         return blackbox_for(metric).estimate(x, f"radius_{name}", y)
     stats = fisher_statistics(
         classifier, x, y, norms=(norm,), refine=refine is not False, method=method,

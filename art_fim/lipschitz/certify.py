@@ -43,18 +43,22 @@ def _outputs(
     output_type: OutputType,
     memory_budget: int | None,
 ) -> tuple[np.ndarray, np.ndarray, Kind]:
-    """The validated inputs, the raw outputs ``[N, K]`` (float64), and their kind (a declaration is checked).
+    """The validated inputs, their raw outputs ``[N, K]`` (float64) and the kind of outputs.
 
-    ART's ``predict`` puts the model in eval mode and leaves it there; the engine gives the flags back.
+    ART's ``predict`` puts the model in eval mode and leaves it there; the engine gives the flags
+    back.
     """
     engine = BatchEngine(
         classifier, output_type, access="queries", memory_budget=memory_budget, verbose=False
     )
     with engine.run(x, "outputs") as run:
         size = engine.batch_size(batch_size, engine.activation_bytes(run.x))
-        raw = np.concatenate([
-            engine.predict(batch.x, batch_size=size).astype(np.float64) for batch in run.batches(size)
-        ])
+        raw = np.concatenate(
+            [
+                engine.predict(batch.x, batch_size=size).astype(np.float64)
+                for batch in run.batches(size)
+            ]
+        )
         x = run.x
     return x, raw, resolve_output_type(raw, output_type)
 
@@ -72,7 +76,8 @@ def _resolve_bound(classifier: Any, x: np.ndarray, bound: float | LipschitzBound
         low, high = (np.asarray(b, dtype=np.float64) for b in bound.input_box)
         if (x < low - 1e-12).any() or (x > high + 1e-12).any():
             raise ValueError(
-                f"The bound holds only for inputs in {bound.input_box} (it has attention or LayerNorm "
+                f"The bound holds only for inputs in {bound.input_box} (it has attention or "
+                "LayerNorm "
                 "constants that are local), and x leaves that box."
             )
     value = float(bound)
@@ -82,7 +87,7 @@ def _resolve_bound(classifier: Any, x: np.ndarray, bound: float | LipschitzBound
 
 
 def _decision_scores(raw: np.ndarray, kind: Kind) -> tuple[np.ndarray, float]:
-    """Scores whose argmax is the prediction, and ``c``: each difference of two is ``c L``-Lipschitz.
+    """Scores whose argmax is the prediction, and ``c``: each difference is ``c L``-Lipschitz.
 
     ``K ≥ 2`` outputs are their own scores (``‖e_t − e_j‖ = √2``: ``c = √2``). A binary model's
     logit ``t`` gives ``(0, t)`` (class 1 iff ``t > 0``, the difference ``t``: ``c = 1``); its
@@ -132,7 +137,8 @@ def certified_fisher_bound(
     x, raw, kind = _outputs(classifier, x, batch_size, output_type, memory_budget)
     if kind == "probabilities":
         raise ValueError(
-            "The classifier returns probabilities; the certified Fisher bound needs the Lipschitz bound "
+            "The classifier returns probabilities; the certified Fisher bound needs the Lipschitz "
+            "bound "
             "of the logits: remove the final softmax (or sigmoid)."
         )
     lipschitz = _resolve_bound(classifier, x, bound)
@@ -196,7 +202,7 @@ def certified_accuracy(
     output_type: OutputType = "auto",
     memory_budget: int | None = None,
 ) -> float:
-    """Certified robust accuracy at ``eps``: correct, and certified radius above the ℓ2 size of the ball.
+    """Certified robust accuracy at ``eps``: correct, and certified beyond the ball's ℓ2 size.
 
     The certificate requires ``margin > c L ε₂`` strictly (:func:`certified_radius`), with ``ε₂``
     the ℓ2 radius of a ball containing the threat ball: ``ε`` for ℓ2 and for ℓ1
