@@ -32,6 +32,7 @@ from art_fim.finite_differences import FiniteDifferenceJacobian
 from art_fim.hutchinson import hutchinson_trace
 from art_fim.iterative import EigenResult, lanczos, power_iteration
 from art_fim.jacobian import AutogradJacobian, DenseJacobian, InputJacobian
+from art_fim.linf_fisher import fisher_linf_bounds
 from art_fim.lipschitz import (
     LipschitzBound,
     UnsupportedLayerError,
@@ -43,7 +44,6 @@ from art_fim.lipschitz import (
     local_norms,
     tightness,
 )
-from art_fim.linf_fisher import fisher_linf_bounds
 from art_fim.metric import FisherInformationMetric, fisher_spectral_norm, fisher_trace
 from art_fim.noise_kl import NoiseKL, expected_noise_kl
 from art_fim.radius import first_order_radius

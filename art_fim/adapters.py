@@ -161,11 +161,11 @@ class TorchAdapter(ClassifierAdapter):
         self.dtype = floating[0] if floating else torch.get_default_dtype()
 
     @property
-    def itemsize(self) -> int:  # noqa: D102
+    def itemsize(self) -> int:  # noqa: D102 - documented in the base class
         return torch.finfo(self.dtype).bits // 8
 
     @contextlib.contextmanager
-    def evaluating(self) -> Iterator[None]:  # noqa: D102
+    def evaluating(self) -> Iterator[None]:  # noqa: D102 - documented in the base class
         # ART's own predict and class_gradient switch to eval mode the same way.
         with evaluation_mode(self.module):
             yield
@@ -173,11 +173,11 @@ class TorchAdapter(ClassifierAdapter):
     def _as_tensor(self, x: np.ndarray | Tensor) -> Tensor:
         return torch.as_tensor(x, device=self.device).to(self.dtype)
 
-    def outputs(self, x: np.ndarray | Tensor) -> Tensor:  # noqa: D102
+    def outputs(self, x: np.ndarray | Tensor) -> Tensor:  # noqa: D102 - documented in the base class
         with torch.no_grad():
             return self.forward(self._as_tensor(x))
 
-    def jacobian(self, x: np.ndarray, class_chunk: int | None = None) -> InputJacobian:  # noqa: D102
+    def jacobian(self, x: np.ndarray, class_chunk: int | None = None) -> InputJacobian:  # noqa: D102 - documented in the base class
         xt = self._as_tensor(x)
         forward = self.forward
         raw = self.outputs(xt)
@@ -264,6 +264,7 @@ class ClassGradientAdapter(ClassifierAdapter):
     }
 
     def __init__(self, classifier: Any, output_type: OutputType = "auto") -> None:
+        """Wrap ``classifier``; ``output_type``: ``"auto"``, ``"logits"`` or ``"probabilities"``."""
         self.classifier = classifier
         self.input_shape = tuple(classifier.input_shape)
         self.clip_values = classifier.clip_values
@@ -280,11 +281,14 @@ class ClassGradientAdapter(ClassifierAdapter):
         """
         return 4 * 8
 
-    def outputs(self, x: np.ndarray) -> np.ndarray:  # noqa: D102
+    def outputs(self, x: np.ndarray) -> np.ndarray:  # noqa: D102 - documented in the base class
         return np.asarray(self.classifier.predict(x, batch_size=len(x)))
 
     def decide_output_type(self, x: np.ndarray) -> Kind:
-        """Decide the output type on ``x``, and what ``class_gradient`` differentiates on ``x[:8]``."""
+        """Decide the output type on ``x``.
+
+        Also decide, on ``x[:8]``, what ``class_gradient`` differentiates.
+        """
         raw = self.outputs(x)
         kind = self._resolve(raw)
         if self.interpretation is None:
@@ -299,7 +303,7 @@ class ClassGradientAdapter(ClassifierAdapter):
         grads = torch.from_numpy(np.concatenate(rows, axis=1).astype(np.float64))
         return grads.reshape(len(x), classes, -1)
 
-    def jacobian(self, x: np.ndarray, class_chunk: int | None = None) -> InputJacobian:  # noqa: D102
+    def jacobian(self, x: np.ndarray, class_chunk: int | None = None) -> InputJacobian:  # noqa: D102 - documented in the base class
         raw = self.outputs(x)
         kind = self._resolve(raw)
         grads = self._class_gradients(x, raw.shape[1])

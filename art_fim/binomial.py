@@ -25,11 +25,11 @@ def _check(
 def wilson_interval(
     successes: np.ndarray, trials: np.ndarray, confidence: float = 0.95
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for a binomial proportion.
+    r"""Wilson score interval for a binomial proportion.
 
-    .. math::  \\frac{\\hat p + \\frac{c^2}{2n}
-               ± c\\sqrt{\\frac{\\hat p(1-\\hat p)}{n} + \\frac{c^2}{4n^2}}}{1 + c^2/n},
-               \\quad c = Φ^{-1}\\big(\\tfrac{1 + \\text{confidence}}{2}\\big).
+    .. math::  \frac{\hat p + \frac{c^2}{2n}
+               ± c\sqrt{\frac{\hat p(1-\hat p)}{n} + \frac{c^2}{4n^2}}}{1 + c^2/n},
+               \quad c = Φ^{-1}\big(\tfrac{1 + \text{confidence}}{2}\big).
 
     Unlike the normal ("Wald") interval it does not collapse to a point at ``p̂ ∈ {0, 1}``,
     which is where robustness probabilities usually sit.
@@ -74,7 +74,10 @@ def clopper_pearson_interval(
 
 
 def binomial_interval(
-    successes: np.ndarray, trials: np.ndarray, confidence: float = 0.95, method: IntervalMethod = "wilson"
+    successes: np.ndarray,
+    trials: np.ndarray,
+    confidence: float = 0.95,
+    method: IntervalMethod = "wilson",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Dispatch to :func:`wilson_interval` or :func:`clopper_pearson_interval`."""
     if method == "wilson":

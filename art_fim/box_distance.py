@@ -1,11 +1,11 @@
-"""Exact distance to a linear margin's zero set inside the input box ``[low, high]``.
+r"""Exact distance to a linear margin's zero set inside the input box ``[low, high]``.
 
 The first-order radius (:mod:`art_fim.radius`) divides each margin by its gradient's dual
 norm, ``g / ‖a‖_{q*}``: the distance to the hyperplane ``g + aᵀδ = 0`` in ``ℓq``. That
 hyperplane may be reachable only by leaving the pixel box, so the radius is too small wherever
 the box binds. For one linear margin ``g(x + δ) = g + aᵀδ`` with ``g > 0`` this module solves
 
-.. math::  D_q = \\min ‖δ‖_q \\quad \\text{s.t.} \\quad g + aᵀδ ≤ 0,\\; low ≤ x + δ ≤ high
+.. math::  D_q = \min ‖δ‖_q \quad \text{s.t.} \quad g + aᵀδ ≤ 0,\; low ≤ x + δ ≤ high
 
 exactly, and returns ``+inf`` when even the best corner of the box leaves the margin positive.
 
@@ -14,7 +14,7 @@ exactly, and returns ``+inf`` when even the best corner of the box leaves the ma
 (``a_i < 0``); moving it the other way raises both the margin and the norm, so an optimum has
 ``δ_i = −sign(a_i) u_i`` with ``0 ≤ u_i ≤ c_i`` and the problem is
 
-.. math::  \\min ‖u‖_q \\quad \\text{s.t.} \\quad Σ_i |a_i| u_i ≥ g,\\; 0 ≤ u ≤ c,
+.. math::  \min ‖u‖_q \quad \text{s.t.} \quad Σ_i |a_i| u_i ≥ g,\; 0 ≤ u ≤ c,
 
 reachable iff ``g ≤ S = Σ_i |a_i| c_i``. Every constraint but one is a separable bound, so
 the KKT conditions give each ``u_i`` as a clipped function of one multiplier:

@@ -34,7 +34,9 @@ def check_positive_int(name: str, value: Any, low: int = 1) -> None:
         ValueError: naming the parameter and what it must be.
     """
     if not is_integer(value) or value < low:
-        kind = {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer ≥ {low}")
+        kind = {0: "a non-negative integer", 1: "a positive integer"}.get(
+            low, f"an integer ≥ {low}"
+        )
         raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
@@ -102,7 +104,8 @@ def check_inputs(
             )
         if x.ndim < 1 or tuple(x.shape[1:]) != expected:
             raise ValueError(
-                f"x has shape {x.shape} but the classifier expects [N, {', '.join(map(str, expected))}]"
+                f"x has shape {x.shape} but the classifier expects "
+                f"[N, {', '.join(map(str, expected))}]"
                 " (check the channel order: ART's PyTorch classifiers take channels first)."
             )
     if x.shape[0] == 0:
@@ -216,7 +219,9 @@ def resolve_output_type(
             "binary model), not labels."
         )
     if not np.isfinite(outputs).all():
-        raise ValueError("The classifier returned NaN or inf scores; check the model and its inputs.")
+        raise ValueError(
+            "The classifier returned NaN or inf scores; check the model and its inputs."
+        )
     if np.isin(outputs, (0.0, 1.0)).all():
         raise LabelOnlyOutputError(
             "The classifier returns one-hot labels, not scores (every output is 0 or 1): its "

@@ -40,7 +40,7 @@ class AccuracyCurve:
 
     @property
     def best(self) -> np.ndarray:
-        """The refined curve when there is one (the more accurate estimate), else the first-order one."""
+        """The refined curve if computed (the more accurate estimate), else the first-order one."""
         return self.first_order if self.refined is None else self.refined
 
 
@@ -61,7 +61,9 @@ def default_grid(*radii: np.ndarray, points: int = DEFAULT_POINTS) -> np.ndarray
 
 
 def robust_accuracy_curve(radius: np.ndarray, eps: Any) -> np.ndarray:
-    """Return the fraction predicted robust at each budget: ``[robust_fraction(radius, e) for e in eps]``.
+    """Return the fraction predicted robust at each budget.
+
+    That is ``[robust_fraction(radius, e) for e in eps]``.
 
     Args:
         radius: per-input radii ``[N]`` (0 where the prediction is wrong; NaN is refused).
@@ -99,7 +101,11 @@ def accuracy_curves(
     for name, first in radius.items():
         first = np.asarray(getattr(first, "values", first), dtype=np.float64)
         refined = refined_radius.get(name)
-        refined = None if refined is None else np.asarray(getattr(refined, "values", refined), dtype=np.float64)
+        refined = (
+            None
+            if refined is None
+            else np.asarray(getattr(refined, "values", refined), dtype=np.float64)
+        )
         budgets = eps.get(name) if isinstance(eps, dict) else eps
         if budgets is None:
             budgets = default_grid(first, *([] if refined is None else [refined]))

@@ -1,4 +1,4 @@
-"""Which ART defences each kind of access (gradients or queries) can score, and what the score then means.
+"""Which ART defences gradient or query access can score, and what the score then means.
 
 The input Fisher is a property of a smooth, deterministic map from inputs to an output
 distribution. ART defences change that map in ways the two kinds of access see differently:

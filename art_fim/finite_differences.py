@@ -1,10 +1,10 @@
-"""Directional derivatives of a query-only classifier by finite differences.
+r"""Directional derivatives of a query-only classifier by finite differences.
 
 A query returns the classifier's whole score vector ``z(x) ∈ R^K``, so one central difference
 along a unit direction ``u`` gives the ``K``-vector ``J u`` at once:
 
-.. math::  J u ≈ \\frac{z(x + h u) − z(x − h u)}{2h},
-           \\quad \\text{error} ≈ \\frac{h^2}{6} ‖z'''‖ + \\frac{ε |z|}{h},
+.. math::  J u ≈ \frac{z(x + h u) − z(x − h u)}{2h},
+           \quad \text{error} ≈ \frac{h^2}{6} ‖z'''‖ + \frac{ε |z|}{h},
 
 with ``ε`` the unit roundoff of the queries and scores. The default step balances the two
 terms, ``h = ε^{1/3} · r`` with ``r`` the width of ``clip_values`` (or ``max(1, max|x|)``).
@@ -63,7 +63,7 @@ def default_step(scale: float, eps: float) -> float:
 def box_bounds(
     clip_values: Any, input_shape: tuple[int, ...]
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Return flattened ``(low, high)`` bounds, ``[d]`` each, or ``None`` without ``clip_values``."""
+    """Return flattened ``(low, high)`` bounds, ``[d]`` each; ``None`` without ``clip_values``."""
     if clip_values is None:
         return None
     low, high = clip_bounds(clip_values, input_shape)
@@ -165,7 +165,8 @@ class FiniteDifferenceJacobian(InputJacobian):
         )
         if not 0 < self.step <= scale / 4:
             raise ValueError(
-                f"step must be in (0, {scale / 4:g}] (a quarter of the input range), got {self.step!r}"
+                f"step must be in (0, {scale / 4:g}] (a quarter of the input range), "
+                f"got {self.step!r}"
             )
         if self._bounds is not None:
             widths = self._bounds[1] - self._bounds[0]
@@ -192,7 +193,9 @@ class FiniteDifferenceJacobian(InputJacobian):
         return self._scores(self._predict(queries))
 
     def directional_derivatives(self, v: np.ndarray, step: float | None = None) -> np.ndarray:
-        """Return ``J_b v_{bj}`` for every sample ``b`` and direction ``j``: ``[B, m, d] -> [B, m, K]``.
+        """Return ``J_b v_{bj}`` for every sample ``b`` and direction ``j``.
+
+        The shapes are ``[B, m, d] -> [B, m, K]``.
 
         Each direction costs two queries, ``x + a`` and ``x + b`` with ``a − b = 2h v/‖v‖``
         (see :func:`paired_offsets`); the result is ``‖v‖ (z(x + a) − z(x + b)) / (2h)``.
@@ -249,7 +252,10 @@ class FiniteDifferenceJacobian(InputJacobian):
         return out
 
     def rows(self) -> Tensor:
-        """Return ``J`` from the ``d`` coordinate directions (``2d`` queries per sample), float64 ``[B, K, d]``."""
+        """Return ``J`` from the ``d`` coordinate directions, float64 ``[B, K, d]``.
+
+        This costs ``2d`` queries per sample.
+        """
         d = self.input_dim
 
         def coordinates(sample: int, first: int, n: int) -> np.ndarray:

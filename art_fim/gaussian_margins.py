@@ -1,10 +1,10 @@
-"""The linearised probability that a prediction survives Gaussian noise, from margin Grams.
+r"""The linearised probability that a prediction survives Gaussian noise, from margin Grams.
 
 Let ``t`` be the class predicted at ``x`` and ``g_i = z_t − z_i`` (``i ≠ t``) the logit margins.
 Linearising each margin, ``g_i(x + ε) ≈ g_i + ∇g_iᵀ ε`` with ``ε ∼ N(0, σ² I)``, the prediction
 survives when ``s_i := −u_iᵀ ε/σ ≤ z_i`` for every ``i``, where ``u_i = ∇g_i / ‖∇g_i‖`` and
 
-.. math::  z_i = \\frac{g_i}{σ ‖∇g_i‖}, \\qquad s ∼ N(0, U Uᵀ),
+.. math::  z_i = \frac{g_i}{σ ‖∇g_i‖}, \qquad s ∼ N(0, U Uᵀ),
 
 so the linearised robustness is the ``(K−1)``-dimensional normal orthant probability
 ``Φ_{UUᵀ}(z) = P[s ≤ z]`` (Han, Srinivas & Lakkaraju, UAI 2024,
@@ -15,7 +15,7 @@ of their gradients, ``H = A (J Jᵀ) Aᵀ`` with the rows of ``A`` equal to ``e_
 Beside the orthant probability: its closed-form "multivariate sigmoid" approximation
 ``1 / (1 + Σ_i exp(−z_i))`` (as in the paper's code, no 1.702 scaling), and the cheap bounds
 
-.. math::  \\max(0,\\ 1 − Σ_i Φ(−z_i)) \\;≤\\; Φ_{UUᵀ}(z) \\;≤\\; \\min_i Φ(z_i)
+.. math::  \max(0,\ 1 − Σ_i Φ(−z_i)) \;≤\; Φ_{UUᵀ}(z) \;≤\; \min_i Φ(z_i)
 
 (Boole's inequality below, the least likely single constraint above).
 """
@@ -179,6 +179,7 @@ def _orthant(
         return float(ndtr(z[0]))
     dist = multivariate_normal(
         mean=np.zeros(z.size), cov=corr, seed=np.random.default_rng([seed, index]),
-        maxpts=maxpts if maxpts is not None else 1_000_000 * z.size, abseps=tolerance, releps=tolerance,
+        maxpts=maxpts if maxpts is not None else 1_000_000 * z.size,
+        abseps=tolerance, releps=tolerance,
     )
     return float(dist.cdf(z))

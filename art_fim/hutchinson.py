@@ -89,10 +89,10 @@ def hutchinson_trace(
     distribution: Distribution = "rademacher",
     generator: Generators = None,
 ) -> HutchinsonResult:
-    """Estimate ``tr F(x)`` per sample with its standard error and interval dof.
+    r"""Estimate ``tr F(x)`` per sample with its standard error and interval dof.
 
-    .. math::  \\widehat{\\mathrm{tr}} = \\frac1m \\sum_{j=1}^m (J v_j)ᵀ M (J v_j),
-               \\quad \\mathrm{se} = \\sqrt{V / m}
+    .. math::  \widehat{\mathrm{tr}} = \frac1m \sum_{j=1}^m (J v_j)ᵀ M (J v_j),
+               \quad \mathrm{se} = \sqrt{V / m}
 
     with ``V`` the variance estimate of the module docstring.
 

@@ -112,7 +112,9 @@ def lanczos(
             break
         # A sample whose space is exhausted continues with q = 0: T gains a zero block,
         # which leaves its largest Ritz value unchanged (A is PSD).
-        q = torch.where(exhausted[:, None], torch.zeros_like(w), w / beta.clamp_min(1e-300)[:, None])
+        q = torch.where(
+            exhausted[:, None], torch.zeros_like(w), w / beta.clamp_min(1e-300)[:, None]
+        )
         basis.append(q)
         betas.append(torch.where(exhausted, torch.zeros_like(beta), beta))
     return EigenResult(values.clamp_min(0.0), iterations, converged, residual)

@@ -138,7 +138,9 @@ class InputJacobian(ABC):
         )
 
     def class_rows(self, classes: Tensor) -> Tensor:
-        """Return the rows of chosen classes, ``[B, m, d]``: entry ``[b, i]`` is ``∇_x z_{classes[b, i]}``.
+        """Return the rows of chosen classes, ``[B, m, d]``.
+
+        Entry ``[b, i]`` is ``∇_x z_{classes[b, i]}``.
 
         ``m`` VJPs instead of ``K``: the robust radius needs only the label's row and those
         of the nearest competitors. With every class in order (``classes[b] = 0 … K−1``) the
@@ -190,13 +192,13 @@ class DenseJacobian(InputJacobian):
     def jvp(self, v: Tensor) -> Tensor:  # noqa: D102 - documented in the base class
         return torch.einsum("bkd,bd->bk", self.matrix, v.to(self.dtype))
 
-    def vjp(self, u: Tensor) -> Tensor:  # noqa: D102
+    def vjp(self, u: Tensor) -> Tensor:  # noqa: D102 - documented in the base class
         return torch.einsum("bkd,bk->bd", self.matrix, u.to(self.dtype))
 
-    def rows(self) -> Tensor:  # noqa: D102
+    def rows(self) -> Tensor:  # noqa: D102 - documented in the base class
         return self.matrix
 
-    def class_rows(self, classes: Tensor) -> Tensor:  # noqa: D102
+    def class_rows(self, classes: Tensor) -> Tensor:  # noqa: D102 - documented in the base class
         index = classes.to(self.matrix.device)[:, :, None].expand(-1, -1, self.matrix.shape[2])
         return self.matrix.gather(1, index)
 
@@ -239,15 +241,17 @@ class AutogradJacobian(InputJacobian):
     def _as_input(self, v: Tensor) -> Tensor:
         return v.to(self._x.dtype).reshape(self._x.shape)
 
-    def vjp(self, u: Tensor) -> Tensor:  # noqa: D102
+    def vjp(self, u: Tensor) -> Tensor:  # noqa: D102 - documented in the base class
         (grad,) = torch.autograd.grad(
             self._z, self._x, u.to(self._z.dtype), retain_graph=True, allow_unused=True
         )
         if grad is None:  # the output does not depend on the input at all
-            return torch.zeros(self.batch_size, self.input_dim, dtype=self.dtype, device=self.device)
+            return torch.zeros(
+                self.batch_size, self.input_dim, dtype=self.dtype, device=self.device
+            )
         return grad.reshape(self.batch_size, -1)
 
-    def jvp(self, v: Tensor) -> Tensor:  # noqa: D102
+    def jvp(self, v: Tensor) -> Tensor:  # noqa: D102 - documented in the base class
         tangent = self._as_input(v)
         if self._forward_mode_ok:
             try:
@@ -281,7 +285,10 @@ class AutogradJacobian(InputJacobian):
         return self._rows_for(cotangents[:, None, :].expand(k, self.batch_size, k))
 
     def class_rows(self, classes: Tensor) -> Tensor:
-        """Return the rows of chosen classes, ``[B, m, d]`` (``m`` VJPs, :attr:`class_chunk` at a time)."""
+        """Return the rows of chosen classes, ``[B, m, d]``.
+
+        This takes ``m`` VJPs, :attr:`class_chunk` at a time.
+        """
         eye = torch.eye(self.num_classes, dtype=self._z.dtype, device=self.device)
         return self._rows_for(eye[classes.to(self.device).T])
 

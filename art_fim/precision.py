@@ -29,7 +29,11 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def check_precision(precision: Any) -> str:
-    """Return ``precision`` if it is ``"float32"`` or ``"tf32"``; raise a ValueError that says so otherwise."""
+    """Return ``precision`` if it is ``"float32"`` or ``"tf32"``.
+
+    Raises:
+        ValueError: any other value, with a message that names the two choices.
+    """
     if not isinstance(precision, str) or precision not in PRECISIONS:
         raise ValueError(
             f"precision must be 'float32' (full precision, the default) or 'tf32' (faster on "
@@ -39,7 +43,9 @@ def check_precision(precision: Any) -> str:
 
 
 def current_settings() -> tuple[bool, bool, str]:
-    """The three settings the context manages: ``(cudnn.allow_tf32, cuda.matmul.allow_tf32, matmul precision)``.
+    """The three settings the context manages.
+
+    They are ``(cudnn.allow_tf32, cuda.matmul.allow_tf32, matmul precision)``.
 
     Raises:
         RuntimeError: from PyTorch (2.9 and later), when the settings were made through a mix
@@ -54,8 +60,8 @@ def current_settings() -> tuple[bool, bool, str]:
 
 
 # The per-backend switches of PyTorch 2.9 and later, parents before children.
-_FP32_PRECISION_OWNERS = ("", "cuda.matmul", "cudnn", "cudnn.conv", "cudnn.rnn", "mkldnn", "mkldnn.matmul",
-                          "mkldnn.conv", "mkldnn.rnn")
+_FP32_PRECISION_OWNERS = ("", "cuda.matmul", "cudnn", "cudnn.conv", "cudnn.rnn", "mkldnn",
+                          "mkldnn.matmul", "mkldnn.conv", "mkldnn.rnn")
 
 
 def _owner(path: str) -> Any:
@@ -74,7 +80,9 @@ def _snapshot() -> tuple[str, tuple[Any, ...]]:
     try:
         return "legacy", current_settings()
     except RuntimeError:
-        return "fp32_precision", tuple(_owner(path).fp32_precision for path in _FP32_PRECISION_OWNERS)
+        return "fp32_precision", tuple(
+            _owner(path).fp32_precision for path in _FP32_PRECISION_OWNERS
+        )
 
 
 def _restore(snapshot: tuple[str, tuple[Any, ...]]) -> None:
@@ -121,7 +129,10 @@ def precision_context(precision: str = "float32") -> Iterator[str]:
 
 
 def in_precision(function: _F) -> _F:
-    """Run ``function`` inside :func:`precision_context` of its ``precision`` keyword (default float32)."""
+    """Run ``function`` inside :func:`precision_context` of its ``precision`` keyword.
+
+    The keyword defaults to ``"float32"``.
+    """
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

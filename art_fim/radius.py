@@ -1,10 +1,10 @@
-"""First-order robust radius: the linearised distance to the decision boundary, from ``J``.
+r"""First-order robust radius: the linearised distance to the decision boundary, from ``J``.
 
 For an input ``x`` with label ``y``, logits ``z`` and margins ``g_j = z_y − z_j`` (``j ≠ y``),
 linearising each margin around ``x`` gives the distance to the boundary in the threat norm
 ``‖·‖_q`` (the classic bound of, e.g., Hein & Andriushchenko, https://arxiv.org/abs/1705.08475):
 
-.. math::  r_q(x) = \\min_{j ≠ y} \\frac{z_y − z_j}{‖∇_x (z_y − z_j)‖_{q^*}},
+.. math::  r_q(x) = \min_{j ≠ y} \frac{z_y − z_j}{‖∇_x (z_y − z_j)‖_{q^*}},
 
 with ``q*`` the dual norm (``ℓ1`` for an ``ℓ∞`` threat, ``ℓ2`` for ``ℓ2``, ``ℓ∞`` for ``ℓ1``),
 and ``r = 0`` where the prediction is wrong (some ``g_j ≤ 0``). The fraction of inputs with
@@ -75,7 +75,9 @@ def norm_name(norm: Any) -> str:
 
 
 def check_labels(y: Any, num_inputs: int, num_classes: int | None = None) -> np.ndarray:
-    """Return labels as class indices ``[N]`` int64, from indices or one-hot rows (as ART takes them).
+    """Return labels as class indices ``[N]`` int64, from indices or one-hot rows.
+
+    Both forms are accepted, as ART takes them.
 
     Args:
         y: ``[N]`` class indices, ``[N, 1]``, or ``[N, nb_classes]`` one-hot labels.
@@ -95,7 +97,9 @@ def check_labels(y: Any, num_inputs: int, num_classes: int | None = None) -> np.
                 "one-hot labels [N, nb_classes]."
             )
         if num_classes is not None and y.shape[1] != num_classes:
-            raise ValueError(f"y has {y.shape[1]} one-hot columns but the classifier has {num_classes} classes.")
+            raise ValueError(
+                f"y has {y.shape[1]} one-hot columns but the classifier has {num_classes} classes."
+            )
         y = y.argmax(axis=1)
     if y.ndim != 1 or len(y) != num_inputs:
         raise ValueError(
@@ -104,10 +108,16 @@ def check_labels(y: Any, num_inputs: int, num_classes: int | None = None) -> np.
         )
     if y.dtype.kind not in "iub":
         if y.dtype.kind != "f" or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            raise ValueError(f"y must hold integer class indices, got dtype {y.dtype} with non-integer values.")
+            raise ValueError(
+                f"y must hold integer class indices, got dtype {y.dtype} with non-integer values."
+            )
     labels = y.astype(np.int64)
-    if labels.size and (labels.min() < 0 or (num_classes is not None and labels.max() >= num_classes)):
-        bound = "" if num_classes is None else f" and < {num_classes} (the model's number of classes)"
+    if labels.size and (
+        labels.min() < 0 or (num_classes is not None and labels.max() >= num_classes)
+    ):
+        bound = (
+            "" if num_classes is None else f" and < {num_classes} (the model's number of classes)"
+        )
         raise ValueError(
             f"y has class indices in [{labels.min()}, {labels.max()}]; they must be ≥ 0{bound}."
         )
@@ -196,16 +206,22 @@ def first_order_radius(rows: Tensor, logits: Tensor, labels: Tensor, norm: float
         labels: ``[B]`` class indices.
         norm: the threat norm (:func:`parse_norm`).
     """
-    return radius_from_margins(margins(logits, labels), margin_dual_norms(rows, labels, norm), labels)
+    return radius_from_margins(
+        margins(logits, labels), margin_dual_norms(rows, labels, norm), labels
+    )
 
 
 def robust_fraction(radius: np.ndarray, eps: float) -> float:
-    """Return the fraction of inputs predicted robust at ``eps``: correct (``r > 0``) with ``r ≥ eps``.
+    """Return the fraction of inputs predicted robust at ``eps``.
+
+    An input is predicted robust when it is correct (``r > 0``) with ``r ≥ eps``.
 
     Raises:
         ValueError: a negative or non-finite ``eps``.
     """
-    if not (isinstance(eps, (int, float, np.floating, np.integer)) and math.isfinite(eps) and eps >= 0):
+    if not (
+        isinstance(eps, (int, float, np.floating, np.integer)) and math.isfinite(eps) and eps >= 0
+    ):
         raise ValueError(f"eps must be a finite number ≥ 0, got {eps!r}")
     radius = np.asarray(radius)
     return float(((radius > 0) & (radius >= eps)).mean())
@@ -261,7 +277,9 @@ def boundary_point(
     return point
 
 
-def refined_radius(margin: Tensor, norms_at_x: Tensor, norms_at_boundary: Tensor, labels: Tensor) -> Tensor:
+def refined_radius(
+    margin: Tensor, norms_at_x: Tensor, norms_at_boundary: Tensor, labels: Tensor
+) -> Tensor:
     """Return ``min_{j≠y} g_j(x) / max(‖∇g_j(x)‖_{q*}, ‖∇g_j(x')‖_{q*})``, float64 ``[B]``.
 
     Args:
@@ -274,7 +292,7 @@ def refined_radius(margin: Tensor, norms_at_x: Tensor, norms_at_boundary: Tensor
 
 
 def class_subset(classes: Tensor, labels: Tensor) -> Tensor:
-    """Return each label's position in its row of ``classes`` (``[B, m]`` class indices), ``[B]``."""
+    """Return each label's position in its row of ``classes`` (``[B, m]`` indices), ``[B]``."""
     return (classes == labels[:, None]).to(torch.int64).argmax(1)
 
 
@@ -299,7 +317,9 @@ def nearest_competitors(logits: Tensor, labels: Tensor, count: int) -> Tensor:
 
 
 def refinement_classes(margin: Tensor, norms: Tensor, labels: Tensor, count: int) -> Tensor:
-    """Return the label and the ``count`` competitors with the smallest first-order ratio, ``[B, ≤ count+1]``.
+    """Return the label and the ``count`` competitors with the smallest first-order ratio.
+
+    The result is ``[B, ≤ count+1]``.
 
     The refinement re-measures the dual gradient norms of these competitors' margins at the
     boundary point; the others keep their norms at ``x`` (their ratio stays the first-order
@@ -324,7 +344,9 @@ def box_radius_from_margins(
     bounds: tuple[Tensor, Tensor],
     norm: float,
 ) -> Tensor:
-    """Return ``min_{j≠y} D_q(g_j, ∇g_j)``: the radius with each margin's linear distance taken inside the box.
+    """Return ``min_{j≠y} D_q(g_j, ∇g_j)``, the radius inside the box.
+
+    Each margin's linear distance is taken inside the box.
 
     ``D_q`` is the exact distance to the zero set of the linearised margin within
     ``[low, high]`` (:func:`art_fim.box_distance.box_margin_distance`); it is never below the
@@ -374,7 +396,9 @@ def refined_box_radius(
     bounds: tuple[Tensor, Tensor],
     norm: float,
 ) -> Tensor:
-    """The refined radius inside the box: each margin shrunk by ``‖∇g_j(x)‖ / max(‖∇g_j(x)‖, ‖∇g_j(x')‖)``.
+    """The refined radius inside the box.
+
+    Each margin is shrunk by ``‖∇g_j(x)‖ / max(‖∇g_j(x)‖, ‖∇g_j(x')‖)``.
 
     Dividing the margin by the larger dual norm (:func:`refined_radius`) is the same as
     keeping the gradient at ``x`` and scaling the margin by that factor; the box distance of

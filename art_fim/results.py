@@ -117,8 +117,12 @@ class FisherStatistics:
         """Fraction of inputs classified correctly."""
         return float(self.correct.mean())
 
-    def predicted_robust_accuracy(self, eps: float, norm: Any = np.inf, refined: bool | None = None) -> float:
-        """Return the fraction of inputs correctly classified with radius ``≥ eps``: robust accuracy at ``eps``.
+    def predicted_robust_accuracy(
+        self, eps: float, norm: Any = np.inf, refined: bool | None = None
+    ) -> float:
+        """Return the fraction of inputs correctly classified with radius ``≥ eps``.
+
+        This is the predicted robust accuracy at ``eps``.
 
         Args:
             eps: perturbation budget in the classifier's input scale (e.g. ``8/255``).
@@ -141,14 +145,17 @@ class FisherStatistics:
         values = table[name].values
         if np.isnan(values).any():
             raise ValueError(
-                f"{int(np.isnan(values).sum())} of {values.size} radii for norm {name} are NaN (not "
-                "computed: the Jacobian rows exceeded memory_budget); counting them as non-robust would "
-                "understate robust accuracy. Raise memory_budget, or pass method='exact'."
+                f"{int(np.isnan(values).sum())} of {values.size} radii for norm {name} are NaN "
+                "(not computed: the Jacobian rows exceeded memory_budget); counting them as "
+                "non-robust would understate robust accuracy. Raise memory_budget, or pass "
+                "method='exact'."
             )
         return robust_fraction(values, eps)
 
 
-def summarize(values: np.ndarray, quantiles: tuple[float, ...] = (0.05, 0.25, 0.75, 0.95)) -> dict[str, float]:
+def summarize(
+    values: np.ndarray, quantiles: tuple[float, ...] = (0.05, 0.25, 0.75, 0.95)
+) -> dict[str, float]:
     """Summarise per-input Fisher values over a dataset.
 
     The Fisher norm is heavy-tailed (confident inputs give values near zero, a few

@@ -1,11 +1,11 @@
-"""The robustness–accuracy trade-off of Tsipras et al. as an exact oracle for linear classifiers.
+r"""The robustness–accuracy trade-off of Tsipras et al. as an exact oracle for linear classifiers.
 
 Tsipras, Santurkar, Engstrom, Turner & Madry, "Robustness May Be at Odds with Accuracy"
 (ICLR 2019, https://arxiv.org/abs/1805.12152), eq. (3):
 
-.. math::  y ∼ \\mathrm{U}\\{−1, +1\\},
-           \\quad x_1 = \\begin{cases} +y & \\text{w.p. } p \\\\ −y & \\text{w.p. } 1 − p\\end{cases},
-           \\quad x_2, …, x_{d+1} \\overset{iid}{∼} N(ηy, 1).
+.. math::  y ∼ \mathrm{U}\{−1, +1\},
+           \quad x_1 = \begin{cases} +y & \text{w.p. } p \\ −y & \text{w.p. } 1 − p\end{cases},
+           \quad x_2, …, x_{d+1} \overset{iid}{∼} N(ηy, 1).
 
 ``x₁`` is robust but only ``p``-accurate; the ``d`` weak features are each useless but
 together nearly perfect, and an ℓ∞ adversary with ``ε ≥ 2η`` turns them against the label.
@@ -14,8 +14,8 @@ and ``s = ‖w_{2:}‖₂``, the signed margin ``y(wᵀx + b)`` given ``(y, x₁
 ``y b + w₁ x₁ y + m`` and standard deviation ``s``, and the worst perturbation in a ball of radius
 ``ε`` lowers it by exactly ``ε ‖w‖_*`` (the dual norm: ℓ1 for an ℓ∞ threat, ℓ2 for ℓ2), so
 
-.. math::  \\mathrm{acc}_ε = \\tfrac12 \\sum_{y=±1} \\Big[p\\,Φ\\Big(\\frac{w_1 + yb + m − ε‖w‖_*}{s}\\Big)
-           + (1 − p)\\,Φ\\Big(\\frac{−w_1 + yb + m − ε‖w‖_*}{s}\\Big)\\Big].
+.. math::  \mathrm{acc}_ε = \tfrac12 \sum_{y=±1} \Big[p\,Φ\Big(\frac{w_1 + yb + m − ε‖w‖_*}{s}\Big)
+           + (1 − p)\,Φ\Big(\frac{−w_1 + yb + m − ε‖w‖_*}{s}\Big)\Big].
 
 Theorem 2.1: any classifier with standard accuracy ``1 − δ`` has ℓ∞ robust accuracy at most
 ``p δ / (1 − p)`` at every ``ε ≥ 2η``. The Bayes classifier is the logistic model
@@ -56,6 +56,7 @@ class TsiprasDistribution:
     eta: float = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
+        """Check ``p``, ``d`` and ``eta``; fill in the default ``eta``."""
         if not 0.5 <= self.p < 1.0:
             raise ValueError(f"p must lie in [0.5, 1), got {self.p!r}")
         if isinstance(self.d, bool) or not isinstance(self.d, (int, np.integer)) or self.d < 1:
@@ -99,7 +100,9 @@ class TsiprasDistribution:
         """``f_rob = sign(x₁)``: accuracy ``p``, robust to every ``ε < 1``."""
         return np.eye(1, self.input_dim).ravel(), 0.0
 
-    def accuracy(self, w: np.ndarray, b: float = 0.0, eps: float = 0.0, norm: float = np.inf) -> float:
+    def accuracy(
+        self, w: np.ndarray, b: float = 0.0, eps: float = 0.0, norm: float = np.inf
+    ) -> float:
         """Exact (robust) accuracy of ``sign(wᵀx + b)`` against perturbations ``‖δ‖_norm ≤ eps``.
 
         Args:
@@ -171,7 +174,10 @@ def linear_module(input_dim: int, w: np.ndarray | None = None, b: float = 0.0) -
 
 
 def effective_weights(layer: nn.Linear) -> LinearModel:
-    """``(w, b)`` of ``sign(wᵀx + b)`` for a two-logit linear layer (logit of class 1 minus class 0)."""
+    """``(w, b)`` of ``sign(wᵀx + b)`` for a two-logit linear layer.
+
+    The decision function is the logit of class 1 minus the logit of class 0.
+    """
     weight = layer.weight.detach().double().cpu().numpy()
     bias = layer.bias.detach().double().cpu().numpy()
     return weight[1] - weight[0], float(bias[1] - bias[0])
@@ -200,10 +206,10 @@ def seeded(seed: int) -> Iterator[None]:
 
 
 def art_linear_classifier(layer: nn.Linear, learning_rate: float = 0.05) -> "PyTorchClassifier":
-    """Wrap a two-logit linear layer as an ART ``PyTorchClassifier`` (Adam, cross-entropy, no clipping).
+    """Wrap a two-logit linear layer as an ART ``PyTorchClassifier``.
 
-    The features are unbounded, so ``clip_values`` is ``None`` and attacks only project onto
-    their norm ball.
+    Its optimiser is Adam and its loss the cross-entropy, with no clipping: the features are
+    unbounded, so ``clip_values`` is ``None`` and attacks only project onto their norm ball.
     """
     from art.estimators.classification import PyTorchClassifier
 

@@ -62,6 +62,7 @@ class LipschitzBound:
     local: bool
 
     def __float__(self) -> float:
+        """The bound, :attr:`value`."""
         return self.value
 
     def table(self) -> str:
@@ -69,7 +70,9 @@ class LipschitzBound:
         rows = [f"{'layer':<44}{'type':<26}{'constant':>12}  input      note"]
         for r in self.layers:
             shape = "×".join(map(str, r.input_shape))
-            rows.append(f"{r.name[:43]:<44}{r.layer[:25]:<26}{r.constant:>12.5g}  {shape:<10} {r.note}")
+            rows.append(
+                f"{r.name[:43]:<44}{r.layer[:25]:<26}{r.constant:>12.5g}  {shape:<10} {r.note}"
+            )
         scope = f"for inputs in {self.input_box}" if self.local else "global"
         rows.append(f"bound on the logits' ℓ2 Lipschitz constant: {self.value:.6g} ({scope})")
         return "\n".join(rows)
@@ -82,16 +85,17 @@ class _Tracer(fx.Tracer):
         super().__init__()
         self._leaves = leaves
 
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:  # noqa: D102
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:  # noqa: D102 - overrides fx.Tracer
         return isinstance(m, self._leaves) or super().is_leaf_module(m, module_qualified_name)
 
 
 @contextlib.contextmanager
 def _traceable_len() -> Iterator[None]:
-    """Record ``len(tensor)`` as a graph node instead of failing (``len(x)`` is a common batch size).
+    """Record ``len(tensor)`` as a graph node instead of failing.
 
-    fx cannot trace the builtin (``Proxy.__len__`` must return an int). While tracing, ``len`` of
-    a proxy becomes a ``call_function`` node; every other argument goes to the real builtin.
+    ``len(x)`` is a common batch size. fx cannot trace the builtin (``Proxy.__len__`` must
+    return an int). While tracing, ``len`` of a proxy becomes a ``call_function`` node; every
+    other argument goes to the real builtin.
     """
     original = builtins.len
 
@@ -115,11 +119,11 @@ def trace(model: nn.Module, leaves: tuple[type[nn.Module], ...] = ()) -> fx.Grap
     try:
         with _traceable_len():
             graph = tracer.trace(model)
-    except Exception as err:  # fx raises TraceError, RuntimeError, TypeError, ... for the same cause
+    except Exception as err:  # fx raises TraceError, RuntimeError, TypeError, ... for one cause
         raise UnsupportedLayerError(
-            f"torch.fx could not trace {type(model).__name__} ({type(err).__name__}: {err}). The bound "
-            "walks the module graph, so forward() must be traceable: no Python control flow on tensor "
-            "values."
+            f"torch.fx could not trace {type(model).__name__} ({type(err).__name__}: {err}). "
+            "The bound walks the module graph, so forward() must be traceable: no Python control "
+            "flow on tensor values."
         ) from err
     return fx.GraphModule(tracer.root, graph)
 
@@ -136,7 +140,10 @@ class _Propagation(fx.Interpreter):
     """Runs the graph once on an example input and bounds every node on the way."""
 
     def __init__(
-        self, gm: fx.GraphModule, box: tuple[Tensor, Tensor] | None, custom_layers: Mapping[type, float]
+        self,
+        gm: fx.GraphModule,
+        box: tuple[Tensor, Tensor] | None,
+        custom_layers: Mapping[type, float],
     ) -> None:
         super().__init__(gm)
         self.extra_traceback = False  # keep the rules' error messages (and types) as raised
@@ -148,7 +155,7 @@ class _Propagation(fx.Interpreter):
         self.cache: dict[tuple, float] = {}
         self._input_seen = False
 
-    def run_node(self, n: fx.Node) -> Any:  # noqa: D102
+    def run_node(self, n: fx.Node) -> Any:  # noqa: D102 - overrides fx.Interpreter
         if n.op == "call_module":
             _check_batch_independent(str(n.target), self.modules[str(n.target)])
         value = super().run_node(n)
@@ -170,14 +177,16 @@ class _Propagation(fx.Interpreter):
             return self._constant(value)
         inputs: list[fx.Node] = []
         fx.node.map_arg((n.args, n.kwargs), inputs.append)
-        inputs = [a for a in dict.fromkeys(inputs) if self.bounds[a].lipschitz > 0 or self.bounds[a].fold]
+        inputs = [
+            a for a in dict.fromkeys(inputs) if self.bounds[a].lipschitz > 0 or self.bounds[a].fold
+        ]
         if not inputs or not _has_tensor(value):
             return self._constant(value)  # depends on the input's shape at most
         module = self.modules[str(n.target)] if n.op == "call_module" else None
         ctx = NodeContext(
-            node=n, value=value, module=module, inputs=inputs, bounds=self.bounds, examples=self.env,
-            modules=self.modules, call=lambda replace: self._call(n, replace), boxes=self.box is not None,
-            records=self.records, cache=self.cache,
+            node=n, value=value, module=module, inputs=inputs, bounds=self.bounds,
+            examples=self.env, modules=self.modules, call=lambda replace: self._call(n, replace),
+            boxes=self.box is not None, records=self.records, cache=self.cache,
         )
         _check_mutation(ctx)
         if module is not None and isinstance(module, tuple(self.custom_layers)):
@@ -190,7 +199,8 @@ class _Propagation(fx.Interpreter):
         def load(arg: fx.Node) -> Any:
             if arg in replace:
                 value = replace[arg]
-                return value.clone() if isinstance(value, Tensor) else value  # in-place ops stay local
+                # A copy, so that in-place ops stay local.
+                return value.clone() if isinstance(value, Tensor) else value
             return self.env[arg]
 
         args = fx.node.map_arg(n.args, load)
@@ -209,9 +219,9 @@ def _check_batch_independent(name: str, module: nn.Module) -> None:
         cls = type(module)
         raise UnsupportedLayerError(
             f"Layer {name!r} ({cls.__module__}.{cls.__qualname__}) has no running statistics "
-            "(track_running_stats=False): it normalises every batch by its own statistics, so one "
-            "input's output depends on the others and no per-input Lipschitz constant exists. Train "
-            "it with running statistics, or replace it."
+            "(track_running_stats=False): it normalises every batch by its own statistics, so "
+            "one input's output depends on the others and no per-input Lipschitz constant exists. "
+            "Train it with running statistics, or replace it."
         )
 
 
@@ -228,7 +238,8 @@ def _check_mutation(ctx: NodeContext) -> None:
     n = ctx.node
     in_place = (
         (ctx.module is not None and getattr(ctx.module, "inplace", False))
-        or (n.op == "call_function" and (n.target in _IN_PLACE_FUNCTIONS or n.kwargs.get("inplace", False)
+        or (n.op == "call_function" and (n.target in _IN_PLACE_FUNCTIONS
+                                          or n.kwargs.get("inplace", False)
                                           or getattr(n.target, "__name__", "").endswith("_")))
         or (n.op == "call_method" and str(n.target).endswith("_"))
     )
@@ -236,8 +247,8 @@ def _check_mutation(ctx: NodeContext) -> None:
     if in_place and isinstance(target, fx.Node) and len(target.users) > 1:
         readers = ", ".join(u.name for u in target.users if u is not n)
         raise UnsupportedLayerError(
-            f"{describe(ctx)} modifies {target.name!r} in place, which {readers} also read: the traced "
-            "graph does not show them the change. Use the out-of-place operation."
+            f"{describe(ctx)} modifies {target.name!r} in place, which {readers} also read: "
+            "the traced graph does not show them the change. Use the out-of-place operation."
         )
 
 
@@ -245,14 +256,16 @@ def _box_tensors(box: Box, shape: tuple[int, ...], device: torch.device) -> tupl
     low, high = (torch.as_tensor(np.asarray(b, dtype=np.float64), device=device) for b in box)
     low, high = (b.expand(1, *shape).clone() for b in (low, high))
     if bool((low > high).any()):
-        raise ValueError(f"input_box has low > high somewhere; pass (low, high) with low ≤ high: {box}.")
+        raise ValueError(
+            f"input_box has low > high somewhere; pass (low, high) with low ≤ high: {box}."
+        )
     return low, high
 
 
 def _module_and_defaults(
     model: Any, input_shape: tuple[int, ...] | None, input_box: Box | None
 ) -> tuple[nn.Module, tuple[int, ...], Box | None]:
-    """The network to bound (an ART classifier's preprocessing prepended), its input shape and box."""
+    """The network to bound (an ART classifier's preprocessing prepended), input shape and box."""
     from art.estimators.classification import PyTorchClassifier
 
     if isinstance(model, PyTorchClassifier):
@@ -269,7 +282,8 @@ def _module_and_defaults(
             )
         return model, tuple(input_shape), input_box
     raise TypeError(
-        f"lipschitz_bound takes a torch.nn.Module or an ART PyTorchClassifier, got {type(model).__name__}."
+        "lipschitz_bound takes a torch.nn.Module or an ART PyTorchClassifier, got "
+        f"{type(model).__name__}."
     )
 
 
@@ -314,13 +328,13 @@ def lipschitz_bound(
     if isinstance(model, nn.Module):
         if any(m.training for m in module.modules()):
             raise ValueError(
-                "The model is in training mode (batch normalisation uses batch statistics and dropout "
-                "is random); call model.eval() first."
+                "The model is in training mode (batch normalisation uses batch statistics and "
+                "dropout is random); call model.eval() first."
             )
     elif any(m.training for m in model.model.modules()):
         logger.info(
-            "The classifier's model is in training mode; it is bounded in eval mode, the mode ART's "
-            "predict runs it in (its flags are left as they are)."
+            "The classifier's model is in training mode; it is bounded in eval mode, the mode "
+            "ART's predict runs it in (its flags are left as they are)."
         )
     custom_layers = dict(custom_layers or {})
     # A copy: the caller's module keeps its weights, dtype and training flags. A classifier is
@@ -337,7 +351,9 @@ def lipschitz_bound(
     with torch.no_grad():
         output = propagation.run(example)
     if not isinstance(output, Tensor):
-        raise ValueError(f"The model returned {type(output).__name__}; expected a tensor of logits.")
+        raise ValueError(
+            f"The model returned {type(output).__name__}; expected a tensor of logits."
+        )
     out_node = next(n for n in gm.graph.nodes if n.op == "output")
     records = tuple(propagation.records)
     local = any(r.local for r in records)

@@ -127,19 +127,25 @@ def linear_operator_norm(
 
     generator = torch.Generator().manual_seed(seed)
     solver = lanczos if (num_iter + 2) * dim * 8 <= _LANCZOS_MEMORY else power_iteration
-    result = solver(normal_matvec, 1, dim, num_iter=num_iter, tol=tol, generator=generator, device=device)
+    result = solver(
+        normal_matvec, 1, dim, num_iter=num_iter, tol=tol, generator=generator, device=device
+    )
     if not bool(result.converged.all()):
         logger.warning(
             "%s reached %d iterations with relative residual %.2g for an operator on %s; the "
             "residual is added to the value",
-            solver.__name__, num_iter, float(result.residual[0] / result.values[0].clamp_min(1e-300)),
+            solver.__name__,
+            num_iter,
+            float(result.residual[0] / result.values[0].clamp_min(1e-300)),
             input_shape,
         )
     residual = float(result.residual[0]) if math.isfinite(float(result.residual[0])) else 0.0
     return math.sqrt(max(float(result.values[0]) + residual, 0.0))
 
 
-def conv_operator_norm(conv: nn.Module, input_shape: tuple[int, ...], scale: Tensor | None = None) -> float:
+def conv_operator_norm(
+    conv: nn.Module, input_shape: tuple[int, ...], scale: Tensor | None = None
+) -> float:
     """Exact ``σ_max`` of a convolution (bias dropped) on inputs of ``input_shape``.
 
     Args:
@@ -169,7 +175,12 @@ def batchnorm_scale(bn: nn.modules.batchnorm._BatchNorm) -> Tensor:
 
 
 def window_multiplicity(
-    size: int, kernel: int, stride: int, padding: int = 0, dilation: int = 1, ceil_mode: bool = False
+    size: int,
+    kernel: int,
+    stride: int,
+    padding: int = 0,
+    dilation: int = 1,
+    ceil_mode: bool = False,
 ) -> int:
     """Largest number of pooling windows one input position falls in, along one axis.
 
@@ -205,8 +216,11 @@ def adaptive_multiplicity(size: int, out: int) -> int:
 
 
 def max_pool_lipschitz(multiplicities: list[int]) -> float:
-    """``√(Π m_axis)``: each output moves by at most the largest move in its window, and each
-    input position is counted in at most ``Π m_axis`` windows."""
+    """``√(Π m_axis)``, the Lipschitz constant of a max pool.
+
+    Each output moves by at most the largest move in its window, and each input position is
+    counted in at most ``Π m_axis`` windows.
+    """
     return math.sqrt(math.prod(multiplicities))
 
 
@@ -259,8 +273,16 @@ def layernorm_output_bounds(norm: nn.LayerNorm) -> tuple[Tensor, Tensor, float]:
     """
     shape = tuple(norm.normalized_shape)
     dim = math.prod(shape)
-    gamma = torch.ones(shape, dtype=torch.float64) if norm.weight is None else norm.weight.detach().double()
-    beta = torch.zeros(shape, dtype=torch.float64) if norm.bias is None else norm.bias.detach().double()
+    gamma = (
+        torch.ones(shape, dtype=torch.float64)
+        if norm.weight is None
+        else norm.weight.detach().double()
+    )
+    beta = (
+        torch.zeros(shape, dtype=torch.float64)
+        if norm.bias is None
+        else norm.bias.detach().double()
+    )
     gamma, beta = gamma.to(beta.device), beta
     reach = gamma.abs() * math.sqrt(max(dim - 1, 0))
     row_norm = float(gamma.abs().max()) * math.sqrt(dim) + float(beta.norm())
@@ -315,12 +337,16 @@ def attention_lipschitz(mha: nn.MultiheadAttention, num_tokens: int, radius: flo
         r_q = nq * radius + float(b_q[rows].norm())
         r_k = nk * radius + float(b_k[rows].norm())
         value_path = math.sqrt(num_tokens) * nv
-        score_path = nv * radius * math.sqrt(num_tokens / d_h) * math.sqrt((r_k * nq) ** 2 + (r_q * nk) ** 2)
+        score_path = (
+            nv * radius * math.sqrt(num_tokens / d_h) * math.sqrt((r_k * nq) ** 2 + (r_q * nk) ** 2)
+        )
         total += (value_path + score_path) ** 2
     return matrix_spectral_norm(mha.out_proj.weight) * math.sqrt(total)
 
 
-def attention_output_bounds(mha: nn.MultiheadAttention, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+def attention_output_bounds(
+    mha: nn.MultiheadAttention, lo: Tensor, hi: Tensor
+) -> tuple[Tensor, Tensor]:
     """Elementwise bounds of self-attention's output when its input lies in ``[lo, hi]``.
 
     Each output token is a convex combination of the value vectors, so before the output

@@ -24,7 +24,8 @@ class Standardise(nn.Module):
         self.register_buffer("mean", torch.as_tensor(np.asarray(mean, dtype=np.float32)))
         self.register_buffer("std", torch.as_tensor(np.asarray(std, dtype=np.float32)))
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
+        """``(x − mean) / std``."""
         return (x - self.mean) / self.std
 
 
@@ -51,6 +52,7 @@ def classifier_module(classifier: Any, input_shape: tuple[int, ...]) -> nn.Modul
         raise UnsupportedLayerError(
             f"No ℓ2 Lipschitz rule for the preprocessing step "
             f"{type(op).__module__}.{type(op).__qualname__}: "
-            "only mean/std standardisation is supported. Bound the model without it, or remove the defence."
+            "only mean/std standardisation is supported. Bound the model without it, or remove "
+            "the defence."
         )
     return nn.Sequential(*steps, classifier.model)

@@ -119,9 +119,9 @@ class NodeContext:
         """The single input-dependent argument (error if there are several)."""
         if len(self.inputs) != 1:
             raise UnsupportedLayerError(
-                f"{describe(self)} combines {len(self.inputs)} input-dependent tensors; only one is "
-                "supported here (a product of two input-dependent tensors has no global Lipschitz "
-                "constant)."
+                f"{describe(self)} combines {len(self.inputs)} input-dependent tensors; "
+                "only one is supported here (a product of two input-dependent tensors has no "
+                "global Lipschitz constant)."
             )
         return self.inputs[0]
 
@@ -171,7 +171,9 @@ def describe(ctx: NodeContext) -> str:
     return what
 
 
-def _apply_box(ctx: NodeContext, node: fx.Node | None = None) -> tuple[Tensor | None, Tensor | None]:
+def _apply_box(
+    ctx: NodeContext, node: fx.Node | None = None
+) -> tuple[Tensor | None, Tensor | None]:
     """Run the node on the lower and on the upper bound of one argument (order-preserving ops)."""
     node = node or ctx.input
     bound = ctx.bounds[node]
@@ -197,11 +199,13 @@ def indexing(ctx: NodeContext) -> NodeBound:
         if ctx.value is None:
             return NodeBound(0.0)
         raise UnsupportedLayerError(
-            f"{describe(ctx)} uses output {index} of a multi-output layer; only output 0 (attention's "
-            "output, not its weights) has a rule."
+            f"{describe(ctx)} uses output {index} of a multi-output layer; only output 0 "
+            "(attention's output, not its weights) has a rule."
         )
     items = index if isinstance(index, tuple) else (index,)
-    if not all(item is None or item is Ellipsis or isinstance(item, (int, slice)) for item in items):
+    if not all(
+        item is None or item is Ellipsis or isinstance(item, (int, slice)) for item in items
+    ):
         raise UnsupportedLayerError(
             f"{describe(ctx)} indexes with {index!r}; only basic indexing (integers, slices, None, "
             "...) has a rule: advanced indexing may repeat entries."
@@ -219,7 +223,7 @@ def replicating(ctx: NodeContext) -> NodeBound:
 
 
 def padding(ctx: NodeContext) -> NodeBound:
-    """``F.pad``: constant padding adds fixed entries (``L`` unchanged); other modes copy entries."""
+    """``F.pad``: constant padding adds fixed entries (``L`` unchanged); others copy entries."""
     mode = ctx.node.kwargs.get("mode", ctx.node.args[2] if len(ctx.node.args) > 2 else "constant")
     if mode != "constant":
         raise UnsupportedLayerError(
@@ -232,7 +236,9 @@ def dropout_function(ctx: NodeContext) -> NodeBound:
     """``F.dropout(x, p, training)``: the identity when not training."""
     training = ctx.node.kwargs.get("training", ctx.node.args[2] if len(ctx.node.args) > 2 else True)
     if training:
-        raise UnsupportedLayerError(f"{describe(ctx)} runs in training mode; call model.eval() first.")
+        raise UnsupportedLayerError(
+            f"{describe(ctx)} runs in training mode; call model.eval() first."
+        )
     return reshaping(ctx)
 
 
@@ -300,9 +306,14 @@ def _constant_factor(ctx: NodeContext, other: Any, reciprocal: bool) -> tuple[fl
 
 
 def scaling(ctx: NodeContext) -> NodeBound:
-    """``a · c`` or ``a / c`` with ``c`` constant: ``max|c|`` (``max 1/|c|``); e.g. ``(x − μ)/σ``."""
+    """``a · c`` or ``a / c`` with ``c`` constant: ``max|c|`` (``max 1/|c|``).
+
+    E.g. a normalisation ``(x − μ)/σ``.
+    """
     a, b = ctx.node.args[:2]
-    divide = ctx.node.target in (operator.truediv, torch.div, torch.true_divide, "div", "true_divide")
+    divide = ctx.node.target in (
+        operator.truediv, torch.div, torch.true_divide, "div", "true_divide"
+    )
     source = ctx.input
     if a is b:
         raise UnsupportedLayerError(
@@ -310,7 +321,9 @@ def scaling(ctx: NodeContext) -> NodeBound:
             "input-dependent tensors has no global Lipschitz constant."
         )
     if divide and source is not a:
-        raise UnsupportedLayerError(f"{describe(ctx)} divides by an input-dependent tensor; no rule.")
+        raise UnsupportedLayerError(
+            f"{describe(ctx)} divides by an input-dependent tensor; no rule."
+        )
     other = b if source is a else a
     factor, value = _constant_factor(ctx, other, divide)
     lipschitz = ctx.bounds[source].lipschitz * factor * _broadcast_factor(ctx, source)
@@ -355,7 +368,11 @@ def _activation_of(ctx: NodeContext) -> Activation:
             kwargs["alpha"] = node.args[1]
     if key in (nn.LeakyReLU, F.leaky_relu):
         slope = float(kwargs.get("negative_slope", 0.01))
-        return Activation(max(1.0, abs(slope))) if slope >= 0 else Activation(max(1.0, -slope), 0.0, 0.0)
+        return (
+            Activation(max(1.0, abs(slope)))
+            if slope >= 0
+            else Activation(max(1.0, -slope), 0.0, 0.0)
+        )
     if key in (nn.ELU, F.elu):
         alpha = float(kwargs.get("alpha", 1.0))
         if alpha < 0:
@@ -374,7 +391,9 @@ def activation(ctx: NodeContext) -> NodeBound:
     if not ctx.boxes or bound.box is None:
         return NodeBound(bound.lipschitz * act.lipschitz)
     source = ctx.input
-    lower, upper = ops.activation_interval(lambda t: ctx.call({source: t}), act, bound.lower, bound.upper)
+    lower, upper = ops.activation_interval(
+        lambda t: ctx.call({source: t}), act, bound.lower, bound.upper
+    )
     return NodeBound(bound.lipschitz * act.lipschitz, lower, upper)
 
 
@@ -444,15 +463,21 @@ def functional_linear(ctx: NodeContext) -> NodeBound:
         )
     other = args[1] if args[0] is source else args[0]
     if not isinstance(other, fx.Node):
-        raise UnsupportedLayerError(f"{describe(ctx)}: a product with a Python constant has no rule.")
+        raise UnsupportedLayerError(
+            f"{describe(ctx)}: a product with a Python constant has no rule."
+        )
     matrix = ctx.examples[other]
     if matrix.ndim < 2:
-        raise UnsupportedLayerError(f"{describe(ctx)}: a product with a {matrix.ndim}-D constant has no rule.")
+        raise UnsupportedLayerError(
+            f"{describe(ctx)}: a product with a {matrix.ndim}-D constant has no rule."
+        )
     # A stack of matrices: root-sum-square of their norms (valid whether the stack multiplies
     # separate slices of the input or broadcasts one slice into several outputs).
     norms = [ops.matrix_spectral_norm(m) for m in matrix.reshape(-1, *matrix.shape[-2:])]
     constant = math.sqrt(sum(n**2 for n in norms))
-    ctx.record(getattr(node.target, "__name__", str(node.target)), constant, "σ_max of the constant factor")
+    ctx.record(
+        getattr(node.target, "__name__", str(node.target)), constant, "σ_max of the constant factor"
+    )
     bound = ctx.bound
     if not ctx.boxes or bound.box is None:
         return NodeBound(bound.lipschitz * constant)
@@ -467,7 +492,7 @@ def functional_linear(ctx: NodeContext) -> NodeBound:
 
 
 def functional_convolution(ctx: NodeContext) -> NodeBound:
-    """``F.conv1d/2d/3d(x, W, b, ...)`` with constant ``W``: exact operator norm on the input shape."""
+    """``F.conv1d/2d/3d(x, W, b, ...)``, constant ``W``: exact operator norm on the input shape."""
     node, source = ctx.node, ctx.input
     weight = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
     bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
@@ -475,7 +500,9 @@ def functional_convolution(ctx: NodeContext) -> NodeBound:
         raise UnsupportedLayerError(f"{describe(ctx)}: an input-dependent kernel has no rule.")
     no_bias = {bias: None} if isinstance(bias, fx.Node) else {}
     shape = ctx.shape(source)
-    constant = ops.linear_operator_norm(lambda v: ctx.call({source: v, **no_bias}), shape, device=ctx.value.device)
+    constant = ops.linear_operator_norm(
+        lambda v: ctx.call({source: v, **no_bias}), shape, device=ctx.value.device
+    )
     ctx.record(str(node.target.__name__), constant, f"σ_max on {'×'.join(map(str, shape))}")
     bound = ctx.bound
     if not ctx.boxes or bound.box is None:
@@ -487,11 +514,16 @@ def functional_convolution(ctx: NodeContext) -> NodeBound:
 
 
 def batchnorm(ctx: NodeContext) -> NodeBound:
-    """Eval-mode BatchNorm ``x ↦ s⊙x + t``: folded into the preceding linear layer when it is the
-    only user of that layer's output (``‖diag(s) T‖`` ≤ ``max|s| ‖T‖``), else ``max|s|``."""
+    """Eval-mode BatchNorm ``x ↦ s⊙x + t``.
+
+    Folded into the preceding linear layer when it is the only user of that layer's output
+    (``‖diag(s) T‖`` ≤ ``max|s| ‖T‖``), else ``max|s|``.
+    """
     m = ctx.module
     if m.training:
-        raise UnsupportedLayerError(f"{describe(ctx)} is in training mode; call model.eval() first.")
+        raise UnsupportedLayerError(
+            f"{describe(ctx)} is in training mode; call model.eval() first."
+        )
     scale = ops.batchnorm_scale(m)
     bound = ctx.bound
     view = (-1, *([1] * (ctx.value.ndim - 2)))
@@ -501,8 +533,10 @@ def batchnorm(ctx: NodeContext) -> NodeBound:
         constant = bound.fold(scale)
         layer = f"{type(ctx.modules[str(producer.target)]).__name__}+{type(m).__name__}"
         shape = bound.fold_shape
-        ctx.record(layer, constant, f"σ_max, BatchNorm folded, on {'×'.join(map(str, shape))}", shape=shape,
-                   name=f"{producer.target}+{ctx.node.target}")
+        ctx.record(
+            layer, constant, f"σ_max, BatchNorm folded, on {'×'.join(map(str, shape))}",
+            shape=shape, name=f"{producer.target}+{ctx.node.target}",
+        )
         return NodeBound(bound.lipschitz * constant, lower, upper)
     constant = float(scale.abs().max())
     ctx.record(type(m).__name__, constant, "max |γ|/√(σ²+ε) (not folded)")
@@ -530,7 +564,9 @@ def _configuration(ctx: NodeContext) -> tuple | None:
     fx.node.map_arg((node.args[1:], node.kwargs), arguments.append)
     if arguments:
         return None
-    return (node.op, node.target, repr(node.args[1:]), repr(sorted(node.kwargs.items())), source_shape)
+    return (
+        node.op, node.target, repr(node.args[1:]), repr(sorted(node.kwargs.items())), source_shape
+    )
 
 
 def linear_pooling(ctx: NodeContext) -> NodeBound:
@@ -544,10 +580,14 @@ def linear_pooling(ctx: NodeContext) -> NodeBound:
     key = _configuration(ctx)
     mode = getattr(ctx.module, "mode", ctx.node.kwargs.get("mode", "nearest"))
     if mode == "bicubic" and ctx.boxes:
-        raise UnsupportedLayerError(f"{describe(ctx)}: bicubic weights are negative; no interval rule.")
+        raise UnsupportedLayerError(
+            f"{describe(ctx)}: bicubic weights are negative; no interval rule."
+        )
     constant = ctx.cache.get(key) if key is not None else None
     if constant is None:
-        constant = ops.linear_operator_norm(lambda v: ctx.call({source: v}), shape, device=ctx.value.device)
+        constant = ops.linear_operator_norm(
+            lambda v: ctx.call({source: v}), shape, device=ctx.value.device
+        )
         if key is not None:
             ctx.cache[key] = constant
     name = type(ctx.module).__name__ if ctx.module is not None else ctx.node.name
@@ -569,7 +609,7 @@ _POOLED_AXES: dict[Any, int] = {
 
 
 def _pooled_axes(ctx: NodeContext) -> int:
-    """How many trailing axes a max pool pools: 1, 2 or 3 (its ``Nd``), whatever the input's rank."""
+    """How many trailing axes a max pool pools: 1, 2 or 3 (its ``Nd``), whatever the rank."""
     if ctx.module is not None:
         return next(_POOLED_AXES[c] for c in type(ctx.module).__mro__ if c in _POOLED_AXES)
     return _POOLED_AXES[ctx.node.target]
@@ -617,37 +657,53 @@ def max_pooling(ctx: NodeContext) -> NodeBound:
 
 # ----------------------------------------------------------------------------- transformers
 def layernorm(ctx: NodeContext) -> NodeBound:
-    """LayerNorm: ``max|γ|/√(v_min + ε)``, ``v_min`` the least variance over the input box (0,
-    hence the global constant ``max|γ|/√ε``, without a box)."""
+    """LayerNorm: ``max|γ|/√(v_min + ε)``.
+
+    ``v_min`` is the least variance over the input box (0, hence the global constant
+    ``max|γ|/√ε``, without a box).
+    """
     m: nn.LayerNorm = ctx.module  # type: ignore[assignment]
     bound = ctx.bound
     dim = math.prod(m.normalized_shape)
     floor = 0.0
     if bound.box is not None:
-        floor = float(ops.min_variance(bound.lower.reshape(-1, dim), bound.upper.reshape(-1, dim)).min())
+        floor = float(
+            ops.min_variance(bound.lower.reshape(-1, dim), bound.upper.reshape(-1, dim)).min()
+        )
     constant = ops.layernorm_lipschitz(m, floor)
     note = f"local: Var ≥ {floor:.3g} on the box" if floor > 0 else "global: max|γ|/√ε"
     ctx.record("LayerNorm", constant, note, local=floor > 0)
     out_lo, out_hi, row_norm = ops.layernorm_output_bounds(m)
     if not ctx.boxes:
         return NodeBound(bound.lipschitz * constant, row_norm=row_norm)
-    out_lo, out_hi = out_lo.to(ctx.value).expand_as(ctx.value), out_hi.to(ctx.value).expand_as(ctx.value)
+    out_lo, out_hi = (
+        out_lo.to(ctx.value).expand_as(ctx.value), out_hi.to(ctx.value).expand_as(ctx.value)
+    )
     return NodeBound(bound.lipschitz * constant, out_lo, out_hi, row_norm=row_norm)
 
 
 def attention(ctx: NodeContext) -> NodeBound:
-    """Multi-head self-attention: the local bound of :func:`~art_fim.lipschitz.operators.attention_lipschitz`
-    with ``R`` from LayerNorm's output norm or from the input box."""
+    """Multi-head self-attention.
+
+    The local bound of :func:`~art_fim.lipschitz.operators.attention_lipschitz` with ``R`` from
+    LayerNorm's output norm or from the input box.
+    """
     m: nn.MultiheadAttention = ctx.module  # type: ignore[assignment]
     node = ctx.node
-    query, key, value = (list(node.args) + [node.kwargs.get(k) for k in ("query", "key", "value")])[:3]
+    query, key, value = (
+        list(node.args) + [node.kwargs.get(k) for k in ("query", "key", "value")]
+    )[:3]
     if not (query is key is value):
-        raise UnsupportedLayerError(f"{describe(ctx)}: only self-attention (query = key = value) has a rule.")
+        raise UnsupportedLayerError(
+            f"{describe(ctx)}: only self-attention (query = key = value) has a rule."
+        )
     for name in ("key_padding_mask", "attn_mask"):
         if node.kwargs.get(name) is not None:
             raise UnsupportedLayerError(f"{describe(ctx)} is called with {name}; no rule.")
     if m.bias_k is not None or m.add_zero_attn:
-        raise UnsupportedLayerError(f"{describe(ctx)} uses bias_k/bias_v or add_zero_attn; no rule.")
+        raise UnsupportedLayerError(
+            f"{describe(ctx)} uses bias_k/bias_v or add_zero_attn; no rule."
+        )
     source = ctx.input
     bound = ctx.bounds[source]
     radii = [] if bound.row_norm is None else [bound.row_norm]
@@ -657,12 +713,15 @@ def attention(ctx: NodeContext) -> NodeBound:
     if not radii:
         raise UnsupportedLayerError(
             f"{describe(ctx)}: dot-product attention has no global Lipschitz constant; pass "
-            "input_box=(low, high) (e.g. the pixel range (0, 1)) for a bound that holds on that box."
+            "input_box=(low, high) (e.g. the pixel range (0, 1)) for a bound that holds on that "
+            "box."
         )
     radius = min(radii)
     tokens = ctx.shape(source)[0] if m.batch_first else ctx.examples[source].shape[0]
     constant = ops.attention_lipschitz(m, tokens, radius)
-    ctx.record("MultiheadAttention", constant, f"local: {tokens} tokens of norm ≤ {radius:.3g}", local=True)
+    ctx.record(
+        "MultiheadAttention", constant, f"local: {tokens} tokens of norm ≤ {radius:.3g}", local=True
+    )
     if not ctx.boxes or bound.box is None:
         return NodeBound(bound.lipschitz * constant)
     lower, upper = ops.attention_output_bounds(m, bound.lower, bound.upper)
@@ -671,14 +730,17 @@ def attention(ctx: NodeContext) -> NodeBound:
 
 # ----------------------------------------------------------------------------- tables
 _ACTIVATIONS: dict[Any, Activation] = {
-    nn.ReLU: ops.MONOTONE_1, nn.ReLU6: ops.MONOTONE_1, nn.Hardtanh: ops.MONOTONE_1, nn.Tanh: ops.MONOTONE_1,
+    nn.ReLU: ops.MONOTONE_1, nn.ReLU6: ops.MONOTONE_1, nn.Hardtanh: ops.MONOTONE_1,
+    nn.Tanh: ops.MONOTONE_1,
     nn.Softplus: ops.MONOTONE_1, nn.Softsign: ops.MONOTONE_1, nn.CELU: ops.MONOTONE_1,
     nn.Sigmoid: ops.SIGMOID, nn.Hardsigmoid: ops.HARDSIGMOID, nn.SiLU: ops.SILU, nn.Mish: ops.MISH,
     nn.Hardswish: ops.HARDSWISH, nn.SELU: Activation(1.758100),
-    F.relu: ops.MONOTONE_1, torch.relu: ops.MONOTONE_1, F.relu_: ops.MONOTONE_1, F.relu6: ops.MONOTONE_1,
+    F.relu: ops.MONOTONE_1, torch.relu: ops.MONOTONE_1, F.relu_: ops.MONOTONE_1,
+    F.relu6: ops.MONOTONE_1,
     F.hardtanh: ops.MONOTONE_1, torch.tanh: ops.MONOTONE_1, F.tanh: ops.MONOTONE_1,
     F.softplus: ops.MONOTONE_1,
-    torch.sigmoid: ops.SIGMOID, F.sigmoid: ops.SIGMOID, F.hardsigmoid: ops.HARDSIGMOID, F.silu: ops.SILU,
+    torch.sigmoid: ops.SIGMOID, F.sigmoid: ops.SIGMOID, F.hardsigmoid: ops.HARDSIGMOID,
+    F.silu: ops.SILU,
     F.mish: ops.MISH, F.hardswish: ops.HARDSWISH, F.selu: Activation(1.758100),
     "relu": ops.MONOTONE_1, "relu_": ops.MONOTONE_1, "tanh": ops.MONOTONE_1, "sigmoid": ops.SIGMOID,
 }
@@ -693,9 +755,11 @@ MODULE_RULES: dict[type[nn.Module], Rule] = {
     nn.AdaptiveAvgPool1d: linear_pooling, nn.AdaptiveAvgPool2d: linear_pooling,
     nn.AdaptiveAvgPool3d: linear_pooling, nn.Upsample: linear_pooling,
     nn.MaxPool1d: max_pooling, nn.MaxPool2d: max_pooling, nn.MaxPool3d: max_pooling,
-    nn.AdaptiveMaxPool1d: max_pooling, nn.AdaptiveMaxPool2d: max_pooling, nn.AdaptiveMaxPool3d: max_pooling,
+    nn.AdaptiveMaxPool1d: max_pooling, nn.AdaptiveMaxPool2d: max_pooling,
+    nn.AdaptiveMaxPool3d: max_pooling,
     nn.Flatten: reshaping, nn.Unflatten: reshaping, nn.Identity: reshaping,
-    nn.Dropout: reshaping, nn.Dropout1d: reshaping, nn.Dropout2d: reshaping, nn.Dropout3d: reshaping,
+    nn.Dropout: reshaping, nn.Dropout1d: reshaping, nn.Dropout2d: reshaping,
+    nn.Dropout3d: reshaping,
     nn.AlphaDropout: reshaping,
     nn.Softmax: softmax,
     **{cls: activation for cls in _ACTIVATIONS if isinstance(cls, type)},
@@ -707,28 +771,33 @@ FUNCTION_RULES: dict[Callable[..., Any], Rule] = {
     operator.sub: subtraction, operator.isub: subtraction, torch.sub: subtraction,
     operator.neg: negation, torch.neg: negation,
     operator.mul: scaling, operator.imul: scaling, torch.mul: scaling,
-    operator.truediv: scaling, operator.itruediv: scaling, torch.div: scaling, torch.true_divide: scaling,
+    operator.truediv: scaling, operator.itruediv: scaling, torch.div: scaling,
+    torch.true_divide: scaling,
     torch.cat: concatenation, torch.concat: concatenation, torch.stack: concatenation,
-    torch.flatten: reshaping, torch.reshape: reshaping, torch.permute: reshaping, torch.transpose: reshaping,
+    torch.flatten: reshaping, torch.reshape: reshaping, torch.permute: reshaping,
+    torch.transpose: reshaping,
     torch.squeeze: reshaping, torch.unsqueeze: reshaping, operator.getitem: indexing,
     F.pad: padding, F.dropout: dropout_function,
     F.avg_pool1d: linear_pooling, F.avg_pool2d: linear_pooling, F.avg_pool3d: linear_pooling,
     F.adaptive_avg_pool1d: linear_pooling, F.adaptive_avg_pool2d: linear_pooling,
-    F.adaptive_avg_pool3d: linear_pooling, torch.mean: linear_pooling, F.interpolate: linear_pooling,
+    F.adaptive_avg_pool3d: linear_pooling, torch.mean: linear_pooling,
+    F.interpolate: linear_pooling,
     F.max_pool1d: max_pooling, F.max_pool2d: max_pooling, F.max_pool3d: max_pooling,
     F.adaptive_max_pool1d: max_pooling, F.adaptive_max_pool2d: max_pooling,
     F.adaptive_max_pool3d: max_pooling,
     F.softmax: softmax, torch.softmax: softmax,
-    F.linear: functional_linear, operator.matmul: functional_linear, torch.matmul: functional_linear,
-    F.conv1d: functional_convolution, F.conv2d: functional_convolution, F.conv3d: functional_convolution,
+    F.linear: functional_linear, operator.matmul: functional_linear,
+    torch.matmul: functional_linear,
+    F.conv1d: functional_convolution, F.conv2d: functional_convolution,
+    F.conv3d: functional_convolution,
     **{fn: activation for fn in _ACTIVATIONS if callable(fn) and not isinstance(fn, type)},
     F.leaky_relu: activation, F.elu: activation, F.gelu: activation,
 }
 
 METHOD_RULES: dict[str, Rule] = {
-    **{name: reshaping for name in ("view", "reshape", "flatten", "permute", "transpose", "contiguous",
-                                     "squeeze", "unsqueeze", "clone", "float", "double", "to", "view_as",
-                                     "reshape_as")},
+    **{name: reshaping for name in ("view", "reshape", "flatten", "permute", "transpose",
+                                     "contiguous", "squeeze", "unsqueeze", "clone", "float",
+                                     "double", "to", "view_as", "reshape_as")},
     "expand": replicating, "expand_as": replicating, "repeat": replicating,
     "add": addition, "add_": addition, "__add__": addition, "__iadd__": addition,
     "sub": subtraction, "sub_": subtraction,
@@ -751,8 +820,10 @@ def rule_for(ctx: NodeContext) -> Rule:
     if rule is None:
         raise UnsupportedLayerError(
             f"No ℓ2 Lipschitz rule for {describe(ctx)}. Supported: Linear, Conv1d/2d/3d (also "
-            "F.linear, F.conv*d and matmul with constant weights), BatchNorm (eval), LayerNorm, MultiheadAttention (self-attention), max/average/adaptive pooling, "
-            "elementwise activations, residual sums, concatenation, reshapes and scaling by constants. "
-            "For a custom elementwise layer with a known constant, pass custom_layers={LayerType: constant}."
+            "F.linear, F.conv*d and matmul with constant weights), BatchNorm (eval), LayerNorm, "
+            "MultiheadAttention (self-attention), max/average/adaptive pooling, "
+            "elementwise activations, residual sums, concatenation, reshapes and scaling by "
+            "constants. For a custom elementwise layer with a known constant, pass "
+            "custom_layers={LayerType: constant}."
         )
     return rule

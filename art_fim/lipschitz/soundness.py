@@ -57,9 +57,11 @@ class Functional(nn.Module):
         self.fn, self.args, self.kwargs = fn, args, kwargs
 
     def forward(self, x: Tensor) -> Tensor:
+        """``fn`` applied to ``x`` with the stored arguments."""
         return self.fn(x, *self.args, **self.kwargs)
 
     def extra_repr(self) -> str:
+        """The function and its arguments, for ``repr``."""
         return f"{getattr(self.fn, '__name__', self.fn)}, args={self.args}, kwargs={self.kwargs}"
 
 
@@ -71,6 +73,7 @@ class Branches(nn.Module):
         self.left, self.right, self.join = left, right, join
 
     def forward(self, x: Tensor) -> Tensor:
+        """Both branches on ``x``, joined."""
         a, b = self.left(x), self.right(x)
         if self.join == "add":
             return a + b
@@ -81,6 +84,7 @@ class Branches(nn.Module):
         return torch.cat([a.flatten(1), b.flatten(1)], dim=1)
 
     def extra_repr(self) -> str:
+        """The join, for ``repr``."""
         return f"join={self.join}"
 
 
@@ -93,6 +97,7 @@ class Scale(nn.Module):
         self.divide = divide
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x`` multiplied (or divided) by the factor."""
         return x / self.factor if self.divide else x * self.factor
 
 
@@ -100,6 +105,7 @@ class Drop(nn.Module):
     """``x[:, 0]``: drops the channel axis, leaving a map that pooling reads as unbatched."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x[:, 0]``."""
         return x[:, 0]
 
 
@@ -111,6 +117,7 @@ class SelfAttention(nn.Module):
         self.attention = nn.MultiheadAttention(embed, heads, batch_first=True)
 
     def forward(self, x: Tensor) -> Tensor:
+        """The attention output for ``x`` as query, key and value."""
         return self.attention(x, x, x, need_weights=False)[0]
 
 
@@ -165,7 +172,9 @@ def _avg_pool(rng: random.Random, n: int, functional: bool) -> nn.Module:
 
 
 def _upsample(rng: random.Random, n: int, functional: bool) -> nn.Module:
-    modes = {1: ["nearest", "linear"], 2: ["nearest", "bilinear", "bicubic"], 3: ["nearest", "trilinear"]}[n]
+    modes = {
+        1: ["nearest", "linear"], 2: ["nearest", "bilinear", "bicubic"], 3: ["nearest", "trilinear"]
+    }[n]
     mode = rng.choice(modes)
     options: dict[str, Any] = {"mode": mode}
     if rng.random() < 0.5:
@@ -178,7 +187,9 @@ def _upsample(rng: random.Random, n: int, functional: bool) -> nn.Module:
 
 
 def _batchnorm(rng: random.Random, channels: int, n: int, generator: torch.Generator) -> nn.Module:
-    bn = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[max(n, 1) - 1](channels, affine=rng.random() < 0.8)
+    bn = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[max(n, 1) - 1](
+        channels, affine=rng.random() < 0.8
+    )
     with torch.no_grad():
         bn.running_mean.copy_(0.3 * torch.randn(channels, generator=generator))
         bn.running_var.copy_(0.05 + 2 * torch.rand(channels, generator=generator))
@@ -192,13 +203,18 @@ def _convolution(rng: random.Random, channels: int, n: int) -> nn.Module:
     out = groups * rng.randint(1, 3)
     kernel = rng.randint(1, 3)
     padding = rng.randint(0, kernel)
-    mode = rng.choice(["zeros", "zeros", "circular", "reflect", "replicate"]) if padding else "zeros"
+    mode = (
+        rng.choice(["zeros", "zeros", "circular", "reflect", "replicate"]) if padding else "zeros"
+    )
     cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[n - 1]
-    return cls(channels, out, kernel, stride=rng.randint(1, 2), padding=padding, dilation=rng.randint(1, 2),
-               groups=groups, bias=rng.random() < 0.5, padding_mode=mode)
+    return cls(channels, out, kernel, stride=rng.randint(1, 2), padding=padding,
+               dilation=rng.randint(1, 2), groups=groups, bias=rng.random() < 0.5,
+               padding_mode=mode)
 
 
-def _layer(rng: random.Random, shape: tuple[int, ...], generator: torch.Generator, depth: int) -> nn.Module:
+def _layer(
+    rng: random.Random, shape: tuple[int, ...], generator: torch.Generator, depth: int
+) -> nn.Module:
     """One random layer (or block) that takes per-sample inputs of ``shape``.
 
     Layers whose constants depend on options and shapes (pooling, resampling, convolutions) are
@@ -220,7 +236,10 @@ def _layer(rng: random.Random, shape: tuple[int, ...], generator: torch.Generato
             (1, lambda: Functional(F.pad, tuple(rng.randint(0, 2) for _ in range(2)))),
         ]
     if 1 <= rank <= 3:  # pooling of an unbatched map: the leading axis is read as channels
-        options += [(4, lambda: _max_pool(rng, rank, functional)), (3, lambda: _avg_pool(rng, rank, functional))]
+        options += [
+            (4, lambda: _max_pool(rng, rank, functional)),
+            (3, lambda: _avg_pool(rng, rank, functional)),
+        ]
     if rank == 1:
         options += [
             (3, lambda: nn.Linear(shape[0], rng.randint(1, 12), bias=rng.random() < 0.5)),
@@ -265,7 +284,9 @@ def _twin(rng: random.Random, layer: nn.Module) -> nn.Module:
     return twin
 
 
-def _branches(rng: random.Random, shape: tuple[int, ...], generator: torch.Generator, depth: int) -> nn.Module:
+def _branches(
+    rng: random.Random, shape: tuple[int, ...], generator: torch.Generator, depth: int
+) -> nn.Module:
     join = rng.choice(["add", "sub", "cat", "flat"])
     left = _sequence(rng, shape, generator, rng.randint(1, 2), depth)
     if rng.random() < 0.3 and len(left) == 1:  # twins: the same layer with other hidden options
@@ -309,12 +330,16 @@ def _output_shape(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...] |
         return None
     if not (isinstance(pair, Tensor) and pair.ndim >= 2 and pair.numel() > 0):
         return None
-    if pair.shape[1:] != single.shape[1:] or not torch.allclose(pair[:1], single, rtol=1e-9, atol=1e-12):
+    if pair.shape[1:] != single.shape[1:] or not torch.allclose(
+        pair[:1], single, rtol=1e-9, atol=1e-12
+    ):
         return None
     return tuple(pair.shape[1:])
 
 
-_INPUT_SHAPES = [(6,), (10,), (2, 7), (3, 6), (1, 9), (2, 5, 5), (1, 6, 6), (3, 4, 4), (1, 3, 4, 4), (2, 3, 3, 3)]
+_INPUT_SHAPES = [
+    (6,), (10,), (2, 7), (3, 6), (1, 9), (2, 5, 5), (1, 6, 6), (3, 4, 4), (1, 3, 4, 4), (2, 3, 3, 3)
+]
 
 
 @dataclass(frozen=True)
@@ -349,8 +374,11 @@ def random_network(rng: random.Random, max_layers: int = 3) -> RandomNetwork:
         out = _output_shape(body, shape) or shape
         layers = list(body)
         if rng.random() < 0.3 and math.prod(out) <= _MAX_INPUT:
-            layers += [nn.Flatten(), nn.Linear(math.prod(out), rng.randint(1, 5))] if len(out) > 1 else [
-                nn.Linear(out[0], rng.randint(1, 5))]
+            layers += (
+                [nn.Flatten(), nn.Linear(math.prod(out), rng.randint(1, 5))]
+                if len(out) > 1
+                else [nn.Linear(out[0], rng.randint(1, 5))]
+            )
         model = nn.Sequential(*layers).double().eval()
     has_attention = any(isinstance(m, nn.MultiheadAttention) for m in model.modules())
     box = rng.choice([(-1.0, 1.0), (0.0, 1.0)]) if has_attention or rng.random() < 0.3 else None
@@ -395,12 +423,19 @@ def _jacobian_norms(model: nn.Module, points: Tensor) -> Tensor:
     def summed(t: Tensor) -> Tensor:
         return model(t).reshape(count, -1).sum(0)
 
-    jacobians = torch.func.jacrev(summed)(points).reshape(-1, count, points[0].numel()).transpose(0, 1)
+    jacobians = (
+        torch.func.jacrev(summed)(points).reshape(-1, count, points[0].numel()).transpose(0, 1)
+    )
     return torch.linalg.matrix_norm(jacobians, ord=2)
 
 
-def _starts(shape: tuple[int, ...], box: tuple[float, float] | None, count: int, generator: torch.Generator) -> Tensor:
-    """Structured and random starting points: zero, sparse points, corners, random at several scales."""
+def _starts(
+    shape: tuple[int, ...], box: tuple[float, float] | None, count: int, generator: torch.Generator
+) -> Tensor:
+    """Structured and random starting points.
+
+    Zero, sparse points, corners, and random points at several scales.
+    """
     low, high = box if box is not None else (-1.0, 1.0)
     dim = math.prod(shape)
     scales = [1.0] if box is not None else [0.1, 1.0, 10.0]
@@ -412,7 +447,9 @@ def _starts(shape: tuple[int, ...], box: tuple[float, float] | None, count: int,
             idx = torch.randint(dim, (max(1, dim // 8),), generator=generator)
             p[idx] = high
         elif kind == 1:  # a corner
-            p = torch.where(torch.rand(dim, generator=generator, dtype=torch.float64) < 0.5, low, high)
+            p = torch.where(
+                torch.rand(dim, generator=generator, dtype=torch.float64) < 0.5, low, high
+            )
         else:
             scale = scales[len(points) % len(scales)]
             p = low + (high - low) * torch.rand(dim, generator=generator, dtype=torch.float64)
@@ -457,7 +494,9 @@ def search(
     step = 0.3 if box is None else 0.3 * (box[1] - box[0])
     for _ in range(steps):
         scale = x.flatten(1).norm(dim=1).clamp_min(1.0).reshape(-1, *[1] * len(shape))
-        move = _clip(x + step * scale * torch.randn(x.shape, generator=generator, dtype=torch.float64), box)
+        move = _clip(
+            x + step * scale * torch.randn(x.shape, generator=generator, dtype=torch.float64), box
+        )
         norms = _jacobian_norms(model, move)
         inputs += len(move)
         better = norms > best
@@ -476,7 +515,11 @@ def search(
 
 
 def _pair_search(
-    model: nn.Module, x: Tensor, box: tuple[float, float] | None, steps: int, generator: torch.Generator
+    model: nn.Module,
+    x: Tensor,
+    box: tuple[float, float] | None,
+    steps: int,
+    generator: torch.Generator,
 ) -> float:
     """Largest ``‖f(a) − f(b)‖ / ‖a − b‖`` found by Adam ascent from pairs around ``x``."""
     spread = 0.5 if box is None else 0.25 * (box[1] - box[0])
