@@ -313,7 +313,7 @@ def _checkpoint_state(state: dict[str, torch.Tensor], dataset: str, name: str) -
 
 def _construct(family: Family, device: torch.device) -> torch.nn.Module:
     """The family's entry with a seeded random initialisation (on ``device`` where it builds there)."""
-    from leaderboard.robustbench_compat import NUM_CLASSES, timm_name, zoo_entry
+    from leaderboard.robustbench_compat import NUM_CLASSES, timm_name, robustbench_entry
 
     timm_id = timm_name(family.model, family.dataset, family.threat_model)
 
@@ -327,7 +327,7 @@ def _construct(family: Family, device: torch.device) -> torch.nn.Module:
             from torchvision.models import resnet50
 
             return resnet50(weights=None)
-        return zoo_entry(family.model, family.dataset, family.threat_model)["model"]()
+        return robustbench_entry(family.model, family.dataset, family.threat_model)["model"]()
 
     if device.type == "cuda":  # initialising hundreds of millions of weights is much faster there
         try:

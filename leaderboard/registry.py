@@ -125,7 +125,7 @@ def list_entries(dataset: str = "all", threat_model: str = "all") -> list[ZooEnt
     entries = []
     for ds in _selection(dataset, DATASETS, "dataset"):
         for tm in _selection(threat_model, THREAT_MODELS, "threat model"):
-            for name, spec in rb.zoo_entries(ds, tm).items():
+            for name, spec in rb.robustbench_entries(ds, tm).items():
                 gdrive = spec.get("gdrive_id")
                 count = len(gdrive) if isinstance(gdrive, list) else 1
                 entries.append(ZooEntry(name, ds, tm, reported_for(name, ds, tm), count))

@@ -3,7 +3,7 @@
 ``robustbench==1.1.1`` does not import as published: it imports ``autoattack`` (the PyPI
 package is ``pyautoattack``) and ``pkg_resources`` (gone from ``setuptools>=82``, hence the
 ``setuptools<82`` pin), and its ``torch.load`` calls unpickle whatever a checkpoint holds.
-:func:`import_robustbench` installs the ``autoattack`` alias, and :func:`load_zoo_model`
+:func:`import_robustbench` installs the ``autoattack`` alias, and :func:`load_robustbench_model`
 mirrors ``robustbench.utils.load_model`` without ever downloading: checkpoints are read from
 ``model_dir/<dataset>/<threat_model>/<name>.pt`` (ensembles: ``<name>.pt_m{i}.pt``),
 RobustBench's own layout.
@@ -107,7 +107,7 @@ def import_robustbench() -> ModuleType:
     return robustbench
 
 
-def zoo_entries(dataset: str, threat_model: str) -> dict[str, dict[str, Any]]:
+def robustbench_entries(dataset: str, threat_model: str) -> dict[str, dict[str, Any]]:
     """RobustBench's zoo dictionary ``name -> {'model', 'gdrive_id', ...}`` for one pair."""
     import_robustbench()
     from robustbench.model_zoo import model_dicts
@@ -118,9 +118,9 @@ def zoo_entries(dataset: str, threat_model: str) -> dict[str, dict[str, Any]]:
     return dict(by_threat[key]) if key in by_threat else {}
 
 
-def zoo_entry(name: str, dataset: str, threat_model: str) -> dict[str, Any]:
-    """One zoo entry, or :class:`UnknownModelError` with the closest names."""
-    entries = zoo_entries(dataset, threat_model)
+def robustbench_entry(name: str, dataset: str, threat_model: str) -> dict[str, Any]:
+    """One RobustBench zoo entry, or :class:`UnknownModelError` with the closest names."""
+    entries = robustbench_entries(dataset, threat_model)
     if name not in entries:
         close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -148,7 +148,7 @@ def checkpoint_paths(name: str, dataset: str, threat_model: str, model_dir: str 
     torchvision read ``<name>.pt`` if present, else torch hub's cache.
     """
     folder = Path(model_dir) / dataset / threat_model
-    gdrive_id = zoo_entry(name, dataset, threat_model)["gdrive_id"]
+    gdrive_id = robustbench_entry(name, dataset, threat_model)["gdrive_id"]
     if isinstance(gdrive_id, list):
         return [folder / f"{name}.pt_m{i}.pt" for i in range(len(gdrive_id))]
     return [folder / f"{name}.pt"]
@@ -390,7 +390,7 @@ def _pickle_globals(stream: IO[bytes], max_pickles: int = 8) -> set[str]:
     return found
 
 
-def load_zoo_model(
+def load_robustbench_model(
     name: str, dataset: str, threat_model: str, model_dir: str | Path, *, trust_checkpoints: bool = False
 ) -> LoadedModel:
     """Build a RobustBench zoo model and load its weights from ``model_dir``, offline and safely.
@@ -422,7 +422,7 @@ def load_zoo_model(
 
 
 def _build(name: str, dataset: str, threat_model: str, model_dir: Path, reader: _CheckpointReader) -> nn.Module:
-    entry = zoo_entry(name, dataset, threat_model)
+    entry = robustbench_entry(name, dataset, threat_model)
     paths = checkpoint_paths(name, dataset, threat_model, model_dir)
     timm_id = timm_name(name, dataset, threat_model)
     if timm_id is not None:

@@ -37,7 +37,7 @@ from leaderboard import data as lb_data
 from leaderboard import store
 from leaderboard.baselines import Baselines, score_baselines
 from leaderboard.registry import ZooEntry
-from leaderboard.robustbench_compat import MissingWeightsError, import_robustbench, load_zoo_model
+from leaderboard.robustbench_compat import MissingWeightsError, import_robustbench, load_robustbench_model
 
 logger = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ def load_entry_model(entry: ZooEntry, config: ScoreConfig) -> tuple[torch.nn.Mod
 
         return load_zoo_entry(entry, config.model_dir)
     import_robustbench()
-    loaded = load_zoo_model(
+    loaded = load_robustbench_model(
         entry.name, entry.dataset, entry.threat_model, Path(config.model_dir),
         trust_checkpoints=config.trust_checkpoints,
     )

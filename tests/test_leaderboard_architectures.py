@@ -19,7 +19,7 @@ from leaderboard_cases import require_robustbench
 require_robustbench()
 
 from leaderboard.registry import list_entries  # noqa: E402
-from leaderboard.robustbench_compat import NUM_CLASSES, read_checkpoint, timm_name, zoo_entry  # noqa: E402
+from leaderboard.robustbench_compat import NUM_CLASSES, read_checkpoint, timm_name, robustbench_entry  # noqa: E402
 
 ENTRIES = list_entries()
 
@@ -34,7 +34,7 @@ def _build(name: str, dataset: str, threat_model: str) -> torch.nn.Module:
         from torchvision.models import resnet50
 
         return resnet50(weights=None)
-    return zoo_entry(name, dataset, threat_model)["model"]()
+    return robustbench_entry(name, dataset, threat_model)["model"]()
 
 
 def _state_dict_on_meta(name: str, dataset: str, threat_model: str) -> dict[str, torch.Tensor]:

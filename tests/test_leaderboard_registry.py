@@ -48,8 +48,8 @@ def test_external_evaluation_replaces_autoattack() -> None:
     assert (standard.clean_acc, standard.autoattack_acc, standard.aa_source) == (94.78, 0.0, "autoattack_acc")
 
 
-def test_snapshot_has_provenance_and_every_zoo_entry() -> None:
-    """The snapshot ships its provenance, and every zoo entry has a model_info file."""
+def test_snapshot_has_provenance_and_every_robustbench_entry() -> None:
+    """The snapshot ships its provenance, and every RobustBench zoo entry has a model_info file."""
     assert (MODEL_INFO_DIR / "PROVENANCE.md").read_text().count("78fcc9e") == 1
     missing = [e.key for e in list_entries() if not (MODEL_INFO_DIR / e.dataset / e.threat_model / f"{e.name}.json").is_file()]
     assert missing == []
