@@ -100,7 +100,8 @@ class Column:
     digits: int | None = 3
 
 
-def _percent_or(row: dict[str, Any], first: str, second: str) -> Any:
+def _first_finite(row: dict[str, Any], first: str, second: str) -> Any:
+    """``row[first]`` when it is a finite number, else ``row.get(second)``."""
     return row[first] if finite_number(row.get(first)) else row.get(second)
 
 
@@ -112,7 +113,7 @@ def columns_for(rows: list[dict[str, Any]]) -> list[Column]:
         Column("architecture", lambda r: r.get("architecture"), numeric=False),
         Column("training", lambda r: r.get("training"), numeric=False),
         Column("extra data", lambda r: {True: "yes", False: "no"}.get(r.get("additional_data")), numeric=False),
-        Column("clean %", lambda r: _percent_or(r, "reported_clean_acc", "clean_acc"), digits=None,
+        Column("clean %", lambda r: _first_finite(r, "reported_clean_acc", "clean_acc"), digits=None,
                tip="clean accuracy as reported (else measured on the scored images)"),
         Column("AutoAttack %", lambda r: r.get("autoattack_acc"), digits=None, tip="reported AutoAttack accuracy"),
         Column("predicted, refined %", lambda r: r.get("predicted_refined"), digits=None,

@@ -222,7 +222,7 @@ def _format(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _percent(value: Any) -> str:
+def _format_percent(value: Any) -> str:
     """An accuracy in percent with one decimal, as RobustBench prints them ("3.0", not "3")."""
     return f"{value:.1f}" if isinstance(value, (int, float)) and math.isfinite(value) else _format(value)
 
@@ -259,14 +259,14 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
         # Scored models in the table; the others after it, those without weights in one line.
         failed = [r for r in members if r["status"] != "ok"]
         for r in (r for r in members if r["status"] == "ok"):
-            clean_here = f"{_percent(r['clean_acc'])} ({r['n_examples']})" if r["clean_acc"] is not None else ""
+            clean_here = f"{_format_percent(r['clean_acc'])} ({r['n_examples']})" if r["clean_acc"] is not None else ""
             status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error']}"
             lines.append(
-                f"| {r['model']} | {_format(r['architecture'])} | {_percent(r['autoattack_acc'])} "
-                + (f"| {_percent(r['predicted_refined'])} | {_percent(r['predicted_first_order'])} " if refined
-                   else f"| {_percent(r['predicted_robust_acc'])} ")
-                + f"| {_percent(r['predicted_abs_error'])} "
-                f"| {_percent(r['reported_clean_acc'])} | {clean_here} | {_format(r['lambda_max_median'])} "
+                f"| {r['model']} | {_format(r['architecture'])} | {_format_percent(r['autoattack_acc'])} "
+                + (f"| {_format_percent(r['predicted_refined'])} | {_format_percent(r['predicted_first_order'])} " if refined
+                   else f"| {_format_percent(r['predicted_robust_acc'])} ")
+                + f"| {_format_percent(r['predicted_abs_error'])} "
+                f"| {_format_percent(r['reported_clean_acc'])} | {clean_here} | {_format(r['lambda_max_median'])} "
                 f"| {_format(r['lambda_max_mean_log10'], 3)} | {_format(r['trace_median'])} "
                 f"| {_format(r['method'])} | {_format(r['seconds'], 3)} | {status} |"
             )

@@ -179,10 +179,10 @@ def summarize_per_image(arrays: Mapping[str, np.ndarray], budgets: Mapping[str, 
         radius = arrays.get(f"radius_{norm_name(threat)}")
         if radius is None:
             continue
-        predicted[threat] = {"eps": eps, "first_order": _percent_robust(radius, eps)}
+        predicted[threat] = {"eps": eps, "first_order": _percent_predicted_robust(radius, eps)}
         refined = arrays.get(f"radius_{norm_name(threat)}_refined")
         if refined is not None:
-            predicted[threat]["refined"] = _percent_robust(refined, eps)
+            predicted[threat]["refined"] = _percent_predicted_robust(refined, eps)
     return {
         "n_examples": int(len(label)),
         "clean_acc": 100.0 * int((prediction == label).sum()) / len(label),
@@ -191,7 +191,7 @@ def summarize_per_image(arrays: Mapping[str, np.ndarray], budgets: Mapping[str, 
     }
 
 
-def _percent_robust(radius: np.ndarray, eps: float) -> float | None:
+def _percent_predicted_robust(radius: np.ndarray, eps: float) -> float | None:
     """Percent of inputs predicted robust at ``eps``; ``None`` when a radius is NaN (not computed)."""
     return None if np.isnan(radius).any() else 100.0 * robust_fraction(radius, eps)
 
