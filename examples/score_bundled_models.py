@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         rows[weights.stem] = {
             "clean_accuracy": stats.accuracy,
             "seconds": seconds,
-            "lambda_max": stats.spectral_norm.summary(),
+            "spectral_norm": stats.spectral_norm.summary(),
             "trace": stats.trace.summary(),
             "predicted_robust_accuracy": {
                 threat: stats.predicted_robust_accuracy(eps, threat) for threat, eps in BUDGETS.items()
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nInput-Fisher spectral norm and predicted robust accuracy on {len(x)} CIFAR-10 test images "
           f"(exact, CPU)\n{header}")
     for name, row in rows.items():
-        lam, tr, robust = row["lambda_max"], row["trace"], row["predicted_robust_accuracy"]
+        lam, tr, robust = row["spectral_norm"], row["trace"], row["predicted_robust_accuracy"]
         print(f"{name:<22}{row['clean_accuracy']:>10.3f}{lam['median']:>13.4g}{lam['mean']:>11.4g}"
               f"{lam['mean_log10']:>12.3f}{tr['median']:>11.4g}{robust['Linf']:>16.3f}{robust['L2']:>14.3f}"
               f"{row['seconds']:>7.1f}")

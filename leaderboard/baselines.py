@@ -167,7 +167,7 @@ def score_baselines(
     x: np.ndarray,
     budgets: Mapping[str, float],
     baselines: Baselines,
-    exact_lambda_max: np.ndarray,
+    exact_spectral_norm: np.ndarray,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Every baseline of ``baselines`` on its prefix of ``x``, each with its wall time.
@@ -177,7 +177,7 @@ def score_baselines(
         x: the scored images, float32 ``[N, 3, H, W]``.
         budgets: ``{threat_model: eps}`` (RobustBench's), for CLEVER's norm and radius.
         baselines: image counts and settings.
-        exact_lambda_max: the exact ``λ_max`` of the same images, for each estimator's ratio to it.
+        exact_spectral_norm: the exact ``λ_max`` of the same images, for each estimator's ratio to it.
         seed: seed of the random directions and CLEVER's samples.
 
     Returns:
@@ -195,14 +195,14 @@ def score_baselines(
             model, subset, method="blackbox", verbose=False, seed=seed,
             blackbox_params={"max_queries": baselines.blackbox_queries, "num_bootstrap": 0},
         )
-        out["blackbox"] = _summary(np.asarray(values, dtype=np.float64), time.perf_counter() - start, exact_lambda_max)
+        out["blackbox"] = _summary(np.asarray(values, dtype=np.float64), time.perf_counter() - start, exact_spectral_norm)
     if baselines.reference_n:
         subset_t = torch.from_numpy(x[: baselines.reference_n])
         start = time.perf_counter()
         values_t = srp_whitebox_estimate(model, subset_t, generator=torch.Generator().manual_seed(seed))
         seconds = time.perf_counter() - start
         zero_parameter_gradients(model)
-        out["reference_whitebox"] = _summary(values_t.numpy(), seconds, exact_lambda_max)
+        out["reference_whitebox"] = _summary(values_t.numpy(), seconds, exact_spectral_norm)
     if baselines.clever_n:
         out["clever"] = {}
         for threat, eps in budgets.items():

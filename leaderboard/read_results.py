@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from leaderboard.store import current_array_names
+
 _NONE = type(None)
 _NUMBER = (int, float)
 
@@ -202,7 +204,11 @@ def read_json(path: Path, spec: Mapping[str, Any], required: tuple[str, ...] = (
 
 
 def read_npz(path: Path, sha256: str, json_name: str) -> dict[str, np.ndarray] | str:
-    """The arrays of a per-image ``.npz`` that hashes to ``sha256``, or the reason it cannot be used."""
+    """The arrays of a per-image ``.npz`` that hashes to ``sha256``, or the reason it cannot be used.
+
+    Arrays stored under an old name (:data:`leaderboard.store.RENAMED_ARRAYS`) come back under
+    the current one.
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -211,7 +217,7 @@ def read_npz(path: Path, sha256: str, json_name: str) -> dict[str, np.ndarray] |
         return f"cannot be read ({exc.strerror or exc})"
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+            arrays = current_array_names({name: npz[name] for name in npz.files})
         readable = True
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
         arrays, readable = {}, False

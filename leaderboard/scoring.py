@@ -336,8 +336,8 @@ def per_image_arrays(images: lb_data.ImageSet, stats: FisherStatistics) -> dict[
         "index": np.asarray(images.index, dtype=np.int64),
         "label": np.asarray(images.y, dtype=np.int64),
         "prediction": np.asarray(stats.predictions, dtype=np.int64),
-        "lambda_max": np.asarray(stats.spectral_norm.values, dtype=np.float64),
-        "lambda_max_stderr": np.asarray(stats.spectral_norm.stderr, dtype=np.float64),
+        "spectral_norm": np.asarray(stats.spectral_norm.values, dtype=np.float64),
+        "spectral_norm_stderr": np.asarray(stats.spectral_norm.stderr, dtype=np.float64),
         "trace": np.asarray(stats.trace.values, dtype=np.float64),
         "trace_stderr": np.asarray(stats.trace.stderr, dtype=np.float64),
     }

@@ -37,7 +37,14 @@ if TYPE_CHECKING:
 #: The per-image arrays of every model's ``.npz``, all of length ``n_examples``; beside them,
 #: ``radius_<norm>`` (``radius_linf``, ``radius_l2``): the first-order robust radius per image
 #: for each threat model the dataset is scored at (0 where the prediction is wrong).
-PER_IMAGE_ARRAYS = ("index", "label", "prediction", "lambda_max", "lambda_max_stderr", "trace", "trace_stderr")
+PER_IMAGE_ARRAYS = (
+    "index", "label", "prediction", "spectral_norm", "spectral_norm_stderr", "trace", "trace_stderr"
+)
+
+#: Per-image arrays renamed since results were first stored, ``old name -> current name``.
+#: Files written with an old name are read under the current one (:func:`current_array_names`);
+#: they are never rewritten.
+RENAMED_ARRAYS = {"lambda_max": "spectral_norm", "lambda_max_stderr": "spectral_norm_stderr"}
 
 #: The settings a stored result must share with a rerun to be kept (see :func:`settings_of`).
 SETTING_KEYS = ("n_examples", "seed", "method", "images", "baselines", "precision", "refine")
@@ -140,6 +147,8 @@ def write_per_image(path: Path, arrays: Mapping[str, np.ndarray]) -> str:
 def read_per_image(path: Path, sha256: str | None = None) -> dict[str, np.ndarray]:
     """The arrays of a ``.npz`` written by :func:`write_per_image` (no pickled objects).
 
+    Arrays stored under an old name (:data:`RENAMED_ARRAYS`) come back under the current one.
+
     Args:
         path: the ``.npz`` file.
         sha256: the hash its JSON records; a file that does not match is an error.
@@ -151,7 +160,19 @@ def read_per_image(path: Path, sha256: str | None = None) -> dict[str, np.ndarra
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise ValueError(f"{path} is not the file its result JSON describes (SHA-256 differs): rescore the model")
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return {name: npz[name] for name in npz.files}
+        return current_array_names({name: npz[name] for name in npz.files})
+
+
+def current_array_names(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``arrays`` with every old name of :data:`RENAMED_ARRAYS` replaced by its current name.
+
+    A file that holds both names keeps the array under the current one.
+    """
+    out = {RENAMED_ARRAYS.get(name, name): a for name, a in arrays.items() if name not in RENAMED_ARRAYS}
+    for old, new in RENAMED_ARRAYS.items():
+        if old in arrays and new not in out:
+            out[new] = arrays[old]
+    return out
 
 
 def summarize_per_image(arrays: Mapping[str, np.ndarray], budgets: Mapping[str, float] | None = None) -> dict[str, Any]:
@@ -186,7 +207,7 @@ def summarize_per_image(arrays: Mapping[str, np.ndarray], budgets: Mapping[str, 
     return {
         "n_examples": int(len(label)),
         "clean_acc": 100.0 * int((prediction == label).sum()) / len(label),
-        "fisher": {"spectral_norm": summarize(arrays["lambda_max"]), "trace": summarize(arrays["trace"])},
+        "fisher": {"spectral_norm": summarize(arrays["spectral_norm"]), "trace": summarize(arrays["trace"])},
         "predicted_robust_acc": predicted,
     }
 

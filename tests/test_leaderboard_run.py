@@ -187,7 +187,7 @@ def test_npz_reaggregates_to_the_json_exactly(interrupted_run: dict[str, Any]) -
         again = store.summarize_per_image(arrays, budgets)
         assert again == {key: record[key] for key in ("n_examples", "clean_acc", "fisher", "predicted_robust_acc")}, name
         # A re-aggregation of one's own: the per-image λ_max never exceeds the trace.
-        assert (arrays["lambda_max"] <= arrays["trace"] * (1 + 1e-9)).all()
+        assert (arrays["spectral_norm"] <= arrays["trace"] * (1 + 1e-9)).all()
 
 
 def test_rerun_with_other_settings_is_refused_not_mixed(

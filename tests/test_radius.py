@@ -138,7 +138,7 @@ class Tempered(nn.Module):
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
-def test_radius_is_invariant_to_logit_scaling_while_lambda_max_is_not(name):
+def test_radius_is_invariant_to_logit_scaling_while_spectral_norm_is_not(name):
     """z/T for T = 0.1, 10: every radius (first-order and refined) is unchanged to 1e-10, λ_max
     changes by more than 2× for every input, and at T = 1000 λ_max · T² equals λ_max of
     Jᵀ M_uniform J (the small-logit limit, M_uniform = I/K − 11ᵀ/K²) to 1e-2."""

@@ -156,7 +156,7 @@ def _attach_npz(root: Path, name: str, arrays: dict[str, np.ndarray]) -> Path:
 def _arrays(radius: list[float], refined: list[float] | None = None) -> dict[str, np.ndarray]:
     n = len(radius)
     arrays = {"index": np.arange(n), "label": np.zeros(n, dtype=np.int64),
-              "prediction": np.array([0 if r > 0 else 1 for r in radius]), "lambda_max": np.ones(n),
+              "prediction": np.array([0 if r > 0 else 1 for r in radius]), "spectral_norm": np.ones(n),
               "trace": np.ones(n), "radius_linf": np.array(radius, dtype=np.float64)}
     if refined is not None:
         arrays["radius_linf_refined"] = np.array(refined, dtype=np.float64)
@@ -320,3 +320,53 @@ def test_page_is_self_contained_and_names_every_point(tmp_path):
     assert sorted(t.split(" (")[0] for t in titles) == sorted(models)
     fisher_svg = page.split('id="figure-fisher_vs_autoattack"', 1)[1].split("</figure>", 1)[0]
     assert len(re.findall(r'<g id="fisher_vs_autoattack-\d+" class="point"><title>', fisher_svg)) == 5
+
+
+def test_npz_with_the_old_array_names_is_read_under_the_current_names(tmp_path):
+    """A per-image file written before ``lambda_max`` became ``spectral_norm`` is read under the
+    current names, by the store and by render's checked reader, and renders like a current one."""
+    from leaderboard import store
+    from leaderboard.read_results import read_results
+
+    root = tmp_path / "results"
+    _three_good_results(root)
+    old = {"index": np.arange(4), "label": np.zeros(4, dtype=np.int64), "prediction": np.zeros(4, dtype=np.int64),
+           "lambda_max": np.array([1.0, 2.0, 3.0, 4.0]), "lambda_max_stderr": np.zeros(4),
+           "trace": np.array([2.0, 3.0, 4.0, 5.0]), "trace_stderr": np.zeros(4)}
+    assert set(store.RENAMED_ARRAYS) <= set(old)
+    npz = _attach_npz(root, "Good0", old)
+    sha256 = json.loads(npz.with_suffix(".json").read_text())["per_image"]["sha256"]
+    arrays = store.read_per_image(npz, sha256)
+    assert sorted(arrays) == sorted(store.PER_IMAGE_ARRAYS)
+    np.testing.assert_array_equal(arrays["spectral_norm"], old["lambda_max"])
+    np.testing.assert_array_equal(arrays["spectral_norm_stderr"], old["lambda_max_stderr"])
+    assert store.summarize_per_image(arrays)["fisher"]["spectral_norm"]["median"] == 2.5
+    read = read_results(root)
+    assert read.skipped == []
+    per_image = {r.record["model"]: r.per_image for r in read.results}["Good0"]
+    assert sorted(per_image) == sorted(store.PER_IMAGE_ARRAYS)
+    rows = render(root, tmp_path / "rendered", n_resamples=20)["rows"]
+    assert {r["model"] for r in rows} == {"Good0", "Good1", "Good2"}
+
+
+def test_committed_zoo_results_are_read_and_render_with_nothing_skipped(tmp_path):
+    """The committed zoo results (per-image files written with the old array names) pass every
+    check, their per-image values reproduce each JSON's Fisher summaries, and they render."""
+    from leaderboard import store
+    from leaderboard.read_results import read_results
+    from leaderboard.zoo.weights import ZOO_DIR
+
+    committed = Path(__file__).resolve().parents[1] / "leaderboard" / "results" / "zoo"
+    read = read_results(committed)
+    assert read.skipped == [] and read.results
+    for result in read.results:
+        if result.record["status"] != "ok":
+            continue
+        assert set(store.PER_IMAGE_ARRAYS) <= set(result.per_image)
+        assert not set(store.RENAMED_ARRAYS) & set(result.per_image)
+        budgets = {threat: p["eps"] for threat, p in result.record["predicted_robust_acc"].items()}
+        summary = store.summarize_per_image(result.per_image, budgets)
+        assert summary["fisher"] == result.record["fisher"], result.path
+    rendered = render(committed, tmp_path / "rendered", n_resamples=20, autoattack_curves=ZOO_DIR / "autoattack_curve")
+    assert rendered["skipped"] == []
+    assert len(rendered["rows"]) == len(read.results)

@@ -93,14 +93,14 @@ def test_every_model_is_filed_under_both_threat_models_with_its_own_autoattack_a
         assert set(linf["predicted_robust_acc"]) == {"Linf", "L2"}
 
 
-def test_baselines_keep_their_stated_relations_to_the_exact_lambda_max(scored):
+def test_baselines_keep_their_stated_relations_to_the_exact_spectral_norm(scored):
     """Per image: the reference estimate (the largest of 100 Rayleigh quotients) is at most the
     exact λ_max; the query-only estimate with m orthogonal directions is within 5·√(2/m) of it
     (its stated relative error is about √(2/m)); CLEVER is a positive distortion per threat model."""
     m = (BASELINES.blackbox_queries - 3) // 2
     for name in MODELS:
         record = _record(scored["results"], "Linf", name)
-        exact = store.read_per_image(scored["results"] / "cifar10" / "Linf" / f"{name}.npz")["lambda_max"]
+        exact = store.read_per_image(scored["results"] / "cifar10" / "Linf" / f"{name}.npz")["spectral_norm"]
         baselines = record["baselines"]
         reference = np.array(baselines["reference_whitebox"]["values"])
         assert len(reference) == BASELINES.reference_n
