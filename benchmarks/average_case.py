@@ -34,11 +34,11 @@ from torch import nn
 from art_fim import AverageCaseRobustness, class_averages, rank_agreement, vulnerability_ranking
 from leaderboard.data import bundled_cifar10
 from leaderboard.small_cnn import load_classifier
+from leaderboard.zoo.cifar_zip import CLASSES
 
 ROOT = Path(__file__).resolve().parent.parent
 
 ESTIMATORS = ("taylor", "mmse", "taylor_mvs", "mmse_mvs")
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def zoo_classifiers() -> dict[str, object]:

@@ -36,10 +36,10 @@ from torch.nn import functional as F
 
 from art_fim import BlackBoxFisher, FiniteDifferenceJacobian, FisherInformationMetric
 from art_fim.hutchinson import fisher_quadratic_form
-from leaderboard.small_cnn import CIFAR10_MEAN, CIFAR10_STD, small_cnn
+from leaderboard.data import BUNDLED_CIFAR10, CIFAR10_MEAN, CIFAR10_STD
+from leaderboard.small_cnn import small_cnn
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBSET = ROOT / "leaderboard" / "data" / "cifar10_test_1000.npz"
 WEIGHTS = ROOT / "examples" / "models" / "small_cnn_standard.pt"
 SHAPES = {784: (1, 28, 28), 3072: (3, 32, 32), 12288: (3, 64, 64)}
 
@@ -99,7 +99,7 @@ class Predictor:
 
 def images(dim: int, n: int) -> np.ndarray:
     """``n`` CIFAR-10 test images (one per class in turn) at the shape of ``dim``, float64 [0, 1]."""
-    data = np.load(SUBSET)
+    data = np.load(BUNDLED_CIFAR10)
     order = np.arange(1000).reshape(10, 100).T.reshape(-1)[:n]  # classes interleaved
     x = torch.from_numpy(data["x"][order].astype(np.float64) / 255)
     if dim == 784:

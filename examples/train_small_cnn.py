@@ -24,7 +24,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from leaderboard.small_cnn import CIFAR10_MEAN, CIFAR10_STD, small_cnn
+from leaderboard.data import CIFAR10_MEAN, CIFAR10_STD
+from leaderboard.small_cnn import small_cnn
 from leaderboard.zoo.cifar_zip import load_zip
 
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from leaderboard.data import CIFAR10_MEAN, CIFAR10_STD
 
-__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "load_classifier", "small_cnn"]
+__all__ = ["load_classifier", "small_cnn"]
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from leaderboard.data import bundled_cifar10
+from leaderboard.data import BUNDLED_CIFAR10, bundled_cifar10
 from leaderboard.scoring import resolve_device
 from leaderboard.store import write_atomic
 from leaderboard.zoo.architectures import build
@@ -45,7 +45,6 @@ from leaderboard.zoo.training import accuracy, pgd_accuracy, train
 from leaderboard.zoo.weights import ZOO_DIR, load_model, save_weights, weights_path
 
 ROOT = Path(__file__).resolve().parents[2]
-SUBSET = ROOT / "leaderboard" / "data" / "cifar10_test_1000.npz"
 # Images of the catastrophic-overfitting check: every k-th test image, so every class is in it.
 _PGD_CHECK_IMAGES = 1000
 
@@ -55,7 +54,7 @@ def _test_set(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     if test_zip.exists():
         x, y = load_zip(test_zip)
     else:  # the bundled 1,000-image subset, when the full test set is not at hand
-        data = np.load(SUBSET)
+        data = np.load(BUNDLED_CIFAR10)
         x, y = data["x"], data["y"]
     return torch.from_numpy(x), torch.from_numpy(y)
 
