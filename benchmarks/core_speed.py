@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -53,7 +52,7 @@ from tqdm.auto import tqdm
 from art_fim import FisherInformationMetric, fisher_statistics
 from leaderboard.baselines import srp_whitebox_estimate, zero_parameter_gradients
 from leaderboard.data import bundled_cifar10
-from leaderboard.scoring import ROBUSTBENCH_EPS
+from leaderboard.scoring import ROBUSTBENCH_EPS, device_name
 from leaderboard.small_cnn import load_classifier
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,9 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         "reference": relative_error(reference, exact[: len(reference)]),
     }
 
-    print(f"\nInput-Fisher λ_max on {MODEL.name}, CIFAR-10 (d = 3072, K = 10), device {device}"
-          f" ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'},"
-          f" {torch.get_num_threads()} threads), torch {torch.__version__}, full float32")
+    print(f"\nInput-Fisher λ_max on {MODEL.name}, CIFAR-10 (d = 3072, K = 10), device {device_name(device)},"
+          f" torch {torch.__version__}, full float32")
     print(f"{'method':<11}{'inputs':>7}{'ms / input':>12}{'exact is ×':>12}"
           f"{'median err vs exact':>21}{'max err vs dense f64':>22}")
     counts = {"exact": len(x), "lanczos": len(x), "reference": len(x_ref), "clever_u": args.n_clever}

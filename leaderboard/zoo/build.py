@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from leaderboard.data import BUNDLED_CIFAR10, bundled_cifar10
-from leaderboard.scoring import resolve_device
+from leaderboard.scoring import device_name, resolve_device
 from leaderboard.store import write_atomic
 from leaderboard.zoo.architectures import build
 from leaderboard.zoo.cifar_zip import load_zip
@@ -92,7 +92,7 @@ def train_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
             "batch_size": args.batch_size, "seed": entry.seed,
             "train_images": len(x_train), "clean_acc": clean, "test_images": len(x_test), **check,
             "train_seconds": round(stats["train_seconds"], 1),
-            "device": _device_name(device),
+            "device": device_name(device),
             "torch": torch.__version__,
             "command": "python -m leaderboard.zoo.build " + " ".join(sys.argv[1:]),
         }
@@ -175,19 +175,13 @@ def _run_attacks(jobs: list[tuple[ZooModel, str, float | None]], args: argparse.
             "threat_model": norm, "eps": result["eps"], "clean_acc": clean,
             "autoattack_acc": result["autoattack_acc"], "n_examples": result["n"],
             "attack_seconds": round(seconds, 1), "attack": "pyautoattack standard",
-            "attack_device": _device_name(device), "attack_precision": result["precision"],
+            "attack_device": device_name(device), "attack_precision": result["precision"],
             "training": {k: training[k] for k in ("regime", "epochs", "train_seconds", "device")},
             "command": f"python -m leaderboard.zoo.build {stage} --models {entry.name} --n {args.n} --norms {norm}",
         })
         budget = f"{eps if eps is not None else THREATS[norm]:.4g}"
         print(f"{entry.name} {norm} {budget}: clean {clean:.1f}%, AutoAttack {result['autoattack_acc']:.1f}% "
               f"({seconds:.0f} s)", flush=True)
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def build_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
