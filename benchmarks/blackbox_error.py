@@ -44,7 +44,7 @@ WEIGHTS = ROOT / "examples" / "models" / "small_cnn_standard.pt"
 SHAPES = {784: (1, 28, 28), 3072: (3, 32, 32), 12288: (3, 64, 64)}
 
 
-class ImageNet(nn.Module):
+class NormalizedImageModel(nn.Module):
     """[0, 1] pixels -> CIFAR normalisation -> a CNN; 1-channel inputs are repeated to 3."""
 
     def __init__(self, body: nn.Module) -> None:
@@ -68,14 +68,14 @@ def random_cnn(seed: int) -> nn.Module:
     )
     with torch.no_grad():
         body[-1].weight.mul_(60.0)
-    return ImageNet(body).double().eval()
+    return NormalizedImageModel(body).double().eval()
 
 
 def trained_cnn() -> nn.Module:
     """The bundled trained small CNN, float32, eval mode."""
     body = small_cnn()
     body.load_state_dict({k: v.float() for k, v in torch.load(WEIGHTS, weights_only=True).items()})
-    return ImageNet(body).float().eval()
+    return NormalizedImageModel(body).float().eval()
 
 
 class Predictor:

@@ -59,7 +59,7 @@ class Reported:
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """One RobustBench zoo model.
+    """One model to score: a RobustBench zoo model, or one of the project's own zoo (:mod:`leaderboard.zoo`).
 
     Attributes:
         name: zoo name.
