@@ -100,7 +100,9 @@ def reported_for(name: str, dataset: str, threat_model: str) -> Reported:
     info = json.loads(path.read_text())
     external = _parse_percent(info.get("external"))
     autoattack = _parse_percent(info.get("autoattack_acc"))
-    robust, source = (external, "external") if external is not None else (autoattack, "autoattack_acc")
+    robust, source = (
+        (external, "external") if external is not None else (autoattack, "autoattack_acc")
+    )
     return Reported(
         clean_acc=_parse_percent(info.get("clean_acc")),
         autoattack_acc=robust,

@@ -76,15 +76,19 @@ class RunSummary:
         if record["status"] == "ok":
             self.done.append(key)
         else:
-            self.failed[key] = (record.get("error") or "").splitlines()[0] if record.get("error") else "?"
+            self.failed[key] = (
+                (record.get("error") or "").splitlines()[0] if record.get("error") else "?"
+            )
 
     def table(self) -> str:
         """A plain-text summary for the end of ``run``: missing weights are counted, not listed."""
-        missing = [key for key, error in self.failed.items() if error.startswith("MissingWeightsError")]
+        missing = [key for key, error in self.failed.items()
+                   if error.startswith("MissingWeightsError")]
         lines = [
             f"{'done':>8}  {len(self.done)}",
             f"{'skipped':>8}  {len(self.skipped)}  (already scored)",
-            f"{'failed':>8}  {len(self.failed)}" + (f"  ({len(missing)} without weights)" if missing else ""),
+            f"{'failed':>8}  {len(self.failed)}" + (f"  ({len(missing)} without weights)" if missing
+                                                    else ""),
             f"{'time':>8}  {self.seconds:.1f} s",
         ]
         for key, error in self.failed.items():
@@ -158,7 +162,8 @@ def read_per_image(path: Path, sha256: str | None = None) -> dict[str, np.ndarra
     """
     data = path.read_bytes()
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-        raise ValueError(f"{path} is not the file its result JSON describes (SHA-256 differs): rescore the model")
+        raise ValueError(f"{path} is not the file its result JSON describes (SHA-256 differs): "
+                         "rescore the model")
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         return current_array_names({name: npz[name] for name in npz.files})
 
@@ -168,14 +173,16 @@ def current_array_names(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarra
 
     A file that holds both names keeps the array under the current one.
     """
-    out = {RENAMED_ARRAYS.get(name, name): a for name, a in arrays.items() if name not in RENAMED_ARRAYS}
+    out = {RENAMED_ARRAYS.get(name, name): a for name, a in arrays.items()
+           if name not in RENAMED_ARRAYS}
     for old, new in RENAMED_ARRAYS.items():
         if old in arrays and new not in out:
             out[new] = arrays[old]
     return out
 
 
-def summarize_per_image(arrays: Mapping[str, np.ndarray], budgets: Mapping[str, float] | None = None) -> dict[str, Any]:
+def summarize_per_image(arrays: Mapping[str, np.ndarray],
+                        budgets: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The summary fields of a result JSON, computed from its per-image values.
 
     Scoring fills the JSON with this very function, so applied to a stored ``.npz`` (with the
@@ -191,7 +198,8 @@ def summarize_per_image(arrays: Mapping[str, np.ndarray], budgets: Mapping[str, 
 
     Returns:
         ``{"n_examples", "clean_acc" (percent), "fisher": {"spectral_norm", "trace"},
-        "predicted_robust_acc": {threat: {"eps", "first_order"[, "refined"]}}}``, the summaries as in
+        "predicted_robust_acc": {threat: {"eps", "first_order"[, "refined"]}}}``, the summaries as
+        in
         :func:`art_fim.summarize`.
     """
     label, prediction = arrays["label"], arrays["prediction"]
@@ -207,7 +215,8 @@ def summarize_per_image(arrays: Mapping[str, np.ndarray], budgets: Mapping[str, 
     return {
         "n_examples": int(len(label)),
         "clean_acc": 100.0 * int((prediction == label).sum()) / len(label),
-        "fisher": {"spectral_norm": summarize(arrays["spectral_norm"]), "trace": summarize(arrays["trace"])},
+        "fisher": {"spectral_norm": summarize(arrays["spectral_norm"]),
+                   "trace": summarize(arrays["trace"])},
         "predicted_robust_acc": predicted,
     }
 
@@ -218,7 +227,8 @@ def _percent_predicted_robust(radius: np.ndarray, eps: float) -> float | None:
 
 
 def write_result(
-    results_dir: str | Path, entry: ZooEntry, record: dict[str, Any], per_image: Mapping[str, np.ndarray] | None
+    results_dir: str | Path, entry: ZooEntry, record: dict[str, Any],
+    per_image: Mapping[str, np.ndarray] | None
 ) -> dict[str, Any]:
     """Store one model's result: the ``.npz`` first (when scored), then the JSON naming it.
 
@@ -242,12 +252,16 @@ def settings_of(record: Mapping[str, Any]) -> dict[str, Any]:
     return dict(record.get("settings") or {})
 
 
-def settings_difference(stored: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+def settings_difference(stored: Mapping[str, Any],
+                        current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``key -> (stored, current)`` for every setting in :data:`SETTING_KEYS` that differs."""
-    return {key: (stored.get(key), current.get(key)) for key in SETTING_KEYS if stored.get(key) != current.get(key)}
+    return {key: (stored.get(key), current.get(key)) for key in SETTING_KEYS
+            if stored.get(key) != current.get(key)}
 
 
-def mismatch_message(results_dir: str | Path, mismatched: list[tuple[str, dict[str, tuple[Any, Any]]]]) -> str:
+def mismatch_message(
+    results_dir: str | Path, mismatched: list[tuple[str, dict[str, tuple[Any, Any]]]]
+) -> str:
     """What :class:`SettingsMismatchError` says: which results, which settings, what to do."""
     def described(diff: dict[str, tuple[Any, Any]]) -> str:
         if all(old is None for old, _ in diff.values()):
@@ -257,7 +271,8 @@ def mismatch_message(results_dir: str | Path, mismatched: list[tuple[str, dict[s
     shown = "; ".join(f"{key}: {described(diff)}" for key, diff in mismatched[:3])
     more = f"; and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""
     return (
-        f"{len(mismatched)} result(s) under {results_dir} were scored with other settings ({shown}{more}). "
+        f"{len(mismatched)} result(s) under {results_dir} were scored with other settings "
+        f"({shown}{more}). "
         "One results folder holds one set of settings: rerun with --overwrite to rescore them with "
         "this run's settings, or give this run its own folder with --results."
     )

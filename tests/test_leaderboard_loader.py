@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from leaderboard_cases import require_robustbench, save_random_checkpoint
 
 require_robustbench()
@@ -23,9 +24,9 @@ from leaderboard.robustbench_compat import (  # noqa: E402
     UnsafeCheckpointError,
     checkpoint_paths,
     load_robustbench_model,
+    robustbench_entry,
     timm_name,
     weights_present,
-    robustbench_entry,
 )
 
 
@@ -73,7 +74,9 @@ def test_training_checkpoint_loads_weights_only_with_its_hash(tmp_path: Path) ->
         "cifar10/Linf/Wong2020Fast.pt", _sha256(path), path.stat().st_size)
 
 
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch notes protocol 5 before refusing
+@pytest.mark.filterwarnings(
+    "ignore:Detected pickle protocol"
+)  # torch notes protocol 5 before refusing
 @pytest.mark.parametrize("container", ["pickle protocol 2", "pickle protocol 5", "torch.save zip"])
 def test_planted_payload_does_not_run(tmp_path: Path, container: str) -> None:
     """A pickle payload as a checkpoint is refused, naming its global and the opt-in; it never runs."""
@@ -84,7 +87,9 @@ def test_planted_payload_does_not_run(tmp_path: Path, container: str) -> None:
         torch.save({"state_dict": {"w": torch.zeros(1)}, "note": Payload(marker)}, path)
     else:
         path.write_bytes(pickle.dumps(Payload(marker), protocol=int(container[-1])))
-    with pytest.raises(UnsafeCheckpointError, match=rf"needs {os.system.__module__}\.system.*--trust-checkpoints"):
+    with pytest.raises(
+        UnsafeCheckpointError, match=rf"needs {os.system.__module__}\.system.*--trust-checkpoints"
+    ):
         load_robustbench_model("Standard", "cifar10", "Linf", tmp_path)
     assert not marker.exists()
 
@@ -95,11 +100,16 @@ def test_numpy_1_scalars_load_weights_only(tmp_path: Path) -> None:
     model = robustbench_entry("Wong2020Fast", "cifar10", "Linf")["model"]().eval()
     path = checkpoint_paths("Wong2020Fast", "cifar10", "Linf", tmp_path)[0]
     path.parent.mkdir(parents=True)
-    torch.save({"state_dict": model.state_dict(), "epoch": np.int64(30)}, path, _use_new_zipfile_serialization=False)
+    torch.save({"state_dict": model.state_dict(), "epoch": np.int64(30)}, path,
+               _use_new_zipfile_serialization=False)
     data = path.read_bytes()
-    assert data.count(b"numpy._core.multiarray\nscalar") == 1  # the GLOBAL opcode, as numpy 2 writes it
-    path.write_bytes(data.replace(b"numpy._core.multiarray\nscalar", b"numpy.core.multiarray\nscalar"))
-    assert _same_weights(model, load_robustbench_model("Wong2020Fast", "cifar10", "Linf", tmp_path).model)
+    assert (
+        data.count(b"numpy._core.multiarray\nscalar") == 1
+    )  # the GLOBAL opcode, as numpy 2 writes it
+    path.write_bytes(data.replace(b"numpy._core.multiarray\nscalar",
+                                  b"numpy.core.multiarray\nscalar"))
+    assert _same_weights(model, load_robustbench_model("Wong2020Fast", "cifar10", "Linf",
+                                                       tmp_path).model)
 
 
 def test_other_objects_need_the_explicit_opt_in(tmp_path: Path) -> None:
@@ -109,9 +119,11 @@ def test_other_objects_need_the_explicit_opt_in(tmp_path: Path) -> None:
     path = checkpoint_paths("Wong2020Fast", "cifar10", "Linf", tmp_path)[0]
     path.parent.mkdir(parents=True)
     torch.save({"state_dict": model.state_dict(), "lr": Fraction(1, 10)}, path)
-    with pytest.raises(UnsafeCheckpointError, match=r"needs fractions\.Fraction, which a weights-only load"):
+    with pytest.raises(UnsafeCheckpointError, match=r"needs fractions\.Fraction, which a "
+                       r"weights-only load"):
         load_robustbench_model("Wong2020Fast", "cifar10", "Linf", tmp_path)
-    trusted = load_robustbench_model("Wong2020Fast", "cifar10", "Linf", tmp_path, trust_checkpoints=True)
+    trusted = load_robustbench_model("Wong2020Fast", "cifar10", "Linf", tmp_path,
+                                     trust_checkpoints=True)
     assert _same_weights(model, trusted.model) and trusted.trusted
     assert trusted.checkpoints[0].sha256 == _sha256(path)
 
@@ -131,7 +143,8 @@ def test_truncated_checkpoint_is_named(tmp_path: Path, kept: float) -> None:
     save_random_checkpoint("Wong2020Fast", "cifar10", "Linf", tmp_path)
     path = checkpoint_paths("Wong2020Fast", "cifar10", "Linf", tmp_path)[0]
     path.write_bytes(path.read_bytes()[: int(kept * path.stat().st_size)])
-    with pytest.raises(UnreadableCheckpointError, match=rf"{path} \({path.stat().st_size} bytes\) could not be read.*truncated"):
+    with pytest.raises(UnreadableCheckpointError, match=rf"{path} \({path.stat().st_size} bytes\) "
+                       r"could not be read.*truncated"):
         load_robustbench_model("Wong2020Fast", "cifar10", "Linf", tmp_path)
 
 
@@ -143,7 +156,8 @@ def test_last_checkpoint_of_kireev_and_andriushchenko(tmp_path: Path) -> None:
     path = checkpoint_paths(name, "cifar10", "corruptions", tmp_path)[0]
     path.parent.mkdir(parents=True)
     torch.save({"last": last.state_dict(), "best": best.state_dict(), "epoch": np.int64(150)}, path)
-    assert _same_weights(last, load_robustbench_model(name, "cifar10", "corruptions", tmp_path).model)
+    assert _same_weights(last, load_robustbench_model(name, "cifar10", "corruptions",
+                                                      tmp_path).model)
 
 
 def test_ensemble_members_from_pt_m_files(tmp_path: Path) -> None:
@@ -184,8 +198,10 @@ def test_timm_registered_model_from_a_training_checkpoint(tmp_path: Path) -> Non
     path = checkpoint_paths(name, "cifar10", "Linf", tmp_path)[0]
     path.parent.mkdir(parents=True)
     # The release file holds the unnormalised net (`.model`), as timm's checkpoint saver wrote it.
-    torch.save({"state_dict": raw.model.state_dict(), "state_dict_ema": ema.model.state_dict(), "epoch": 110,
-                "metric": np.float64(0.9), "args": argparse.Namespace(model="xcit_s12", lr=1e-3)}, path)
+    torch.save({"state_dict": raw.model.state_dict(), "state_dict_ema": ema.model.state_dict(),
+                "epoch": 110,
+                "metric": np.float64(0.9), "args": argparse.Namespace(model="xcit_s12", lr=1e-3)},
+                path)
     loaded = load_robustbench_model(name, "cifar10", "Linf", tmp_path)
     assert _same_weights(ema, loaded.model) and not loaded.model.training
     assert "state_dict" not in loaded.model.model.pretrained_cfg  # the config does not keep a copy
@@ -197,8 +213,10 @@ def test_imagenet_paths(tmp_path: Path) -> None:
     r18 = robustbench_entry("Salman2020Do_R18", "imagenet", "Linf")["model"]()
     path = checkpoint_paths("Salman2020Do_R18", "imagenet", "Linf", tmp_path)[0]
     path.parent.mkdir(parents=True)
-    torch.save({k.removeprefix("model."): v for k, v in r18.state_dict().items() if k.startswith("model.")}, path)
-    assert _same_weights(r18, load_robustbench_model("Salman2020Do_R18", "imagenet", "Linf", tmp_path).model)
+    torch.save({k.removeprefix("model."): v for k, v in r18.state_dict().items()
+                if k.startswith("model.")}, path)
+    assert _same_weights(r18, load_robustbench_model("Salman2020Do_R18", "imagenet", "Linf",
+                                                     tmp_path).model)
 
     from torchvision.models import resnet50
 
@@ -206,7 +224,10 @@ def test_imagenet_paths(tmp_path: Path) -> None:
     tv = resnet50(weights=None)
     torch.save(tv.state_dict(), path.parent / "Standard_R50.pt")
     loaded = load_robustbench_model("Standard_R50", "imagenet", "Linf", tmp_path)
-    assert _same_weights(tv, loaded.model.model) and loaded.checkpoints[0].file == "imagenet/Linf/Standard_R50.pt"
+    assert (
+        _same_weights(tv, loaded.model.model) and loaded.checkpoints[0].file
+        == "imagenet/Linf/Standard_R50.pt"
+    )
 
 
 def test_missing_weights_say_where_and_how(tmp_path: Path) -> None:
