@@ -1,6 +1,7 @@
 """Average-case robustness estimators against Monte Carlo with 10,000 samples: error and speed.
 
-    python benchmarks/average_case.py [--n 6] [--sigmas 0.02 0.05] [--models NAME ...] [--n-classes 100]
+    python benchmarks/average_case.py [--n 6] [--sigmas 0.02 0.05] [--models NAME ...] [--n-classes
+    100]
 
 For each CIFAR-10 model (the bundled ``examples/models/*.pt``, as ART ``PyTorchClassifier``s
 with ``preprocessing=(mean, std)``, and every trained zoo model under
@@ -34,11 +35,11 @@ from torch import nn
 from art_fim import AverageCaseRobustness, class_averages, rank_agreement, vulnerability_ranking
 from leaderboard.data import bundled_cifar10
 from leaderboard.small_cnn import load_classifier
+from leaderboard.zoo.cifar_zip import CLASSES
 
 ROOT = Path(__file__).resolve().parent.parent
 
 ESTIMATORS = ("taylor", "mmse", "taylor_mvs", "mmse_mvs")
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def zoo_classifiers() -> dict[str, object]:
@@ -52,7 +53,8 @@ def zoo_classifiers() -> dict[str, object]:
     for name in ZOO:
         if weights_path(name).exists():
             out[f"zoo/{name}"] = PyTorchClassifier(
-                load_model(name), loss=nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10,
+                load_model(name), loss=nn.CrossEntropyLoss(), input_shape=(3, 32, 32),
+                nb_classes=10,
                 clip_values=(0.0, 1.0), device_type="cpu",
             )
     return out
@@ -76,22 +78,31 @@ def timed(classifier, x: np.ndarray, sigma: float, method: str, repeats: int = 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=6, help="test images per model (Monte Carlo: 10,000 passes each)")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=6,
+                        help="test images per model (Monte Carlo: 10,000 passes each)")
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.02, 0.05])
     parser.add_argument("--mc-samples", type=int, default=10_000)
-    parser.add_argument("--models", nargs="*", help="restrict to these model names (default: all found)")
-    parser.add_argument("--n-classes", type=int, default=100, help="images for the per-class section (0: skip)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each fast estimator (median)")
+    parser.add_argument(
+        "--models", nargs="*", help="restrict to these model names (default: all found)"
+    )
+    parser.add_argument("--n-classes", type=int, default=100,
+                        help="images for the per-class section (0: skip)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs of each fast estimator (median)")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
-    classifiers = {p.stem: load_classifier(p) for p in sorted((ROOT / "examples" / "models").glob("*.pt"))}
+    classifiers = {
+        p.stem: load_classifier(p) for p in sorted((ROOT / "examples" / "models").glob("*.pt"))
+    }
     classifiers.update(zoo_classifiers())
     if args.models:
         classifiers = {k: v for k, v in classifiers.items() if k in args.models}
     x, _ = bundled_cifar10(args.n)
-    print(f"Average-case robustness on {len(classifiers)} CIFAR-10 models, n = {len(x)} test images each; "
+    print(f"Average-case robustness on {len(classifiers)} CIFAR-10 models, n = {len(x)} test "
+          "images each; "
           f"reference: Monte Carlo with {args.mc_samples} samples")
     print(f"cpu: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
@@ -110,15 +121,19 @@ def main(argv: list[str] | None = None) -> int:
         for sigma in args.sigmas:
             t_mc, wall_mc, mc = timed(classifier, x, sigma, "mc", num_samples=args.mc_samples)
             half_width = float(np.mean(mc.upper - mc.lower) / 2)
-            print(f"{name:<24}{sigma:>6.3g}{'mc':>12}{'±' + format(half_width, '.4f'):>9}{'':>9}{'':>10}"
-                  f"{t_mc:>9.1f}{wall_mc:>9.1f}{1.0:>10.1f}")
+            print(
+                f"{name:<24}{sigma:>6.3g}{'mc':>12}{'±' + format(half_width, '.4f'):>9}{'':>9}{'':>10}"
+                f"{t_mc:>9.1f}{wall_mc:>9.1f}{1.0:>10.1f}"
+            )
             pooled.setdefault((sigma, "mc"), []).append(mc.values)
             for method in ESTIMATORS:
                 seconds, wall, est = timed(classifier, x, sigma, method, repeats=args.repeats)
                 agreement = rank_agreement(est.values, mc.values)
                 err = np.abs(est.values - mc.values)
-                print(f"{'':<24}{'':>6}{method:>12}{agreement.mean_absolute_error:>9.4f}{err.max():>9.4f}"
-                      f"{agreement.spearman:>10.3f}{seconds:>9.2f}{wall:>9.2f}{t_mc / seconds:>10.0f}")
+                print(
+                    f"{'':<24}{'':>6}{method:>12}{agreement.mean_absolute_error:>9.4f}{err.max():>9.4f}"
+                    f"{agreement.spearman:>10.3f}{seconds:>9.2f}{wall:>9.2f}{t_mc / seconds:>10.0f}"
+                )
                 pooled.setdefault((sigma, method), []).append(est.values)
                 pooled.setdefault((sigma, method + "_seconds"), []).append(np.array([seconds]))
             pooled.setdefault((sigma, "mc_seconds"), []).append(np.array([t_mc]))
@@ -137,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{sigma:>6.3g}{method:>12}{agreement.mean_absolute_error:>9.4f}{agreement.spearman:>10.3f}"
                   f"{speedup:>10.0f}")
         best[sigma] = min(scores, key=scores.get)
-    print("'speed-up': Monte Carlo's CPU time over the estimator's, both measured in this run on the same"
-          " images;\n'mc' MAE column: mean half-width of its 95% Wilson interval.")
+    print(
+        "'speed-up': Monte Carlo's CPU time over the estimator's, both measured in this run on the same"
+        " images;\n'mc' MAE column: mean half-width of its 95% Wilson interval."
+    )
 
     if args.n_classes > 0:
         sigma = max(args.sigmas)
@@ -153,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             means, _ = class_averages(est.values, yc, num_classes=10)
             worst = vulnerability_ranking(est.values)[:3]
             listing = ", ".join(f"{i} {CLASSES[yc[i]]} {est.values[i]:.2f}" for i in worst)
-            print(f"{name:<24}" + "".join(f"{m:>8.3f}" for m in means) + f"{seconds:>7.1f}  {listing}")
+            print(f"{name:<24}" + "".join(f"{m:>8.3f}" for m in means)
+                  + f"{seconds:>7.1f}  {listing}")
     return 0
 
 

@@ -1,13 +1,14 @@
 """Error of the query-only (black-box) input-Fisher estimator against the exact white-box value.
 
-    python benchmarks/blackbox_error.py [--n 10] [--budgets 100 400 1000 4000] [--sizes 784 3072 12288]
-        [--coordinate-n 3] [--trained-n 10] [--trained-budgets 400 4000] [--seed 0] [--device cpu]
+    python benchmarks/blackbox_error.py [--n 10] [--budgets 100 400 1000 4000] [--sizes 784 3072
+        12288] [--coordinate-n 3] [--trained-n 10] [--trained-budgets 400 4000] [--seed 0] [--device
+        cpu]
 
 Part 1, the input dimension: one CNN (seeded random initialisation, three stride-2 ReLU
-convolutions, adaptive average pooling, logits sharpened ×60 so that predictions are confident; a 1-channel input is repeated to 3
-channels) in float64 at d = 784 (1×28×28), 3072 (3×32×32) and 12288 (3×64×64). Inputs are the
-bundled CIFAR-10 test images: grey and area-resized to 28×28, as they are, and bilinearly
-upsampled to 64×64; queries and scores are float64. Part 2: the bundled trained CNN
+convolutions, adaptive average pooling, logits sharpened ×60 so that predictions are confident; a
+1-channel input is repeated to 3 channels) in float64 at d = 784 (1×28×28), 3072 (3×32×32) and 12288
+(3×64×64). Inputs are the bundled CIFAR-10 test images: grey and area-resized to 28×28, as they are,
+and bilinearly upsampled to 64×64; queries and scores are float64. Part 2: the bundled trained CNN
 (``examples/models/small_cnn_standard.pt``) on the real 32×32 images, queried as a float32
 model (float32 scores, so the default step is the float32 one); its exact value is computed in
 float64.
@@ -36,15 +37,15 @@ from torch.nn import functional as F
 
 from art_fim import BlackBoxFisher, FiniteDifferenceJacobian, FisherInformationMetric
 from art_fim.hutchinson import fisher_quadratic_form
-from leaderboard.small_cnn import CIFAR10_MEAN, CIFAR10_STD, small_cnn
+from leaderboard.data import BUNDLED_CIFAR10, CIFAR10_MEAN, CIFAR10_STD
+from leaderboard.small_cnn import small_cnn
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBSET = ROOT / "leaderboard" / "data" / "cifar10_test_1000.npz"
 WEIGHTS = ROOT / "examples" / "models" / "small_cnn_standard.pt"
 SHAPES = {784: (1, 28, 28), 3072: (3, 32, 32), 12288: (3, 64, 64)}
 
 
-class ImageNet(nn.Module):
+class NormalizedImageModel(nn.Module):
     """[0, 1] pixels -> CIFAR normalisation -> a CNN; 1-channel inputs are repeated to 3."""
 
     def __init__(self, body: nn.Module) -> None:
@@ -68,20 +69,21 @@ def random_cnn(seed: int) -> nn.Module:
     )
     with torch.no_grad():
         body[-1].weight.mul_(60.0)
-    return ImageNet(body).double().eval()
+    return NormalizedImageModel(body).double().eval()
 
 
 def trained_cnn() -> nn.Module:
     """The bundled trained small CNN, float32, eval mode."""
     body = small_cnn()
     body.load_state_dict({k: v.float() for k, v in torch.load(WEIGHTS, weights_only=True).items()})
-    return ImageNet(body).float().eval()
+    return NormalizedImageModel(body).float().eval()
 
 
 class Predictor:
     """A query-only view of a module: ``predict`` on [0, 1] inputs in the module's dtype, nothing else."""
 
-    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> None:
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...],
+                 device: torch.device) -> None:
         self.model = model.to(device)
         self.input_shape = input_shape
         self.clip_values = (0.0, 1.0)
@@ -99,7 +101,7 @@ class Predictor:
 
 def images(dim: int, n: int) -> np.ndarray:
     """``n`` CIFAR-10 test images (one per class in turn) at the shape of ``dim``, float64 [0, 1]."""
-    data = np.load(SUBSET)
+    data = np.load(BUNDLED_CIFAR10)
     order = np.arange(1000).reshape(10, 100).T.reshape(-1)[:n]  # classes interleaved
     x = torch.from_numpy(data["x"][order].astype(np.float64) / 255)
     if dim == 784:
@@ -109,29 +111,36 @@ def images(dim: int, n: int) -> np.ndarray:
     return x.clamp(0.0, 1.0).numpy()
 
 
-def reference_estimate(predictor: Predictor, x: np.ndarray, seed: int, num: int = 100) -> np.ndarray:
+def reference_estimate(predictor: Predictor, x: np.ndarray, seed: int,
+                       num: int = 100) -> np.ndarray:
     """max_j v_jᵀ F v_j over ``num`` random unit directions (the reference black-box value)."""
-    jac = FiniteDifferenceJacobian(predictor.predict, x, clip_values=predictor.clip_values, dtype="float64")
+    jac = FiniteDifferenceJacobian(predictor.predict, x, clip_values=predictor.clip_values,
+                                   dtype="float64")
     rng = np.random.default_rng(seed)
     v = rng.standard_normal((len(x), num, x[0].size))
     v /= np.linalg.norm(v, axis=-1, keepdims=True)
     jv = torch.from_numpy(jac.directional_derivatives(v))
     p = jac.probs[:, None, :].expand(-1, num, -1).reshape(-1, jac.num_classes)
-    return fisher_quadratic_form(jv.reshape(-1, jac.num_classes), p).reshape(len(x), num).max(1).values.numpy()
+    return fisher_quadratic_form(jv.reshape(-1, jac.num_classes),
+                                 p).reshape(len(x), num).max(1).values.numpy()
 
 
-def run(label: str, model: nn.Module, dim: int, x: np.ndarray, budgets: list[int], coordinate_n: int,
+def run(label: str, model: nn.Module, dim: int, x: np.ndarray, budgets: list[int],
+        coordinate_n: int,
         seed: int, device: torch.device) -> list[str]:
     """Rows of the table for one model and input size."""
     shape = tuple(x.shape[1:])
     predictor = Predictor(model, shape, device)
-    exact_metric = FisherInformationMetric(copy.deepcopy(model).double(), method="exact", batch_size=32, verbose=True)
+    exact_metric = FisherInformationMetric(copy.deepcopy(model).double(), method="exact",
+                                           batch_size=32, verbose=True)
     lam, trace = exact_metric(x), exact_metric.trace(x).values
     rows = []
-    plans = [(b, "auto") for b in budgets] + ([(2 * dim + 3, "coordinate")] if coordinate_n > 0 else [])
+    plans = [(b, "auto") for b in budgets] + ([(2 * dim + 3, "coordinate")] if coordinate_n > 0
+                                              else [])
     for budget, directions in plans:
         xs = x[:coordinate_n] if directions == "coordinate" else x
-        fisher = BlackBoxFisher(predictor, max_queries=budget, directions=directions, dtype="float64",
+        fisher = BlackBoxFisher(predictor, max_queries=budget, directions=directions,
+                                dtype="float64",
                                 seed=seed, batch_size=1024, verbose=True)
         start = time.perf_counter()
         est = fisher.estimate_many(xs)
@@ -141,7 +150,8 @@ def run(label: str, model: nn.Module, dim: int, x: np.ndarray, budgets: list[int
         name = "coordinate" if directions == "coordinate" else str(budget)
         rows.append(
             f"| {label} | {dim} | {len(xs)} | {name} | {int(est['trace'].queries.max())} | "
-            f"{np.median(err):.2e} | {np.quantile(err, 0.9):.2e} | {np.median(err_tr):.2e} | {seconds:.2f} |"
+            f"{np.median(err):.2e} | {np.quantile(err, 0.9):.2e} | {np.median(err_tr):.2e} | "
+            f"{seconds:.2f} |"
         )
         print(rows[-1], flush=True)
     ratio = reference_estimate(predictor, x, seed) / lam
@@ -155,12 +165,17 @@ def run(label: str, model: nn.Module, dim: int, x: np.ndarray, budgets: list[int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10, help="inputs per input size")
-    parser.add_argument("--budgets", type=int, nargs="+", default=[100, 400, 1000, 4000], help="queries per input")
-    parser.add_argument("--sizes", type=int, nargs="+", default=sorted(SHAPES), choices=sorted(SHAPES))
-    parser.add_argument("--coordinate-n", type=int, default=3, help="inputs for coordinate mode (0: skip)")
-    parser.add_argument("--trained-n", type=int, default=10, help="inputs for the trained CNN (0: skip)")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[100, 400, 1000, 4000],
+                        help="queries per input")
+    parser.add_argument("--sizes", type=int, nargs="+", default=sorted(SHAPES),
+                        choices=sorted(SHAPES))
+    parser.add_argument("--coordinate-n", type=int, default=3,
+                        help="inputs for coordinate mode (0: skip)")
+    parser.add_argument("--trained-n", type=int, default=10,
+                        help="inputs for the trained CNN (0: skip)")
     parser.add_argument("--trained-budgets", type=int, nargs="+", default=[400, 4000])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
@@ -168,17 +183,22 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
 
-    print("| model | d | inputs | budget | queries/input | median rel. err λ_max | 90% rel. err λ_max "
-          "| median rel. err tr F | s/input |")
+    print(
+        "| model | d | inputs | budget | queries/input | median rel. err λ_max | 90% rel. err λ_max "
+        "| median rel. err tr F | s/input |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     start = time.perf_counter()
     for dim in args.sizes:
-        run("random CNN", random_cnn(args.seed), dim, images(dim, args.n), args.budgets, args.coordinate_n,
+        run("random CNN", random_cnn(args.seed), dim, images(dim, args.n), args.budgets,
+            args.coordinate_n,
             args.seed, device)
     if args.trained_n > 0:
         run("trained small CNN (float32)", trained_cnn(), 3072, images(3072, args.trained_n),
             args.trained_budgets, 0, args.seed, device)
-    print(f"\ntotal {time.perf_counter() - start:.0f} s on {device} ({torch.get_num_threads()} threads)")
+    print(
+        f"\ntotal {time.perf_counter() - start:.0f} s on {device} ({torch.get_num_threads()} threads)"
+    )
     return 0
 
 

@@ -1,6 +1,7 @@
 """The sandwich: certified robust accuracy ≤ AutoAttack robust accuracy, per zoo model.
 
-    python benchmarks/certified_sandwich.py [--zoo-dir leaderboard/zoo] [--out results/sandwich.json]
+    python benchmarks/certified_sandwich.py [--zoo-dir leaderboard/zoo] [--out
+    results/sandwich.json]
 
 For every zoo model with an AutoAttack measurement (``<zoo-dir>/model_info/cifar10/{Linf,L2}/
 <name>.json``), on the same bundled test images AutoAttack ran on:
@@ -67,9 +68,11 @@ def render(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zoo-dir", type=Path, default=ROOT / "leaderboard" / "zoo")
-    parser.add_argument("--n-bundled", type=int, default=500, help="test images for the bundled CNNs")
+    parser.add_argument("--n-bundled", type=int, default=500,
+                        help="test images for the bundled CNNs")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = parser.parse_args(argv)
 
@@ -77,19 +80,24 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     rows = zoo_rows(args.zoo_dir)
     if not rows:
-        print(f"no AutoAttack-measured zoo model under {args.zoo_dir}/model_info/cifar10/{{Linf,L2}}")
+        print("no AutoAttack-measured zoo model under "
+              f"{args.zoo_dir}/model_info/cifar10/{{Linf,L2}}")
     rows += bundled_rows(args.n_bundled)
-    print("Certified (Lipschitz bound) ≤ AutoAttack robust accuracy, percent, bundled CIFAR-10 test images")
+    print("Certified (Lipschitz bound) ≤ AutoAttack robust accuracy, percent, bundled CIFAR-10 "
+          "test images")
     print(render(rows))
-    print("median r₂: median certified ℓ2 radius margin/(√2 L); an ℓ∞ ball of radius ε needs r₂ > √d ε = "
-          f"{math.sqrt(3 * 32 * 32):.1f} ε")
+    print(
+        "median r₂: median certified ℓ2 radius margin/(√2 L); an ℓ∞ ball of radius ε needs r₂ > √d ε = "
+        f"{math.sqrt(3 * 32 * 32):.1f} ε"
+    )
     print(f"{time.perf_counter() - start:.0f} s")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=2) + "\n")
     bad = violations(rows)
     for r in bad:
-        print(f"VIOLATION: {r['name']} {r['threat']}: certified {r['certified']:.1f}% > AutoAttack {r['autoattack']:.1f}%")
+        print(f"VIOLATION: {r['name']} {r['threat']}: certified {r['certified']:.1f}% > AutoAttack "
+              f"{r['autoattack']:.1f}%")
     return 1 if bad else 0
 
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -53,7 +52,7 @@ from tqdm.auto import tqdm
 from art_fim import FisherInformationMetric, fisher_statistics
 from leaderboard.baselines import srp_whitebox_estimate, zero_parameter_gradients
 from leaderboard.data import bundled_cifar10
-from leaderboard.scoring import ROBUSTBENCH_EPS
+from leaderboard.scoring import ROBUSTBENCH_EPS, device_name
 from leaderboard.small_cnn import load_classifier
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,14 +95,19 @@ def relative_error(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--n", type=int, default=200, help="inputs for the exact and Lanczos routes")
-    parser.add_argument("--n-reference", type=int, default=50, help="inputs for the reference estimator")
+    parser.add_argument("--n", type=int, default=200,
+                        help="inputs for the exact and Lanczos routes")
+    parser.add_argument("--n-reference", type=int, default=50,
+                        help="inputs for the reference estimator")
     parser.add_argument("--n-clever", type=int, default=3, help="inputs for clever_u (slow)")
-    parser.add_argument("--n-dense", type=int, default=5, help="inputs checked against the dense d×d reference")
+    parser.add_argument("--n-dense", type=int, default=5,
+                        help="inputs checked against the dense d×d reference")
     parser.add_argument("--batch-size", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of the leaderboard timing")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved runs of the leaderboard timing")
     parser.add_argument("--n-large", type=int, default=16, help="inputs of the K = 1000 comparison")
     args = parser.parse_args(argv)
 
@@ -111,14 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     classifier = load_classifier(MODEL)
     if device.type == "cuda":
         classifier = type(classifier)(
-            model=classifier.model, loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10,
-            clip_values=(0.0, 1.0), preprocessing=(classifier.preprocessing.mean, classifier.preprocessing.std),
+            model=classifier.model, loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 32, 32),
+            nb_classes=10,
+            clip_values=(0.0, 1.0), preprocessing=(classifier.preprocessing.mean,
+                                                   classifier.preprocessing.std),
             device_type="gpu",
         )
     x, y = bundled_cifar10(args.n)  # class by class in turn: every class, not the first two
 
     def fisher(method: str) -> Callable[[], np.ndarray]:
-        metric = FisherInformationMetric(classifier, method=method, batch_size=args.batch_size, verbose=False)
+        metric = FisherInformationMetric(classifier, method=method, batch_size=args.batch_size,
+                                         verbose=False)
         return lambda: metric(x)
 
     # Progress outside the timed calls only, so that it costs the timings nothing.
@@ -151,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     t_clever, _ = synchronized_seconds(
         device,
         lambda: [
-            clever_u(classifier, x[i], nb_batches=50, batch_size=10, radius=0.5, norm=2, verbose=False)
-            for i in tqdm(range(args.n_clever), desc="clever_u", unit="input", file=sys.stderr, leave=False)
+            clever_u(classifier, x[i], nb_batches=50, batch_size=10, radius=0.5, norm=2,
+                     verbose=False)
+            for i in tqdm(range(args.n_clever), desc="clever_u", unit="input", file=sys.stderr,
+                          leave=False)
         ],
     )
     stages.update()
@@ -177,21 +186,25 @@ def main(argv: list[str] | None = None) -> int:
         "reference": relative_error(reference, exact[: len(reference)]),
     }
 
-    print(f"\nInput-Fisher λ_max on {MODEL.name}, CIFAR-10 (d = 3072, K = 10), device {device}"
-          f" ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'},"
-          f" {torch.get_num_threads()} threads), torch {torch.__version__}, full float32")
+    print(f"\nInput-Fisher λ_max on {MODEL.name}, CIFAR-10 (d = 3072, K = 10), device "
+          f"{device_name(device)},"
+          f" torch {torch.__version__}, full float32")
     print(f"{'method':<11}{'inputs':>7}{'ms / input':>12}{'exact is ×':>12}"
           f"{'median err vs exact':>21}{'max err vs dense f64':>22}")
-    counts = {"exact": len(x), "lanczos": len(x), "reference": len(x_ref), "clever_u": args.n_clever}
+    counts = {"exact": len(x), "lanczos": len(x), "reference": len(x_ref),
+              "clever_u": args.n_clever}
     for name, seconds in per_input.items():
         ratio = seconds / per_input["exact"]
         vs_exact = f"{np.median(errors_vs_exact[name]):.2e}" if name in errors_vs_exact else "—"
         vs_dense = f"{errors[name].max():.2e}" if name in errors else "—"
-        print(f"{name:<11}{counts[name]:>7}{1e3 * seconds:>12.3f}{ratio:>12.1f}{vs_exact:>21}{vs_dense:>22}")
+        print(
+            f"{name:<11}{counts[name]:>7}{1e3 * seconds:>12.3f}{ratio:>12.1f}{vs_exact:>21}{vs_dense:>22}"
+        )
     print("\n'exact is ×': time per input of the method over that of the exact route.")
     print("clever_u estimates a robustness radius, not λ_max: its error column does not apply.")
     print(f"reference/exact ratio: median {np.median(reference / exact[: len(reference)]):.3f}, "
-          f"range [{(reference / exact[: len(reference)]).min():.3f}, {(reference / exact[: len(reference)]).max():.3f}]")
+          f"range [{(reference / exact[: len(reference)]).min():.3f}, "
+          f"{(reference / exact[: len(reference)]).max():.3f}]")
     leaderboard_cost(device, classifier, x, y, args.batch_size, args.repeats)
     large_label_cost(device, args.n_large, args.repeats)
     return 0
@@ -231,36 +244,44 @@ def large_label_cost(device: torch.device, n: int, repeats: int) -> float:
     exact, default = results["exact"], results["auto"]
     ratio = min(times["auto"]) / min(times["exact"])
     lam_error = relative_error(default.spectral_norm.values, exact.spectral_norm.values).max()
-    print(f"\nK = 1000 label space ({type(model).__name__}, d = 3072), {n} inputs, fastest of {repeats}")
+    print(
+        f"\nK = 1000 label space ({type(model).__name__}, d = 3072), {n} inputs, fastest of {repeats}"
+    )
     print(f"{'route':<64}{'s':>9}{'× exact':>9}")
     route = (f"default: {default.spectral_norm.method}, {default.trace.method} trace, "
              f"radii from {default.competitors} competitors")
     print(f"{'exact (all K rows)':<64}{min(times['exact']):>9.3f}{1.0:>9.3f}")
     print(f"{route:<64}{min(times['auto']):>9.3f}{ratio:>9.3f}")
-    print(f"default / exact = {ratio:.3f} (target ≤ 0.35: {'met' if ratio <= 0.35 else 'NOT met'}); "
+    print(f"default / exact = {ratio:.3f} (target ≤ 0.35: "
+          f"{'met' if ratio <= 0.35 else 'NOT met'}); "
           f"λ_max max relative error {lam_error:.1e}")
     for key in default.radius:
         same = np.mean(default.radius[key].values == exact.radius[key].values)
         refined = np.mean(default.refined_radius[key].values == exact.refined_radius[key].values)
-        print(f"{key} radii equal to the exact route's: first-order {same:.0%}, refined {refined:.0%}")
+        print(f"{key} radii equal to the exact route's: first-order {same:.0%}, refined "
+              f"{refined:.0%}")
     return ratio
 
 
-def leaderboard_cost(device: torch.device, classifier, x: np.ndarray, y: np.ndarray, batch_size: int,
+def leaderboard_cost(device: torch.device, classifier, x: np.ndarray, y: np.ndarray,
+                     batch_size: int,
                      repeats: int) -> float:
     """Print the time of a leaderboard model's Fisher work over one exact λ_max pass; return the default's ratio."""
     norms = tuple(ROBUSTBENCH_EPS["cifar10"])
 
     def exact_pass() -> np.ndarray:
-        return FisherInformationMetric(classifier, method="exact", batch_size=batch_size, verbose=False)(x)
+        return FisherInformationMetric(classifier, method="exact", batch_size=batch_size,
+                                       verbose=False)(x)
 
     def two_passes() -> None:  # what the leaderboard did before: λ_max, then the trace
-        metric = FisherInformationMetric(classifier, method="exact", batch_size=batch_size, verbose=False)
+        metric = FisherInformationMetric(classifier, method="exact", batch_size=batch_size,
+                                         verbose=False)
         metric.estimate(x)
         metric.trace(x)
 
     def one_pass(refine: bool) -> Callable[[], object]:
-        return lambda: fisher_statistics(classifier, x, y, norms=norms, refine=refine, batch_size=batch_size,
+        return lambda: fisher_statistics(classifier, x, y, norms=norms, refine=refine,
+                                         batch_size=batch_size,
                                          verbose=False)
 
     variants = {
@@ -274,7 +295,8 @@ def leaderboard_cost(device: torch.device, classifier, x: np.ndarray, y: np.ndar
         for name, fn in variants.items():
             times[name].append(synchronized_seconds(device, fn)[0])
     best = {name: min(t) for name, t in times.items()}
-    stats = fisher_statistics(classifier, x, y, norms=norms, refine=True, batch_size=batch_size, verbose=False)
+    stats = fisher_statistics(classifier, x, y, norms=norms, refine=True, batch_size=batch_size,
+                              verbose=False)
     print(f"\nLeaderboard cost on {len(x)} inputs (fastest of {repeats} interleaved runs), "
           f"norms {', '.join(norms)} at RobustBench's budgets")
     print(f"{'variant':<32}{'s':>9}{'× exact λ_max':>15}")
@@ -282,13 +304,15 @@ def leaderboard_cost(device: torch.device, classifier, x: np.ndarray, y: np.ndar
         print(f"{name:<32}{seconds:>9.3f}{seconds / best['exact λ_max pass']:>15.3f}")
     one = best["one pass, first-order radii"] / best["exact λ_max pass"]
     ratio = best["leaderboard default (refined)"] / best["exact λ_max pass"]
-    print(f"one pass / exact λ_max pass = {one:.3f} (target ≤ 1.15: {'met' if one <= 1.15 else 'NOT met'})")
+    print(f"one pass / exact λ_max pass = {one:.3f} (target ≤ 1.15: "
+          f"{'met' if one <= 1.15 else 'NOT met'})")
     print(f"leaderboard default (refined) / exact λ_max pass = {ratio:.3f} "
           f"(target ≤ 2: {'met' if ratio <= 2 else 'NOT met'})")
     for threat, eps in ROBUSTBENCH_EPS["cifar10"].items():
         print(f"predicted robust accuracy at {threat} {eps:.4g}: first-order "
               f"{stats.predicted_robust_accuracy(eps, threat, refined=False):.3f}, refined "
-              f"{stats.predicted_robust_accuracy(eps, threat, refined=True):.3f} (clean {stats.accuracy:.3f})")
+              f"{stats.predicted_robust_accuracy(eps, threat, refined=True):.3f} (clean "
+              f"{stats.accuracy:.3f})")
     return ratio
 
 

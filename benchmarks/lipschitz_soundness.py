@@ -23,18 +23,21 @@ from art_fim.lipschitz.soundness import TOLERANCE, search_many
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--networks", type=int, default=2000, help="networks to draw at most")
     parser.add_argument("--minutes", type=float, default=8.0, help="stop drawing after this long")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draws")
     parser.add_argument("--starts", type=int, default=12, help="starting points per network")
     parser.add_argument("--steps", type=int, default=8, help="rounds of random moves per start")
-    parser.add_argument("--pair-steps", type=int, default=30, help="gradient steps on the pair ratio")
+    parser.add_argument("--pair-steps", type=int, default=30,
+                        help="gradient steps on the pair ratio")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     warnings.filterwarnings("ignore", category=UserWarning)  # PyTorch's align_corners notes
-    report = search_many(args.seed, args.networks, max_seconds=60 * args.minutes, starts=args.starts,
+    report = search_many(args.seed, args.networks, max_seconds=60 * args.minutes,
+                         starts=args.starts,
                          steps=args.steps, pair_steps=args.pair_steps)
     print(f"networks searched      {report.networks}")
     print(f"refused by name        {report.refused}")

@@ -29,27 +29,33 @@ THREATS = {"Linf": (np.inf, 8 / 255, 2 / 255), "L2": (2, 0.5, 0.1)}  # norm, eps
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=200, help="test images (class-balanced)")
     parser.add_argument("--max-iter", type=int, default=50, help="PGD steps")
     args = parser.parse_args(argv)
 
     x, y = bundled_cifar10(args.n)
     np.random.seed(0)  # ART's PGD draws its random start from NumPy's global generator
-    print(f"Predicted vs PGD-{args.max_iter} robust accuracy (%), {args.n} bundled CIFAR-10 test images")
-    print("| model | clean | " + " | ".join(f"{t} PGD | {t} first-order | {t} refined" for t in THREATS) + " |")
+    print(
+        f"Predicted vs PGD-{args.max_iter} robust accuracy (%), {args.n} bundled CIFAR-10 test images"
+    )
+    print("| model | clean | " + " | ".join(f"{t} PGD | {t} first-order | {t} refined"
+                                            for t in THREATS) + " |")
     print("|---|---:|" + "---:|" * (3 * len(THREATS)))
     for weights in sorted(MODELS.glob("*.pt")):
         classifier = load_classifier(weights)
         stats = fisher_statistics(classifier, x, y, norms=(np.inf, 2), refine=True, verbose=False)
         cells = []
         for norm, eps, step in THREATS.values():
-            attack = ProjectedGradientDescent(classifier, norm=norm, eps=eps, eps_step=step, max_iter=args.max_iter,
+            attack = ProjectedGradientDescent(classifier, norm=norm, eps=eps, eps_step=step,
+                                              max_iter=args.max_iter,
                                               num_random_init=1, batch_size=len(x), verbose=False)
             pgd = float((classifier.predict(attack.generate(x, y=y)).argmax(1) == y).mean())
             cells += [pgd, stats.predicted_robust_accuracy(eps, norm, refined=False),
                       stats.predicted_robust_accuracy(eps, norm, refined=True)]
-        print(f"| {weights.stem} | {100 * stats.accuracy:.1f} | " + " | ".join(f"{100 * c:.1f}" for c in cells) + " |")
+        print(f"| {weights.stem} | {100 * stats.accuracy:.1f} | "
+              + " | ".join(f"{100 * c:.1f}" for c in cells) + " |")
     return 0
 
 

@@ -74,7 +74,8 @@ class Family:
 
     Attributes:
         key: ``"<dataset>/<short name>"``.
-        dataset: ``"cifar10"``, ``"cifar100"`` or ``"imagenet"`` (the number of classes sets the cost).
+        dataset: ``"cifar10"``, ``"cifar100"`` or ``"imagenet"`` (the number of classes sets the
+            cost).
         threat_model: the timed entry's threat model.
         model: the timed zoo entry.
         architectures: RobustBench ``architecture`` strings timed by this entry. MeanSparse
@@ -94,21 +95,27 @@ class Family:
 
 #: Families in order of importance (entries they cover, then cost), each dataset's main ones first.
 FAMILIES: tuple[Family, ...] = (
-    Family("cifar10/PreActResNet-18", "cifar10", "Linf", "Wong2020Fast", ("PreActResNet-18",), 256, small=True),
-    Family("cifar10/WRN-28-10", "cifar10", "Linf", "Carmon2019Unlabeled", ("WideResNet-28-10",), 256),
-    Family("cifar10/ODE", "cifar10", "Linf", "Kang2021Stable", ("WideResNet-70-16, Neural ODE block",), 64),
-    Family("cifar10/WRN-34-10", "cifar10", "Linf", "Zhang2019Theoretically", ("WideResNet-34-10",), 256),
+    Family("cifar10/PreActResNet-18", "cifar10", "Linf", "Wong2020Fast", ("PreActResNet-18",), 256,
+           small=True),
+    Family("cifar10/WRN-28-10", "cifar10", "Linf", "Carmon2019Unlabeled", ("WideResNet-28-10",),
+           256),
+    Family("cifar10/ODE", "cifar10", "Linf", "Kang2021Stable",
+           ("WideResNet-70-16, Neural ODE block",), 64),
+    Family("cifar10/WRN-34-10", "cifar10", "Linf", "Zhang2019Theoretically", ("WideResNet-34-10",),
+           256),
     Family("cifar10/WRN-70-16", "cifar10", "Linf", "Gowal2020Uncovering_70_16",
            ("WideResNet-70-16", "MeanSparse WideResNet-70-16"), 128),
     Family("imagenet/ResNet-50", "imagenet", "Linf", "Standard_R50", ("ResNet-50",), 16),
     Family("cifar100/WRN-34-10", "cifar100", "Linf", "Sehwag2021Proxy", ("WideResNet-34-10",), 64),
     Family("cifar100/WRN-70-16", "cifar100", "Linf", "Gowal2020Uncovering",
            ("WideResNet-70-16", "MeanSparse WideResNet-70-16"), 32),
-    Family("imagenet/Swin-L", "imagenet", "Linf", "Xu2024MIMIR_Swin-L", ("Swin-L", "MeanSparse Swin-L"), 8),
+    Family("imagenet/Swin-L", "imagenet", "Linf", "Xu2024MIMIR_Swin-L",
+           ("Swin-L", "MeanSparse Swin-L"), 8),
     Family("imagenet/ConvNeXt-L", "imagenet", "Linf", "Liu2023Comprehensive_ConvNeXt-L",
            ("ConvNeXt-L", "MeanSparse ConvNeXt-L"), 8),
     Family("imagenet/ViT-B", "imagenet", "Linf", "Mo2022When_ViT-B", ("ViT-B",), 8),
-    Family("cifar10/XCiT-L12", "cifar10", "Linf", "Debenedetti2022Light_XCiT-L12", ("XCiT-L12",), 128),
+    Family("cifar10/XCiT-L12", "cifar10", "Linf", "Debenedetti2022Light_XCiT-L12", ("XCiT-L12",),
+           128),
     Family("cifar10/ResNet-152+WRN-70-16", "cifar10", "Linf", "Bai2024MixedNUTS",
            ("ResNet-152 + WideResNet-70-16",), 64),
     Family("cifar10/WRN-94-16", "cifar10", "Linf", "Bartoldson2024Adversarial_WRN-94-16",
@@ -116,21 +123,30 @@ FAMILIES: tuple[Family, ...] = (
     Family("cifar10/WRN-106-16", "cifar10", "Linf", "Rebuffi2021Fixing_106_16_cutmix_ddpm",
            ("WideResNet-106-16",), 64),
     Family("cifar10/ResNet-18", "cifar10", "Linf", "Sehwag2021Proxy_R18", ("ResNet-18",), 256),
-    Family("cifar10/WRN-34-20", "cifar10", "Linf", "Rice2020Overfitting", ("WideResNet-34-20",), 128),
+    Family("cifar10/WRN-34-20", "cifar10", "Linf", "Rice2020Overfitting", ("WideResNet-34-20",),
+           128),
     Family("cifar10/ResNet-50", "cifar10", "Linf", "Engstrom2019Robustness", ("ResNet-50",), 256),
-    Family("cifar10/ResNeXt-29", "cifar10", "corruptions", "Hendrycks2020AugMix_ResNeXt", ("ResNeXt29_32x4d",),
+    Family("cifar10/ResNeXt-29", "cifar10", "corruptions", "Hendrycks2020AugMix_ResNeXt",
+           ("ResNeXt29_32x4d",),
            256),
-    Family("cifar100/PreActResNet-18", "cifar100", "Linf", "Rice2020Overfitting", ("PreActResNet-18",), 64),
-    Family("cifar100/WRN-28-10", "cifar100", "Linf", "Hendrycks2019Using", ("WideResNet-28-10",), 32),
+    Family("cifar100/PreActResNet-18", "cifar100", "Linf", "Rice2020Overfitting",
+           ("PreActResNet-18",), 64),
+    Family("cifar100/WRN-28-10", "cifar100", "Linf", "Hendrycks2019Using", ("WideResNet-28-10",),
+           32),
     Family("cifar10/ResNet-152+WRN-70-16+mixing", "cifar10", "Linf", "Bai2023Improving_edm",
            ("ResNet-152 + WideResNet-70-16 + mixing network",), 32),
-    Family("cifar10/WRN-18-2", "cifar10", "corruptions", "Diffenderfer2021Winning_LRR", ("WideResNet-18-2",), 256),
+    Family("cifar10/WRN-18-2", "cifar10", "corruptions", "Diffenderfer2021Winning_LRR",
+           ("WideResNet-18-2",), 256),
     Family("imagenet/Swin-B", "imagenet", "Linf", "Liu2023Comprehensive_Swin-B", ("Swin-B",), 8),
     Family("imagenet/WRN-50-2", "imagenet", "Linf", "Salman2020Do_50_2", ("WideResNet-50-2",), 8),
-    Family("cifar10/XCiT-S12", "cifar10", "Linf", "Debenedetti2022Light_XCiT-S12", ("XCiT-S12",), 128),
-    Family("cifar10/XCiT-M12", "cifar10", "Linf", "Debenedetti2022Light_XCiT-M12", ("XCiT-M12",), 128),
-    Family("cifar100/WRN-34-20", "cifar100", "Linf", "Jia2022LAS-AT_34_20", ("WideResNet-34-20",), 32),
-    Family("cifar100/XCiT-L12", "cifar100", "Linf", "Debenedetti2022Light_XCiT-L12", ("XCiT-L12",), 32),
+    Family("cifar10/XCiT-S12", "cifar10", "Linf", "Debenedetti2022Light_XCiT-S12", ("XCiT-S12",),
+           128),
+    Family("cifar10/XCiT-M12", "cifar10", "Linf", "Debenedetti2022Light_XCiT-M12", ("XCiT-M12",),
+           128),
+    Family("cifar100/WRN-34-20", "cifar100", "Linf", "Jia2022LAS-AT_34_20", ("WideResNet-34-20",),
+           32),
+    Family("cifar100/XCiT-L12", "cifar100", "Linf", "Debenedetti2022Light_XCiT-L12", ("XCiT-L12",),
+           32),
     Family("cifar100/ResNet-152+WRN-70-16", "cifar100", "Linf", "Bai2024MixedNUTS",
            ("ResNet-152 + WideResNet-70-16",), 16),
 )
@@ -146,7 +162,8 @@ class Measurement:
         n: images in the timed Fisher pass.
         num_checkpoints: checkpoint files of the timed entry.
         build_seconds: building the random network and saving its checkpoint (not a zoo cost).
-        load_seconds: ``record["seconds"]["load"]``: images and checkpoint read, model on the device.
+        load_seconds: ``record["seconds"]["load"]``: images and checkpoint read, model on the
+            device.
         warmup_seconds: ``record["seconds"]["warmup"]``.
         fisher_seconds: ``record["seconds"]["fisher"]``: the timed pass.
         images_per_second: ``record["images_per_second"]``.
@@ -234,7 +251,8 @@ def extrapolate(
             key=entry.key,
             architecture=entry.reported.architecture,
             family=measurement.family if measurement is not None else None,
-            seconds=entry_seconds(measurement, n_examples, entry.num_checkpoints) if measurement else None,
+            seconds=entry_seconds(measurement, n_examples, entry.num_checkpoints) if measurement
+            else None,
             n_examples=n_examples,
             autoattack_seconds=autoattack_seconds(entry, n_examples),
         ))
@@ -283,7 +301,8 @@ def _inverse_key(target: str, dataset: str, name: str) -> str:
     key = target
     if dataset == "imagenet" and name not in _IMAGENET_NO_PREFIX:
         if not key.startswith("model."):
-            raise ValueError(f"{name}: key {key!r} cannot come from a checkpoint the loader prefixes with 'model.'")
+            raise ValueError(f"{name}: key {key!r} cannot come from a checkpoint the loader "
+                             "prefixes with 'model.'")
         key = key[len("model."):]
     if "model." in key:
         key = "model." + key
@@ -292,7 +311,8 @@ def _inverse_key(target: str, dataset: str, name: str) -> str:
     return key
 
 
-def _checkpoint_state(state: dict[str, torch.Tensor], dataset: str, name: str) -> dict[str, torch.Tensor]:
+def _checkpoint_state(state: dict[str, torch.Tensor], dataset: str,
+                      name: str) -> dict[str, torch.Tensor]:
     """``state`` with keys the loader maps back onto the model's own, checked with RobustBench's functions."""
     from robustbench.utils import add_substr_to_state_dict, rm_substr_from_state_dict
 
@@ -313,7 +333,7 @@ def _checkpoint_state(state: dict[str, torch.Tensor], dataset: str, name: str) -
 
 def _construct(family: Family, device: torch.device) -> torch.nn.Module:
     """The family's entry with a seeded random initialisation (on ``device`` where it builds there)."""
-    from leaderboard.robustbench_compat import NUM_CLASSES, timm_name, zoo_entry
+    from leaderboard.robustbench_compat import NUM_CLASSES, robustbench_entry, timm_name
 
     timm_id = timm_name(family.model, family.dataset, family.threat_model)
 
@@ -322,19 +342,23 @@ def _construct(family: Family, device: torch.device) -> torch.nn.Module:
         if timm_id is not None:
             import timm
 
-            return timm.create_model(timm_id, pretrained=False, num_classes=NUM_CLASSES[family.dataset])
-        if family.dataset == "imagenet" and family.model == "Standard_R50":  # RobustBench's constructor downloads
+            return timm.create_model(timm_id, pretrained=False,
+                                     num_classes=NUM_CLASSES[family.dataset])
+        if (
+            family.dataset == "imagenet" and family.model == "Standard_R50"
+        ):  # RobustBench's constructor downloads
             from torchvision.models import resnet50
 
             return resnet50(weights=None)
-        return zoo_entry(family.model, family.dataset, family.threat_model)["model"]()
+        return robustbench_entry(family.model, family.dataset, family.threat_model)["model"]()
 
     if device.type == "cuda":  # initialising hundreds of millions of weights is much faster there
         try:
             with torch.device(device):
                 return build()
         except Exception as exc:  # noqa: BLE001  (a constructor that mixes devices: build it on the CPU)
-            print(f"  {family.key}: built on the CPU ({type(exc).__name__} on {device})", flush=True)
+            print(f"  {family.key}: built on the CPU ({type(exc).__name__} on {device})",
+                  flush=True)
     return build()
 
 
@@ -352,7 +376,8 @@ def save_random_checkpoint(family: Family, model_dir: Path, device: torch.device
     name = family.model
     if timm_name(name, family.dataset, family.threat_model) is not None:
         # timm's checkpoints hold the bare network: no "model." prefix, no normaliser.
-        states = [{k[len("model."):]: v for k, v in model.state_dict().items() if k.startswith("model.")}]
+        states = [{k[len("model."):]: v for k, v in model.state_dict().items()
+                   if k.startswith("model.")}]
     elif family.dataset == "imagenet" and name == "Standard_R50":
         states = [model.state_dict()]
     elif name.startswith("Bai2023Improving"):
@@ -436,7 +461,8 @@ def measure(
     else:
         config_dir, images = cifar_dir, cifar_images(family.dataset, n, cifar_dir)
     config = ScoreConfig(
-        model_dir=str(model_dir), data_dir=config_dir, n_examples=n, method="auto", device=str(device),
+        model_dir=str(model_dir), data_dir=config_dir, n_examples=n, method="auto",
+        device=str(device),
         progress=False, precision="float32",
     )
     try:
@@ -474,16 +500,24 @@ def _duration(seconds: float | None) -> str:
 
 def _route(route: dict[str, Any]) -> str:
     spectral, trace = route["spectral_norm"], route["trace"]
-    text = spectral["method"] if spectral["method"] == trace["method"] else f"{spectral['method']}/{trace['method']}"
+    text = (
+        spectral["method"] if spectral["method"] == trace["method"]
+        else f"{spectral['method']}/{trace['method']}"
+    )
     competitors = route.get("competitors")
-    return f"{text} b{spectral['batch_size']}" + (f" c{competitors}" if competitors is not None else "")
+    return (
+        f"{text} b{spectral['batch_size']}" + (f" c{competitors}" if competitors is not None
+                                               else "")
+    )
 
 
 def print_measurement(m: Measurement) -> None:
     """One family's line: build, load, warm-up and Fisher seconds, images per second, route."""
     print(
-        f"{m.family:<36} {m.model:<38} n={m.n:<4} build {m.build_seconds:7.1f} s  load {m.load_seconds:6.1f} s  "
-        f"warm-up {m.warmup_seconds:6.1f} s  fisher {m.fisher_seconds:7.1f} s  {m.images_per_second:9.2f} img/s  "
+        f"{m.family:<36} {m.model:<38} n={m.n:<4} build {m.build_seconds:7.1f} s  load "
+        f"{m.load_seconds:6.1f} s  "
+        f"warm-up {m.warmup_seconds:6.1f} s  fisher {m.fisher_seconds:7.1f} s  "
+        f"{m.images_per_second:9.2f} img/s  "
         f"route {_route(m.route)}",
         flush=True,
     )
@@ -496,8 +530,11 @@ def print_extrapolation(
     print("\nPer entry, at RobustBench's n_examples (10,000 CIFAR, 5,000 ImageNet):", flush=True)
     for e in estimates:
         fisher = _duration(e.seconds) if e.seconds is not None else "unmeasured"
-        attack = _duration(e.autoattack_seconds) if e.autoattack_seconds is not None else "not stated"
-        print(f"  {e.key:<62} {e.architecture!s:<48} {e.family or '—'!s:<36} {fisher:>10}   AutoAttack: {attack}")
+        attack = (
+            _duration(e.autoattack_seconds) if e.autoattack_seconds is not None else "not stated"
+        )
+        print(f"  {e.key:<62} {e.architecture!s:<48} {e.family or '—'!s:<36} {fisher:>10}   "
+              f"AutoAttack: {attack}")
     print("\nPer family (entries mapped to it, their estimated time):")
     by_family: dict[str, list[EntryEstimate]] = {}
     for e in estimates:
@@ -508,10 +545,14 @@ def print_extrapolation(
         each = entry_seconds(m, ROBUSTBENCH_N_EXAMPLES[key.split("/", 1)[0]], m.num_checkpoints)
         print(f"  {key:<36} {len(members):>3} entries  {_duration(each):>9} per single model  "
               f"{_duration(sum(e.seconds or 0.0 for e in members)):>9} in all")
-    unmeasured = Counter((e.key.split("/", 1)[0], e.architecture) for e in estimates if e.seconds is None)
+    unmeasured = Counter((e.key.split("/", 1)[0], e.architecture) for e in estimates
+                         if e.seconds is None)
     if unmeasured:
-        print(f"\nUnmeasured: {sum(unmeasured.values())} entries (their family was not timed in this run):")
-        for (dataset, arch), count in sorted(unmeasured.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        print(
+            f"\nUnmeasured: {sum(unmeasured.values())} entries (their family was not timed in this run):"
+        )
+        for (dataset, arch), count in sorted(unmeasured.items(),
+                                             key=lambda kv: (kv[0][0], str(kv[0][1]))):
             print(f"  {dataset:<9} {arch!s:<50} {count}")
     print("\nTotal (measured entries only):")
     for group, row in totals(estimates).items():
@@ -521,7 +562,8 @@ def print_extrapolation(
         stated = ", ".join(fields) if fields else "none"
         print(
             "\nAutoAttack's cost: RobustBench states none. Its model-info files have no run-time field "
-            f"(fields matching time/cost/hours: {stated}), so no AutoAttack time is shown beside these estimates.",
+            f"(fields matching time/cost/hours: {stated}), so no AutoAttack time is shown beside "
+            "these estimates.",
             flush=True,
         )
 
@@ -542,7 +584,8 @@ def choose_families(config: str, keys: Sequence[str] | None) -> list[Family]:
         by_key = {f.key: f for f in FAMILIES}
         unknown = [k for k in keys if k not in by_key]
         if unknown:
-            raise SystemExit(f"unknown families {', '.join(unknown)}; choose from: {', '.join(by_key)}")
+            raise SystemExit(f"unknown families {', '.join(unknown)}; choose from: "
+                             f"{', '.join(by_key)}")
         return [by_key[k] for k in keys]
     if config == "small":
         return [f for f in FAMILIES if f.small]
@@ -565,17 +608,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         0; a family's failure is printed and recorded in the JSON, not raised.
     """
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=("cpu", "cuda"),
+                        default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--config", choices=("small", "full"), default=None,
                         help="small (default on CPU) or full (default on CUDA)")
-    parser.add_argument("--families", nargs="*", default=None, help=f"family keys, e.g. {FAMILIES[0].key}")
-    parser.add_argument("--n", type=int, default=None, help="CIFAR images per model (default: the config's)")
+    parser.add_argument("--families", nargs="*", default=None,
+                        help=f"family keys, e.g. {FAMILIES[0].key}")
+    parser.add_argument("--n", type=int, default=None,
+                        help="CIFAR images per model (default: the config's)")
     parser.add_argument("--n-imagenet", type=int, default=None, help="ImageNet images per model")
-    parser.add_argument("--data-dir", default=None, help="torchvision-layout CIFAR root (default: bundled / random)")
-    parser.add_argument("--out", type=Path, default=None, help="JSON of the measurements, rewritten per family")
+    parser.add_argument("--data-dir", default=None,
+                        help="torchvision-layout CIFAR root (default: bundled / random)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON of the measurements, rewritten per family")
     parser.add_argument("--budget", type=float, default=None,
-                        help=f"start no new family after this many seconds (default: {FULL_BUDGET_SECONDS:.0f} "
+                        help="start no new family after this many seconds (default: "
+                        f"{FULL_BUDGET_SECONDS:.0f} "
                              "for full, none for small or --families; 0: none)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -591,8 +641,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"zoo_cost: config {config}, device {args.device}, torch {torch.__version__}, "
           f"{len(families)} families, {len(entries)} zoo entries", flush=True)
     if config == "small" and not args.families:
-        print("small config: PreActResNet-18 on 4 CIFAR-10 images only; WideResNet-28-10, the ODE model and "
-              "ImageNet are skipped (minutes per image on a CPU: --families times them)", flush=True)
+        print(
+            "small config: PreActResNet-18 on 4 CIFAR-10 images only; WideResNet-28-10, the ODE model and "
+            "ImageNet are skipped (minutes per image on a CPU: --families times them)",
+            flush=True,
+        )
     measurements: dict[str, Measurement] = {}
     failures: dict[str, str] = {}
 
@@ -611,7 +664,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="zoo_cost_") as tmp:
         work_dir = Path(tmp)
         imagenet_dir = None
-        imagenet_n = max((family_n(f, config, args.n, args.n_imagenet) for f in families if f.dataset == "imagenet"),
+        imagenet_n = max((family_n(f, config, args.n, args.n_imagenet) for f in families
+                          if f.dataset == "imagenet"),
                          default=0)
         if imagenet_n:
             imagenet_dir = work_dir / "imagenet"
@@ -622,7 +676,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             n = family_n(family, config, args.n, args.n_imagenet)
             try:
-                measurements[family.key] = measure(family, n, device, work_dir, imagenet_dir, args.data_dir)
+                measurements[family.key] = measure(family, n, device, work_dir, imagenet_dir,
+                                                   args.data_dir)
                 print_measurement(measurements[family.key])
             except Exception as exc:  # noqa: BLE001  (one family's failure must not end the run)
                 reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -630,7 +685,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{family.key:<36} {family.model:<38} FAILED: {reason}", flush=True)
             write_json(args.out, payload())
     if skipped:
-        print(f"budget of {budget:.0f} s reached: not timed {', '.join(skipped)} (--families times them)", flush=True)
+        print(
+            f"budget of {budget:.0f} s reached: not timed {', '.join(skipped)} (--families times them)",
+            flush=True,
+        )
     print_extrapolation(extrapolate(entries, FAMILIES, measurements), measurements, fields)
     write_json(args.out, payload())
     return 0

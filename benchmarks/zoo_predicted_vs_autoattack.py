@@ -1,6 +1,7 @@
 """Attack-free predicted robust accuracy against measured AutoAttack accuracy on the CIFAR-10 zoo.
 
-    python benchmarks/zoo_predicted_vs_autoattack.py [--results leaderboard/results/zoo] [--zoo-dir leaderboard/zoo]
+    python benchmarks/zoo_predicted_vs_autoattack.py [--results leaderboard/results/zoo] [--zoo-dir
+    leaderboard/zoo]
 
 Reads, for every zoo model, the per-image robust radii the leaderboard stored (``<results>/cifar10/
 <threat>/<name>.npz``: first-order ``radius_<norm>`` and refined ``radius_<norm>_refined``, from
@@ -38,16 +39,21 @@ def autoattack_points(zoo_dir: Path, name: str, threat: str) -> list[tuple[float
     if main.is_file():
         record = json.loads(main.read_text())
         points.append((float(record["eps"]), float(record["autoattack_acc"]), False))
-    for path in sorted((zoo_dir / "autoattack_curve" / "cifar10" / threat).glob(f"{name}_eps*.json")):
+    for path in sorted(
+        (zoo_dir / "autoattack_curve" / "cifar10" / threat).glob(f"{name}_eps*.json")
+    ):
         record = json.loads(path.read_text())
         points.append((float(record["eps"]), float(record["autoattack_acc"]), True))
     return sorted(points)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", type=Path, default=RESULTS, help="the zoo's leaderboard results")
-    parser.add_argument("--zoo-dir", type=Path, default=ZOO_DIR, help="holds model_info/ and autoattack_curve/")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="the zoo's leaderboard results")
+    parser.add_argument("--zoo-dir", type=Path, default=ZOO_DIR,
+                        help="holds model_info/ and autoattack_curve/")
     args = parser.parse_args(argv)
 
     rows = []
@@ -61,12 +67,14 @@ def main(argv: list[str] | None = None) -> int:
                 first = arrays[f"radius_{key}"]
                 refined = arrays.get(f"radius_{key}_refined")
                 if refined is None:
-                    raise SystemExit(f"{npz} has no refined radii: rescore with `python -m leaderboard run "
+                    raise SystemExit(f"{npz} has no refined radii: rescore with `python -m "
+                                     "leaderboard run "
                                      "--source zoo --overwrite`")
                 refined = np.array(refined)
             for eps, autoattack, curve in autoattack_points(args.zoo_dir, name, threat):
                 rows.append({
-                    "model": name, "threat": threat, "eps": eps, "curve": curve, "autoattack": autoattack,
+                    "model": name, "threat": threat, "eps": eps, "curve": curve,
+                    "autoattack": autoattack,
                     "first_order": 100.0 * robust_accuracy_curve(first, [eps])[0],
                     "refined": 100.0 * robust_accuracy_curve(refined, [eps])[0],
                 })
@@ -84,16 +92,22 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['first_order']:.1f} | {row['refined']:.1f} |")
     print("\n* the leaderboard's budget; the others are the accuracy-vs-ε curve's further points.")
     print("\nMean absolute error against AutoAttack (points):")
-    groups = {f"{t} at the leaderboard's budget": [r for r in rows if r["threat"] == t and not r["curve"]]
+    groups = {f"{t} at the leaderboard's budget": [r for r in rows if r["threat"] == t
+                                                   and not r["curve"]]
               for t in THREATS}
     groups["curve points (other budgets, both norms)"] = [r for r in rows if r["curve"]]
     for label, group in groups.items():
         if not group:
             continue
-        errors = {k: np.mean([abs(r[k] - r["autoattack"]) for r in group]) for k in ("first_order", "refined")}
-        signed = {k: np.mean([r[k] - r["autoattack"] for r in group]) for k in ("first_order", "refined")}
-        print(f"  {label}: first-order {errors['first_order']:.2f} (signed {signed['first_order']:+.2f}), "
-              f"refined {errors['refined']:.2f} (signed {signed['refined']:+.2f}), {len(group)} points")
+        errors = {k: np.mean([abs(r[k] - r["autoattack"]) for r in group])
+                  for k in ("first_order", "refined")}
+        signed = {k: np.mean([r[k] - r["autoattack"] for r in group])
+                  for k in ("first_order", "refined")}
+        print(
+            f"  {label}: first-order {errors['first_order']:.2f} (signed "
+            f"{signed['first_order']:+.2f}), "
+            f"refined {errors['refined']:.2f} (signed {signed['refined']:+.2f}), {len(group)} points"
+        )
     return 0
 
 

@@ -1,6 +1,7 @@
 """Rank architectures by their certified bound, and check the ranking against measured λ_max.
 
-    python examples/architecture_ranking.py [--n 100] [--seeds 1] [--zoo-dir leaderboard/zoo] [--out results/ranking]
+    python examples/architecture_ranking.py [--n 100] [--seeds 1] [--zoo-dir leaderboard/zoo]
+        [--out results/ranking]
 
 The first paper (https://arxiv.org/abs/2606.04767) bounds ``λ_max(F(x)) ≤ min(½, 2(1 − p_max))·L²``
 with ``L`` composed from the architecture — products for plain stacks (VGG), ``Π(1 + L_i)`` for
@@ -39,8 +40,9 @@ MODELS = ROOT / "examples" / "models"  # the bundled small CNNs
 
 
 def torchvision_resnet(blocks: list[int]) -> Callable[[], nn.Module]:
-    """torchvision's ResNet with BasicBlocks ([1,1,1,1]: ResNet-10, [2,2,2,2]: 18, [3,4,6,3]: 34),
-    behind the same normalisation as the zoo's models."""
+    """The torchvision ResNet with BasicBlocks ([1,1,1,1]: ResNet-10, [2,2,2,2]: 18, [3,4,6,3]: 34),
+    behind the same normalisation as the zoo's models.
+    """
 
     def build() -> nn.Module:
         from torchvision.models.resnet import BasicBlock, ResNet
@@ -64,7 +66,8 @@ CONFIGS: list[tuple[str, str, str, Callable[[], nn.Module]]] = [
     ("ResNet", "ResNet-18 (tv)", "depth", torchvision_resnet([2, 2, 2, 2])),
     ("ResNet", "ResNet-34 (tv)", "depth", torchvision_resnet([3, 4, 6, 3])),
     ("DenseNet", "3×2 layers, k=12", "depth", lambda: zoo.densenet(growth=12, layers_per_block=2)),
-    ("DenseNet", "3×4 layers, k=12", "depth/width", lambda: zoo.densenet(growth=12, layers_per_block=4)),
+    ("DenseNet", "3×4 layers, k=12", "depth/width",
+     lambda: zoo.densenet(growth=12, layers_per_block=4)),
     ("DenseNet", "3×6 layers, k=12", "depth", lambda: zoo.densenet(growth=12, layers_per_block=6)),
     ("DenseNet", "3×4 layers, k=6", "width", lambda: zoo.densenet(growth=6, layers_per_block=4)),
     ("DenseNet", "3×4 layers, k=24", "width", lambda: zoo.densenet(growth=24, layers_per_block=4)),
@@ -101,12 +104,15 @@ def random_init_rows(x: np.ndarray, seeds: int) -> list[dict]:
             start = time.perf_counter()
             bound = lipschitz_bound(model, (3, 32, 32), input_box=(0.0, 1.0))
             seconds = time.perf_counter() - start
-            per_seed.append({**measure(model, x, bound.value), "seconds": seconds, "local": bound.local})
-        row = {k: float(np.exp(np.mean(np.log([r[k] for r in per_seed])))) for k in per_seed[0] if k != "local"}
+            per_seed.append({**measure(model, x, bound.value), "seconds": seconds,
+                             "local": bound.local})
+        row = {k: float(np.exp(np.mean(np.log([r[k] for r in per_seed])))) for k in per_seed[0]
+               if k != "local"}
         row.update(family=family, name=name, varies=varies, local=per_seed[0]["local"],
                    params=sum(p.numel() for p in build().parameters()))
         rows.append(row)
-        print(f"  {family:<9}{name:<22} L = {row['bound']:.3g}  ({row['seconds']:.1f} s per bound)", flush=True)
+        print(f"  {family:<9}{name:<22} L = {row['bound']:.3g}  ({row['seconds']:.1f} s per bound)",
+              flush=True)
     return rows
 
 
@@ -120,7 +126,8 @@ def trained_rows(x: np.ndarray, zoo_dir: Path) -> list[dict]:
     for weights in sorted(MODELS.glob("*.pt")):
         classifier = load_classifier(weights)
         bound = lipschitz_bound(classifier)
-        rows.append({**measure(classifier, x, bound.value), "family": "CNN (bundled)", "name": weights.stem,
+        rows.append({**measure(classifier, x, bound.value), "family": "CNN (bundled)",
+                     "name": weights.stem,
                      "local": bound.local, "autoattack_linf": float("nan")})
     for name, entry in ZOO.items():
         if not weights_path(name, zoo_dir).exists():
@@ -128,8 +135,11 @@ def trained_rows(x: np.ndarray, zoo_dir: Path) -> list[dict]:
         model = load_model(name, zoo_dir)
         bound = lipschitz_bound(model, (3, 32, 32), input_box=(0.0, 1.0))
         info = zoo_dir / "model_info" / "cifar10" / "Linf" / f"{name}.json"
-        autoattack = json.loads(info.read_text())["autoattack_acc"] if info.exists() else float("nan")
-        rows.append({**measure(model, x, bound.value), "family": f"{entry.architecture} (zoo)", "name": name,
+        autoattack = (
+            json.loads(info.read_text())["autoattack_acc"] if info.exists() else float("nan")
+        )
+        rows.append({**measure(model, x, bound.value), "family": f"{entry.architecture} (zoo)",
+                     "name": name,
                      "local": bound.local, "autoattack_linf": float(autoattack)})
     return rows
 
@@ -141,9 +151,11 @@ def render(rows: list[dict], trained: bool = False) -> str:
     lines = [head]
     for r in rows:
         mark = "*" if r["local"] else " "
-        line = (f"{r['family']:<16}{r['name']:<22}{r['bound']:>9.3g}{mark}{r['lambda_median']:>13.3g}"
-                f"{'[' + format(r['lambda_q05'], '.2g') + ', ' + format(r['lambda_q95'], '.2g') + ']':>22}"
-                f"{r['jacobian_max']:>10.3g}{r['bound_over_jacobian']:>10.3g}{r['fisher_ratio_median']:>12.3g}")
+        line = (
+            f"{r['family']:<16}{r['name']:<22}{r['bound']:>9.3g}{mark}{r['lambda_median']:>13.3g}"
+            f"{'[' + format(r['lambda_q05'], '.2g') + ', ' + format(r['lambda_q95'], '.2g') + ']':>22}"
+            f"{r['jacobian_max']:>10.3g}{r['bound_over_jacobian']:>10.3g}{r['fisher_ratio_median']:>12.3g}"
+        )
         if trained:
             aa = r["autoattack_linf"]
             line += f"{'—' if np.isnan(aa) else format(aa, '.1f'):>9}"
@@ -170,9 +182,11 @@ def rank_report(rows: list[dict], trained: list[dict]) -> str:
         fam = [r for r in rows if r["family"] == family]
         out.append(f"  within {family:<9} bound vs median λ_max: "
                    + rho([r["bound"] for r in fam], [r["lambda_median"] for r in fam]))
-    order = sorted({r["family"] for r in cnn}, key=lambda f: np.median([r["bound"] for r in cnn if r["family"] == f]))
+    order = sorted({r["family"] for r in cnn}, key=lambda f: np.median([r["bound"] for r in cnn
+                                                                        if r["family"] == f]))
     measured = sorted({r["family"] for r in cnn},
-                      key=lambda f: np.median([r["lambda_median"] for r in cnn if r["family"] == f]))
+                      key=lambda f: np.median([r["lambda_median"] for r in cnn
+                                               if r["family"] == f]))
     out.append(f"families by median bound:    {' < '.join(order)}")
     out.append(f"families by median λ_max:    {' < '.join(measured)}")
     zoo_rows = [r for r in trained if not np.isnan(r["autoattack_linf"])]
@@ -180,34 +194,44 @@ def rank_report(rows: list[dict], trained: list[dict]) -> str:
         out.append("trained zoo: bound vs AutoAttack ℓ∞ accuracy:      "
                    + rho([r["bound"] for r in zoo_rows], [r["autoattack_linf"] for r in zoo_rows]))
         out.append("trained zoo: median λ_max vs AutoAttack ℓ∞ accuracy: "
-                   + rho([r["lambda_median"] for r in zoo_rows], [r["autoattack_linf"] for r in zoo_rows]))
+                   + rho([r["lambda_median"] for r in zoo_rows],
+                         [r["autoattack_linf"] for r in zoo_rows]))
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100, help="bundled test images (at most 1000)")
-    parser.add_argument("--seeds", type=int, default=1, help="random initialisations per configuration")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="random initialisations per configuration")
     parser.add_argument("--zoo-dir", type=Path, default=ROOT / "leaderboard" / "zoo")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "ranking")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
     x, _ = bundled_cifar10(args.n)
-    print(f"Random initialisation ({args.seeds} seeds each; values are geometric means over seeds):")
+    print(
+        f"Random initialisation ({args.seeds} seeds each; values are geometric means over seeds):"
+    )
     rows = random_init_rows(x, args.seeds)
     trained = trained_rows(x, args.zoo_dir)
     print(f"\nRandom initialisation, {args.n} bundled CIFAR-10 test images")
     print(render(rows))
     print(f"\nTrained models, {args.n} bundled CIFAR-10 test images")
     print(render(trained, trained=True))
-    print("\n* local bound: holds for inputs in the pixel box [0, 1] only (attention has no global constant).")
-    print("L/max‖J‖: the bound over the largest exact local Lipschitz constant seen (≥ 1; 1 is tight).")
+    print(
+        "\n* local bound: holds for inputs in the pixel box [0, 1] only (attention has no global constant)."
+    )
+    print(
+        "L/max‖J‖: the bound over the largest exact local Lipschitz constant seen (≥ 1; 1 is tight)."
+    )
     print("Fisher bd/λ: median over inputs of min(½, 2(1 − p_max))·L² / λ_max(F(x)) (≥ 1).\n")
     print(rank_report(rows, trained))
     print(f"\n{time.perf_counter() - start:.0f} s")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ranking.json").write_text(json.dumps({"random_init": rows, "trained": trained}, indent=2) + "\n")
+    (args.out / "ranking.json").write_text(json.dumps({"random_init": rows, "trained": trained},
+                                                      indent=2) + "\n")
     return 0
 
 

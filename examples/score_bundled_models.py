@@ -29,7 +29,8 @@ BUDGETS = {"Linf": 8 / 255, "L2": 0.5}  # RobustBench's CIFAR-10 threat models
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000, help="test images to score (at most 1000)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bundled")
     args = parser.parse_args(argv)
@@ -40,30 +41,38 @@ def main(argv: list[str] | None = None) -> int:
         classifier = load_classifier(weights)
         start = time.perf_counter()
         # One Jacobian per batch: λ_max, the trace and the robust radii (the predictions too).
-        stats = fisher_statistics(classifier, x, y, norms=(np.inf, 2), method="exact", batch_size=250)
+        stats = fisher_statistics(classifier, x, y, norms=(np.inf, 2), method="exact",
+                                  batch_size=250)
         seconds = time.perf_counter() - start
         rows[weights.stem] = {
             "clean_accuracy": stats.accuracy,
             "seconds": seconds,
-            "lambda_max": stats.spectral_norm.summary(),
+            "spectral_norm": stats.spectral_norm.summary(),
             "trace": stats.trace.summary(),
             "predicted_robust_accuracy": {
-                threat: stats.predicted_robust_accuracy(eps, threat) for threat, eps in BUDGETS.items()
+                threat: stats.predicted_robust_accuracy(eps, threat)
+                for threat, eps in BUDGETS.items()
             },
             "values": stats.spectral_norm.values,
         }
 
-    header = (f"{'model':<22}{'clean acc':>10}{'median λmax':>13}{'mean λmax':>11}{'mean log10':>12}"
-              f"{'median tr':>11}{'pred. ℓ∞ 8/255':>16}{'pred. ℓ2 0.5':>14}{'s':>7}")
-    print(f"\nInput-Fisher spectral norm and predicted robust accuracy on {len(x)} CIFAR-10 test images "
-          f"(exact, CPU)\n{header}")
+    header = (
+        f"{'model':<22}{'clean acc':>10}{'median λmax':>13}{'mean λmax':>11}{'mean log10':>12}"
+        f"{'median tr':>11}{'pred. ℓ∞ 8/255':>16}{'pred. ℓ2 0.5':>14}{'s':>7}"
+    )
+    print(
+        f"\nInput-Fisher spectral norm and predicted robust accuracy on {len(x)} CIFAR-10 test images "
+        f"(exact, CPU)\n{header}"
+    )
     for name, row in rows.items():
-        lam, tr, robust = row["lambda_max"], row["trace"], row["predicted_robust_accuracy"]
+        lam, tr, robust = row["spectral_norm"], row["trace"], row["predicted_robust_accuracy"]
         print(f"{name:<22}{row['clean_accuracy']:>10.3f}{lam['median']:>13.4g}{lam['mean']:>11.4g}"
               f"{lam['mean_log10']:>12.3f}{tr['median']:>11.4g}{robust['Linf']:>16.3f}{robust['L2']:>14.3f}"
               f"{row['seconds']:>7.1f}")
-    print("predicted: attack-free robust accuracy, the fraction of images whose first-order robust radius "
-          "reaches the budget (an estimate, optimistic for curved or gradient-masked models).")
+    print(
+        "predicted: attack-free robust accuracy, the fraction of images whose first-order robust radius "
+        "reaches the budget (an estimate, optimistic for curved or gradient-masked models)."
+    )
 
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {name: {k: v for k, v in row.items() if k != "values"} for name, row in rows.items()}

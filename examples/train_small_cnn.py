@@ -24,12 +24,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from leaderboard.small_cnn import CIFAR10_MEAN, CIFAR10_STD, small_cnn
+from leaderboard.data import CIFAR10_MEAN, CIFAR10_STD
+from leaderboard.small_cnn import small_cnn
 from leaderboard.zoo.cifar_zip import load_zip
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/cifar10/train.zip"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=4)
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     std = torch.tensor(CIFAR10_STD).reshape(1, 3, 1, 1)
     model = small_cnn()
     steps = args.epochs * (len(x) // args.batch_size)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4,
+                                nesterov=True)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=steps)
     loss_fn = nn.CrossEntropyLoss()
     start = time.perf_counter()
@@ -57,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     for epoch in range(args.epochs):
         order = torch.from_numpy(rng.permutation(len(x)))
         total = 0.0
-        batches = tqdm(range(len(x) // args.batch_size), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch",
+        batches = tqdm(range(len(x) // args.batch_size), desc=f"epoch {epoch + 1}/{args.epochs}",
+                       unit="batch",
                        leave=False)
         for i in batches:
             idx = order[i * args.batch_size : (i + 1) * args.batch_size]
@@ -74,12 +78,15 @@ def main(argv: list[str] | None = None) -> int:
             total += loss.item()
             if i % 20 == 0:
                 batches.set_postfix(loss=f"{total / (i + 1):.3f}")
-        print(f"epoch {epoch + 1}/{args.epochs}: loss {total / (i + 1):.3f} ({time.perf_counter() - start:.0f} s)")
+        print(f"epoch {epoch + 1}/{args.epochs}: loss {total / (i + 1):.3f} "
+              f"({time.perf_counter() - start:.0f} s)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, args.out)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
+               args.out)
     info = {"noise_std": args.noise_std, "epochs": args.epochs, "seed": args.seed,
             "train_seconds": round(time.perf_counter() - start, 1), "device": "cpu",
-            "command": "python examples/train_small_cnn.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+            "command": "python examples/train_small_cnn.py "
+            + " ".join(sys.argv[1:] if argv is None else argv)}
     args.out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
     return 0
 

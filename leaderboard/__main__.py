@@ -3,8 +3,8 @@
 Examples::
 
     python -m leaderboard list --dataset cifar10 --threat-model Linf --model-dir models
-    python -m leaderboard run --dataset cifar10 --threat-model Linf --models Standard,Wong2020Fast \\
-        --model-dir models --n-examples 1000 --results leaderboard/results
+    python -m leaderboard run --dataset cifar10 --threat-model Linf --models Standard,Wong2020Fast
+        \\ --model-dir models --n-examples 1000 --results leaderboard/results
     python -m leaderboard run ... --backend ray --num-gpus-per-task 1
     python -m leaderboard render --results leaderboard/results
     python -m leaderboard run --source zoo && python -m leaderboard render --source zoo
@@ -52,13 +52,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     entries = list_entries(args.dataset, args.threat_model)
     width = max((len(e.name) for e in entries), default=10)
-    print(f"{'dataset':<9} {'threat':<11} {'model':<{width}} {'architecture':<26} {'clean':>6} {'AA':>6} weights")
+    print(f"{'dataset':<9} {'threat':<11} {'model':<{width}} {'architecture':<26} {'clean':>6} "
+          f"{'AA':>6} weights")
     for e in entries:
         r = e.reported
         aa = _fmt(r.autoattack_acc) + ("*" if r.aa_source == "external" else " ")
         present = "yes" if weights_present(e, args.model_dir) else "no"
         print(
-            f"{e.dataset:<9} {e.threat_model:<11} {e.name:<{width}} {(r.architecture or '-')[:26]:<26} "
+            f"{e.dataset:<9} {e.threat_model:<11} {e.name:<{width}} "
+            f"{(r.architecture or '-')[:26]:<26} "
             f"{_fmt(r.clean_acc):>6} {aa:>7} {present}"
         )
     with_aa = sum(e.reported.autoattack_acc is not None for e in entries)
@@ -110,20 +112,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         present = [e for e in entries if weights_present(e, args.model_dir)]
     if not present:
         how = (
-            f"The zoo's weights are {args.model_dir}/models/<name>.pt; `python -m leaderboard.zoo.build train` "
+            f"The zoo's weights are {args.model_dir}/models/<name>.pt; `python -m "
+            "leaderboard.zoo.build train` "
             "trains them." if args.source == "zoo" else
-            f"Put RobustBench's checkpoints there as {args.model_dir}/{WEIGHTS_LAYOUT} (leaderboard/README.md, "
-            f"\"Weights\"); `python -m leaderboard list --model-dir {args.model_dir}` shows which models have them."
+            f"Put RobustBench's checkpoints there as {args.model_dir}/{WEIGHTS_LAYOUT} "
+            "(leaderboard/README.md, "
+            f"\"Weights\"); `python -m leaderboard list --model-dir {args.model_dir}` shows which "
+            "models have them."
         )
         print(
-            f"error: none of the {len(entries)} selected models has its weights under {args.model_dir}/, "
+            f"error: none of the {len(entries)} selected models has its weights under "
+            f"{args.model_dir}/, "
             f"so there is nothing to score.\n{how}",
             file=sys.stderr,
         )
         return 2
     missing = len(entries) - len(present)
     if missing and args.skip_missing:
-        print(f"leaving out {missing} of {len(entries)} models without weights under {args.model_dir}/")
+        print(f"leaving out {missing} of {len(entries)} models without weights under "
+              f"{args.model_dir}/")
         entries = present
     elif missing:
         print(
@@ -161,11 +168,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         from leaderboard.zoo import ZOO
 
         scored = {key.rsplit("/", 1)[-1] for key in (*summary.done, *summary.skipped)}
-        print(f"{len(scored)} of the zoo's {len(ZOO)} planned models scored (the others have no AutoAttack "
+        print(f"{len(scored)} of the zoo's {len(ZOO)} planned models scored (the others have no "
+              "AutoAttack "
               "result yet); rank correlations need at least 3 models")
     if Path(args.results).is_dir():
         source = " --source zoo" if args.source == "zoo" else ""
-        print(f"results in {args.results}; `python -m leaderboard render{source} --results {args.results}` "
+        print(f"results in {args.results}; `python -m leaderboard render{source} --results "
+              f"{args.results}` "
               "tabulates them")
     return 1 if summary.failed else 0
 
@@ -216,26 +225,36 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score RobustBench's models by their input Fisher information: list the zoo,\n"
         "run the scoring, render the leaderboard. `python -m leaderboard <command> --help`\n"
         "shows a command's options and their defaults.",
-        epilog="examples:" + __doc__.split("Examples::", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:" + __doc__.split("Examples::", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def source(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--source", choices=SOURCES, default="robustbench",
-                       help="robustbench: RobustBench's zoo (weights under --model-dir); zoo: the project's "
-                            "own CIFAR-10 zoo (leaderboard/zoo: weights and measured AutoAttack accuracy "
-                            "committed; --model-dir is the zoo folder, --dataset/--threat-model are ignored)")
+        p.add_argument(
+            "--source",
+            choices=SOURCES,
+            default="robustbench",
+            help="robustbench: RobustBench's zoo (weights under --model-dir); zoo: the project's "
+            "own CIFAR-10 zoo (leaderboard/zoo: weights and measured AutoAttack accuracy "
+            "committed; --model-dir is the zoo folder, --dataset/--threat-model "
+            "are ignored)",
+        )
 
     def selection(p: argparse.ArgumentParser, dataset: str, threat: str) -> None:
-        p.add_argument("--dataset", choices=[*DATASETS, "all"], default=dataset, help="dataset of the zoo")
+        p.add_argument("--dataset", choices=[*DATASETS, "all"], default=dataset,
+                       help="dataset of the zoo")
         p.add_argument("--threat-model", choices=[*THREAT_MODELS, "all"], default=threat,
                        help="threat model of the zoo")
         p.add_argument("--model-dir", default=DEFAULT_MODEL_DIR,
                        help=f"RobustBench's layout: <model-dir>/{WEIGHTS_LAYOUT}")
 
-    p_list = sub.add_parser("list", help="the RobustBench zoo with reported accuracies and local weights",
-                            formatter_class=_HelpWithDefaults)
+    p_list = sub.add_parser(
+        "list",
+        help="the RobustBench zoo with reported accuracies and local weights",
+        formatter_class=_HelpWithDefaults,
+    )
     selection(p_list, "all", "all")
     p_list.set_defaults(func=cmd_list)
 
@@ -244,40 +263,62 @@ def build_parser() -> argparse.ArgumentParser:
     selection(p_run, "cifar10", "Linf")
     p_run.set_defaults(model_dir=None)
     source(p_run)
-    p_run.add_argument("--models", help="comma-separated zoo names (default: every model of the selection)")
-    p_run.add_argument("--data-dir", help="torchvision-layout data root (default: the bundled CIFAR-10 subset)")
+    p_run.add_argument(
+        "--models", help="comma-separated zoo names (default: every model of the selection)"
+    )
+    p_run.add_argument("--data-dir", help="torchvision-layout data root (default: the bundled "
+                       "CIFAR-10 subset)")
     p_run.add_argument("--n-examples", type=_positive_int, default=None,
-                       help="test images per model (default: 1000; zoo: 500, the images its AutoAttack ran on)")
-    p_run.add_argument("--batch-size", type=_positive_int, default=128, help="largest batch (shrunk to fit memory)")
+                       help="test images per model (default: 1000; zoo: 500, the images its "
+                       "AutoAttack ran on)")
+    p_run.add_argument("--batch-size", type=_positive_int, default=128,
+                       help="largest batch (shrunk to fit memory)")
     p_run.add_argument("--method", choices=["auto", "exact", "lanczos"], default="auto",
-                       help="Fisher route: exact (all K Jacobian rows), lanczos (matrix-free, radii from the "
-                            "20 nearest competitors), or auto (lanczos for K > 100 or when exact does not fit)")
+                       help="Fisher route: exact (all K Jacobian rows), lanczos (matrix-free, "
+                       "radii from the "
+                            "20 nearest competitors), or auto (lanczos for K > 100 or when exact "
+                            "does not fit)")
     p_run.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
     p_run.add_argument("--precision", choices=["float32", "tf32"], default="float32",
-                       help="arithmetic of the products: full float32, or TF32 on GPUs that have it (faster)")
+                       help="arithmetic of the products: full float32, or TF32 on GPUs that have "
+                       "it (faster)")
     p_run.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     p_run.add_argument("--results", default=None,
-                       help=f"where result files go (default: {DEFAULT_RESULTS}; zoo: {DEFAULT_RESULTS_BY_SOURCE['zoo']})")
+                       help=f"where result files go (default: {DEFAULT_RESULTS}; zoo: "
+                       f"{DEFAULT_RESULTS_BY_SOURCE['zoo']})")
     defaults = Baselines()
-    p_run.add_argument("--blackbox-n", type=_non_negative_int, default=None,
-                       help=f"images for the query-only λ_max ({defaults.blackbox_queries} queries each; "
-                            f"default: {defaults.blackbox_n} for the zoo, none for RobustBench; 0: none)")
+    p_run.add_argument(
+        "--blackbox-n",
+        type=_non_negative_int,
+        default=None,
+        help=f"images for the query-only λ_max ({defaults.blackbox_queries} queries each; "
+        f"default: {defaults.blackbox_n} for the zoo, none for RobustBench; 0: none)",
+    )
     p_run.add_argument("--reference-n", type=_non_negative_int, default=None,
                        help=f"images for the first paper's reference white-box estimator (default: "
                             f"{defaults.reference_n} for the zoo, none for RobustBench; 0: none)")
-    p_run.add_argument("--clever-n", type=_non_negative_int, default=None,
-                       help=f"images for ART's clever_u per threat model (seconds per image on a CPU; "
-                            f"default: {defaults.clever_n} for the zoo, none for RobustBench; 0: none)")
+    p_run.add_argument(
+        "--clever-n",
+        type=_non_negative_int,
+        default=None,
+        help=f"images for ART's clever_u per threat model (seconds per image on a CPU; "
+        f"default: {defaults.clever_n} for the zoo, none for RobustBench; 0: none)",
+    )
     p_run.add_argument("--overwrite", action="store_true",
                        help="rescore models already done (also those scored with other settings)")
-    p_run.add_argument("--skip-missing", action="store_true", help="leave out models without weights")
-    p_run.add_argument("--trust-checkpoints", action="store_true",
-                       help="load checkpoints with weights_only=False, which runs any code they contain; "
-                            "only for files you trust (default: weights only)")
+    p_run.add_argument("--skip-missing", action="store_true",
+                       help="leave out models without weights")
+    p_run.add_argument(
+        "--trust-checkpoints",
+        action="store_true",
+        help="load checkpoints with weights_only=False, which runs any code they contain; "
+        "only for files you trust (default: weights only)",
+    )
     p_run.add_argument("--backend", choices=["local", "ray"], default="local",
                        help="local: one model after the other; ray: one task per model")
     p_run.add_argument("--ray-address", help="Ray cluster address (default: start a local one)")
-    p_run.add_argument("--num-gpus-per-task", type=float, default=0.0, help="GPUs per Ray task (1 on a GPU cluster)")
+    p_run.add_argument("--num-gpus-per-task", type=float, default=0.0,
+                       help="GPUs per Ray task (1 on a GPU cluster)")
     p_run.add_argument("--num-cpus-per-task", type=float, default=1.0, help="CPUs per Ray task")
     p_run.add_argument("--no-progress", action="store_true", help="no progress bars")
     p_run.set_defaults(func=cmd_run)
@@ -295,12 +336,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     from leaderboard.robustbench_compat import MissingWeightsError, UnknownModelError
 
     try:
         return int(args.func(args))
-    except (UnknownModelError, MissingWeightsError, FileNotFoundError, ValueError, ImportError) as exc:
+    except (UnknownModelError, MissingWeightsError, FileNotFoundError, ValueError,
+            ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

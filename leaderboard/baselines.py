@@ -69,7 +69,8 @@ def srp_whitebox_estimate(
         q = torch.stack(columns, dim=1).double()
         root = log_p.detach().double().exp().sqrt()
         b = root[:, None] * (q.T @ q) * root[None, :]
-        # Drawn on the generator's device (the CPU by default), then moved: the same directions on any device.
+        # Drawn on the generator's device (the CPU by default), then moved: the same directions on
+        # any device.
         z = torch.randn(b.shape[0], num_quotients, generator=generator, dtype=torch.float64,
                         device=generator.device if generator is not None else "cpu").to(b.device)
         quotients = (z * (b @ z)).sum(0) / (z * z).sum(0)
@@ -133,7 +134,8 @@ def _summary(values: np.ndarray, seconds: float, exact: np.ndarray | None = None
 
 
 def clever_scores(
-    model: nn.Module, x: np.ndarray, norm: Any, radius: float, nb_batches: int = 50, batch_size: int = 10
+    model: nn.Module, x: np.ndarray, norm: Any, radius: float, nb_batches: int = 50,
+    batch_size: int = 10
 ) -> np.ndarray:
     """ART's untargeted CLEVER score of each input, the model wrapped as a ``PyTorchClassifier``.
 
@@ -156,7 +158,8 @@ def clever_scores(
         clip_values=(0.0, 1.0), device_type="cpu",
     )
     return np.array([
-        clever_u(classifier, sample, nb_batches=nb_batches, batch_size=batch_size, radius=radius, norm=norm,
+        clever_u(classifier, sample, nb_batches=nb_batches, batch_size=batch_size, radius=radius,
+                 norm=norm,
                  verbose=False)
         for sample in x
     ], dtype=np.float64)
@@ -167,7 +170,7 @@ def score_baselines(
     x: np.ndarray,
     budgets: Mapping[str, float],
     baselines: Baselines,
-    exact_lambda_max: np.ndarray,
+    exact_spectral_norm: np.ndarray,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Every baseline of ``baselines`` on its prefix of ``x``, each with its wall time.
@@ -177,7 +180,8 @@ def score_baselines(
         x: the scored images, float32 ``[N, 3, H, W]``.
         budgets: ``{threat_model: eps}`` (RobustBench's), for CLEVER's norm and radius.
         baselines: image counts and settings.
-        exact_lambda_max: the exact ``λ_max`` of the same images, for each estimator's ratio to it.
+        exact_spectral_norm: the exact ``λ_max`` of the same images, for each estimator's ratio to
+            it.
         seed: seed of the random directions and CLEVER's samples.
 
     Returns:
@@ -195,14 +199,16 @@ def score_baselines(
             model, subset, method="blackbox", verbose=False, seed=seed,
             blackbox_params={"max_queries": baselines.blackbox_queries, "num_bootstrap": 0},
         )
-        out["blackbox"] = _summary(np.asarray(values, dtype=np.float64), time.perf_counter() - start, exact_lambda_max)
+        out["blackbox"] = _summary(np.asarray(values, dtype=np.float64),
+                                   time.perf_counter() - start, exact_spectral_norm)
     if baselines.reference_n:
         subset_t = torch.from_numpy(x[: baselines.reference_n])
         start = time.perf_counter()
-        values_t = srp_whitebox_estimate(model, subset_t, generator=torch.Generator().manual_seed(seed))
+        values_t = srp_whitebox_estimate(model, subset_t,
+                                         generator=torch.Generator().manual_seed(seed))
         seconds = time.perf_counter() - start
         zero_parameter_gradients(model)
-        out["reference_whitebox"] = _summary(values_t.numpy(), seconds, exact_lambda_max)
+        out["reference_whitebox"] = _summary(values_t.numpy(), seconds, exact_spectral_norm)
     if baselines.clever_n:
         out["clever"] = {}
         for threat, eps in budgets.items():
@@ -211,7 +217,8 @@ def score_baselines(
             np.random.seed(seed)
             start = time.perf_counter()
             values = clever_scores(
-                model, x[: baselines.clever_n], norm, eps, baselines.clever_nb_batches, baselines.clever_batch_size
+                model, x[: baselines.clever_n], norm, eps, baselines.clever_nb_batches,
+                baselines.clever_batch_size
             )
             out["clever"][norm_name(norm)] = _summary(values, time.perf_counter() - start)
     return out

@@ -81,7 +81,8 @@ def bundled_order(n_examples: int) -> np.ndarray:
     with np.load(BUNDLED_CIFAR10) as data:
         y = data["y"]
     if not 0 < n_examples <= len(y):
-        raise ValueError(f"the bundled CIFAR-10 subset has {len(y)} images; got n_examples={n_examples}")
+        raise ValueError(f"the bundled CIFAR-10 subset has {len(y)} images; got "
+                         f"n_examples={n_examples}")
     # Stable sort by (rank within class, class): airplane 0, automobile 0, ..., airplane 1, ...
     rank = np.zeros(len(y), dtype=np.int64)
     for label in np.unique(y):
@@ -125,7 +126,8 @@ def _load_batch(fh: IO[bytes]) -> dict[bytes, Any]:
     return _ArrayUnpickler(fh, encoding="bytes").load()
 
 
-def torchvision_cifar(dataset: str, data_dir: str | Path, n_examples: int) -> tuple[np.ndarray, np.ndarray]:
+def torchvision_cifar(dataset: str, data_dir: str | Path,
+                      n_examples: int) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n_examples`` CIFAR test images from torchvision's layout under ``data_dir``.
 
     Raises:
@@ -137,7 +139,8 @@ def torchvision_cifar(dataset: str, data_dir: str | Path, n_examples: int) -> tu
         raise FileNotFoundError(
             f"No {dataset} test set under --data-dir: expected {path} (torchvision's layout, "
             f"what torchvision.datasets.{dataset.upper()}(root=data_dir, download=True) writes). "
-            + ("Leave out --data-dir to use the bundled 1,000-image CIFAR-10 subset." if dataset == "cifar10" else "")
+            + ("Leave out --data-dir to use the bundled 1,000-image CIFAR-10 subset."
+               if dataset == "cifar10" else "")
         )
     with path.open("rb") as fh:
         batch = _load_batch(fh)
@@ -148,7 +151,8 @@ def torchvision_cifar(dataset: str, data_dir: str | Path, n_examples: int) -> tu
     return x[:n_examples].astype(np.float32) / 255.0, y[:n_examples]
 
 
-def imagenet(data_dir: str | Path, n_examples: int, name: str, threat_model: str) -> tuple[np.ndarray, np.ndarray]:
+def imagenet(data_dir: str | Path, n_examples: int, name: str,
+             threat_model: str) -> tuple[np.ndarray, np.ndarray]:
     """RobustBench's ImageNet evaluation images (at most 5,000) with the model's preprocessing.
 
     Raises:
@@ -172,7 +176,8 @@ def imagenet(data_dir: str | Path, n_examples: int, name: str, threat_model: str
 
 
 def image_set(
-    dataset: str, n_examples: int, data_dir: str | Path | None, name: str = "", threat_model: str = ""
+    dataset: str, n_examples: int, data_dir: str | Path | None, name: str = "",
+    threat_model: str = ""
 ) -> ImageSet:
     """The ``n_examples`` test images a model is scored on, with their provenance.
 
@@ -186,20 +191,26 @@ def image_set(
     source = source_name(dataset, data_dir)
     if dataset == "imagenet":
         if data_dir is None:
-            raise FileNotFoundError("ImageNet models need --data-dir with RobustBench's val/<wnid>/ layout")
+            raise FileNotFoundError("ImageNet models need --data-dir with RobustBench's "
+                                    "val/<wnid>/ layout")
         x, y = imagenet(data_dir, n_examples, name, threat_model)
-        return ImageSet(x, y, np.arange(len(y), dtype=np.int64), source, str(Path(data_dir) / "val"), None)
+        return ImageSet(x, y, np.arange(len(y), dtype=np.int64), source,
+                        str(Path(data_dir) / "val"), None)
     x, y = load_test_set(dataset, n_examples, data_dir)
     if data_dir is None:
         index, path = bundled_order(n_examples), BUNDLED_CIFAR10
         shown = f"leaderboard/data/{path.name}"
     else:
-        index, path = np.arange(n_examples, dtype=np.int64), Path(data_dir).joinpath(*_TORCHVISION_FILES[dataset][:2])
+        index, path = (
+            np.arange(n_examples, dtype=np.int64),
+            Path(data_dir).joinpath(*_TORCHVISION_FILES[dataset][:2]),
+        )
         shown = str(path)
     return ImageSet(x, y, index, source, shown, _sha256(path.read_bytes()))
 
 
-def load_test_set(dataset: str, n_examples: int, data_dir: str | Path | None) -> tuple[np.ndarray, np.ndarray]:
+def load_test_set(dataset: str, n_examples: int, data_dir: str | Path
+                  | None) -> tuple[np.ndarray, np.ndarray]:
     """CIFAR test images for ``dataset`` (ImageNet is loaded per model, see :func:`imagenet`).
 
     Args:

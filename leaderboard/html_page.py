@@ -26,8 +26,10 @@ from leaderboard.read_results import Skipped, finite_number
 from leaderboard.stats import Correlation
 
 #: Keys of a result JSON shown as the provenance of its numbers, in this order.
-PROVENANCE_KEYS = ("settings", "method", "route", "device", "seed", "batch_size", "versions", "images",
-                   "checkpoints", "checkpoint_load", "per_image", "seconds", "shared_from", "reported")
+PROVENANCE_KEYS = ("settings", "method", "route", "device", "seed", "batch_size", "versions",
+                   "images",
+                   "checkpoints", "checkpoint_load", "per_image", "seconds", "shared_from",
+                   "reported")
 
 #: What each correlation column of the page is.
 CORRELATION_KINDS = {
@@ -41,7 +43,8 @@ CORRELATION_KINDS = {
 #: Captions of the scatter figures, by name.
 FIGURE_CAPTIONS = {
     "fisher_vs_autoattack": "Median λ_max of the input Fisher against AutoAttack accuracy.",
-    "predicted_vs_autoattack": ("Predicted (attack-free) robust accuracy against AutoAttack accuracy; points on "
+    "predicted_vs_autoattack": ("Predicted (attack-free) robust accuracy against AutoAttack "
+                                "accuracy; points on "
                                 "the dashed identity line are predicted exactly."),
     "clean_vs_autoattack": "Clean against AutoAttack accuracy, coloured by log10 median λ_max.",
     "scores_vs_autoattack": "Every score against AutoAttack accuracy.",
@@ -100,7 +103,8 @@ class Column:
     digits: int | None = 3
 
 
-def _percent_or(row: dict[str, Any], first: str, second: str) -> Any:
+def _first_finite(row: dict[str, Any], first: str, second: str) -> Any:
+    """``row[first]`` when it is a finite number, else ``row.get(second)``."""
     return row[first] if finite_number(row.get(first)) else row.get(second)
 
 
@@ -111,30 +115,37 @@ def columns_for(rows: list[dict[str, Any]]) -> list[Column]:
         Column("model", lambda r: r["model"], numeric=False),
         Column("architecture", lambda r: r.get("architecture"), numeric=False),
         Column("training", lambda r: r.get("training"), numeric=False),
-        Column("extra data", lambda r: {True: "yes", False: "no"}.get(r.get("additional_data")), numeric=False),
-        Column("clean %", lambda r: _percent_or(r, "reported_clean_acc", "clean_acc"), digits=None,
+        Column("extra data", lambda r: {True: "yes", False: "no"}.get(r.get("additional_data")),
+               numeric=False),
+        Column("clean %", lambda r: _first_finite(r, "reported_clean_acc", "clean_acc"),
+               digits=None,
                tip="clean accuracy as reported (else measured on the scored images)"),
-        Column("AutoAttack %", lambda r: r.get("autoattack_acc"), digits=None, tip="reported AutoAttack accuracy"),
+        Column("AutoAttack %", lambda r: r.get("autoattack_acc"), digits=None,
+               tip="reported AutoAttack accuracy"),
         Column("predicted, refined %", lambda r: r.get("predicted_refined"), digits=None,
                tip="fraction of images whose refined robust radius reaches the budget"),
         Column("predicted, first-order %", lambda r: r.get("predicted_first_order"), digits=None,
                tip="fraction of images whose first-order robust radius reaches the budget"),
         Column("|predicted − AutoAttack|", lambda r: r.get("predicted_abs_error"), digits=None,
                tip="of the refined prediction where stored, else the first-order one (points)"),
-        Column("median λ_max", lambda r: r.get("lambda_max_median"), tip="median over the images of λ_max(F(x))"),
-        Column("median tr F", lambda r: r.get("trace_median"), tip="median over the images of tr F(x)"),
+        Column("median λ_max", lambda r: r.get("lambda_max_median"),
+               tip="median over the images of λ_max(F(x))"),
+        Column("median tr F", lambda r: r.get("trace_median"),
+               tip="median over the images of tr F(x)"),
         Column("black-box λ_max", lambda r: r.get("blackbox_lambda_max_median"),
                tip="query-only estimate, median over its images"),
         Column("reference λ_max", lambda r: r.get("reference_lambda_max_median"),
                tip="first paper's reference white-box estimator, median over its images"),
-        Column("CLEVER", lambda r: r.get("clever_median"), tip="ART clever_u at this threat model, median"),
+        Column("CLEVER", lambda r: r.get("clever_median"),
+               tip="ART clever_u at this threat model, median"),
         Column("Fisher s/image", lambda r: r.get("fisher_seconds_per_image"),
                tip="wall time per image of the exact Fisher pass"),
         Column("AutoAttack s/image", lambda r: r.get("autoattack_seconds_per_image"),
                tip="wall time per image of standard AutoAttack, from the model-info file"),
     ]
     always = {"rank", "model", "AutoAttack %"}
-    return [c for c in candidates if c.header in always or any(c.value(r) not in (None, "") for r in rows)]
+    return [c for c in candidates if c.header in always
+            or any(c.value(r) not in (None, "") for r in rows)]
 
 
 def _number(value: Any, digits: int | None) -> str:
@@ -161,8 +172,12 @@ def _cell(column: Column, row: dict[str, Any], link: str | None) -> str:
 def _flat(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
     """``(dotted key, leaf)`` pairs of a JSON value: ``images.file_sha256``, ``checkpoints[0].sha256``."""
     if isinstance(value, dict):
-        return [pair for k, v in value.items() if k != "values"  # the baselines' per-image values stay in the JSON
-                for pair in _flat(v, f"{prefix}.{k}" if prefix else str(k))]
+        return [
+            pair
+            for k, v in value.items()
+            if k != "values"  # the baselines' per-image values stay in the JSON
+            for pair in _flat(v, f"{prefix}.{k}" if prefix else str(k))
+        ]
     if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
         return [pair for i, v in enumerate(value) for pair in _flat(v, f"{prefix}[{i}]")]
     return [(prefix, value)]
@@ -189,21 +204,29 @@ def _curve_html(curve: ModelCurve | None, image: str | None) -> str:
     if curve is None or image is None:
         return '<p class="note">No accuracy-vs-ε curve: this result stores no radii at its threat model.</p>'
     points = "".join(
-        f"<li>ε = {_budget(p.eps, curve.threat_model)}: {p.accuracy:.1f}% (n = {p.n_examples if p.n_examples is not None else '?'}, "
+        f"<li>ε = {_budget(p.eps, curve.threat_model)}: {p.accuracy:.1f}% (n = "
+        f"{p.n_examples if p.n_examples is not None else '?'}, "
         f"{escape(p.source)})</li>" for p in curve.autoattack
     )
-    measured = f"<p>AutoAttack measured:</p><ul>{points}</ul>" if points else "<p>No AutoAttack point stored.</p>"
+    measured = (
+        f"<p>AutoAttack measured:</p><ul>{points}</ul>" if points
+        else "<p>No AutoAttack point stored.</p>"
+    )
     kinds = "first-order and refined radii" if curve.refined is not None else "first-order radii"
-    return (f'<figure class="curve"><img alt="accuracy vs eps of {escape(curve.model)}" src="{image}">'
-            f"<figcaption>Predicted from the stored {kinds}; squares: AutoAttack.</figcaption></figure>{measured}")
+    return (f'<figure class="curve"><img alt="accuracy vs eps of {escape(curve.model)}" '
+            f'src="{image}">'
+            f"<figcaption>Predicted from the stored {kinds}; squares: "
+            f"AutoAttack.</figcaption></figure>{measured}")
 
 
 def _ranked(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Scored models by AutoAttack accuracy, best first, each with its ``_rank``."""
     members = sorted(members, key=lambda r: (not finite_number(r["autoattack_acc"]),
-                                             -(r["autoattack_acc"] if finite_number(r["autoattack_acc"]) else 0.0),
+                                             -(r["autoattack_acc"]
+                                               if finite_number(r["autoattack_acc"]) else 0.0),
                                              r["model"]))
-    return [{**r, "_rank": i + 1 if finite_number(r["autoattack_acc"]) else None} for i, r in enumerate(members)]
+    return [{**r, "_rank": i + 1 if finite_number(r["autoattack_acc"]) else None}
+            for i, r in enumerate(members)]
 
 
 def _slug(text: str) -> str:
@@ -218,27 +241,33 @@ def group_section(group: str, rows: list[dict[str, Any]], data: PageData) -> str
     columns = columns_for(scored)
     slug = _slug(group)
     head = "".join(
-        f'<th data-sort="{"num" if c.numeric else "text"}" title="{escape(c.tip)}" tabindex="0">{escape(c.header)}</th>'
+        f'<th data-sort="{"num" if c.numeric else "text"}" title="{escape(c.tip)}" '
+        f'tabindex="0">{escape(c.header)}</th>'
         for c in columns
     ) + "<th>details</th>"
     body = []
     for row in scored:
         key = f"{group}/{row['model']}"
-        search = " ".join(str(row.get(k) or "") for k in ("model", "architecture", "training")).lower()
+        search = " ".join(str(row.get(k) or "") for k in ("model", "architecture",
+                                                          "training")).lower()
         cells = "".join(_cell(c, row, data.links.get(key)) for c in columns)
         detail_id = f"details-{slug}-{_slug(row['model'])}"
         body.append(
-            f'<tr class="model" data-model="{escape(row["model"])}" data-search="{escape(search)}">{cells}'
-            f'<td><button type="button" class="toggle" aria-expanded="false" aria-controls="{detail_id}">'
+            f'<tr class="model" data-model="{escape(row["model"])}" '
+            f'data-search="{escape(search)}">{cells}'
+            '<td><button type="button" class="toggle" aria-expanded="false" '
+            f'aria-controls="{detail_id}">'
             f"details</button></td></tr>"
-            f'<tr class="detail" id="{detail_id}" hidden><td colspan="{len(columns) + 1}"><div class="detail-body">'
+            f'<tr class="detail" id="{detail_id}" hidden><td colspan="{len(columns) + 1}"><div '
+            'class="detail-body">'
             f"<div>{_curve_html(data.curves.get(key), data.curve_images.get(key))}</div>"
             f"<div><h4>Provenance</h4>{provenance_html(records.get(key, {}))}</div></div></td></tr>"
         )
     parts = [f'<section id="group-{slug}"><h2>{escape(group)}</h2>']
     if group in data.errors:
         mean, count = data.errors[group]
-        parts.append(f"<p>Mean |predicted − AutoAttack| over {count} models: <b>{mean:.2f}</b> points.</p>")
+        parts.append(f"<p>Mean |predicted − AutoAttack| over {count} models: <b>{mean:.2f}</b> "
+                     "points.</p>")
     parts.append(
         f'<p><label>Filter by name, architecture or training: <input type="search" class="filter" '
         f'data-table="table-{slug}" placeholder="e.g. resnet, pgd"></label> '
@@ -248,7 +277,8 @@ def group_section(group: str, rows: list[dict[str, Any]], data: PageData) -> str
     )
     if failed:
         items = "".join(
-            f"<li><b>{escape(r['model'])}</b>: {escape(r.get('error') or r['status'])}<details><summary>provenance"
+            f"<li><b>{escape(r['model'])}</b>: "
+            f"{escape(r.get('error') or r['status'])}<details><summary>provenance"
             f"</summary>{provenance_html(records.get(group + '/' + r['model'], {}))}</details></li>"
             for r in failed
         )
@@ -256,34 +286,45 @@ def group_section(group: str, rows: list[dict[str, Any]], data: PageData) -> str
     costs = data.costs.get(group) or []
     if costs:
         lines = "".join(
-            f'<tr><td>{escape(what)}</td><td class="num">{seconds:.3g}</td><td class="num">{ratio:.3g}</td>'
+            f'<tr><td>{escape(what)}</td><td class="num">{seconds:.3g}</td><td '
+            f'class="num">{ratio:.3g}</td>'
             f'<td class="num">{count}</td></tr>' for what, seconds, ratio, count in costs
         )
-        parts.append(f"<h3>Cost per image</h3><p class=\"note\">{escape(data.cost_note)}.</p><table class=\"plain\">"
-                     "<thead><tr><th>metric</th><th>s / image</th><th>× AutoAttack's</th><th>models</th></tr>"
+        parts.append("<h3>Cost per image</h3><p "
+                     f"class=\"note\">{escape(data.cost_note)}.</p><table class=\"plain\">"
+                     "<thead><tr><th>metric</th><th>s / image</th><th>× "
+                     "AutoAttack's</th><th>models</th></tr>"
                      f"</thead><tbody>{lines}</tbody></table>")
     parts.append("</section>")
     return "".join(parts)
 
 
-def correlation_section(correlations: dict[str, dict[str, dict[str, Correlation]]], n_resamples: int) -> str:
+def correlation_section(correlations: dict[str, dict[str, dict[str, Correlation]]],
+                        n_resamples: int) -> str:
     """Every coefficient with its paired-bootstrap 95% interval, per group and score."""
     parts = ['<section id="correlations"><h2>Correlations with AutoAttack accuracy</h2>',
-             ('<p class="note">Per dataset and threat model, over the scored models with AutoAttack accuracy; '
-              f"each coefficient with its paired-bootstrap 95% interval ({n_resamples:,} resamples). Smaller "
-              "λ_max, trace and black-box or reference estimates mean smoother models, so a negative coefficient "
-              "is the expected sign for them; predicted accuracy and CLEVER should correlate positively.</p>")]
+             ('<p class="note">Per dataset and threat model, over the scored models with '
+              'AutoAttack accuracy; '
+              f"each coefficient with its paired-bootstrap 95% interval ({n_resamples:,} "
+              "resamples). Smaller "
+              "λ_max, trace and black-box or reference estimates mean smoother models, so a "
+              "negative coefficient "
+              "is the expected sign for them; predicted accuracy and CLEVER should correlate "
+              "positively.</p>")]
     for group, table in correlations.items():
         n = next((c.n for kinds in table.values() for c in kinds.values()), 0)
-        note = (f"<p class=\"note\">Rank correlations need at least 3 models; {n} so far, so the coefficients "
+        note = (f"<p class=\"note\">Rank correlations need at least 3 models; {n} so far, so the "
+                "coefficients "
                 "are undefined (NaN).</p>" if n < 3 else "")
         head = "".join(f"<th>{escape(CORRELATION_KINDS.get(k, k))}</th>" for k in CORRELATION_KINDS)
         lines = "".join(
             f"<tr><td>{escape(score)}</td>" + "".join(
-                f'<td class="num">{escape(str(kinds[k])) if k in kinds else ""}</td>' for k in CORRELATION_KINDS
+                f'<td class="num">{escape(str(kinds[k])) if k in kinds else ""}</td>'
+                for k in CORRELATION_KINDS
             ) + "</tr>" for score, kinds in table.items()
         )
-        parts.append(f"<h3>{escape(group)} ({n} models)</h3>{note}<div class=\"scroll\"><table class=\"plain\">"
+        parts.append(f"<h3>{escape(group)} ({n} models)</h3>{note}<div class=\"scroll\"><table "
+                     "class=\"plain\">"
                      f"<thead><tr><th>score</th>{head}</tr></thead><tbody>{lines}</tbody></table></div>")
     parts.append("</section>")
     return "".join(parts)
@@ -291,9 +332,11 @@ def correlation_section(correlations: dict[str, dict[str, dict[str, Correlation]
 
 def figures_section(figures: dict[str, str]) -> str:
     """The scatter plots, inline; hovering a point names its model."""
-    items = "".join(f'<figure class="plot" id="figure-{name}">{svg}<figcaption>{escape(FIGURE_CAPTIONS.get(name, name))}'
+    items = "".join('<figure class="plot" '
+                    f'id="figure-{name}">{svg}<figcaption>{escape(FIGURE_CAPTIONS.get(name, name))}'
                     "</figcaption></figure>" for name, svg in figures.items())
-    return (f'<section id="plots"><h2>Plots</h2><p class="note">Hover over a point to see which model it is.</p>'
+    return ('<section id="plots"><h2>Plots</h2><p class="note">Hover over a point to see which '
+            'model it is.</p>'
             f"{items}</section>")
 
 
@@ -302,44 +345,45 @@ def skipped_section(skipped: list[Skipped]) -> str:
     if not skipped:
         return '<section id="skipped"><h2>Files skipped</h2><p>None: every result file was read and checked.</p></section>'
     items = "".join(f"<li><code>{escape(s.file)}</code>: {escape(s.reason)}</li>" for s in skipped)
-    return (f'<section id="skipped"><h2>Files skipped ({len(skipped)})</h2><p>These files failed a check and are '
+    return (f'<section id="skipped"><h2>Files skipped ({len(skipped)})</h2><p>These files failed a '
+            'check and are '
             f"not in the tables.</p><ul>{items}</ul></section>")
 
 
 ABOUT = """<section id="about"><h2>What the numbers are</h2><ul>
-<li><b>λ_max</b>: spectral norm of the input Fisher information F(x) of each test image, and <b>tr F</b> its
-trace, both summarised by the median over the scored images.</li>
+<li><b>λ_max</b>: spectral norm of the input Fisher information F(x) of each test image, and <b>tr
+F</b> its trace, both summarised by the median over the scored images.</li>
 <li><b>predicted</b>: attack-free robust accuracy, the fraction of images classified correctly whose
-robust radius at the threat model reaches the budget; first-order from one Jacobian pass, refined where
-the result stores refined radii. The |predicted − AutoAttack| column and the correlations use the refined
-prediction where present, else the first-order one.</li>
-<li><b>AutoAttack</b>: accuracy under standard AutoAttack as reported by RobustBench, or for the project's
-zoo as measured here on the same images.</li>
+robust radius at the threat model reaches the budget; first-order from one Jacobian pass, refined
+where the result stores refined radii. The |predicted − AutoAttack| column and the correlations use
+the refined prediction where present, else the first-order one.</li>
+<li><b>AutoAttack</b>: accuracy under standard AutoAttack as reported by RobustBench, or for the
+project's zoo as measured here on the same images.</li>
 <li><b>details</b>: each model's predicted accuracy-vs-ε curve (when its radii are stored) with
 AutoAttack's measured points, and the provenance of its numbers: settings, package versions, device,
-hashes of the images and of each checkpoint loaded, the per-image file and its SHA-256 (checked when this
-page was rendered), timings.</li>
+hashes of the images and of each checkpoint loaded, the per-image file and its SHA-256 (checked when
+this page was rendered), timings.</li>
 </ul></section>"""
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1400px;
-padding:0 1rem 3rem;color:#1b1f24;line-height:1.4}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0
+auto;max-width:1400px; padding:0 1rem 3rem;color:#1b1f24;line-height:1.4}
 h1{margin-top:1.2rem}nav a{margin-right:1rem}
-table{border-collapse:collapse;font-size:.86rem}th,td{padding:.25rem .5rem;border-bottom:1px solid #dde}
-th{background:#f2f4f8;position:sticky;top:0;text-align:left;white-space:nowrap}
+table{border-collapse:collapse;font-size:.86rem}th,td{padding:.25rem .5rem;border-bottom:1px solid
+#dde} th{background:#f2f4f8;position:sticky;top:0;text-align:left;white-space:nowrap}
 th[data-sort]{cursor:pointer}th[data-sort]::after{content:" \\2195";color:#99a}
-th[aria-sort=ascending]::after{content:" \\25B2";color:#333}th[aria-sort=descending]::after{content:" \\25BC";color:#333}
+th[aria-sort=ascending]::after{content:"
+\\25B2";color:#333}th[aria-sort=descending]::after{content:" \\25BC";color:#333}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.model:nth-child(4n+1){background:#fafbfd}tr.detail td{background:#f7f8fb}
 .scroll{overflow-x:auto}.note{color:#555;font-size:.9rem}
 .detail-body{display:flex;flex-wrap:wrap;gap:2rem;align-items:flex-start;position:sticky;left:.5rem;
-max-width:min(1300px,calc(100vw - 4rem))}
-table.prov{font-size:.75rem}table.prov th{position:static;background:none;font-weight:600}
-table.prov code{word-break:break-all}td{white-space:nowrap}tr.detail td,table.prov td{white-space:normal}
-figure.plot{display:inline-block;margin:1rem;vertical-align:top}figure.plot svg{max-width:100%;height:auto}
-figure.curve img{max-width:100%}
-g.point:hover path,g.point:hover use{stroke:#000;stroke-width:2}
-button.toggle{font-size:.8rem}input.filter{min-width:16rem}
+max-width:min(1300px,calc(100vw - 4rem))} table.prov{font-size:.75rem}table.prov
+th{position:static;background:none;font-weight:600} table.prov
+code{word-break:break-all}td{white-space:nowrap}tr.detail td,table.prov td{white-space:normal}
+figure.plot{display:inline-block;margin:1rem;vertical-align:top}figure.plot
+svg{max-width:100%;height:auto} figure.curve img{max-width:100%} g.point:hover path,g.point:hover
+use{stroke:#000;stroke-width:2} button.toggle{font-size:.8rem}input.filter{min-width:16rem}
 """
 
 SCRIPT = """
@@ -367,8 +411,9 @@ SCRIPT = """
     });
     var body = table.tBodies[0];
     pairs.forEach(function (pair) { body.appendChild(pair[0]); body.appendChild(pair[1]); });
-    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (cell) { cell.removeAttribute("aria-sort"); });
-    th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (cell) {
+    cell.removeAttribute("aria-sort"); }); th.setAttribute("aria-sort", ascending ? "ascending" :
+    "descending");
   }
   function filterTable(input) {
     var table = document.getElementById(input.getAttribute("data-table"));
@@ -388,7 +433,8 @@ SCRIPT = """
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
       if (!th.hasAttribute("data-sort")) { return; }
       th.addEventListener("click", function () { sortTable(table, col, th); });
-      th.addEventListener("keydown", function (e) { if (e.key === "Enter") { sortTable(table, col, th); } });
+      th.addEventListener("keydown", function (e) { if (e.key === "Enter") { sortTable(table, col,
+      th); } });
     });
   });
   document.querySelectorAll("input.filter").forEach(function (input) {
@@ -419,14 +465,16 @@ def page(data: PageData) -> str:
     sections = "".join(group_section(g, by_group[g], data) for g in groups)
     summary = json.dumps({"models_scored": scored, "files_skipped": len(data.skipped)})
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<link rel="icon" href="data:,">'
         "<title>Input-Fisher leaderboard</title>"
         f"<style>{CSS}</style></head><body>"
         "<h1>Input-Fisher leaderboard</h1>"
-        f"<p>{scored} scored results, ranked by AutoAttack accuracy beside their attack-free scores. Click a "
-        "column heading to sort, type in a filter box to narrow a table, and open a model's details for its "
+        f"<p>{scored} scored results, ranked by AutoAttack accuracy beside their attack-free "
+        "scores. Click a "
+        "column heading to sort, type in a filter box to narrow a table, and open a model's "
+        "details for its "
         "accuracy-vs-ε curve and the provenance of its numbers.</p>"
         f"<nav>{nav}</nav>{sections}{correlation_section(data.correlations, data.n_resamples)}{figures_section(data.figures)}"
         f"{skipped_section(data.skipped)}{ABOUT}"

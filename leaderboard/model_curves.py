@@ -62,7 +62,8 @@ def _usable(radius: Any) -> np.ndarray | None:
     return None if radius.ndim != 1 or np.isnan(radius).any() else radius
 
 
-def model_curve(result: ResultFile, curve_dir: Path | None, skipped: list[Skipped]) -> ModelCurve | None:
+def model_curve(result: ResultFile, curve_dir: Path | None,
+                skipped: list[Skipped]) -> ModelCurve | None:
     """The accuracy-vs-ε curve of one scored result at its own threat model.
 
     Args:
@@ -86,7 +87,9 @@ def model_curve(result: ResultFile, curve_dir: Path | None, skipped: list[Skippe
     if refined is not None and refined.shape != first.shape:
         refined = None
     main_eps = ((record.get("predicted_robust_acc") or {}).get(threat) or {}).get("eps")
-    main_eps = float(main_eps) if isinstance(main_eps, (int, float)) and math.isfinite(main_eps) else None
+    main_eps = (
+        float(main_eps) if isinstance(main_eps, (int, float)) and math.isfinite(main_eps) else None
+    )
     points = read_autoattack_points(curve_dir, record["dataset"], threat, record["model"], skipped)
     reported = record.get("reported") or {}
     measured = reported.get("autoattack_acc")
@@ -98,7 +101,8 @@ def model_curve(result: ResultFile, curve_dir: Path | None, skipped: list[Skippe
     spans += [SPAN_OF_LARGEST_BUDGET * p.eps for p in points]
     top = max(spans, default=0.0)
     grid = np.linspace(0.0, top, GRID_POINTS) if top > 0 else None
-    curve = accuracy_curves({norm: first}, None if refined is None else {norm: refined}, eps=grid)[norm]
+    curve = accuracy_curves({norm: first}, None if refined is None else {norm: refined},
+                            eps=grid)[norm]
     return ModelCurve(
         model=record["model"], dataset=record["dataset"], threat_model=threat, eps=curve.eps,
         first_order=100.0 * curve.first_order,

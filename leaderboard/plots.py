@@ -93,7 +93,8 @@ def svg(figure: Figure) -> str:
     text = buffer.getvalue()
     text = text[text.index("<svg"):]
     for gid, tip in figure.titles.items():
-        text = text.replace(f'<g id="{gid}">', f'<g id="{gid}" class="point"><title>{escape(tip)}</title>', 1)
+        text = text.replace(f'<g id="{gid}">', f'<g id="{gid}" '
+                            f'class="point"><title>{escape(tip)}</title>', 1)
     return text
 
 
@@ -152,7 +153,8 @@ def scatter_figures(rows: list[dict[str, Any]], correlations: dict[str, Any],
         rho = correlations.get(group, {}).get(score, {}).get("spearman_vs_autoattack")
         label = f"{group} (n={len(members)}, Spearman ρ = {rho})" if rho else group
         fisher.points(ax, [r[score] for r in members], [r["autoattack_acc"] for r in members],
-                      [_tip(r, ("AutoAttack %", r["autoattack_acc"]), (score, r[score])) for r in members],
+                      [_tip(r, ("AutoAttack %", r["autoattack_acc"]), (score, r[score]))
+                       for r in members],
                       label=label, color=f"C{k}")
     ax.set_xscale("log")
     ax.set_xlabel(f"{score.replace('_', ' ')} of the input Fisher (log scale)")
@@ -172,11 +174,16 @@ def scatter_figures(rows: list[dict[str, Any]], correlations: dict[str, Any],
     norm = plt.Normalize(min(values, default=0.0), max(values, default=1.0))
     cmap = plt.get_cmap("viridis")
     for row, value in zip(coloured, values):
-        acc = row["reported_clean_acc"] if finite_number(row["reported_clean_acc"]) else row["clean_acc"]
+        acc = (
+            row["reported_clean_acc"] if finite_number(row["reported_clean_acc"])
+            else row["clean_acc"]
+        )
         clean.points(ax, [acc], [row["autoattack_acc"]],
-                     [_tip(row, ("clean %", acc), ("AutoAttack %", row["autoattack_acc"]), (score, row[score]))],
+                     [_tip(row, ("clean %", acc), ("AutoAttack %", row["autoattack_acc"]),
+                           (score, row[score]))],
                      color=cmap(norm(value)), alpha=1.0)
-    clean.figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"log10 {score.replace('_', ' ')}")
+    clean.figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
+                          label=f"log10 {score.replace('_', ' ')}")
     ax.set_xlabel("clean accuracy (%)")
     ax.set_ylabel("AutoAttack accuracy (%), reported")
     ax.set_title("Clean vs AutoAttack accuracy, coloured by the input-Fisher norm")
@@ -185,7 +192,8 @@ def scatter_figures(rows: list[dict[str, Any]], correlations: dict[str, Any],
 
     baselines = [c for c in BASELINE_COLUMNS if any(finite_number(r.get(c)) for r in usable)]
     if baselines:
-        figures.append(_all_scores_figure(groups, [*FISHER_COLUMNS, "predicted_robust_acc", *baselines]))
+        figures.append(_all_scores_figure(groups, [*FISHER_COLUMNS, "predicted_robust_acc",
+                                                   *baselines]))
     return figures
 
 
@@ -201,21 +209,24 @@ def predicted_figure(groups: dict[str, list[dict[str, Any]]]) -> Figure:
     for k, (group, members) in enumerate(sorted(groups.items())):
         refined = any(finite_number(r.get("predicted_refined")) for r in members)
         for column, kind, fill in (("predicted_refined", "refined", f"C{k}"),
-                                   ("predicted_first_order", "first-order", "none" if refined else f"C{k}")):
+                                   ("predicted_first_order", "first-order",
+                                    "none" if refined else f"C{k}")):
             shown = [r for r in members if finite_number(r.get(column))]
             if not shown:
                 continue
             errors = [abs(r[column] - r["autoattack_acc"]) for r in shown]
             figure.points(
                 ax, [r["autoattack_acc"] for r in shown], [r[column] for r in shown],
-                [_tip(r, ("AutoAttack %", r["autoattack_acc"]), (f"predicted ({kind}) %", r[column]),
+                [_tip(r, ("AutoAttack %", r["autoattack_acc"]),
+                      (f"predicted ({kind}) %", r[column]),
                       ("|Δ|", abs(r[column] - r["autoattack_acc"]))) for r in shown],
                 label=f"{group}, {kind} (mean |Δ| {np.mean(errors):.2f} points, n={len(shown)})",
                 color=f"C{k}", markerfacecolor=fill,
             )
             top = max(top, *[r[column] for r in shown], *[r["autoattack_acc"] for r in shown])
     top = 5 * math.ceil(top / 5 + 0.2) if top > 0 else 100.0
-    ax.plot([0, top], [0, top], color="0.5", linestyle="--", linewidth=1, label="identity: predicted = AutoAttack")
+    ax.plot([0, top], [0, top], color="0.5", linestyle="--", linewidth=1,
+            label="identity: predicted = AutoAttack")
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     ax.set_xlabel("AutoAttack accuracy (%)")
@@ -236,10 +247,12 @@ def _all_scores_figure(groups: dict[str, list[dict[str, Any]]], scores: list[str
         for k, (group, members) in enumerate(sorted(groups.items())):
             shown = [r for r in members if finite_number(r.get(column))]
             figure.points(ax, [r[column] for r in shown], [r["autoattack_acc"] for r in shown],
-                          [_tip(r, ("AutoAttack %", r["autoattack_acc"]), (column, r[column])) for r in shown],
+                          [_tip(r, ("AutoAttack %", r["autoattack_acc"]), (column, r[column]))
+                           for r in shown],
                           label=group, color=f"C{k}", markersize=5)
         if column != "predicted_robust_acc" and "log10" not in column:
-            _log_axis_if_spread(ax, [r[column] for m in groups.values() for r in m if finite_number(r.get(column))])
+            _log_axis_if_spread(ax, [r[column] for m in groups.values() for r in m
+                                     if finite_number(r.get(column))])
         ax.set_xlabel(column.replace("_", " "))
         ax.set_ylabel("AutoAttack accuracy (%)")
         ax.legend(fontsize=7)
@@ -260,7 +273,8 @@ def draw_curve(ax: Axes, curve: ModelCurve, legend: bool = True) -> None:
     if curve.main_eps is not None:
         ax.axvline(curve.main_eps * scale, color="0.7", linewidth=0.8, linestyle=":")
     if curve.autoattack:
-        ax.plot([p.eps * scale for p in curve.autoattack], [p.accuracy for p in curve.autoattack], "ks",
+        ax.plot([p.eps * scale for p in curve.autoattack], [p.accuracy for p in curve.autoattack],
+                "ks",
                 markersize=5, label="AutoAttack, measured")
     ax.set_ylim(0, 100)
     ax.set_xlim(0, eps[-1] if eps[-1] > 0 else 1)
@@ -273,7 +287,8 @@ def draw_curve(ax: Axes, curve: ModelCurve, legend: bool = True) -> None:
 def curve_figure(curve: ModelCurve) -> Figure:
     """A small figure of one model's curve, for its details on the page."""
     plt = _pyplot()
-    figure = Figure(f"curve-{curve.threat_model}-{curve.model}", plt.figure(figsize=(4.4, 2.9)), dpi=80)
+    figure = Figure(f"curve-{curve.threat_model}-{curve.model}", plt.figure(figsize=(4.4, 2.9)),
+                    dpi=80)
     ax = figure.figure.subplots()
     draw_curve(ax, curve)
     ax.set_title(f"{curve.model}: accuracy vs ε", fontsize=9)
@@ -299,6 +314,7 @@ def curves_grid_figure(curves: list[ModelCurve], group: str) -> Figure:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     figure.figure.legend(handles, labels, loc="lower right", fontsize=8)
-    figure.figure.suptitle(f"{group}: predicted accuracy vs ε per model, with AutoAttack's measured points")
+    figure.figure.suptitle(f"{group}: predicted accuracy vs ε per model, with AutoAttack's "
+                           "measured points")
     figure.figure.tight_layout()
     return figure

@@ -56,14 +56,16 @@ def run_ray(
     started_here = not ray.is_initialized()
     if started_here:
         runtime_env = {"py_modules": [str(_PACKAGE_DIR)]} if address else None
-        ray.init(address=address, include_dashboard=False, runtime_env=runtime_env, log_to_driver=True)
+        ray.init(address=address, include_dashboard=False, runtime_env=runtime_env,
+                 log_to_driver=True)
     results_dir = str(Path(results_dir).resolve())
     config = dataclasses.replace(config, progress=False)
     remote = ray.remote(num_gpus=num_gpus_per_task, num_cpus=num_cpus_per_task)(score_and_write)
     refs = {remote.remote(entry, config, results_dir): entry for entry in todo}
     pending = list(refs)
     try:
-        with tqdm(total=len(pending), desc="models (ray)", unit="model", disable=not progress) as bar:
+        with tqdm(total=len(pending), desc="models (ray)", unit="model",
+                  disable=not progress) as bar:
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
                 entry = refs[ready[0]]
@@ -71,7 +73,9 @@ def run_ray(
                     record = ray.get(ready[0])
                 except Exception as exc:  # noqa: BLE001  (a dead worker fails one model only)
                     record = empty_record(entry, config)
-                    record["error"] = f"{type(exc).__name__}: {exc}\n" + traceback.format_exc()[-2000:]
+                    record["error"] = (
+                        f"{type(exc).__name__}: {exc}\n" + traceback.format_exc()[-2000:]
+                    )
                     store.write_result(results_dir, entry, record, None)
                 summary.add(record)
                 bar.set_postfix_str(entry.key)

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from leaderboard.store import current_array_names
+
 _NONE = type(None)
 _NUMBER = (int, float)
 
@@ -63,18 +65,23 @@ RECORD_SPEC: dict[str, Any] = {
     },
     "n_examples": (int, _NONE), "clean_acc": _OPT_NUMBER, "method": _OPT_STR, "device": _OPT_STR,
     "fisher": {"spectral_norm": _SUMMARY, "trace": _SUMMARY},
-    "predicted_robust_acc": EachValue({"eps": _OPT_NUMBER, "first_order": _OPT_NUMBER, "refined": _OPT_NUMBER}),
+    "predicted_robust_acc": EachValue({"eps": _OPT_NUMBER, "first_order": _OPT_NUMBER,
+                                       "refined": _OPT_NUMBER}),
     "seconds": EachValue(_OPT_NUMBER),
-    "baselines": {"blackbox": _BASELINE, "reference_whitebox": _BASELINE, "clever": EachValue(_BASELINE)},
+    "baselines": {"blackbox": _BASELINE, "reference_whitebox": _BASELINE,
+                  "clever": EachValue(_BASELINE)},
     "per_image": {"file": (str,), "sha256": (str,)},
-    "versions": EachValue(_OPT_STR), "settings": EachValue(object), "route": EachValue(EachValue(object)),
-    "images": EachValue(object), "checkpoints": ListOf({"file": _OPT_STR, "sha256": _OPT_STR, "bytes": (int, _NONE)}),
+    "versions": EachValue(_OPT_STR), "settings": EachValue(object),
+    "route": EachValue(EachValue(object)),
+    "images": EachValue(object), "checkpoints": ListOf({"file": _OPT_STR, "sha256": _OPT_STR,
+                                                        "bytes": (int, _NONE)}),
     "checkpoint_load": _OPT_STR, "shared_from": _OPT_STR,
 }
 REQUIRED = ("model", "dataset", "threat_model", "status")
 
 #: The fields of one further AutoAttack budget of a zoo model (all required).
-AUTOATTACK_POINT_SPEC: dict[str, Any] = {"eps": _NUMBER, "autoattack_acc": _NUMBER, "n_examples": (int,)}
+AUTOATTACK_POINT_SPEC: dict[str, Any] = {"eps": _NUMBER, "autoattack_acc": _NUMBER,
+                                         "n_examples": (int,)}
 
 
 @dataclass(frozen=True)
@@ -121,12 +128,14 @@ class ReadResults:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true/false", _NONE: "null",
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true/false",
+               _NONE: "null",
                dict: "an object", list: "a list"}
 
 
 def _type_names(types: tuple[type, ...]) -> str:
-    return " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types if not (t is int and float in types))
+    return " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types
+                       if not (t is int and float in types))
 
 
 def _json_type(value: Any) -> str:
@@ -145,14 +154,22 @@ def type_problems(value: Any, spec: Any, where: str = "") -> list[str]:
         One message per mismatch, e.g. ``"field 'reported' is a list, expected an object or null"``.
     """
     if isinstance(spec, tuple):
-        ok = isinstance(value, spec) and not (isinstance(value, bool) and bool not in spec and object not in spec)
-        return [] if ok else [f"field '{where}' is {_json_type(value)}, expected {_type_names(spec)}"]
+        ok = (
+            isinstance(value, spec) and not (isinstance(value, bool) and bool not in spec
+                                             and object not in spec)
+        )
+        return [] if ok else [f"field '{where}' is {_json_type(value)}, expected "
+                              f"{_type_names(spec)}"]
     if isinstance(spec, ListOf):
         if value is None:
             return []
         if not isinstance(value, list):
             return [f"field '{where}' is {_json_type(value)}, expected a list or null"]
-        return [p for i, item in enumerate(value) for p in type_problems(item, spec.spec, f"{where}[{i}]")]
+        return [
+            p
+            for i, item in enumerate(value)
+            for p in type_problems(item, spec.spec, f"{where}[{i}]")
+        ]
     if value is None and where:
         return []
     if not isinstance(value, dict):
@@ -164,8 +181,10 @@ def type_problems(value: Any, spec: Any, where: str = "") -> list[str]:
     if isinstance(spec, EachValue):
         if spec.spec is object:
             return []
-        return [p for key, item in value.items() for p in type_problems(item, spec.spec, f"{prefix}{key}")]
-    return [p for key, sub in spec.items() if key in value for p in type_problems(value[key], sub, f"{prefix}{key}")]
+        return [p for key, item in value.items() for p in type_problems(item, spec.spec,
+                                                                        f"{prefix}{key}")]
+    return [p for key, sub in spec.items() if key in value
+            for p in type_problems(value[key], sub, f"{prefix}{key}")]
 
 
 def finite_number(value: Any) -> bool:
@@ -173,7 +192,8 @@ def finite_number(value: Any) -> bool:
     return isinstance(value, _NUMBER) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def read_json(path: Path, spec: Mapping[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any] | str:
+def read_json(path: Path, spec: Mapping[str, Any],
+              required: tuple[str, ...] = ()) -> dict[str, Any] | str:
     """A JSON object checked against ``spec``, or the reason it cannot be used.
 
     Returns:
@@ -202,7 +222,11 @@ def read_json(path: Path, spec: Mapping[str, Any], required: tuple[str, ...] = (
 
 
 def read_npz(path: Path, sha256: str, json_name: str) -> dict[str, np.ndarray] | str:
-    """The arrays of a per-image ``.npz`` that hashes to ``sha256``, or the reason it cannot be used."""
+    """The arrays of a per-image ``.npz`` that hashes to ``sha256``, or the reason it cannot be used.
+
+    Arrays stored under an old name (:data:`leaderboard.store.RENAMED_ARRAYS`) come back under
+    the current one.
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -211,15 +235,17 @@ def read_npz(path: Path, sha256: str, json_name: str) -> dict[str, np.ndarray] |
         return f"cannot be read ({exc.strerror or exc})"
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+            arrays = current_array_names({name: npz[name] for name in npz.files})
         readable = True
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
         arrays, readable = {}, False
     if hashlib.sha256(data).hexdigest() != sha256:
         if not readable:
             return f"is truncated or corrupt ({len(data)} bytes, not a readable .npz; its SHA-256 differs from {json_name}'s)"
-        return (f"is not the file {json_name} describes (SHA-256 differs): rescore the model or restore "
-                "the .npz it was scored with")
+        return (
+            f"is not the file {json_name} describes (SHA-256 differs): rescore the model or restore "
+            "the .npz it was scored with"
+        )
     if not readable:
         return f"is not a readable .npz ({len(data)} bytes)"
     lengths = {name: len(a) for name, a in arrays.items() if a.ndim == 1}
@@ -250,18 +276,22 @@ def read_results(results: Path) -> ReadResults:
         filed = (path.parent.parent.name, path.parent.name, path.stem)
         says = (record["dataset"], record["threat_model"], record["model"])
         if filed != says:
-            out.skipped.append(Skipped(name, f"its content is {'/'.join(says)}, not what its path says"))
+            out.skipped.append(
+                Skipped(name, f"its content is {'/'.join(says)}, not what its path says")
+            )
             continue
         per_image = None
         stored = record.get("per_image")
         if record["status"] == "ok" and stored:
             npz = path.parent / stored["file"]
             if npz.parent != path.parent:
-                out.skipped.append(Skipped(name, f"its per_image file {stored['file']!r} is outside its folder"))
+                out.skipped.append(Skipped(name, f"its per_image file {stored['file']!r} is "
+                                           "outside its folder"))
                 continue
             arrays = read_npz(npz, stored["sha256"], path.name)
             if isinstance(arrays, str):
-                out.skipped.append(Skipped(npz.relative_to(results).as_posix(), f"{arrays}; {record['model']} left out"))
+                out.skipped.append(Skipped(npz.relative_to(results).as_posix(),
+                                           f"{arrays}; {record['model']} left out"))
                 continue
             per_image = arrays
         out.results.append(ResultFile(path, record, per_image))
@@ -308,8 +338,11 @@ def read_autoattack_points(directory: Path | None, dataset: str, threat_model: s
         if isinstance(content, str):
             skipped.append(Skipped(name, content))
         elif not (finite_number(content["eps"]) and content["eps"] > 0
-                  and finite_number(content["autoattack_acc"]) and 0 <= content["autoattack_acc"] <= 100):
-            skipped.append(Skipped(name, "eps must be a positive number and autoattack_acc a percentage"))
+                  and finite_number(content["autoattack_acc"])
+                  and 0 <= content["autoattack_acc"] <= 100):
+            skipped.append(
+                Skipped(name, "eps must be a positive number and autoattack_acc a percentage")
+            )
         else:
             points.append(AutoAttackPoint(float(content["eps"]), float(content["autoattack_acc"]),
                                           content["n_examples"], name))

@@ -59,7 +59,7 @@ class Reported:
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """One RobustBench zoo model.
+    """One model to score: a RobustBench zoo model, or one of the project's own zoo (:mod:`leaderboard.zoo`).
 
     Attributes:
         name: zoo name.
@@ -81,7 +81,8 @@ class ZooEntry:
         return f"{self.dataset}/{self.threat_model}/{self.name}"
 
 
-def _percent(value: Any) -> float | None:
+def _parse_percent(value: Any) -> float | None:
+    """A percentage from the snapshot's JSON as a float; ``None`` when absent or unparsable."""
     if value is None or value == "":
         return None
     try:
@@ -97,11 +98,13 @@ def reported_for(name: str, dataset: str, threat_model: str) -> Reported:
     if not path.is_file():
         return Reported()
     info = json.loads(path.read_text())
-    external = _percent(info.get("external"))
-    autoattack = _percent(info.get("autoattack_acc"))
-    robust, source = (external, "external") if external is not None else (autoattack, "autoattack_acc")
+    external = _parse_percent(info.get("external"))
+    autoattack = _parse_percent(info.get("autoattack_acc"))
+    robust, source = (
+        (external, "external") if external is not None else (autoattack, "autoattack_acc")
+    )
     return Reported(
-        clean_acc=_percent(info.get("clean_acc")),
+        clean_acc=_parse_percent(info.get("clean_acc")),
         autoattack_acc=robust,
         aa_source=source if robust is not None else None,
         architecture=info.get("architecture"),
@@ -125,7 +128,7 @@ def list_entries(dataset: str = "all", threat_model: str = "all") -> list[ZooEnt
     entries = []
     for ds in _selection(dataset, DATASETS, "dataset"):
         for tm in _selection(threat_model, THREAT_MODELS, "threat model"):
-            for name, spec in rb.zoo_entries(ds, tm).items():
+            for name, spec in rb.robustbench_entries(ds, tm).items():
                 gdrive = spec.get("gdrive_id")
                 count = len(gdrive) if isinstance(gdrive, list) else 1
                 entries.append(ZooEntry(name, ds, tm, reported_for(name, ds, tm), count))

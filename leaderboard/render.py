@@ -68,14 +68,16 @@ BASELINE_SCORES: dict[str, tuple[str, bool]] = {
 # Seconds per image of each metric, beside AutoAttack's (the model-info's attack_seconds / n).
 COSTS = {
     "fisher_seconds_per_image": "input Fisher, exact (λ_max, trace, radii at both budgets: one pass)",
-    "blackbox_seconds_per_image": "input Fisher, query-only estimate (method=\"blackbox\")",
+    "blackbox_seconds_per_image": 'input Fisher, query-only estimate (method="blackbox")',
     "reference_seconds_per_image": "first paper's reference white-box estimator",
     "clever_seconds_per_image": "ART clever_u (at this threat model)",
 }
 
 COLUMNS = (
-    "dataset", "threat_model", "model", "architecture", "training", "additional_data", "reported_clean_acc",
-    "autoattack_acc", "clean_acc", "n_examples", *SCORES, "predicted_robust_acc", "predicted_refined",
+    "dataset", "threat_model", "model", "architecture", "training", "additional_data",
+    "reported_clean_acc",
+    "autoattack_acc", "clean_acc", "n_examples", *SCORES, "predicted_robust_acc",
+    "predicted_refined",
     "predicted_first_order", "predicted_abs_error", *BASELINE_SCORES,
     "method", "seconds", *COSTS, "autoattack_seconds_per_image", "status", "error",
 )
@@ -116,10 +118,14 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     prediction = (record.get("predicted_robust_acc") or {}).get(record.get("threat_model")) or {}
     row["predicted_first_order"] = prediction.get("first_order")
     row["predicted_refined"] = prediction.get("refined")
-    predicted = row["predicted_refined"] if _finite(row["predicted_refined"]) else row["predicted_first_order"]
+    predicted = (
+        row["predicted_refined"] if _finite(row["predicted_refined"])
+        else row["predicted_first_order"]
+    )
     row["predicted_robust_acc"] = predicted
     row["predicted_abs_error"] = (
-        abs(predicted - row["autoattack_acc"]) if _finite(predicted) and _finite(row["autoattack_acc"]) else None
+        abs(predicted - row["autoattack_acc"]) if _finite(predicted)
+        and _finite(row["autoattack_acc"]) else None
     )
     row["method"] = record.get("method")
     row.update(_baseline_columns(record, reported))
@@ -159,14 +165,18 @@ def _baseline_columns(record: dict[str, Any], reported: dict[str, Any]) -> dict[
         if per_threat:
             entry = entry.get(threat.lower()) or {}
         row[column] = entry.get("median")
-        row[column.replace("lambda_max_median", "seconds_per_image").replace("median", "seconds_per_image")] = (
-            entry.get("seconds_per_image")
-        )
+        row[
+            column.replace("lambda_max_median", "seconds_per_image").replace(
+                "median", "seconds_per_image"
+            )
+        ] = entry.get("seconds_per_image")
     fisher_seconds = (record.get("seconds") or {}).get("fisher")
     n = record.get("n_examples")
     row["fisher_seconds_per_image"] = fisher_seconds / n if _finite(fisher_seconds) and n else None
     attack, attacked = reported.get("attack_seconds"), reported.get("attack_n_examples")
-    row["autoattack_seconds_per_image"] = attack / attacked if _finite(attack) and attacked else None
+    row["autoattack_seconds_per_image"] = (
+        attack / attacked if _finite(attack) and attacked else None
+    )
     return row
 
 
@@ -182,7 +192,8 @@ def mean_abs_errors(rows: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
     for row in rows:
         if row["status"] == "ok" and _finite(row["predicted_abs_error"]):
             errors[f"{row['dataset']}/{row['threat_model']}"].append(row["predicted_abs_error"])
-    return {group: (float(np.mean(values)), len(values)) for group, values in sorted(errors.items())}
+    return {group: (float(np.mean(values)), len(values))
+            for group, values in sorted(errors.items())}
 
 
 def _finite(value: Any) -> bool:
@@ -201,12 +212,14 @@ def group_correlations(rows: list[dict[str, Any]], seed: int = 0,
         robust = np.array([m["autoattack_acc"] for m in members], dtype=float)
         # The clean accuracy RobustBench reports (full test set) where known, else ours.
         clean = np.array(
-            [m["reported_clean_acc"] if _finite(m["reported_clean_acc"]) else m["clean_acc"] for m in members],
+            [m["reported_clean_acc"] if _finite(m["reported_clean_acc"]) else m["clean_acc"]
+             for m in members],
             dtype=float,
         )
         out[group] = {
             score: correlation_table(
-                np.array([m[score] if _finite(m[score]) else np.nan for m in members], dtype=float), robust, clean,
+                np.array([m[score] if _finite(m[score]) else np.nan for m in members], dtype=float),
+                robust, clean,
                 seed=seed, n_resamples=n_resamples,
             )
             for score in scores_of(members)
@@ -222,9 +235,12 @@ def _format(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _percent(value: Any) -> str:
+def _format_percent(value: Any) -> str:
     """An accuracy in percent with one decimal, as RobustBench prints them ("3.0", not "3")."""
-    return f"{value:.1f}" if isinstance(value, (int, float)) and math.isfinite(value) else _format(value)
+    return (
+        f"{value:.1f}" if isinstance(value, (int, float)) and math.isfinite(value)
+        else _format(value)
+    )
 
 
 def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str, Correlation]]],
@@ -238,7 +254,8 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
         "robust accuracy, the fraction of images whose robust radius at the threat model reaches "
         "RobustBench's budget (first-order radius, or refined where the result stores it, then "
         "both are shown); |Δ|: the absolute difference of the refined prediction where there is "
-        "one, else the first-order one, from the reported AutoAttack accuracy. Accuracies in percent; AutoAttack accuracy as reported by "
+        "one, else the first-order one, from the reported AutoAttack accuracy. Accuracies in "
+        "percent; AutoAttack accuracy as reported by "
         "RobustBench, or for the project's zoo as measured here (standard AutoAttack on the first images "
         "of the same bundled test subset, from its model-info file). Coefficients with "
         "paired-bootstrap 95% intervals."
@@ -252,21 +269,32 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
         # Results rescored with the refined radii show both predictions; |Δ| is of the refined one.
         refined = any(r["status"] == "ok" and _finite(r["predicted_refined"]) for r in members)
         predicted_head = "predicted (refined) | predicted (first-order)" if refined else "predicted"
-        lines += ["", f"## {group}", "",
-                  f"| model | architecture | AutoAttack | {predicted_head} | \\|Δ\\| | clean (reported) "
-                  "| clean (here, n) | median λ_max | mean log10 λ_max | median tr F | method | s | status |",
-                  "|---|---|---:|" + "---:|" * (2 + refined) + "---:|---:|---:|---:|---:|---|---:|---|"]
+        lines += [
+            "",
+            f"## {group}",
+            "",
+            f"| model | architecture | AutoAttack | {predicted_head} | \\|Δ\\| | clean "
+            "(reported) "
+            "| clean (here, n) | median λ_max | mean log10 λ_max | median tr F | method | s | status |",
+            "|---|---|---:|" + "---:|" * (2 + refined) + "---:|---:|---:|---:|---:|---|---:|---|",
+        ]
         # Scored models in the table; the others after it, those without weights in one line.
         failed = [r for r in members if r["status"] != "ok"]
         for r in (r for r in members if r["status"] == "ok"):
-            clean_here = f"{_percent(r['clean_acc'])} ({r['n_examples']})" if r["clean_acc"] is not None else ""
+            clean_here = (
+                f"{_format_percent(r['clean_acc'])} ({r['n_examples']})"
+                if r["clean_acc"] is not None else ""
+            )
             status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error']}"
             lines.append(
-                f"| {r['model']} | {_format(r['architecture'])} | {_percent(r['autoattack_acc'])} "
-                + (f"| {_percent(r['predicted_refined'])} | {_percent(r['predicted_first_order'])} " if refined
-                   else f"| {_percent(r['predicted_robust_acc'])} ")
-                + f"| {_percent(r['predicted_abs_error'])} "
-                f"| {_percent(r['reported_clean_acc'])} | {clean_here} | {_format(r['lambda_max_median'])} "
+                f"| {r['model']} | {_format(r['architecture'])} | "
+                f"{_format_percent(r['autoattack_acc'])} "
+                + (f"| {_format_percent(r['predicted_refined'])} | "
+                   f"{_format_percent(r['predicted_first_order'])} " if refined
+                   else f"| {_format_percent(r['predicted_robust_acc'])} ")
+                + f"| {_format_percent(r['predicted_abs_error'])} "
+                f"| {_format_percent(r['reported_clean_acc'])} | {clean_here} | "
+                f"{_format(r['lambda_max_median'])} "
                 f"| {_format(r['lambda_max_mean_log10'], 3)} | {_format(r['trace_median'])} "
                 f"| {_format(r['method'])} | {_format(r['seconds'], 3)} | {status} |"
             )
@@ -282,9 +310,12 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
         scored = [r for r in members if r["status"] == "ok"]
         baselines = [c for c in BASELINE_SCORES if any(_finite(r[c]) for r in scored)]
         if baselines:
-            lines += ["", "Baselines (medians over their images): " + ", ".join(baselines) + ".", "",
-                      "| model | " + " | ".join(baselines) + " |", "|---|" + "---:|" * len(baselines)]
-            lines += [f"| {r['model']} | " + " | ".join(_format(r[c]) for c in baselines) + " |" for r in scored]
+            lines += ["", "Baselines (medians over their images): " + ", ".join(baselines) + ".",
+                      "",
+                      "| model | " + " | ".join(baselines) + " |",
+                      "|---|" + "---:|" * len(baselines)]
+            lines += [f"| {r['model']} | " + " | ".join(_format(r[c]) for c in baselines) + " |"
+                      for r in scored]
         lines += cost_table(scored)
         if group in correlations:
             table = correlations[group]
@@ -292,7 +323,8 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
             n = next(iter(next(iter(table.values())).values())).n
             lines += ["", f"Correlations over {n} models:", ""]
             if n < 3:
-                lines += [(f"(rank correlations need at least 3 models with AutoAttack accuracy; {n} so far, "
+                lines += [("(rank correlations need at least 3 models with AutoAttack accuracy; "
+                           f"{n} so far, "
                            "so the coefficients are undefined, NaN)"), ""]
             lines += ["| score | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
             for score, row in table.items():
@@ -312,7 +344,8 @@ def cost_summary(rows: list[dict[str, Any]]) -> list[tuple[str, float, float, in
 
     Empty when no row knows AutoAttack's cost (RobustBench does not publish it).
     """
-    attack = [r["autoattack_seconds_per_image"] for r in rows if _finite(r["autoattack_seconds_per_image"])]
+    attack = [r["autoattack_seconds_per_image"] for r in rows
+              if _finite(r["autoattack_seconds_per_image"])]
     if not attack:
         return []
     summary = [("standard AutoAttack", float(np.median(attack)), 1.0, len(attack))]
@@ -326,8 +359,10 @@ def cost_summary(rows: list[dict[str, Any]]) -> list[tuple[str, float, float, in
 
 
 #: What the cost tables say about their numbers.
-COST_NOTE = ("medians over the models of wall time per image; AutoAttack's from its model-info file; "
-             "wall times depend on the machine and its load when each ran")
+COST_NOTE = (
+    "medians over the models of wall time per image; AutoAttack's from its model-info file; "
+    "wall times depend on the machine and its load when each ran"
+)
 
 
 def cost_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -338,12 +373,14 @@ def cost_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["", f"Cost per image ({COST_NOTE}):", "",
              "| metric | s / image | × AutoAttack's | models |", "|---|---:|---:|---:|"]
     for what, seconds, ratio, count in summary:
-        lines.append(f"| {what} | {_format(seconds, 3)} | {'1' if what == summary[0][0] else _format(ratio, 3)} "
+        lines.append(f"| {what} | {_format(seconds, 3)} | "
+                     f"{'1' if what == summary[0][0] else _format(ratio, 3)} "
                      f"| {count} |")
     return lines
 
 
-def model_curves(results: list[ResultFile], curve_dir: Path | None, skipped: list[Skipped]) -> dict[str, ModelCurve]:
+def model_curves(results: list[ResultFile], curve_dir: Path | None,
+                 skipped: list[Skipped]) -> dict[str, ModelCurve]:
     """``dataset/threat_model/model -> curve`` for every scored result that stores radii at its threat model."""
     curves = {}
     for result in results:
@@ -354,8 +391,10 @@ def model_curves(results: list[ResultFile], curve_dir: Path | None, skipped: lis
     return curves
 
 
-def write_figures(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str, Correlation]]],
-                  curves: dict[str, ModelCurve], out: Path) -> tuple[list[Path], dict[str, str], dict[str, str]]:
+def write_figures(rows: list[dict[str, Any]], correlations: dict[str,
+                                                                 dict[str, dict[str, Correlation]]],
+                  curves: dict[str, ModelCurve], out: Path) -> tuple[list[Path], dict[str, str],
+                                                                     dict[str, str]]:
     """Write every PNG; return their paths, each scatter figure as inline SVG and each curve as a data URI."""
     paths, svgs, curve_images = [], {}, {}
     for figure in plots.scatter_figures(rows, correlations):
@@ -395,14 +434,19 @@ def render(results: Path, out: Path, seed: int = 0, autoattack_curves: Path | No
 
     Raises:
         FileNotFoundError: no usable result under ``results`` says ``"status": "ok"``.
-        SettingsMismatchError: results of one dataset/threat model were scored with different settings.
+        SettingsMismatchError: results of one dataset/threat model were scored with different
+            settings.
     """
     read = read_results(results)
     skipped = list(read.skipped)
     records = [r.record for r in read.results]
-    how = ("`python -m leaderboard run --model-dir DIR` scores the models whose weights are under DIR "
-           "(`python -m leaderboard list --model-dir DIR` shows which those are).")
-    unusable = f" ({len(skipped)} file(s) skipped: {'; '.join(map(str, skipped[:3]))})" if skipped else ""
+    how = (
+        "`python -m leaderboard run --model-dir DIR` scores the models whose weights are under DIR "
+        "(`python -m leaderboard list --model-dir DIR` shows which those are)."
+    )
+    unusable = (
+        f" ({len(skipped)} file(s) skipped: {'; '.join(map(str, skipped[:3]))})" if skipped else ""
+    )
     if not records:
         raise FileNotFoundError(
             f"nothing is scored under {results} (no usable <dataset>/<threat_model>/<model>.json there"
@@ -428,35 +472,52 @@ def render(results: Path, out: Path, seed: int = 0, autoattack_curves: Path | No
     (out / "leaderboard.md").write_text(markdown(rows, correlations, skipped))
     serialisable = {g: {s: {k: c.as_dict() for k, c in t.items()} for s, t in table.items()}
                     for g, table in correlations.items()}
-    (out / "correlations.json").write_text(json.dumps(serialisable, indent=2, allow_nan=True) + "\n")
+    (out / "correlations.json").write_text(json.dumps(serialisable, indent=2, allow_nan=True)
+                                           + "\n")
     pngs, svgs, curve_images = write_figures(rows, correlations, curves, out)
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         groups[f"{row['dataset']}/{row['threat_model']}"].append(row)
-    links = {f"{r['dataset']}/{r['threat_model']}/{r['model']}": paper_link(MODEL_INFO_DIR, r["dataset"], r["threat_model"], r["model"])
-             for r in rows}
+    links = {
+        f"{r['dataset']}/{r['threat_model']}/{r['model']}": paper_link(
+            MODEL_INFO_DIR, r["dataset"], r["threat_model"], r["model"]
+        )
+        for r in rows
+    }
     page = html_page.page(html_page.PageData(
-        rows=rows, records=records, correlations=correlations, errors=mean_abs_errors(rows), skipped=skipped,
-        figures=svgs, curves=curves, curve_images=curve_images, links={k: v for k, v in links.items() if v},
-        costs={g: cost_summary([r for r in members if r["status"] == "ok"]) for g, members in groups.items()},
+        rows=rows, records=records, correlations=correlations, errors=mean_abs_errors(rows),
+        skipped=skipped,
+        figures=svgs, curves=curves, curve_images=curve_images,
+        links={k: v for k, v in links.items() if v},
+        costs={g: cost_summary([r for r in members if r["status"] == "ok"])
+               for g, members in groups.items()},
         cost_note=COST_NOTE, n_resamples=n_resamples,
     ))
     (out / "index.html").write_text(page, encoding="utf-8")
-    files = [out / "leaderboard.csv", out / "leaderboard.md", out / "correlations.json", *pngs, out / "index.html"]
-    return {"rows": rows, "correlations": correlations, "curves": curves, "skipped": skipped, "files": files}
+    files = [out / "leaderboard.csv", out / "leaderboard.md", out / "correlations.json", *pngs,
+             out / "index.html"]
+    return {"rows": rows, "correlations": correlations, "curves": curves, "skipped": skipped,
+            "files": files}
 
 
-def add_arguments(parser: argparse.ArgumentParser, default_results: str = "leaderboard/results") -> None:
+def add_arguments(parser: argparse.ArgumentParser,
+                  default_results: str = "leaderboard/results") -> None:
     """The ``render`` subcommand's options."""
     parser.add_argument("--results", type=Path, default=Path(default_results),
                         help=f"directory written by `run` (default: {default_results})")
-    parser.add_argument("--out", type=Path, default=None, help="output directory (default: --results)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output directory (default: --results)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--autoattack-curves", type=Path, default=None,
-                        help="folder of AutoAttack results at further budgets, <dataset>/<threat_model>/"
-                             "<model>_eps<label>.json (default: none; --source zoo: the zoo's autoattack_curve/)")
-    parser.add_argument("--allow-partial", action="store_true",
-                        help="exit 0 even when unreadable or inconsistent result files were skipped")
+                        help="folder of AutoAttack results at further budgets, "
+                        "<dataset>/<threat_model>/"
+                             "<model>_eps<label>.json (default: none; --source zoo: the zoo's "
+                             "autoattack_curve/)")
+    parser.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="exit 0 even when unreadable or inconsistent result files were skipped",
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -465,14 +526,17 @@ def run_from_args(args: argparse.Namespace) -> int:
                       autoattack_curves=getattr(args, "autoattack_curves", None))
     print((Path(args.out or args.results) / "leaderboard.md").read_text())
     for group, (mean, count) in mean_abs_errors(rendered["rows"]).items():
-        print(f"{group}: mean |predicted − AutoAttack| robust accuracy {mean:.2f} points over {count} models")
+        print(f"{group}: mean |predicted − AutoAttack| robust accuracy {mean:.2f} points over "
+              f"{count} models")
     for group, table in rendered["correlations"].items():
         n = table["lambda_max_median"]["spearman_vs_autoattack"].n
         print(f"\n{group}: correlations with reported AutoAttack accuracy ({n} models)")
         if n < 3:
-            print(f"  rank correlations need at least 3 models with AutoAttack accuracy; {n} so far (NaN below)")
+            print(f"  rank correlations need at least 3 models with AutoAttack accuracy; {n} so "
+                  "far (NaN below)")
         for score, row in table.items():
-            print(f"  {score:<28} Spearman {row['spearman_vs_autoattack']}   Kendall {row['kendall_vs_autoattack']}"
+            print(f"  {score:<28} Spearman {row['spearman_vs_autoattack']}   Kendall "
+                  f"{row['kendall_vs_autoattack']}"
                   f"   partial|clean {row['partial_spearman_vs_autoattack_given_clean']}")
     print("\nwrote " + ", ".join(str(p) for p in rendered["files"]))
     skipped = rendered["skipped"]
@@ -481,7 +545,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         for item in skipped:
             print(f"  {item}", file=sys.stderr)
         if not getattr(args, "allow_partial", False):
-            print("error: the leaderboard leaves these out; fix or remove them, or pass --allow-partial",
+            print("error: the leaderboard leaves these out; fix or remove them, or pass "
+                  "--allow-partial",
                   file=sys.stderr)
             return 1
     return 0
@@ -489,7 +554,8 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m leaderboard.render``: the render subcommand on its own."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     return run_from_args(parser.parse_args(argv))
 

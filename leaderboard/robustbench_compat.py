@@ -3,7 +3,7 @@
 ``robustbench==1.1.1`` does not import as published: it imports ``autoattack`` (the PyPI
 package is ``pyautoattack``) and ``pkg_resources`` (gone from ``setuptools>=82``, hence the
 ``setuptools<82`` pin), and its ``torch.load`` calls unpickle whatever a checkpoint holds.
-:func:`import_robustbench` installs the ``autoattack`` alias, and :func:`load_zoo_model`
+:func:`import_robustbench` installs the ``autoattack`` alias, and :func:`load_robustbench_model`
 mirrors ``robustbench.utils.load_model`` without ever downloading: checkpoints are read from
 ``model_dir/<dataset>/<threat_model>/<name>.pt`` (ensembles: ``<name>.pt_m{i}.pt``),
 RobustBench's own layout.
@@ -107,7 +107,7 @@ def import_robustbench() -> ModuleType:
     return robustbench
 
 
-def zoo_entries(dataset: str, threat_model: str) -> dict[str, dict[str, Any]]:
+def robustbench_entries(dataset: str, threat_model: str) -> dict[str, dict[str, Any]]:
     """RobustBench's zoo dictionary ``name -> {'model', 'gdrive_id', ...}`` for one pair."""
     import_robustbench()
     from robustbench.model_zoo import model_dicts
@@ -118,9 +118,9 @@ def zoo_entries(dataset: str, threat_model: str) -> dict[str, dict[str, Any]]:
     return dict(by_threat[key]) if key in by_threat else {}
 
 
-def zoo_entry(name: str, dataset: str, threat_model: str) -> dict[str, Any]:
-    """One zoo entry, or :class:`UnknownModelError` with the closest names."""
-    entries = zoo_entries(dataset, threat_model)
+def robustbench_entry(name: str, dataset: str, threat_model: str) -> dict[str, Any]:
+    """One RobustBench zoo entry, or :class:`UnknownModelError` with the closest names."""
+    entries = robustbench_entries(dataset, threat_model)
     if name not in entries:
         close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -140,7 +140,8 @@ def timm_name(name: str, dataset: str, threat_model: str) -> str | None:
     return candidate if timm.is_model(candidate) else None
 
 
-def checkpoint_paths(name: str, dataset: str, threat_model: str, model_dir: str | Path) -> list[Path]:
+def checkpoint_paths(name: str, dataset: str, threat_model: str,
+                     model_dir: str | Path) -> list[Path]:
     """Files the offline loader reads for a zoo model, in RobustBench's layout.
 
     ``model_dir/<dataset>/<threat_model>/<name>.pt``, or ``<name>.pt_m{i}.pt`` for each member
@@ -148,7 +149,7 @@ def checkpoint_paths(name: str, dataset: str, threat_model: str, model_dir: str 
     torchvision read ``<name>.pt`` if present, else torch hub's cache.
     """
     folder = Path(model_dir) / dataset / threat_model
-    gdrive_id = zoo_entry(name, dataset, threat_model)["gdrive_id"]
+    gdrive_id = robustbench_entry(name, dataset, threat_model)["gdrive_id"]
     if isinstance(gdrive_id, list):
         return [folder / f"{name}.pt_m{i}.pt" for i in range(len(gdrive_id))]
     return [folder / f"{name}.pt"]
@@ -159,14 +160,17 @@ def weights_present(name: str, dataset: str, threat_model: str, model_dir: str |
     paths = checkpoint_paths(name, dataset, threat_model, model_dir)
     if all(p.is_file() for p in paths):
         return True
-    return dataset == "imagenet" and name == "Standard_R50" and _hub_file(_TORCHVISION_R50).is_file()
+    return (
+        dataset == "imagenet" and name == "Standard_R50" and _hub_file(_TORCHVISION_R50).is_file()
+    )
 
 
 def _hub_file(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
-def _missing(name: str, dataset: str, threat_model: str, paths: list[Path], source: str) -> MissingWeightsError:
+def _missing(name: str, dataset: str, threat_model: str, paths: list[Path],
+             source: str) -> MissingWeightsError:
     absent = ", ".join(str(p) for p in paths if not p.is_file())
     return MissingWeightsError(
         f"No weights for {dataset}/{threat_model}/{name}: expected {absent}. "
@@ -193,7 +197,8 @@ except ImportError:  # pragma: no cover  (numpy 1.x without the ``numpy._core`` 
 #: state dicts hold tensors only (none defines ``get_extra_state``).
 _SCALAR_DTYPES = tuple(
     type(np.dtype(t))  # numpy >= 1.25 gives each dtype its own class, which the unpickler builds
-    for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+    for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+              np.uint64,
               np.float16, np.float32, np.float64)
 )
 CHECKPOINT_GLOBALS: tuple[tuple[Any, str], ...] = (
@@ -203,7 +208,8 @@ CHECKPOINT_GLOBALS: tuple[tuple[Any, str], ...] = (
     *((cls, f"{cls.__module__}.{cls.__qualname__}") for cls in _SCALAR_DTYPES),
     (argparse.Namespace, "argparse.Namespace"),
 )
-_TORCH_MESSAGE = re.compile(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", re.S)
+_TORCH_MESSAGE = re.compile(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)",
+                            re.S)
 
 
 @dataclass(frozen=True)
@@ -251,7 +257,8 @@ def read_checkpoint(
 
     Raises:
         UnsafeCheckpointError: the file needs objects outside :data:`CHECKPOINT_GLOBALS`.
-        UnreadableCheckpointError: the file is not a checkpoint, or is truncated or corrupt (naming it).
+        UnreadableCheckpointError: the file is not a checkpoint, or is truncated or corrupt (naming
+            it).
     """
     with path.open("rb") as fh:
         # Hash and load the same open file, so the hash is of the bytes that were loaded.
@@ -271,7 +278,8 @@ def read_checkpoint(
         except (UnsafeCheckpointError, UnreadableCheckpointError):
             raise
         except (RuntimeError, OSError, EOFError, ValueError) as exc:
-            raise UnreadableCheckpointError(corrupt_checkpoint_message(path, record.size, exc)) from exc
+            raise UnreadableCheckpointError(corrupt_checkpoint_message(path, record.size,
+                                                                       exc)) from exc
 
 
 def corrupt_checkpoint_message(path: Path, size: int, exc: BaseException) -> str:
@@ -300,7 +308,8 @@ class _CheckpointReader:
 
     def load(self, path: Path) -> Any:
         """The loaded object of ``path`` (see :func:`read_checkpoint`)."""
-        checkpoint, record = read_checkpoint(path, trust_checkpoints=self.trusted, model_dir=self.model_dir)
+        checkpoint, record = read_checkpoint(path, trust_checkpoints=self.trusted,
+                                             model_dir=self.model_dir)
         self.files.append(record)
         return checkpoint
 
@@ -312,9 +321,11 @@ def _refusal(path: Path, fh: IO[bytes], exc: pickle.UnpicklingError) -> pickle.U
     if needed:
         return UnsafeCheckpointError(
             f"{path} was not loaded: it needs {', '.join(needed)}, which a weights-only load does not "
-            "allow (RobustBench checkpoints need only tensors, numpy scalars and argparse.Namespace); "
+            "allow (RobustBench checkpoints need only tensors, numpy scalars and "
+            "argparse.Namespace); "
             "nothing in the file was run. If you trust this file, --trust-checkpoints "
-            "(trust_checkpoints=True) loads it with weights_only=False, which runs any code the file contains."
+            "(trust_checkpoints=True) loads it with weights_only=False, which runs any code the "
+            "file contains."
         )
     fh.seek(0)
     html = fh.read(64).lstrip().startswith(b"<")
@@ -327,7 +338,8 @@ def _refusal(path: Path, fh: IO[bytes], exc: pickle.UnpicklingError) -> pickle.U
         else " If you trust this file, --trust-checkpoints (trust_checkpoints=True) loads it with "
         "weights_only=False, which runs any code the file contains."
     )
-    return UnreadableCheckpointError(f"{path} is not a checkpoint a weights-only load can read ({reason}).{hint}")
+    return UnreadableCheckpointError(f"{path} is not a checkpoint a weights-only load can read "
+                                     f"({reason}).{hint}")
 
 
 def disallowed_globals(fh: IO[bytes]) -> list[str]:
@@ -390,8 +402,9 @@ def _pickle_globals(stream: IO[bytes], max_pickles: int = 8) -> set[str]:
     return found
 
 
-def load_zoo_model(
-    name: str, dataset: str, threat_model: str, model_dir: str | Path, *, trust_checkpoints: bool = False
+def load_robustbench_model(
+    name: str, dataset: str, threat_model: str, model_dir: str | Path, *,
+    trust_checkpoints: bool = False
 ) -> LoadedModel:
     """Build a RobustBench zoo model and load its weights from ``model_dir``, offline and safely.
 
@@ -421,8 +434,9 @@ def load_zoo_model(
     return LoadedModel(model, tuple(reader.files), trust_checkpoints)
 
 
-def _build(name: str, dataset: str, threat_model: str, model_dir: Path, reader: _CheckpointReader) -> nn.Module:
-    entry = zoo_entry(name, dataset, threat_model)
+def _build(name: str, dataset: str, threat_model: str, model_dir: Path,
+           reader: _CheckpointReader) -> nn.Module:
+    entry = robustbench_entry(name, dataset, threat_model)
     paths = checkpoint_paths(name, dataset, threat_model, model_dir)
     timm_id = timm_name(name, dataset, threat_model)
     if timm_id is not None:
@@ -442,7 +456,8 @@ def _build(name: str, dataset: str, threat_model: str, model_dir: Path, reader: 
     return _load_single(model, name, ds, paths[0], reader).eval()
 
 
-def _load_single(model: nn.Module, name: str, ds: Any, path: Path, reader: _CheckpointReader) -> nn.Module:
+def _load_single(model: nn.Module, name: str, ds: Any, path: Path,
+                 reader: _CheckpointReader) -> nn.Module:
     from robustbench.utils import (
         _safe_load_state_dict,
         add_substr_to_state_dict,
@@ -469,8 +484,13 @@ def _load_single(model: nn.Module, name: str, ds: Any, path: Path, reader: _Chec
     return _safe_load_state_dict(model, name, state_dict, ds)
 
 
-def _load_ensemble(model: nn.Module, name: str, ds: Any, paths: list[Path], reader: _CheckpointReader) -> nn.Module:
-    from robustbench.utils import _safe_load_state_dict, add_substr_to_state_dict, rm_substr_from_state_dict
+def _load_ensemble(model: nn.Module, name: str, ds: Any, paths: list[Path],
+                   reader: _CheckpointReader) -> nn.Module:
+    from robustbench.utils import (
+        _safe_load_state_dict,
+        add_substr_to_state_dict,
+        rm_substr_from_state_dict,
+    )
 
     for i, path in enumerate(paths):
         checkpoint = reader.load(path)
@@ -482,7 +502,8 @@ def _load_ensemble(model: nn.Module, name: str, ds: Any, paths: list[Path], read
             if i < 2:
                 comp.models[i] = _safe_load_state_dict(comp.models[i], name, state_dict, ds).eval()
             else:
-                comp.policy_net = _safe_load_state_dict(comp.policy_net, name, state_dict["model"], ds)
+                comp.policy_net = _safe_load_state_dict(comp.policy_net, name, state_dict["model"],
+                                                        ds)
                 comp.bn = _safe_load_state_dict(comp.bn, name, state_dict["bn"], ds)
         elif name.startswith("Bai2024MixedNUTS"):
             if i == 0:
@@ -502,7 +523,8 @@ def _load_ensemble(model: nn.Module, name: str, ds: Any, paths: list[Path], read
 
 
 def _load_timm(
-    timm_id: str, name: str, dataset: str, threat_model: str, paths: list[Path], reader: _CheckpointReader
+    timm_id: str, name: str, dataset: str, threat_model: str, paths: list[Path],
+    reader: _CheckpointReader
 ) -> nn.Module:
     """timm-registered zoo models (XCiT, DeiT, AlexNet): weights from ``<name>.pt``.
 
@@ -536,7 +558,8 @@ def _load_timm(
 
 
 def _load_imagenet_standard(
-    entry: dict[str, Any], name: str, threat_model: str, paths: list[Path], reader: _CheckpointReader
+    entry: dict[str, Any], name: str, threat_model: str, paths: list[Path],
+    reader: _CheckpointReader
 ) -> nn.Module:
     """ImageNet ``Standard_R50``: torchvision's ResNet-50 weights, from ``model_dir`` or hub's cache."""
     if name != "Standard_R50":

@@ -4,9 +4,9 @@ Each model's result is written atomically to ``<results>/<dataset>/<threat_model
 (and its per-image values beside it, see :mod:`leaderboard.store`) as soon as it is scored,
 so a run killed at any point loses at most the model in progress. A rerun skips every model
 whose file says ``"status": "ok"`` and retries the failed ones; a stored result scored with
-other settings stops the run before anything is scored (:class:`~leaderboard.store.SettingsMismatchError`)
-unless ``overwrite`` rescores it. A model that fails is recorded with its error and the run
-goes on.
+other settings stops the run before anything is scored
+(:class:`~leaderboard.store.SettingsMismatchError`) unless ``overwrite`` rescores it. A model that
+fails is recorded with its error and the run goes on.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ def run_models(
     summary = RunSummary()
     todo = pending_entries(entries, results_dir, summary, config, overwrite)
     if summary.skipped:
-        logger.info("%d of %d models already scored; skipping them", len(summary.skipped), len(entries))
+        logger.info("%d of %d models already scored; skipping them", len(summary.skipped),
+                    len(entries))
     if backend == "local":
         _run_local(todo, config, results_dir, summary, progress)
     elif backend == "ray":
@@ -103,7 +104,8 @@ def run_models(
         if config.source == "zoo":
             by_model = {(e.dataset, e.name): e for e in reversed(todo)}  # each model's first entry
             first = [e for e in todo if by_model[(e.dataset, e.name)] is e]
-        run_ray(first, config, results_dir, summary, ray_address, num_gpus_per_task, num_cpus_per_task, progress)
+        run_ray(first, config, results_dir, summary, ray_address, num_gpus_per_task,
+                num_cpus_per_task, progress)
         _run_local([e for e in todo if e not in first], config, results_dir, summary, progress)
     else:
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
@@ -112,7 +114,8 @@ def run_models(
 
 
 def _run_local(
-    todo: list[ZooEntry], config: ScoreConfig, results_dir: str | Path, summary: RunSummary, progress: bool
+    todo: list[ZooEntry], config: ScoreConfig, results_dir: str | Path, summary: RunSummary,
+    progress: bool
 ) -> None:
     cache: dict[str, lb_data.ImageSet] = {}
     config = dataclasses.replace(config, progress=config.progress and progress)

@@ -4,7 +4,8 @@ The result dict is the leaderboard's contract with ``render`` (one JSON file per
 ``model``, ``dataset``, ``threat_model``, ``status``, ``error``, ``reported``, ``n_examples``,
 ``clean_acc``, ``fisher`` (``spectral_norm`` and ``trace`` summaries from
 :func:`art_fim.summarize`), ``predicted_robust_acc`` (attack-free robust accuracy in percent
-at the dataset's RobustBench budgets, per threat model: ``{"Linf": {"eps", "first_order", "refined"}, ...}``),
+at the dataset's RobustBench budgets, per threat model: ``{"Linf": {"eps", "first_order",
+"refined"}, ...}``),
 ``seconds`` (``load``, ``warmup``, ``fisher``, ``total``), ``images_per_second``, ``method``,
 ``batch_size``, ``device``, ``precision``, ``competitors``, ``seed``, ``versions``,
 and its provenance: ``settings`` (what decides the
@@ -37,7 +38,11 @@ from leaderboard import data as lb_data
 from leaderboard import store
 from leaderboard.baselines import Baselines, score_baselines
 from leaderboard.registry import ZooEntry
-from leaderboard.robustbench_compat import MissingWeightsError, import_robustbench, load_zoo_model
+from leaderboard.robustbench_compat import (
+    MissingWeightsError,
+    import_robustbench,
+    load_robustbench_model,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +135,9 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but torch sees no GPU; use --device cpu or auto")
+        raise RuntimeError(
+            "--device cuda was asked for but torch sees no GPU; use --device cpu or auto"
+        )
     return torch.device(device)
 
 
@@ -138,7 +145,8 @@ def versions() -> dict[str, str]:
     """Versions of Python and of the packages that determine the numbers."""
     import art_fim
 
-    found = {"python": platform.python_version(), "art_fim": art_fim.__version__, "torch": torch.__version__}
+    found = {"python": platform.python_version(), "art_fim": art_fim.__version__,
+             "torch": torch.__version__}
     for package in ("numpy", "robustbench", "timm", "torchvision"):
         try:
             found[package] = metadata.version(package)
@@ -156,7 +164,8 @@ def device_name(device: torch.device) -> str:
 
 def load_images(entry: ZooEntry, config: ScoreConfig) -> lb_data.ImageSet:
     """The ``n_examples`` test images for the entry's dataset (per-model preprocessing for ImageNet)."""
-    return lb_data.image_set(entry.dataset, config.n_examples, config.data_dir, entry.name, entry.threat_model)
+    return lb_data.image_set(entry.dataset, config.n_examples, config.data_dir, entry.name,
+                             entry.threat_model)
 
 
 def empty_record(entry: ZooEntry, config: ScoreConfig) -> dict[str, Any]:
@@ -185,7 +194,8 @@ def empty_record(entry: ZooEntry, config: ScoreConfig) -> dict[str, Any]:
         "route": None,
         "images": None,
         "checkpoints": None,
-        "checkpoint_load": "trusted (weights_only=False)" if config.trust_checkpoints else "weights_only",
+        "checkpoint_load": "trusted (weights_only=False)" if config.trust_checkpoints
+        else "weights_only",
         "per_image": None,
     }
     if config.baselines is not None:
@@ -206,7 +216,8 @@ class Scored:
     per_image: dict[str, np.ndarray] | None = None
 
 
-def score_model(entry: ZooEntry, config: ScoreConfig, images: lb_data.ImageSet | None = None) -> Scored:
+def score_model(entry: ZooEntry, config: ScoreConfig,
+                images: lb_data.ImageSet | None = None) -> Scored:
     """Score one model; never raises for a model's own failure (``status="failed"`` instead).
 
     Args:
@@ -243,8 +254,10 @@ def score_model(entry: ZooEntry, config: ScoreConfig, images: lb_data.ImageSet |
         def statistics(inputs: np.ndarray, labels: np.ndarray, progress: bool) -> FisherStatistics:
             with torch.autocast(device_type=device.type, enabled=False):
                 return fisher_statistics(
-                    model, inputs, labels, norms=tuple(budgets), refine=config.refine, method=config.method,
-                    batch_size=config.batch_size, seed=config.seed, verbose=progress, precision=config.precision,
+                    model, inputs, labels, norms=tuple(budgets), refine=config.refine,
+                    method=config.method,
+                    batch_size=config.batch_size, seed=config.seed, verbose=progress,
+                    precision=config.precision,
                 )
 
         # A warm-up on a few images first, so that the timed pass is not charged for CUDA's
@@ -265,7 +278,8 @@ def score_model(entry: ZooEntry, config: ScoreConfig, images: lb_data.ImageSet |
         }
         # With method="auto" the trace may take another route (Hutchinson) than λ_max (Lanczos).
         record["method"] = (
-            spectral.method if trace.method == spectral.method else f"{spectral.method} (trace: {trace.method})"
+            spectral.method if trace.method == spectral.method
+            else f"{spectral.method} (trace: {trace.method})"
         )
         record["seconds"]["fisher"] = fisher_done - warmed_at
         record["images_per_second"] = len(x) / max(fisher_done - warmed_at, 1e-12)
@@ -273,7 +287,8 @@ def score_model(entry: ZooEntry, config: ScoreConfig, images: lb_data.ImageSet |
         record["competitors"] = stats.competitors
         if config.baselines is not None:
             record["baselines"] = score_baselines(
-                model.cpu(), x, budgets, config.baselines, np.asarray(spectral.values), seed=config.seed
+                model.cpu(), x, budgets, config.baselines, np.asarray(spectral.values),
+                seed=config.seed
             )
             record["seconds"]["baselines"] = time.perf_counter() - fisher_done
         record["status"] = "ok"
@@ -289,18 +304,20 @@ def score_model(entry: ZooEntry, config: ScoreConfig, images: lb_data.ImageSet |
     return scored
 
 
-def load_entry_model(entry: ZooEntry, config: ScoreConfig) -> tuple[torch.nn.Module, list[dict[str, Any]]]:
+def load_entry_model(entry: ZooEntry, config: ScoreConfig) -> tuple[torch.nn.Module,
+                                                                    list[dict[str, Any]]]:
     """The entry's model and its checkpoints' ``{"file", "sha256", "bytes"}``, from the config's source."""
     if config.source == "zoo":
         from leaderboard.zoo.entries import load_zoo_entry
 
         return load_zoo_entry(entry, config.model_dir)
     import_robustbench()
-    loaded = load_zoo_model(
+    loaded = load_robustbench_model(
         entry.name, entry.dataset, entry.threat_model, Path(config.model_dir),
         trust_checkpoints=config.trust_checkpoints,
     )
-    return loaded.model, [{"file": c.file, "sha256": c.sha256, "bytes": c.size} for c in loaded.checkpoints]
+    return loaded.model, [{"file": c.file, "sha256": c.sha256, "bytes": c.size}
+                          for c in loaded.checkpoints]
 
 
 def shared_result(entry: ZooEntry, config: ScoreConfig, results_dir: str | Path) -> Scored | None:
@@ -322,7 +339,8 @@ def shared_result(entry: ZooEntry, config: ScoreConfig, results_dir: str | Path)
             or store.settings_difference(store.settings_of(record), config.settings(entry.dataset))
         ):
             continue
-        per_image = store.read_per_image(path.with_suffix(".npz"), (record.get("per_image") or {}).get("sha256"))
+        per_image = store.read_per_image(path.with_suffix(".npz"),
+                                         (record.get("per_image") or {}).get("sha256"))
         record["shared_from"] = record["threat_model"]
         record["threat_model"] = entry.threat_model
         record["reported"] = entry.reported.to_json()
@@ -336,8 +354,8 @@ def per_image_arrays(images: lb_data.ImageSet, stats: FisherStatistics) -> dict[
         "index": np.asarray(images.index, dtype=np.int64),
         "label": np.asarray(images.y, dtype=np.int64),
         "prediction": np.asarray(stats.predictions, dtype=np.int64),
-        "lambda_max": np.asarray(stats.spectral_norm.values, dtype=np.float64),
-        "lambda_max_stderr": np.asarray(stats.spectral_norm.stderr, dtype=np.float64),
+        "spectral_norm": np.asarray(stats.spectral_norm.values, dtype=np.float64),
+        "spectral_norm_stderr": np.asarray(stats.spectral_norm.stderr, dtype=np.float64),
         "trace": np.asarray(stats.trace.values, dtype=np.float64),
         "trace_stderr": np.asarray(stats.trace.stderr, dtype=np.float64),
     }
@@ -349,7 +367,8 @@ def per_image_arrays(images: lb_data.ImageSet, stats: FisherStatistics) -> dict[
 
 
 def score_and_write(
-    entry: ZooEntry, config: ScoreConfig, results_dir: str | Path, images: lb_data.ImageSet | None = None
+    entry: ZooEntry, config: ScoreConfig, results_dir: str | Path,
+    images: lb_data.ImageSet | None = None
 ) -> dict[str, Any]:
     """Score one model and store its result files (:func:`leaderboard.store.write_result`); returns the record."""
     scored = score_model(entry, config, images)

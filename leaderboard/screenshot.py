@@ -1,6 +1,7 @@
 """Open the rendered page in a headless Chromium and save a screenshot of it.
 
-    python -m leaderboard.screenshot leaderboard/results/zoo/index.html leaderboard/results/zoo/index.png
+    python -m leaderboard.screenshot leaderboard/results/zoo/index.html
+    leaderboard/results/zoo/index.png
 
 Uses Playwright's Python client (``pip install playwright``, in the ``test`` extra) with the
 system's Chromium (Debian's ``chromium`` package, ``/usr/bin/chromium``, or the one
@@ -42,11 +43,13 @@ def browser_page(width: int = 1400, height: int = 900) -> Iterator[Any]:
     executable = chromium_path()
     if executable is None:
         raise FileNotFoundError(
-            f"no Chromium at {os.environ.get('ART_FIM_CHROMIUM', DEFAULT_CHROMIUM)}: `apt-get install -y chromium`, "
+            f"no Chromium at {os.environ.get('ART_FIM_CHROMIUM', DEFAULT_CHROMIUM)}: `apt-get "
+            "install -y chromium`, "
             "or name one with ART_FIM_CHROMIUM"
         )
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(executable), args=list(CHROMIUM_ARGS))
+        browser = playwright.chromium.launch(executable_path=str(executable),
+                                             args=list(CHROMIUM_ARGS))
         try:
             yield browser.new_page(viewport={"width": width, "height": height})
         finally:
@@ -62,7 +65,8 @@ def screenshot(page_path: Path, png_path: Path, width: int = 1400, height: int =
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m leaderboard.screenshot PAGE PNG [--width W] [--height H]``."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("page", type=Path, help="the rendered index.html")
     parser.add_argument("png", type=Path, help="where the screenshot goes")
     parser.add_argument("--width", type=int, default=1400)

@@ -16,13 +16,15 @@ from torch import nn
 
 from leaderboard.data import CIFAR10_MEAN, CIFAR10_STD
 
-__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "load_classifier", "small_cnn"]
+__all__ = ["load_classifier", "small_cnn"]
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
     )
 
@@ -42,5 +44,6 @@ def load_classifier(weights: Path) -> PyTorchClassifier:
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return PyTorchClassifier(
         model=model.eval(), loss=nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10,
-        clip_values=(0.0, 1.0), preprocessing=(np.array(CIFAR10_MEAN), np.array(CIFAR10_STD)), device_type="cpu",
+        clip_values=(0.0, 1.0), preprocessing=(np.array(CIFAR10_MEAN), np.array(CIFAR10_STD)),
+        device_type="cpu",
     )

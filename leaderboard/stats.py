@@ -160,7 +160,8 @@ def correlation_table(
         "partial_spearman_vs_autoattack_given_clean": ...}``.
     """
     options = {"n_resamples": n_resamples, "seed": seed}
-    table = {f"{kind}_vs_autoattack": correlate(score, robust_accuracy, kind, **options) for kind in STATISTICS}
+    table = {f"{kind}_vs_autoattack": correlate(score, robust_accuracy, kind, **options)
+             for kind in STATISTICS}
     table["spearman_vs_clean"] = correlate(score, clean_accuracy, "spearman", **options)
     table["partial_spearman_vs_autoattack_given_clean"] = correlate(
         score, robust_accuracy, "partial_spearman", control=clean_accuracy, **options

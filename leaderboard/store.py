@@ -37,7 +37,14 @@ if TYPE_CHECKING:
 #: The per-image arrays of every model's ``.npz``, all of length ``n_examples``; beside them,
 #: ``radius_<norm>`` (``radius_linf``, ``radius_l2``): the first-order robust radius per image
 #: for each threat model the dataset is scored at (0 where the prediction is wrong).
-PER_IMAGE_ARRAYS = ("index", "label", "prediction", "lambda_max", "lambda_max_stderr", "trace", "trace_stderr")
+PER_IMAGE_ARRAYS = (
+    "index", "label", "prediction", "spectral_norm", "spectral_norm_stderr", "trace", "trace_stderr"
+)
+
+#: Per-image arrays renamed since results were first stored, ``old name -> current name``.
+#: Files written with an old name are read under the current one (:func:`current_array_names`);
+#: they are never rewritten.
+RENAMED_ARRAYS = {"lambda_max": "spectral_norm", "lambda_max_stderr": "spectral_norm_stderr"}
 
 #: The settings a stored result must share with a rerun to be kept (see :func:`settings_of`).
 SETTING_KEYS = ("n_examples", "seed", "method", "images", "baselines", "precision", "refine")
@@ -69,15 +76,19 @@ class RunSummary:
         if record["status"] == "ok":
             self.done.append(key)
         else:
-            self.failed[key] = (record.get("error") or "").splitlines()[0] if record.get("error") else "?"
+            self.failed[key] = (
+                (record.get("error") or "").splitlines()[0] if record.get("error") else "?"
+            )
 
     def table(self) -> str:
         """A plain-text summary for the end of ``run``: missing weights are counted, not listed."""
-        missing = [key for key, error in self.failed.items() if error.startswith("MissingWeightsError")]
+        missing = [key for key, error in self.failed.items()
+                   if error.startswith("MissingWeightsError")]
         lines = [
             f"{'done':>8}  {len(self.done)}",
             f"{'skipped':>8}  {len(self.skipped)}  (already scored)",
-            f"{'failed':>8}  {len(self.failed)}" + (f"  ({len(missing)} without weights)" if missing else ""),
+            f"{'failed':>8}  {len(self.failed)}" + (f"  ({len(missing)} without weights)" if missing
+                                                    else ""),
             f"{'time':>8}  {self.seconds:.1f} s",
         ]
         for key, error in self.failed.items():
@@ -140,6 +151,8 @@ def write_per_image(path: Path, arrays: Mapping[str, np.ndarray]) -> str:
 def read_per_image(path: Path, sha256: str | None = None) -> dict[str, np.ndarray]:
     """The arrays of a ``.npz`` written by :func:`write_per_image` (no pickled objects).
 
+    Arrays stored under an old name (:data:`RENAMED_ARRAYS`) come back under the current one.
+
     Args:
         path: the ``.npz`` file.
         sha256: the hash its JSON records; a file that does not match is an error.
@@ -149,12 +162,27 @@ def read_per_image(path: Path, sha256: str | None = None) -> dict[str, np.ndarra
     """
     data = path.read_bytes()
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-        raise ValueError(f"{path} is not the file its result JSON describes (SHA-256 differs): rescore the model")
+        raise ValueError(f"{path} is not the file its result JSON describes (SHA-256 differs): "
+                         "rescore the model")
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return {name: npz[name] for name in npz.files}
+        return current_array_names({name: npz[name] for name in npz.files})
 
 
-def summarize_per_image(arrays: Mapping[str, np.ndarray], budgets: Mapping[str, float] | None = None) -> dict[str, Any]:
+def current_array_names(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``arrays`` with every old name of :data:`RENAMED_ARRAYS` replaced by its current name.
+
+    A file that holds both names keeps the array under the current one.
+    """
+    out = {RENAMED_ARRAYS.get(name, name): a for name, a in arrays.items()
+           if name not in RENAMED_ARRAYS}
+    for old, new in RENAMED_ARRAYS.items():
+        if old in arrays and new not in out:
+            out[new] = arrays[old]
+    return out
+
+
+def summarize_per_image(arrays: Mapping[str, np.ndarray],
+                        budgets: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The summary fields of a result JSON, computed from its per-image values.
 
     Scoring fills the JSON with this very function, so applied to a stored ``.npz`` (with the
@@ -170,7 +198,8 @@ def summarize_per_image(arrays: Mapping[str, np.ndarray], budgets: Mapping[str, 
 
     Returns:
         ``{"n_examples", "clean_acc" (percent), "fisher": {"spectral_norm", "trace"},
-        "predicted_robust_acc": {threat: {"eps", "first_order"[, "refined"]}}}``, the summaries as in
+        "predicted_robust_acc": {threat: {"eps", "first_order"[, "refined"]}}}``, the summaries as
+        in
         :func:`art_fim.summarize`.
     """
     label, prediction = arrays["label"], arrays["prediction"]
@@ -179,25 +208,27 @@ def summarize_per_image(arrays: Mapping[str, np.ndarray], budgets: Mapping[str, 
         radius = arrays.get(f"radius_{norm_name(threat)}")
         if radius is None:
             continue
-        predicted[threat] = {"eps": eps, "first_order": _percent_robust(radius, eps)}
+        predicted[threat] = {"eps": eps, "first_order": _percent_predicted_robust(radius, eps)}
         refined = arrays.get(f"radius_{norm_name(threat)}_refined")
         if refined is not None:
-            predicted[threat]["refined"] = _percent_robust(refined, eps)
+            predicted[threat]["refined"] = _percent_predicted_robust(refined, eps)
     return {
         "n_examples": int(len(label)),
         "clean_acc": 100.0 * int((prediction == label).sum()) / len(label),
-        "fisher": {"spectral_norm": summarize(arrays["lambda_max"]), "trace": summarize(arrays["trace"])},
+        "fisher": {"spectral_norm": summarize(arrays["spectral_norm"]),
+                   "trace": summarize(arrays["trace"])},
         "predicted_robust_acc": predicted,
     }
 
 
-def _percent_robust(radius: np.ndarray, eps: float) -> float | None:
+def _percent_predicted_robust(radius: np.ndarray, eps: float) -> float | None:
     """Percent of inputs predicted robust at ``eps``; ``None`` when a radius is NaN (not computed)."""
     return None if np.isnan(radius).any() else 100.0 * robust_fraction(radius, eps)
 
 
 def write_result(
-    results_dir: str | Path, entry: ZooEntry, record: dict[str, Any], per_image: Mapping[str, np.ndarray] | None
+    results_dir: str | Path, entry: ZooEntry, record: dict[str, Any],
+    per_image: Mapping[str, np.ndarray] | None
 ) -> dict[str, Any]:
     """Store one model's result: the ``.npz`` first (when scored), then the JSON naming it.
 
@@ -221,12 +252,16 @@ def settings_of(record: Mapping[str, Any]) -> dict[str, Any]:
     return dict(record.get("settings") or {})
 
 
-def settings_difference(stored: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+def settings_difference(stored: Mapping[str, Any],
+                        current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``key -> (stored, current)`` for every setting in :data:`SETTING_KEYS` that differs."""
-    return {key: (stored.get(key), current.get(key)) for key in SETTING_KEYS if stored.get(key) != current.get(key)}
+    return {key: (stored.get(key), current.get(key)) for key in SETTING_KEYS
+            if stored.get(key) != current.get(key)}
 
 
-def mismatch_message(results_dir: str | Path, mismatched: list[tuple[str, dict[str, tuple[Any, Any]]]]) -> str:
+def mismatch_message(
+    results_dir: str | Path, mismatched: list[tuple[str, dict[str, tuple[Any, Any]]]]
+) -> str:
     """What :class:`SettingsMismatchError` says: which results, which settings, what to do."""
     def described(diff: dict[str, tuple[Any, Any]]) -> str:
         if all(old is None for old, _ in diff.values()):
@@ -236,7 +271,8 @@ def mismatch_message(results_dir: str | Path, mismatched: list[tuple[str, dict[s
     shown = "; ".join(f"{key}: {described(diff)}" for key, diff in mismatched[:3])
     more = f"; and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""
     return (
-        f"{len(mismatched)} result(s) under {results_dir} were scored with other settings ({shown}{more}). "
+        f"{len(mismatched)} result(s) under {results_dir} were scored with other settings "
+        f"({shown}{more}). "
         "One results folder holds one set of settings: rerun with --overwrite to rescore them with "
         "this run's settings, or give this run its own folder with --results."
     )

@@ -14,7 +14,8 @@ IMAGE_SHAPE = (3, 8, 8)
 def mlp() -> nn.Module:
     """A two-hidden-layer tanh MLP on flattened 3×8×8 inputs."""
     return nn.Sequential(
-        nn.Flatten(), nn.Linear(192, 32), nn.Tanh(), nn.Linear(32, 16), nn.Tanh(), nn.Linear(16, NUM_CLASSES)
+        nn.Flatten(), nn.Linear(192, 32), nn.Tanh(), nn.Linear(32, 16), nn.Tanh(),
+        nn.Linear(16, NUM_CLASSES)
     )
 
 
@@ -76,7 +77,8 @@ def make_model(name: str, seed: int = 0, scale: float = 3.0) -> nn.Module:
 
 def make_inputs(batch: int = 4, seed: int = 1) -> Tensor:
     """Inputs in [0, 1], float64, ``[batch, 3, 8, 8]``."""
-    return torch.rand(batch, *IMAGE_SHAPE, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return torch.rand(batch, *IMAGE_SHAPE, generator=torch.Generator().manual_seed(seed),
+                      dtype=torch.float64)
 
 
 def dense_fisher(forward: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cases import MODELS, make_inputs, make_model
 
 

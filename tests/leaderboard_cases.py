@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from leaderboard.robustbench_compat import checkpoint_paths, import_robustbench, zoo_entry
+from leaderboard.robustbench_compat import checkpoint_paths, import_robustbench, robustbench_entry
 
 # Three cheap CIFAR-10 Linf zoo entries of different architectures, all with AutoAttack accuracy.
 E2E_MODELS = (
@@ -44,7 +44,7 @@ def save_random_checkpoint(
         The model whose weights were saved.
     """
     torch.manual_seed(seed)
-    model = zoo_entry(name, dataset, threat_model)["model"]().eval()
+    model = robustbench_entry(name, dataset, threat_model)["model"]().eval()
     path = checkpoint_paths(name, dataset, threat_model, model_dir)[0]
     path.parent.mkdir(parents=True, exist_ok=True)
     state = model.state_dict()

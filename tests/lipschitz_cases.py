@@ -43,9 +43,11 @@ def torchvision_vgg() -> nn.Module:
     from torchvision.models.vgg import VGG, make_layers
 
     with torch.device("meta"):  # VGG's own 4096-wide classifier is replaced below
-        model = VGG(make_layers([8, "M", 16, "M"], batch_norm=True), num_classes=10, init_weights=False)
+        model = VGG(make_layers([8, "M", 16, "M"], batch_norm=True), num_classes=10,
+                    init_weights=False)
     model.features = make_layers([8, "M", 16, "M"], batch_norm=True)
-    model.classifier = nn.Sequential(nn.Linear(16 * 7 * 7, 32), nn.ReLU(True), nn.Dropout(), nn.Linear(32, 10))
+    model.classifier = nn.Sequential(nn.Linear(16 * 7 * 7, 32), nn.ReLU(True), nn.Dropout(),
+                                     nn.Linear(32, 10))
     return model
 
 
@@ -60,7 +62,8 @@ def torchvision_densenet() -> nn.Module:
     """torchvision's DenseNet with two dense blocks of two layers."""
     from torchvision.models import DenseNet
 
-    return DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16, bn_size=2, num_classes=10)
+    return DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16, bn_size=2,
+                    num_classes=10)
 
 
 def torchvision_vit() -> nn.Module:
@@ -75,7 +78,8 @@ def torchvision_vit() -> nn.Module:
                               mlp_dim=32, num_classes=10)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        model.heads.head.weight.copy_(0.3 * torch.randn(model.heads.head.weight.shape, generator=generator))
+        model.heads.head.weight.copy_(0.3 * torch.randn(model.heads.head.weight.shape,
+                                                        generator=generator))
     return model
 
 
@@ -91,7 +95,8 @@ def _robustbench_architectures():
 def robustbench_wideresnet() -> nn.Module:
     """RobustBench's WideResNet-10-1 behind its leading ImageNormalizer."""
     _, utils, wide_resnet = _robustbench_architectures()
-    return utils.normalize_model(wide_resnet.WideResNet(depth=10, widen_factor=1), CIFAR10_MEAN, CIFAR10_STD)
+    return utils.normalize_model(wide_resnet.WideResNet(depth=10, widen_factor=1), CIFAR10_MEAN,
+                                 CIFAR10_STD)
 
 
 def robustbench_preactresnet() -> nn.Module:

@@ -26,7 +26,8 @@ def _curved(seed: int, classes: int = 4, dim: int = 6) -> nn.Module:
 
 
 def _box_classifier(model: nn.Module, dim: int, classes: int) -> PyTorchClassifier:
-    return PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=(dim,), nb_classes=classes,
+    return PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=(dim,),
+                             nb_classes=classes,
                              clip_values=(0.0, 1.0), device_type="cpu")
 
 
@@ -40,7 +41,8 @@ def test_the_default_is_the_refined_radius():
     first, refined = stats.radius["l2"].values, stats.refined_radius["l2"].values
     assert np.any(refined < first)
     np.testing.assert_array_equal(robust_radius(model, x, y, norm=2, verbose=False), refined)
-    np.testing.assert_array_equal(robust_radius(model, x, y, norm=2, refine=False, verbose=False), first)
+    np.testing.assert_array_equal(robust_radius(model, x, y, norm=2, refine=False, verbose=False),
+                                  first)
     eps = float(np.median(refined))
     expected = np.mean((refined > 0) & (refined >= eps))
     assert predicted_robust_accuracy(model, x, y, eps, norm=2, verbose=False) == expected
@@ -68,7 +70,8 @@ def test_linear_models_inside_the_box_get_the_lp_qp_distance(norm):
         w = model.weight.detach().numpy()
         for i in range(len(x)):
             expected = min(
-                _oracle(z[i, y[i]] - z[i, j], w[y[i]] - w[j], x[i], np.zeros(dim), np.ones(dim), norm)
+                _oracle(z[i, y[i]] - z[i, j], w[y[i]] - w[j], x[i], np.zeros(dim), np.ones(dim),
+                        norm)
                 for j in range(classes) if j != y[i]
             )
             for radius in (stats.radius[key].values[i], stats.refined_radius[key].values[i]):
@@ -93,7 +96,8 @@ def test_curve_matches_the_one_budget_call_is_non_increasing_and_refined_never_e
     x = rng.random((12, 6))
     y = rng.integers(0, classes, 12)
     classifier = _box_classifier(model, 6, classes) if box else model
-    stats = fisher_statistics(classifier, x, y, norms=(norm,), refine_competitors=refine_competitors,
+    stats = fisher_statistics(classifier, x, y, norms=(norm,),
+                              refine_competitors=refine_competitors,
                               verbose=False)
     key = {math.inf: "linf", 2.0: "l2", 1.0: "l1"}[norm]
     first, refined = stats.radius[key].values, stats.refined_radius[key].values
@@ -105,9 +109,12 @@ def test_curve_matches_the_one_budget_call_is_non_increasing_and_refined_never_e
     assert curve.first_order[0] == pytest.approx(np.mean(first > 0))
     assert curve.refined[-1] == 0.0 or not np.isfinite(refined).all()
     for eps in curve.eps[:: max(1, len(curve.eps) // 5)]:
-        assert robust_accuracy_curve(refined, [eps])[0] == stats.predicted_robust_accuracy(eps, norm)
+        assert (
+            robust_accuracy_curve(refined, [eps])[0] == stats.predicted_robust_accuracy(eps, norm)
+        )
         assert stats.predicted_robust_accuracy(eps, norm) == predicted_robust_accuracy(
-            classifier, x, y, float(eps), norm=norm, refine_competitors=refine_competitors, verbose=False
+            classifier, x, y, float(eps), norm=norm, refine_competitors=refine_competitors,
+            verbose=False
         )
 
 

@@ -6,7 +6,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from art_fim import AutogradJacobian, exact_spectral_norm, exact_trace, fisher_spectral_norm, top_eigenvector
+from art_fim import (
+    AutogradJacobian,
+    exact_spectral_norm,
+    exact_trace,
+    fisher_spectral_norm,
+    top_eigenvector,
+)
 
 
 def test_multinomial_logistic_fisher_is_wt_m_w():
@@ -18,8 +24,10 @@ def test_multinomial_logistic_fisher_is_wt_m_w():
     jac = AutogradJacobian(lambda t: t @ w.T + b, x)
     p = torch.softmax(x @ w.T + b, -1)
     fisher = w.T @ (torch.diag_embed(p) - p[:, :, None] * p[:, None, :]) @ w
-    torch.testing.assert_close(exact_spectral_norm(jac), torch.linalg.eigvalsh(fisher)[:, -1], rtol=1e-10, atol=0)
-    torch.testing.assert_close(exact_trace(jac), torch.diagonal(fisher, dim1=1, dim2=2).sum(-1), rtol=1e-10, atol=0)
+    torch.testing.assert_close(exact_spectral_norm(jac), torch.linalg.eigvalsh(fisher)[:, -1],
+                               rtol=1e-10, atol=0)
+    torch.testing.assert_close(exact_trace(jac), torch.diagonal(fisher, dim1=1, dim2=2).sum(-1),
+                               rtol=1e-10, atol=0)
 
 
 def test_binary_logistic_fisher_closed_form():
@@ -39,7 +47,8 @@ def test_binary_logistic_fisher_closed_form():
     torch.testing.assert_close(exact_spectral_norm(jac), expected, rtol=1e-10, atol=0)
     torch.testing.assert_close(exact_trace(jac), expected, rtol=1e-10, atol=0)
     _, v = top_eigenvector(jac)
-    torch.testing.assert_close((v @ w).abs() / w.norm(), torch.ones(8, dtype=torch.float64), rtol=1e-10, atol=0)
+    torch.testing.assert_close((v @ w).abs() / w.norm(), torch.ones(8, dtype=torch.float64),
+                               rtol=1e-10, atol=0)
     # Through the public API too (model as a bare module, NumPy in and out).
     values = fisher_spectral_norm(model, x.numpy(), verbose=False)
     np.testing.assert_allclose(values, expected.numpy(), rtol=1e-10)

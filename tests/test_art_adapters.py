@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 from art.estimators.classification import PyTorchClassifier
-from cases import IMAGE_SHAPE, NUM_CLASSES, make_model
 from torch import nn
 
 from art_fim import FisherInformationMetric, fisher_spectral_norm, fisher_trace
 from art_fim.adapters import ClassGradientAdapter
+from cases import IMAGE_SHAPE, NUM_CLASSES, make_model
 
 MEAN = np.array([0.49, 0.48, 0.45])
 STD = np.array([0.25, 0.24, 0.26])
@@ -88,12 +88,15 @@ def test_probability_outputs_give_the_same_fisher(x):
     net = make_model("mlp")
     probs_model = nn.Sequential(net, nn.Softmax(dim=-1)).eval()
     expected = fisher_spectral_norm(net, x, verbose=False)
-    np.testing.assert_allclose(fisher_spectral_norm(probs_model, x, verbose=False), expected, rtol=1e-8)
+    np.testing.assert_allclose(fisher_spectral_norm(probs_model, x, verbose=False), expected,
+                               rtol=1e-8)
     np.testing.assert_allclose(
-        fisher_spectral_norm(probs_model, x, output_type="probabilities", verbose=False), expected, rtol=1e-8
+        fisher_spectral_norm(probs_model, x, output_type="probabilities", verbose=False), expected,
+        rtol=1e-8
     )
     # and through the class_gradient route (gradients of probabilities, divided by q).
-    via_gradients = fisher_spectral_norm(ClassGradientOnly(_classifier(probs_model)), x, verbose=False)
+    via_gradients = fisher_spectral_norm(ClassGradientOnly(_classifier(probs_model)), x,
+                                         verbose=False)
     np.testing.assert_allclose(via_gradients, expected, rtol=1e-5)
 
 
@@ -102,7 +105,8 @@ def test_methods_agree_through_the_metric_class(x, method):
     """All spectral-norm methods of FisherInformationMetric agree with the exact value."""
     classifier = _classifier(make_model("cnn"), preprocessing=(MEAN, STD))
     exact = fisher_spectral_norm(classifier, x, method="exact", verbose=False)
-    metric = FisherInformationMetric(classifier, method=method, num_iter=60 if method != "power" else 3000,
+    metric = FisherInformationMetric(classifier, method=method,
+                                     num_iter=60 if method != "power" else 3000,
                                      tol=1e-10, verbose=False, batch_size=4)
     estimate = metric.estimate(x)
     assert estimate.method == ("exact" if method == "auto" else method)
@@ -139,7 +143,8 @@ def test_estimate_reports_the_batch_size_actually_used(x):
     sizes = {}
     for name, budget in (("small", 3 * per_input), ("roomy", None)):
         classifier = RecordingBatches(_classifier(make_model("cnn")))
-        metric = FisherInformationMetric(classifier, method="exact", batch_size=64, memory_budget=budget,
+        metric = FisherInformationMetric(classifier, method="exact", batch_size=64,
+                                         memory_budget=budget,
                                          verbose=False)
         estimate = metric.estimate(x)
         # The scoring loop asks for the class gradients of batches of exactly that size (the
@@ -154,7 +159,8 @@ def test_hutchinson_trace_through_the_metric_class(x):
     """The trace estimate with standard errors covers the exact trace (3 SE, fixed seed)."""
     classifier = _classifier(make_model("cnn"))
     exact = fisher_trace(classifier, x, verbose=False)
-    estimate = FisherInformationMetric(classifier, method="hutchinson", num_probes=300, verbose=False).trace(x)
+    estimate = FisherInformationMetric(classifier, method="hutchinson", num_probes=300,
+                                       verbose=False).trace(x)
     assert np.all(np.abs(estimate.values - exact) <= 3 * estimate.stderr)
 
 
@@ -180,4 +186,5 @@ def test_classifier_mode_is_restored(x):
     classifier = _classifier(net)
     train_mode_values = fisher_spectral_norm(classifier, x, verbose=False)
     assert net.training
-    np.testing.assert_allclose(train_mode_values, fisher_spectral_norm(net.eval(), x, verbose=False), rtol=1e-12)
+    np.testing.assert_allclose(train_mode_values, fisher_spectral_norm(net.eval(), x,
+                                                                       verbose=False), rtol=1e-12)

@@ -53,7 +53,9 @@ def _record_calls(patch, log, interrupt_at=None, forbidden=()):
         patch.setattr(cls, "perturb", perturb)
 
 
-def test_an_interrupted_autoattack_resumes_to_autoattacks_own_unbroken_result(tmp_path, monkeypatch):
+def test_an_interrupted_autoattack_resumes_to_autoattacks_own_unbroken_result(
+    tmp_path, monkeypatch
+):
     """Stopped during FAB-T, a rerun skips both APGDs and ends on pyautoattack's own flags exactly.
 
     The reference is one uninterrupted ``run_standard_evaluation``. The attack-by-attack loop,
@@ -74,7 +76,8 @@ def test_an_interrupted_autoattack_resumes_to_autoattacks_own_unbroken_result(tm
     with monkeypatch.context() as patch:
         _record_calls(patch, resumed_calls, interrupt_at=FABAttack_PT)
         with pytest.raises(_Interrupted):
-            autoattack_accuracy(model, x, y, norm="Linf", eps=_EPS, batch_size=_BATCH, state_path=state_path)
+            autoattack_accuracy(model, x, y, norm="Linf", eps=_EPS, batch_size=_BATCH,
+                                state_path=state_path)
     assert json.loads(state_path.read_text())["done"] == ["apgd-ce", "apgd-t"]
 
     with monkeypatch.context() as patch:

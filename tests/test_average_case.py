@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from cases import make_inputs, make_model
 from scipy import integrate
 from scipy.special import ndtr
 from scipy.stats import binomtest, norm
@@ -22,8 +21,14 @@ from art_fim import AverageCaseRobustness, NotDifferentiableError, average_case_
 from art_fim.adapters import adapter_for
 from art_fim.average_case import smoothed_margins, taylor_margins
 from art_fim.binomial import clopper_pearson_interval, wilson_interval
-from art_fim.gaussian_margins import bracketing_bounds, mv_sigmoid, orthant_probability, scaled_margins
+from art_fim.gaussian_margins import (
+    bracketing_bounds,
+    mv_sigmoid,
+    orthant_probability,
+    scaled_margins,
+)
 from art_fim.noise import noisy_copies
+from cases import make_inputs, make_model
 
 # The integrator's error target is 1e-4 (three standard errors); the oracles are exact to ~1e-10.
 MVN_ATOL = 1e-4
@@ -116,7 +121,9 @@ def test_bracketing_bounds_contain_the_multivariate_normal_value():
     rng = np.random.default_rng(11)
     for dim in (2, 3, 5, 9, 15):
         for _ in range(6):
-            factor = rng.normal(size=(dim, dim + 2)) + rng.uniform(0, 2) * rng.normal(size=(1, dim + 2))
+            factor = (
+                rng.normal(size=(dim, dim + 2)) + rng.uniform(0, 2) * rng.normal(size=(1, dim + 2))
+            )
             cov = factor @ factor.T
             scale = np.sqrt(np.diag(cov))
             corr = cov / np.outer(scale, scale)
@@ -132,7 +139,8 @@ def test_estimates_report_bounds_that_contain_them():
     x = make_inputs(batch=5, seed=3).reshape(5, -1)[:, :20].numpy()
     for method in ("taylor", "mmse"):
         result = estimate(model, x, 0.2, method)
-        assert (result.lower - MVN_ATOL <= result.values).all() and (result.values <= result.upper + MVN_ATOL).all()
+        assert (result.lower - MVN_ATOL <= result.values).all() and (result.values <= result.upper
+                                                                     + MVN_ATOL).all()
 
 
 def test_independent_margins_and_the_sigmoid_closed_form():
@@ -157,12 +165,18 @@ def test_nearest_competitors_bound_the_full_probability():
     np.testing.assert_array_equal(everyone.values, full.values)
 
 
-def dense_margins(forward, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def dense_margins(
+    forward, x: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Margins ``z_t − z_i`` and their gradients ``[B, K−1, d]`` by ``torch.func.jacrev``."""
     margins, grads = [], []
     for sample, t in zip(x, target):
         logits = forward(sample[None])[0].detach()
-        jac = torch.func.jacrev(lambda s: forward(s[None])[0])(sample).detach().reshape(logits.shape[0], -1)
+        jac = (
+            torch.func.jacrev(lambda s: forward(s[None])[0])(sample)
+            .detach()
+            .reshape(logits.shape[0], -1)
+        )
         others = [i for i in range(logits.shape[0]) if i != int(t)]
         margins.append(logits[t] - logits[others])
         grads.append(jac[t][None] - jac[others])
@@ -194,7 +208,8 @@ def test_mmse_averages_margins_and_gradients_over_the_noisy_copies():
     ref_margins = ref_margins.reshape(3, copies, -1).mean(1)
     ref_grads = ref_grads.reshape(3, copies, *ref_grads.shape[1:]).mean(1)
     np.testing.assert_allclose(margins.numpy(), ref_margins.numpy(), rtol=1e-10)
-    np.testing.assert_allclose(gram.numpy(), (ref_grads @ ref_grads.transpose(1, 2)).numpy(), rtol=1e-9)
+    np.testing.assert_allclose(gram.numpy(), (ref_grads @ ref_grads.transpose(1, 2)).numpy(),
+                               rtol=1e-9)
 
 
 def test_mmse_of_a_linear_model_keeps_the_gradients_and_perturbs_the_margins_by_the_mean_noise():
@@ -204,7 +219,8 @@ def test_mmse_of_a_linear_model_keeps_the_gradients_and_perturbs_the_margins_by_
     sigma, copies = 0.3, 10
     jac = adapter_for(model).jacobian(x.numpy())
     z, corr, target = taylor_margins(jac, sigma)
-    margins, gram = smoothed_margins(adapter_for(model), x, target, sigma, copies, torch.Generator().manual_seed(1))
+    margins, gram = smoothed_margins(adapter_for(model), x, target, sigma, copies,
+                                     torch.Generator().manual_seed(1))
     z_mmse, corr_mmse = scaled_margins(margins, gram, sigma)
     np.testing.assert_allclose(corr_mmse.numpy(), corr.numpy(), atol=1e-12)
     # (ẑ − z) = ∇gᵀε̄ / (σ‖∇g‖) ∼ N(0, 1/N): within 5 standard deviations.
@@ -232,7 +248,8 @@ def test_art_classifier_with_preprocessing_equals_the_normalised_module():
     for method in ("taylor", "mmse", "mc"):
         kwargs = {"num_samples": 300} if method == "mc" else {}
         art = average_case_robustness(classifier, x, 0.05, method=method, verbose=False, **kwargs)
-        bare = average_case_robustness(Normalised().eval(), x, 0.05, method=method, verbose=False, **kwargs)
+        bare = average_case_robustness(Normalised().eval(), x, 0.05, method=method, verbose=False,
+                                       **kwargs)
         np.testing.assert_allclose(art, bare, atol=1e-5)
 
 
@@ -247,10 +264,12 @@ def test_monte_carlo_needs_only_predictions():
         with torch.no_grad():
             return model(torch.from_numpy(batch)).numpy()
 
-    black_box = BlackBoxClassifier(predict, input_shape=(3, 8, 8), nb_classes=10, clip_values=(0.0, 1.0))
+    black_box = BlackBoxClassifier(predict, input_shape=(3, 8, 8), nb_classes=10,
+                                   clip_values=(0.0, 1.0))
     kwargs = {"method": "mc", "num_samples": 500, "verbose": False}
     np.testing.assert_array_equal(
-        average_case_robustness(black_box, x, 0.1, **kwargs), average_case_robustness(model, x, 0.1, **kwargs)
+        average_case_robustness(black_box, x, 0.1, **kwargs),
+        average_case_robustness(model, x, 0.1, **kwargs)
     )
     with pytest.raises(NotDifferentiableError):
         average_case_robustness(black_box, x, 0.1, method="taylor", verbose=False)
@@ -298,7 +317,8 @@ def test_binomial_intervals_match_scipy(k):
         ({"sigma": 0.1, "method": "mc", "num_samples": 1}, ValueError, "at least 2"),
         ({"sigma": 0.1, "interval": "wald"}, ValueError, "interval must be"),
         ({"sigma": 0.1, "confidence": 1.0}, ValueError, "confidence must lie"),
-        ({"sigma": 0.1, "num_competitors": 0}, ValueError, "num_competitors must be a positive integer"),
+        ({"sigma": 0.1, "num_competitors": 0}, ValueError,
+         "num_competitors must be a positive integer"),
     ],
 )
 def test_bad_parameters_are_refused(kwargs, error, match):
@@ -311,7 +331,8 @@ def test_bad_inputs_are_refused():
 
     model = make_model("mlp")
     classifier = PyTorchClassifier(
-        model.float(), loss=nn.CrossEntropyLoss(), input_shape=(3, 8, 8), nb_classes=10, clip_values=(0.0, 1.0)
+        model.float(), loss=nn.CrossEntropyLoss(), input_shape=(3, 8, 8), nb_classes=10,
+        clip_values=(0.0, 1.0)
     )
     x = make_inputs(batch=2).float().numpy()
     with pytest.raises(ValueError, match="outside the classifier's clip_values"):

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from art.estimators.classification import BlackBoxClassifier, BlackBoxClassifierNeuralNetwork
-from cases import IMAGE_SHAPE, NUM_CLASSES, make_inputs, make_model
 from torch import nn
 
 from art_fim import (
@@ -21,6 +20,7 @@ from art_fim import (
     sample_directions,
     sketch_gram,
 )
+from cases import IMAGE_SHAPE, NUM_CLASSES, make_inputs, make_model
 
 DIM = int(np.prod(IMAGE_SHAPE))
 COORDINATE_BUDGET = 2 * DIM + 3
@@ -51,7 +51,9 @@ class BoxCheckedClassifier:
         self.at_bounds = 0
 
     def predict(self, x: np.ndarray, batch_size: int = 128) -> np.ndarray:  # noqa: D102
-        assert x.min() >= self.clip_values[0] and x.max() <= self.clip_values[1], "query outside the box"
+        assert x.min() >= self.clip_values[0] and x.max() <= self.clip_values[1], (
+            "query outside the box"
+        )
         self.queried += len(x)
         self.at_bounds += int(np.isin(x, self.clip_values).sum())
         return self._predict(x)
@@ -73,7 +75,8 @@ def test_linear_model_differences_equal_w_v():
 def test_coordinate_mode_reproduces_exact_on_linear_model(quantity):
     """Coordinate directions give J exactly: λ_max and tr F equal the white-box values to 1e-8."""
     model, x = _linear(), make_inputs(4).numpy()
-    exact = FisherInformationMetric(model, method="exact", verbose=False).estimate(x, quantity).values
+    exact = FisherInformationMetric(model, method="exact",
+                                    verbose=False).estimate(x, quantity).values
     fisher = BlackBoxFisher(model, max_queries=COORDINATE_BUDGET, dtype="float64", verbose=False)
     est = fisher.estimate(x, quantity)
     np.testing.assert_allclose(est.values, exact, rtol=1e-8)
@@ -146,7 +149,8 @@ def test_art_black_box_classifiers(wrapper):
     classifier = wrapper(_predict(model), IMAGE_SHAPE, NUM_CLASSES, clip_values=(0.0, 1.0))
     exact = FisherInformationMetric(model, method="exact", verbose=False)(x)
     coordinate = fisher_spectral_norm(
-        classifier, x, method="blackbox", verbose=False, blackbox_params={"max_queries": COORDINATE_BUDGET}
+        classifier, x, method="blackbox", verbose=False,
+        blackbox_params={"max_queries": COORDINATE_BUDGET}
     )
     np.testing.assert_allclose(coordinate, exact, rtol=1e-3)
     est = FisherInformationMetric(
@@ -166,7 +170,8 @@ def test_blackbox_trace_through_the_public_api():
     )
     est = metric.trace(x)
     assert np.all(np.abs(est.values - exact) <= 4 * est.stderr)
-    values = fisher_trace(model, x, method="blackbox", verbose=False, blackbox_params={"max_queries": 201})
+    values = fisher_trace(model, x, method="blackbox", verbose=False,
+                          blackbox_params={"max_queries": 201})
     np.testing.assert_array_equal(values, est.values)
 
 
@@ -198,7 +203,8 @@ def test_budget_errors():
     """Too small a budget, or too few queries for coordinate mode, is refused with the number needed."""
     x = make_inputs(2).numpy()
     with pytest.raises(ValueError, match=f"needs max_queries ≥ {COORDINATE_BUDGET}"):
-        BlackBoxFisher(make_model("mlp"), max_queries=300, directions="coordinate", verbose=False)(x)
+        BlackBoxFisher(make_model("mlp"), max_queries=300, directions="coordinate",
+                       verbose=False)(x)
     with pytest.raises(ValueError, match="max_queries must be at least 7"):
         BlackBoxFisher(make_model("mlp"), max_queries=5, verbose=False)(x)
 
@@ -221,7 +227,8 @@ def test_coordinate_mode_radii_equal_the_white_box_radii():
     y = np.array([0, 1, 2, 3])
     white = fisher_statistics(model, x, y, norms=(np.inf, 2, 1), verbose=False)
     black = fisher_statistics(model, x, y, norms=(np.inf, 2, 1), method="blackbox", verbose=False,
-                              blackbox_params={"max_queries": COORDINATE_BUDGET, "dtype": "float64"})
+                              blackbox_params={"max_queries": COORDINATE_BUDGET,
+                                               "dtype": "float64"})
     for key in ("linf", "l2", "l1"):
         np.testing.assert_allclose(black.radius[key].values, white.radius[key].values, rtol=1e-8)
         assert np.all(black.radius[key].stderr == 0)
@@ -236,7 +243,8 @@ def test_sketch_l2_radius_within_its_standard_error():
     y = _predict(model)(x).argmax(1)
     y[0] = (y[0] + 1) % NUM_CLASSES  # one wrong label: radius 0
     exact = robust_radius(model, x, y, norm=2, verbose=False)
-    est = BlackBoxFisher(model, max_queries=201, dtype="float64", verbose=False).estimate(x, "radius_l2", y)
+    est = BlackBoxFisher(model, max_queries=201, dtype="float64",
+                         verbose=False).estimate(x, "radius_l2", y)
     correct = exact > 0
     assert correct.tolist() == [False] + [True] * 5 and est.values[0] == 0
     assert np.all(np.abs(est.values - exact)[correct] <= 4 * est.stderr[correct])
@@ -248,7 +256,8 @@ def test_sketch_refuses_the_linf_radius():
     model, x = make_model("mlp"), make_inputs(2).numpy()
     message = r"radius_linf need the rows of J.*directions='coordinate' with max_queries ≥ 387"
     with pytest.raises(ValueError, match=message):
-        robust_radius(model, x, np.zeros(2, dtype=int), norm=np.inf, method="blackbox", verbose=False,
+        robust_radius(model, x, np.zeros(2, dtype=int), norm=np.inf, method="blackbox",
+                      verbose=False,
                       blackbox_params={"max_queries": 101})
     with pytest.raises(ValueError, match="query-only route"):
         fisher_statistics(model, x, refine=True, method="blackbox", verbose=False)

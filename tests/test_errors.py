@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 from art.defences.preprocessor import SpatialSmoothing
 from art.estimators.classification import PyTorchClassifier
-from cases import IMAGE_SHAPE, NUM_CLASSES, make_model
 from torch import nn
 
 from art_fim import LabelOnlyOutputError, NotDifferentiableError, fisher_spectral_norm
+from cases import IMAGE_SHAPE, NUM_CLASSES, make_model
 
 
 def _classifier(model: nn.Module | None = None, **kwargs) -> PyTorchClassifier:
     return PyTorchClassifier(
         model=model if model is not None else make_model("cnn"), loss=nn.CrossEntropyLoss(),
-        input_shape=IMAGE_SHAPE, nb_classes=NUM_CLASSES, clip_values=(0.0, 1.0), device_type="cpu", **kwargs,
+        input_shape=IMAGE_SHAPE, nb_classes=NUM_CLASSES, clip_values=(0.0, 1.0), device_type="cpu",
+        **kwargs,
     )
 
 
@@ -53,7 +54,9 @@ def test_integer_dtype():
 
 
 def test_values_outside_clip_values():
-    with pytest.raises(ValueError, match=r"outside the classifier's clip_values \[0, 1\].*divided by 255"):
+    with pytest.raises(
+        ValueError, match=r"outside the classifier's clip_values \[0, 1\].*divided by 255"
+    ):
         fisher_spectral_norm(_classifier(), _x() * 255.0, verbose=False)
 
 
@@ -80,12 +83,14 @@ def test_label_only_outputs():
 
 def test_probabilities_declared_as_logits():
     probs = nn.Sequential(make_model("mlp"), nn.Softmax(dim=-1)).eval()
-    with pytest.raises(ValueError, match="output_type='logits' was declared but the outputs are probabilities"):
+    with pytest.raises(ValueError, match="output_type='logits' was declared but the outputs are "
+                       "probabilities"):
         fisher_spectral_norm(probs, _x(), output_type="logits", verbose=False)
 
 
 def test_logits_declared_as_probabilities():
-    with pytest.raises(ValueError, match="declared but the outputs are not probabilities.*output_type='logits'"):
+    with pytest.raises(ValueError, match="declared but the outputs are not "
+                       "probabilities.*output_type='logits'"):
         fisher_spectral_norm(make_model("mlp"), _x(), output_type="probabilities", verbose=False)
 
 

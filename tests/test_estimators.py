@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cases import dense_fisher
 
 from art_fim import (
     AutogradJacobian,
@@ -16,6 +15,7 @@ from art_fim import (
     power_iteration,
     top_eigenvector,
 )
+from cases import dense_fisher
 
 
 def _dense_reference(model, x):
@@ -47,8 +47,10 @@ def test_exact_matches_dense_reference_at_cifar_size():
         fisher.append(jac.T @ (torch.diag(p) - torch.outer(p, p)) @ jac)
     fisher = torch.stack(fisher).detach()
     jac = AutogradJacobian(model, x)
-    torch.testing.assert_close(exact_spectral_norm(jac), torch.linalg.eigvalsh(fisher)[:, -1], rtol=1e-6, atol=0)
-    torch.testing.assert_close(exact_trace(jac), torch.diagonal(fisher, dim1=1, dim2=2).sum(-1), rtol=1e-6, atol=0)
+    torch.testing.assert_close(exact_spectral_norm(jac), torch.linalg.eigvalsh(fisher)[:, -1],
+                               rtol=1e-6, atol=0)
+    torch.testing.assert_close(exact_trace(jac), torch.diagonal(fisher, dim1=1, dim2=2).sum(-1),
+                               rtol=1e-6, atol=0)
 
 
 def test_dense_jacobian_agrees_with_autograd(model, inputs):
@@ -57,7 +59,8 @@ def test_dense_jacobian_agrees_with_autograd(model, inputs):
     dense = DenseJacobian(auto.rows().reshape(4, 10, *inputs.shape[1:]), auto.logits)
     torch.testing.assert_close(dense.gram(), auto.gram(), rtol=1e-12, atol=1e-14)
     v = torch.randn(4, auto.input_dim, dtype=torch.float64)
-    torch.testing.assert_close(dense.fisher_matvec(v), auto.fisher_matvec(v), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(dense.fisher_matvec(v), auto.fisher_matvec(v), rtol=1e-10,
+                               atol=1e-12)
 
 
 def test_jvp_and_vjp_are_adjoint(model, inputs):
@@ -66,7 +69,8 @@ def test_jvp_and_vjp_are_adjoint(model, inputs):
     generator = torch.Generator().manual_seed(3)
     v = torch.randn(4, jac.input_dim, generator=generator, dtype=torch.float64)
     u = torch.randn(4, jac.num_classes, generator=generator, dtype=torch.float64)
-    torch.testing.assert_close((u * jac.jvp(v)).sum(-1), (jac.vjp(u) * v).sum(-1), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close((u * jac.jvp(v)).sum(-1), (jac.vjp(u) * v).sum(-1), rtol=1e-10,
+                               atol=1e-12)
 
 
 def test_top_eigenvector_is_an_eigenvector(model, inputs):
@@ -74,7 +78,8 @@ def test_top_eigenvector_is_an_eigenvector(model, inputs):
     fisher, lam_ref, _ = _dense_reference(model, inputs)
     lam, v = top_eigenvector(AutogradJacobian(model, inputs))
     torch.testing.assert_close(v.norm(dim=-1), torch.ones(4, dtype=torch.float64))
-    torch.testing.assert_close(torch.einsum("bij,bj->bi", fisher, v), lam[:, None] * v, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(torch.einsum("bij,bj->bi", fisher, v), lam[:, None] * v, rtol=1e-6,
+                               atol=1e-9)
     torch.testing.assert_close(lam, lam_ref, rtol=1e-6, atol=0)
 
 

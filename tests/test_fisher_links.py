@@ -7,11 +7,11 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from cases import make_inputs, make_model
 from scipy.special import expit
 from torch import nn
 
 from art_fim import expected_noise_kl, fisher_linf_bounds, fisher_trace
+from cases import make_inputs, make_model
 
 
 @pytest.mark.parametrize("sigma", [1e-2, 1e-3])
@@ -25,10 +25,16 @@ def test_expected_kl_under_small_noise_is_half_sigma_squared_trace(sigma):
     model = make_model("mlp")
     x = make_inputs(batch=4).numpy()
     result = expected_noise_kl(model, x, sigma, num_samples=4000, seed=1)
-    np.testing.assert_allclose(result.fisher_prediction, 0.5 * sigma**2 * fisher_trace(model, x, verbose=False))
+    np.testing.assert_allclose(result.fisher_prediction,
+                               0.5 * sigma**2 * fisher_trace(model, x, verbose=False))
     error = np.abs(result.mean - result.fisher_prediction)
-    assert (error <= 4 * result.stderr + 0.02 * result.fisher_prediction).all(), (result.mean, result.fisher_prediction)
-    assert (result.stderr < 0.05 * result.mean).all()  # the comparison is sharp, not swamped by noise
+    assert (error <= 4 * result.stderr + 0.02 * result.fisher_prediction).all(), (
+        result.mean,
+        result.fisher_prediction,
+    )
+    assert (
+        result.stderr < 0.05 * result.mean
+    ).all()  # the comparison is sharp, not swamped by noise
 
 
 def test_expected_kl_departs_from_the_fisher_prediction_at_large_noise():

@@ -51,7 +51,8 @@ class SettingsSpy(nn.Module):
     def __init__(self, classes: int = 10) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 8 * 8, classes))
+        self.net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.Flatten(),
+                                 nn.Linear(4 * 8 * 8, classes))
         self.seen: list[tuple[bool, bool, str]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -86,7 +87,8 @@ def test_context_sets_and_restores_all_three_settings_also_after_an_exception():
     assert current_settings() == caller
 
 
-@pytest.mark.skipif(not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="PyTorch < 2.9")
+@pytest.mark.skipif(not hasattr(torch.backends.cuda.matmul, "fp32_precision"),
+                    reason="PyTorch < 2.9")
 def test_a_mix_of_legacy_and_per_backend_settings_is_restored_exactly():
     """A caller whose settings the legacy getters refuse to read (PyTorch ≥ 2.9) gets every
     per-backend fp32_precision back as it was."""
@@ -110,14 +112,19 @@ def test_every_entry_point_computes_in_the_asked_precision_and_restores(precisio
     model = SettingsSpy().eval()
     x, y = _inputs(), np.array([0, 1, 2])
     calls = {
-        "exact": lambda: fisher_spectral_norm(model, x, method="exact", verbose=False, precision=precision),
-        "lanczos": lambda: fisher_spectral_norm(model, x, method="lanczos", verbose=False, precision=precision),
-        "power": lambda: fisher_spectral_norm(model, x, method="power", verbose=False, precision=precision),
+        "exact": lambda: fisher_spectral_norm(model, x, method="exact", verbose=False,
+                                              precision=precision),
+        "lanczos": lambda: fisher_spectral_norm(model, x, method="lanczos", verbose=False,
+                                                precision=precision),
+        "power": lambda: fisher_spectral_norm(model, x, method="power", verbose=False,
+                                              precision=precision),
         "hutchinson": lambda: FisherInformationMetric(
             model, method="hutchinson", verbose=False, precision=precision).trace(x),
-        "radii": lambda: predicted_robust_accuracy(model, x, y, 0.01, verbose=False, precision=precision),
+        "radii": lambda: predicted_robust_accuracy(model, x, y, 0.01, verbose=False,
+                                                   precision=precision),
         "linf": lambda: fisher_linf_bounds(model, x, precision=precision),
-        "noise_kl": lambda: expected_noise_kl(model, x, sigma=0.01, num_samples=4, precision=precision),
+        "noise_kl": lambda: expected_noise_kl(model, x, sigma=0.01, num_samples=4,
+                                              precision=precision),
         "average_case": lambda: AverageCaseRobustness(
             model, sigma=0.01, verbose=False, precision=precision).estimate(x),
     }
@@ -128,7 +135,10 @@ def test_every_entry_point_computes_in_the_asked_precision_and_restores(precisio
         assert current_settings() == DEFAULTS, name
     stats = fisher_statistics(model, x, y, verbose=False, precision=precision)
     assert stats.precision == stats.spectral_norm.precision == precision
-    assert FisherInformationMetric(model, verbose=False, precision=precision).estimate(x).precision == precision
+    assert (
+        FisherInformationMetric(model, verbose=False, precision=precision).estimate(x).precision
+        == precision
+    )
 
 
 def test_bad_precision_is_refused_before_any_work():
@@ -147,12 +157,15 @@ class WideHead(nn.Module):
         super().__init__()
         torch.manual_seed(1)
         self.net = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.Softplus(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.Tanh(),
+            nn.Conv2d(3, 8, 3, padding=1), nn.Softplus(), nn.Conv2d(8, 8, 3, stride=2, padding=1),
+            nn.Tanh(),
             nn.Flatten(), nn.Linear(8 * 4 * 4, classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 3.0 * self.net(x)  # sharper softmax: a few classes carry the mass, as in a trained model
+        return 3.0 * self.net(
+            x
+        )  # sharper softmax: a few classes carry the mass, as in a trained model
 
 
 @pytest.fixture(scope="module")
@@ -183,26 +196,33 @@ def test_large_label_spaces_take_the_cheaper_route_and_match_the_exact_one(wide)
     kept = nearest_competitors(jac.logits, labels, 20)
     checked = 0
     for norm, key in ((math.inf, "linf"), (2.0, "l2")):
-        ratio = (margin / margin_dual_norms(jac.rows(), labels, norm)).scatter(1, labels[:, None], math.inf)
+        ratio = (margin / margin_dual_norms(jac.rows(), labels,
+                                            norm)).scatter(1, labels[:, None], math.inf)
         nearest = ratio.argmin(1)
         first = stats.radius[key].values
-        assert np.all(first >= exact.radius[key].values)  # fewer competitors: never a smaller radius
+        assert np.all(
+            first >= exact.radius[key].values
+        )  # fewer competitors: never a smaller radius
         for i in range(len(x)):
             if nearest[i] in kept[i]:
                 assert first[i] == exact.radius[key].values[i]
                 checked += 1
-    assert checked >= 4  # the minimising competitor is among the nearest 20 by margin for most inputs
+    assert (
+        checked >= 4
+    )  # the minimising competitor is among the nearest 20 by margin for most inputs
     # A run with every competitor kept gives the exact radii, first-order and refined, bit for bit.
     everything = fisher_statistics(model, x, y, method="lanczos", competitors=999, verbose=False)
     for key in ("linf", "l2"):
         np.testing.assert_array_equal(everything.radius[key].values, exact.radius[key].values)
-        np.testing.assert_array_equal(everything.refined_radius[key].values, exact.refined_radius[key].values)
+        np.testing.assert_array_equal(everything.refined_radius[key].values,
+                                      exact.refined_radius[key].values)
 
 
 def test_the_exact_route_stays_one_argument_away(wide):
     model, x, y, exact = wide
     assert exact.spectral_norm.method == "exact" and exact.competitors == 999
-    assert fisher_spectral_norm(model, x, verbose=False, num_iter=600).shape == (4,)  # K ≤ 2·600: exact
+    assert fisher_spectral_norm(model, x, verbose=False,
+                                num_iter=600).shape == (4,)  # K ≤ 2·600: exact
     metric = FisherInformationMetric(model, verbose=False, num_iter=600)
     assert metric.estimate(x).method == "exact"
 

@@ -43,7 +43,8 @@ def _committed_models() -> dict[str, set[str]]:
     groups: dict[str, set[str]] = {}
     for path in RESULTS.glob("*/*/*.json"):
         record = json.loads(path.read_text())
-        groups.setdefault(f"{record['dataset']}/{record['threat_model']}", set()).add(record["model"])
+        groups.setdefault(f"{record['dataset']}/{record['threat_model']}",
+                          set()).add(record["model"])
     return groups
 
 
@@ -59,7 +60,8 @@ def opened(tmp_path_factory: pytest.TempPathFactory) -> Any:
     with browser_page() as page:
         messages: list[str] = []
         requests: list[str] = []
-        page.on("console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+        page.on("console", lambda m: messages.append(f"{m.type}: {m.text}")
+                if m.type in ("error", "warning") else None)
         page.on("pageerror", lambda e: messages.append(f"page error: {e}"))
         page.on("request", lambda r: requests.append(r.url))
         page.goto((out / "index.html").as_uri())
@@ -72,12 +74,14 @@ def _table(group: str) -> str:
 
 
 def _visible_models(page: Any, group: str) -> list[str]:
-    return page.eval_on_selector_all(f"{_table(group)} tr.model", "rows => rows.filter(r => !r.hidden)"
+    return page.eval_on_selector_all(f"{_table(group)} tr.model",
+                                     "rows => rows.filter(r => !r.hidden)"
                                      ".map(r => r.dataset.model)")
 
 
 def _column(page: Any, group: str, header: str) -> int:
-    headers = page.eval_on_selector_all(f"{_table(group)} thead th", "cells => cells.map(c => c.textContent)")
+    headers = page.eval_on_selector_all(f"{_table(group)} thead th",
+                                        "cells => cells.map(c => c.textContent)")
     return headers.index(header)
 
 
@@ -99,12 +103,14 @@ def test_sorting_by_autoattack_accuracy_orders_the_rows(opened):
             header.click()
             assert header.get_attribute("aria-sort") == direction
             values = page.eval_on_selector_all(
-                f"{_table(group)} tr.model", f"rows => rows.map(r => parseFloat(r.cells[{column}].dataset.v))")
+                f"{_table(group)} tr.model", "rows => rows.map(r => "
+                f"parseFloat(r.cells[{column}].dataset.v))")
             assert values == sorted(values, reverse=direction == "descending")
             assert len(set(values)) > 1
             paired = page.eval_on_selector_all(
                 f"{_table(group)} > tbody > tr",
-                "rows => rows.every((r, i) => i % 2 ? r.classList.contains('detail') : r.classList.contains('model'))")
+                "rows => rows.every((r, i) => i % 2 ? r.classList.contains('detail') : "
+                "r.classList.contains('model'))")
             assert paired
 
 
@@ -116,7 +122,8 @@ def test_filter_hides_the_rows_that_do_not_match(opened):
     box.fill("vit")
     assert sorted(_visible_models(page, group)) == sorted(m for m in models if "vit" in m)
     box.fill("pgd")
-    assert sorted(_visible_models(page, group)) == sorted(m for m in models if "pgd" in m)  # training "PGD ..."
+    assert sorted(_visible_models(page, group)) == sorted(m for m in models
+                                                          if "pgd" in m)  # training "PGD ..."
     box.fill("")
     assert sorted(_visible_models(page, group)) == sorted(models)
 
@@ -127,7 +134,9 @@ def test_details_open_the_curve_and_the_provenance(opened):
     group = min(_committed_models())
     row = page.locator(f"{_table(group)} tr.model").first
     model = row.get_attribute("data-model")
-    record = json.loads((RESULTS / group.split("/")[0] / group.split("/")[1] / f"{model}.json").read_text())
+    record = json.loads(
+        (RESULTS / group.split("/")[0] / group.split("/")[1] / f"{model}.json").read_text()
+    )
     detail = page.locator(f"{_table(group)} tr.detail").first
     assert detail.is_hidden()
     row.locator("button.toggle").click()

@@ -14,12 +14,18 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from leaderboard_cases import require_robustbench
 
 require_robustbench()
 
 from leaderboard.registry import list_entries  # noqa: E402
-from leaderboard.robustbench_compat import NUM_CLASSES, read_checkpoint, timm_name, zoo_entry  # noqa: E402
+from leaderboard.robustbench_compat import (  # noqa: E402
+    NUM_CLASSES,
+    read_checkpoint,
+    robustbench_entry,
+    timm_name,
+)
 
 ENTRIES = list_entries()
 
@@ -30,11 +36,13 @@ def _build(name: str, dataset: str, threat_model: str) -> torch.nn.Module:
         import timm
 
         return timm.create_model(timm_id, pretrained=False, num_classes=NUM_CLASSES[dataset])
-    if dataset == "imagenet" and name == "Standard_R50":  # RobustBench's constructor downloads; ours does not
+    if (
+        dataset == "imagenet" and name == "Standard_R50"
+    ):  # RobustBench's constructor downloads; ours does not
         from torchvision.models import resnet50
 
         return resnet50(weights=None)
-    return zoo_entry(name, dataset, threat_model)["model"]()
+    return robustbench_entry(name, dataset, threat_model)["model"]()
 
 
 def _state_dict_on_meta(name: str, dataset: str, threat_model: str) -> dict[str, torch.Tensor]:
@@ -44,7 +52,8 @@ def _state_dict_on_meta(name: str, dataset: str, threat_model: str) -> dict[str,
     except (RuntimeError, NotImplementedError):  # the constructor reads values (.item(), copies)
         if name.startswith("Bai2023Improving") and not torch.cuda.is_available():
             pytest.skip("RobustBench builds this composite model on CUDA only")
-        return {k: v.to("meta") for k, v in _build(name, dataset, threat_model).state_dict().items()}
+        return {k: v.to("meta") for k, v in _build(name, dataset,
+                                                   threat_model).state_dict().items()}
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,8 @@ def test_bundled_subset_is_class_balanced_in_unit_range() -> None:
     assert load_test_set("cifar10", 20, None)[0].tobytes() == x.tobytes()
 
 
-def _write_torchvision_batch(root: Path, folder: str, filename: str, label_key: bytes, n: int) -> tuple[np.ndarray, list[int]]:
+def _write_torchvision_batch(root: Path, folder: str, filename: str, label_key: bytes,
+                             n: int) -> tuple[np.ndarray, list[int]]:
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=(n, 3 * 32 * 32), dtype=np.uint8)
     labels = rng.integers(0, 10, size=n).tolist()
@@ -34,10 +35,12 @@ def _write_torchvision_batch(root: Path, folder: str, filename: str, label_key: 
 
 @pytest.mark.parametrize(
     ("dataset", "folder", "filename", "key"),
-    [("cifar10", "cifar-10-batches-py", "test_batch", b"labels"), ("cifar100", "cifar-100-python", "test", b"fine_labels")],
+    [("cifar10", "cifar-10-batches-py", "test_batch", b"labels"),
+     ("cifar100", "cifar-100-python", "test", b"fine_labels")],
     ids=["cifar10", "cifar100"],
 )
-def test_torchvision_layout(tmp_path: Path, dataset: str, folder: str, filename: str, key: bytes) -> None:
+def test_torchvision_layout(tmp_path: Path, dataset: str, folder: str, filename: str,
+                            key: bytes) -> None:
     """--data-dir reads the first n images of torchvision's pickled test batch, NCHW in [0, 1]."""
     pixels, labels = _write_torchvision_batch(tmp_path, folder, filename, key, 12)
     x, y = load_test_set(dataset, 5, tmp_path)
@@ -78,8 +81,10 @@ def test_provenance_names_source_indices_and_pixels(tmp_path: Path) -> None:
     assert bundled.source == "bundled" and bundled.index.tolist() == bundled_order(20).tolist()
     x, y = bundled_cifar10(20)
     np.testing.assert_array_equal(bundled.x, x)
-    assert bundled.provenance()["pixels_sha256"] != image_set("cifar10", 19, None).provenance()["pixels_sha256"]
-    pixels, _ = _write_torchvision_batch(tmp_path, "cifar-10-batches-py", "test_batch", b"labels", 12)
+    assert bundled.provenance()["pixels_sha256"] != image_set("cifar10", 19,
+                                                              None).provenance()["pixels_sha256"]
+    pixels, _ = _write_torchvision_batch(tmp_path, "cifar-10-batches-py", "test_batch", b"labels",
+                                         12)
     local = image_set("cifar10", 5, tmp_path)
     record = local.provenance()
     assert (local.source, local.index.tolist(), record["n"]) == ("torchvision", list(range(5)), 5)

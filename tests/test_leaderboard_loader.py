@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from leaderboard_cases import require_robustbench, save_random_checkpoint
 
 require_robustbench()
@@ -22,10 +23,10 @@ from leaderboard.robustbench_compat import (  # noqa: E402
     UnreadableCheckpointError,
     UnsafeCheckpointError,
     checkpoint_paths,
-    load_zoo_model,
+    load_robustbench_model,
+    robustbench_entry,
     timm_name,
     weights_present,
-    zoo_entry,
 )
 
 
@@ -66,14 +67,16 @@ def test_training_checkpoint_loads_weights_only_with_its_hash(tmp_path: Path) ->
     path = tmp_path / "cifar10" / "Linf" / "Wong2020Fast.pt"
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path, map_location="cpu", weights_only=True)
-    loaded = load_zoo_model("Wong2020Fast", "cifar10", "Linf", tmp_path)
+    loaded = load_robustbench_model("Wong2020Fast", "cifar10", "Linf", tmp_path)
     assert _same_weights(saved, loaded.model) and not loaded.model.training and not loaded.trusted
     [checkpoint] = loaded.checkpoints
     assert (checkpoint.file, checkpoint.sha256, checkpoint.size) == (
         "cifar10/Linf/Wong2020Fast.pt", _sha256(path), path.stat().st_size)
 
 
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch notes protocol 5 before refusing
+@pytest.mark.filterwarnings(
+    "ignore:Detected pickle protocol"
+)  # torch notes protocol 5 before refusing
 @pytest.mark.parametrize("container", ["pickle protocol 2", "pickle protocol 5", "torch.save zip"])
 def test_planted_payload_does_not_run(tmp_path: Path, container: str) -> None:
     """A pickle payload as a checkpoint is refused, naming its global and the opt-in; it never runs."""
@@ -84,34 +87,43 @@ def test_planted_payload_does_not_run(tmp_path: Path, container: str) -> None:
         torch.save({"state_dict": {"w": torch.zeros(1)}, "note": Payload(marker)}, path)
     else:
         path.write_bytes(pickle.dumps(Payload(marker), protocol=int(container[-1])))
-    with pytest.raises(UnsafeCheckpointError, match=rf"needs {os.system.__module__}\.system.*--trust-checkpoints"):
-        load_zoo_model("Standard", "cifar10", "Linf", tmp_path)
+    with pytest.raises(
+        UnsafeCheckpointError, match=rf"needs {os.system.__module__}\.system.*--trust-checkpoints"
+    ):
+        load_robustbench_model("Standard", "cifar10", "Linf", tmp_path)
     assert not marker.exists()
 
 
 def test_numpy_1_scalars_load_weights_only(tmp_path: Path) -> None:
     """Checkpoints pickled under numpy 1.x name `numpy.core.multiarray.scalar`: admitted too."""
     torch.manual_seed(0)
-    model = zoo_entry("Wong2020Fast", "cifar10", "Linf")["model"]().eval()
+    model = robustbench_entry("Wong2020Fast", "cifar10", "Linf")["model"]().eval()
     path = checkpoint_paths("Wong2020Fast", "cifar10", "Linf", tmp_path)[0]
     path.parent.mkdir(parents=True)
-    torch.save({"state_dict": model.state_dict(), "epoch": np.int64(30)}, path, _use_new_zipfile_serialization=False)
+    torch.save({"state_dict": model.state_dict(), "epoch": np.int64(30)}, path,
+               _use_new_zipfile_serialization=False)
     data = path.read_bytes()
-    assert data.count(b"numpy._core.multiarray\nscalar") == 1  # the GLOBAL opcode, as numpy 2 writes it
-    path.write_bytes(data.replace(b"numpy._core.multiarray\nscalar", b"numpy.core.multiarray\nscalar"))
-    assert _same_weights(model, load_zoo_model("Wong2020Fast", "cifar10", "Linf", tmp_path).model)
+    assert (
+        data.count(b"numpy._core.multiarray\nscalar") == 1
+    )  # the GLOBAL opcode, as numpy 2 writes it
+    path.write_bytes(data.replace(b"numpy._core.multiarray\nscalar",
+                                  b"numpy.core.multiarray\nscalar"))
+    assert _same_weights(model, load_robustbench_model("Wong2020Fast", "cifar10", "Linf",
+                                                       tmp_path).model)
 
 
 def test_other_objects_need_the_explicit_opt_in(tmp_path: Path) -> None:
     """A benign object outside the allowlist is refused by name; trust_checkpoints=True loads it."""
     torch.manual_seed(0)
-    model = zoo_entry("Wong2020Fast", "cifar10", "Linf")["model"]().eval()
+    model = robustbench_entry("Wong2020Fast", "cifar10", "Linf")["model"]().eval()
     path = checkpoint_paths("Wong2020Fast", "cifar10", "Linf", tmp_path)[0]
     path.parent.mkdir(parents=True)
     torch.save({"state_dict": model.state_dict(), "lr": Fraction(1, 10)}, path)
-    with pytest.raises(UnsafeCheckpointError, match=r"needs fractions\.Fraction, which a weights-only load"):
-        load_zoo_model("Wong2020Fast", "cifar10", "Linf", tmp_path)
-    trusted = load_zoo_model("Wong2020Fast", "cifar10", "Linf", tmp_path, trust_checkpoints=True)
+    with pytest.raises(UnsafeCheckpointError, match=r"needs fractions\.Fraction, which a "
+                       r"weights-only load"):
+        load_robustbench_model("Wong2020Fast", "cifar10", "Linf", tmp_path)
+    trusted = load_robustbench_model("Wong2020Fast", "cifar10", "Linf", tmp_path,
+                                     trust_checkpoints=True)
     assert _same_weights(model, trusted.model) and trusted.trusted
     assert trusted.checkpoints[0].sha256 == _sha256(path)
 
@@ -122,7 +134,7 @@ def test_html_page_is_named_as_a_failed_download(tmp_path: Path) -> None:
     path.parent.mkdir(parents=True)
     path.write_text("<!DOCTYPE html><html><head><title>Google Drive</title></head></html>")
     with pytest.raises(UnreadableCheckpointError, match="HTML page.*download the weights again"):
-        load_zoo_model("Standard", "cifar10", "Linf", tmp_path)
+        load_robustbench_model("Standard", "cifar10", "Linf", tmp_path)
 
 
 @pytest.mark.parametrize("kept", [0.05, 0.5, 0.99])
@@ -131,19 +143,21 @@ def test_truncated_checkpoint_is_named(tmp_path: Path, kept: float) -> None:
     save_random_checkpoint("Wong2020Fast", "cifar10", "Linf", tmp_path)
     path = checkpoint_paths("Wong2020Fast", "cifar10", "Linf", tmp_path)[0]
     path.write_bytes(path.read_bytes()[: int(kept * path.stat().st_size)])
-    with pytest.raises(UnreadableCheckpointError, match=rf"{path} \({path.stat().st_size} bytes\) could not be read.*truncated"):
-        load_zoo_model("Wong2020Fast", "cifar10", "Linf", tmp_path)
+    with pytest.raises(UnreadableCheckpointError, match=rf"{path} \({path.stat().st_size} bytes\) "
+                       r"could not be read.*truncated"):
+        load_robustbench_model("Wong2020Fast", "cifar10", "Linf", tmp_path)
 
 
 def test_last_checkpoint_of_kireev_and_andriushchenko(tmp_path: Path) -> None:
     """{'last': state dict, 'best': state dict} files load their 'last' model, weights only."""
     name = "Kireev2021Effectiveness_RLATAugMix"  # cifar10 corruptions, a PreAct ResNet-18
     torch.manual_seed(0)
-    last, best = (zoo_entry(name, "cifar10", "corruptions")["model"]() for _ in range(2))
+    last, best = (robustbench_entry(name, "cifar10", "corruptions")["model"]() for _ in range(2))
     path = checkpoint_paths(name, "cifar10", "corruptions", tmp_path)[0]
     path.parent.mkdir(parents=True)
     torch.save({"last": last.state_dict(), "best": best.state_dict(), "epoch": np.int64(150)}, path)
-    assert _same_weights(last, load_zoo_model(name, "cifar10", "corruptions", tmp_path).model)
+    assert _same_weights(last, load_robustbench_model(name, "cifar10", "corruptions",
+                                                      tmp_path).model)
 
 
 def test_ensemble_members_from_pt_m_files(tmp_path: Path) -> None:
@@ -152,18 +166,18 @@ def test_ensemble_members_from_pt_m_files(tmp_path: Path) -> None:
     paths = checkpoint_paths(name, "cifar10", "Linf", tmp_path)
     assert [p.name for p in paths] == [f"{name}.pt_m{i}.pt" for i in range(3)]
     torch.manual_seed(0)
-    reference = zoo_entry(name, "cifar10", "Linf")["model"]()
+    reference = robustbench_entry(name, "cifar10", "Linf")["model"]()
     paths[0].parent.mkdir(parents=True)
     for member, path in zip(reference.models, paths):
         torch.save(member.state_dict(), path)
     assert weights_present(name, "cifar10", "Linf", tmp_path)
-    loaded = load_zoo_model(name, "cifar10", "Linf", tmp_path)
+    loaded = load_robustbench_model(name, "cifar10", "Linf", tmp_path)
     assert _same_weights(reference, loaded.model)
     assert [c.sha256 for c in loaded.checkpoints] == [_sha256(p) for p in paths]
     paths[2].unlink()
     assert not weights_present(name, "cifar10", "Linf", tmp_path)
     with pytest.raises(MissingWeightsError, match=r"Chen2020Adversarial\.pt_m2\.pt"):
-        load_zoo_model(name, "cifar10", "Linf", tmp_path)
+        load_robustbench_model(name, "cifar10", "Linf", tmp_path)
 
 
 def test_timm_registered_model_from_a_training_checkpoint(tmp_path: Path) -> None:
@@ -178,15 +192,17 @@ def test_timm_registered_model_from_a_training_checkpoint(tmp_path: Path) -> Non
     timm_id = timm_name(name, "cifar10", "Linf")
     assert timm_id == "debenedetti2022light_xcit_s12_cifar10_linf"
     with pytest.raises(MissingWeightsError, match="releases/download"):
-        load_zoo_model(name, "cifar10", "Linf", tmp_path)
+        load_robustbench_model(name, "cifar10", "Linf", tmp_path)
     torch.manual_seed(0)
     ema, raw = (timm.create_model(timm_id, pretrained=False, num_classes=10) for _ in range(2))
     path = checkpoint_paths(name, "cifar10", "Linf", tmp_path)[0]
     path.parent.mkdir(parents=True)
     # The release file holds the unnormalised net (`.model`), as timm's checkpoint saver wrote it.
-    torch.save({"state_dict": raw.model.state_dict(), "state_dict_ema": ema.model.state_dict(), "epoch": 110,
-                "metric": np.float64(0.9), "args": argparse.Namespace(model="xcit_s12", lr=1e-3)}, path)
-    loaded = load_zoo_model(name, "cifar10", "Linf", tmp_path)
+    torch.save({"state_dict": raw.model.state_dict(), "state_dict_ema": ema.model.state_dict(),
+                "epoch": 110,
+                "metric": np.float64(0.9), "args": argparse.Namespace(model="xcit_s12", lr=1e-3)},
+                path)
+    loaded = load_robustbench_model(name, "cifar10", "Linf", tmp_path)
     assert _same_weights(ema, loaded.model) and not loaded.model.training
     assert "state_dict" not in loaded.model.model.pretrained_cfg  # the config does not keep a copy
 
@@ -194,22 +210,27 @@ def test_timm_registered_model_from_a_training_checkpoint(tmp_path: Path) -> Non
 def test_imagenet_paths(tmp_path: Path) -> None:
     """ImageNet: a timm-built zoo model gets its 'model.' prefix; Standard_R50 reads torchvision's file."""
     torch.manual_seed(0)
-    r18 = zoo_entry("Salman2020Do_R18", "imagenet", "Linf")["model"]()
+    r18 = robustbench_entry("Salman2020Do_R18", "imagenet", "Linf")["model"]()
     path = checkpoint_paths("Salman2020Do_R18", "imagenet", "Linf", tmp_path)[0]
     path.parent.mkdir(parents=True)
-    torch.save({k.removeprefix("model."): v for k, v in r18.state_dict().items() if k.startswith("model.")}, path)
-    assert _same_weights(r18, load_zoo_model("Salman2020Do_R18", "imagenet", "Linf", tmp_path).model)
+    torch.save({k.removeprefix("model."): v for k, v in r18.state_dict().items()
+                if k.startswith("model.")}, path)
+    assert _same_weights(r18, load_robustbench_model("Salman2020Do_R18", "imagenet", "Linf",
+                                                     tmp_path).model)
 
     from torchvision.models import resnet50
 
     torch.manual_seed(1)
     tv = resnet50(weights=None)
     torch.save(tv.state_dict(), path.parent / "Standard_R50.pt")
-    loaded = load_zoo_model("Standard_R50", "imagenet", "Linf", tmp_path)
-    assert _same_weights(tv, loaded.model.model) and loaded.checkpoints[0].file == "imagenet/Linf/Standard_R50.pt"
+    loaded = load_robustbench_model("Standard_R50", "imagenet", "Linf", tmp_path)
+    assert (
+        _same_weights(tv, loaded.model.model) and loaded.checkpoints[0].file
+        == "imagenet/Linf/Standard_R50.pt"
+    )
 
 
 def test_missing_weights_say_where_and_how(tmp_path: Path) -> None:
     """A model without its file is an error naming the expected path and how to get it."""
     with pytest.raises(MissingWeightsError, match=r"cifar10/Linf/Standard\.pt.*load_model"):
-        load_zoo_model("Standard", "cifar10", "Linf", tmp_path)
+        load_robustbench_model("Standard", "cifar10", "Linf", tmp_path)

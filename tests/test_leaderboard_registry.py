@@ -15,7 +15,9 @@ from leaderboard.registry import MODEL_INFO_DIR, list_entries, reported_for, sel
 from leaderboard.robustbench_compat import UnknownModelError  # noqa: E402
 
 
-def test_list_prints_all_206_entries_165_with_autoattack(capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_prints_all_206_entries_165_with_autoattack(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """`list` (offline) prints one row per zoo entry and the count line 206 / 165."""
     assert main(["list", "--model-dir", "no-such-dir"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -45,13 +47,18 @@ def test_external_evaluation_replaces_autoattack() -> None:
     assert reported.autoattack_acc == float(info["external"]) != float(info["autoattack_acc"])
     assert reported.aa_source == "external"
     standard = reported_for("Standard", "cifar10", "Linf")
-    assert (standard.clean_acc, standard.autoattack_acc, standard.aa_source) == (94.78, 0.0, "autoattack_acc")
+    assert (standard.clean_acc, standard.autoattack_acc,
+            standard.aa_source) == (94.78, 0.0, "autoattack_acc")
 
 
-def test_snapshot_has_provenance_and_every_zoo_entry() -> None:
-    """The snapshot ships its provenance, and every zoo entry has a model_info file."""
+def test_snapshot_has_provenance_and_every_robustbench_entry() -> None:
+    """The snapshot ships its provenance, and every RobustBench zoo entry has a model_info file."""
     assert (MODEL_INFO_DIR / "PROVENANCE.md").read_text().count("78fcc9e") == 1
-    missing = [e.key for e in list_entries() if not (MODEL_INFO_DIR / e.dataset / e.threat_model / f"{e.name}.json").is_file()]
+    missing = [
+        e.key
+        for e in list_entries()
+        if not (MODEL_INFO_DIR / e.dataset / e.threat_model / f"{e.name}.json").is_file()
+    ]
     assert missing == []
 
 
@@ -67,7 +74,10 @@ def test_list_marks_present_weights(tmp_path, capsys: pytest.CaptureFixture[str]
     """A checkpoint in RobustBench's layout shows as present in its row and in the count."""
     (tmp_path / "cifar10" / "Linf").mkdir(parents=True)
     (tmp_path / "cifar10" / "Linf" / "Standard.pt").touch()
-    assert main(["list", "--dataset", "cifar10", "--threat-model", "Linf", "--model-dir", str(tmp_path)]) == 0
+    assert (
+        main(["list", "--dataset", "cifar10", "--threat-model", "Linf", "--model-dir",
+              str(tmp_path)]) == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     rows = {line.split()[2]: line.split()[-1] for line in lines[1:-1]}
     assert rows["Standard"] == "yes" and list(rows.values()).count("yes") == 1

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 from art.estimators.classification import PyTorchClassifier
-from lipschitz_cases import FAMILIES, ROOT, make_family, small_cnn
 from torch import nn
 
 from art_fim import adapter_for, exact_spectral_norm, fisher_spectral_norm
@@ -27,6 +26,7 @@ from art_fim.lipschitz import (
 )
 from leaderboard.data import CIFAR10_MEAN, CIFAR10_STD, bundled_cifar10
 from leaderboard.zoo.architectures import Normalize
+from lipschitz_cases import FAMILIES, ROOT, make_family, small_cnn
 
 # float32 Jacobians against float64 bounds: room for rounding only.
 _RTOL = 1e-5
@@ -42,7 +42,8 @@ def _inputs(shape: tuple[int, ...], real: np.ndarray) -> dict[str, np.ndarray]:
     generator = np.random.default_rng(0)
     return {
         "random": generator.random((4, *shape), dtype=np.float32),
-        "real": np.ascontiguousarray(real[:, :, : shape[1], : shape[2]]),  # crops for 16×16 families
+        "real": np.ascontiguousarray(real[:, :, : shape[1], : shape[2]]),
+        # crops for 16×16 families
     }
 
 
@@ -53,7 +54,9 @@ def test_bound_dominates_local_norm_and_fisher(name, real_images):
     assert bound.local == ("vit" in name)  # attention: a bound on the pixel box only
     for kind, x in _inputs(shape, real_images).items():
         local = jacobian_spectral_norm(model, x)
-        assert local.max() <= bound.value * (1 + _RTOL), f"{kind}: ‖J‖ = {local.max()} > L = {bound.value}"
+        assert local.max() <= bound.value * (1 + _RTOL), (
+            f"{kind}: ‖J‖ = {local.max()} > L = {bound.value}"
+        )
         jac = adapter_for(model, "logits").jacobian(x)
         fisher = exact_spectral_norm(jac).numpy()
         p_max = jac.probs.max(dim=1).values.numpy()
@@ -111,7 +114,8 @@ def test_certified_radius_is_never_broken_by_a_gradient_step(real_images):
     radius = certified_radius(classifier, x, bound)
     pred = classifier.predict(x).argmax(1)
     jac = adapter_for(classifier).jacobian(x)
-    rows = torch.stack([jac.vjp(torch.eye(10, dtype=jac.dtype)[k].expand(len(x), -1)) for k in range(10)], 1)
+    rows = torch.stack([jac.vjp(torch.eye(10, dtype=jac.dtype)[k].expand(len(x), -1))
+                        for k in range(10)], 1)
     for i in range(len(x)):
         runner = np.argsort(classifier.predict(x[i : i + 1])[0])[-2]
         direction = (rows[i, runner] - rows[i, pred[i]]).numpy().reshape(x[i].shape)
@@ -131,7 +135,8 @@ def test_certified_accuracy_counts_correct_and_certified(real_images):
     assert certified_accuracy(classifier, x, y, radius.max() * 1.01, bound=bound) == 0.0
     eps = float(np.median(radius[correct]))
     d = x[0].size
-    assert certified_accuracy(classifier, x, y, eps / np.sqrt(d), norm=np.inf, bound=bound) == pytest.approx(
+    assert certified_accuracy(classifier, x, y, eps / np.sqrt(d), norm=np.inf,
+                              bound=bound) == pytest.approx(
         certified_accuracy(classifier, x, y, eps, bound=bound)
     )
     one_hot = np.eye(10)[y]
@@ -147,10 +152,12 @@ def test_local_bound_refuses_inputs_outside_its_box(real_images):
         certified_radius(model, real_images + 2.0, bound)
 
 
-@pytest.mark.parametrize("name", ["zoo_vit", "torchvision_vit", "zoo_densenet", "torchvision_resnet"])
+@pytest.mark.parametrize("name", ["zoo_vit", "torchvision_vit", "zoo_densenet",
+                                  "torchvision_resnet"])
 def test_interval_bounds_contain_every_node_value(name):
     """The box propagated through the graph (what LayerNorm's variance floor and attention's token
-    radius rest on) contains every node's value at inputs sampled in the input box, corners included."""
+    radius rest on) contains every node's value at inputs sampled in the input box, corners
+    included."""
     import copy
 
     from art_fim.lipschitz.graph import _box_tensors, _Propagation, trace
@@ -179,8 +186,14 @@ def test_interval_bounds_contain_every_node_value(name):
         checked = 0
         for node, value in recorder.seen.items():
             bound = propagation.bounds.get(node)
-            if bound is None or bound.lower is None or not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            if (
+                bound is None
+                or bound.lower is None
+                or not isinstance(value, torch.Tensor)
+                or not value.is_floating_point()
+            ):
                 continue
-            assert bool((value >= bound.lower - 1e-9).all() and (value <= bound.upper + 1e-9).all()), node.name
+            assert bool((value >= bound.lower - 1e-9).all()
+                        and (value <= bound.upper + 1e-9).all()), node.name
             checked += 1
         assert checked > 10

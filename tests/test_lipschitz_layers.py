@@ -13,15 +13,16 @@ import math
 import numpy as np
 import pytest
 import torch
-from lipschitz_cases import randomise_norms
 from torch import nn
 from torch.nn import functional as F
 
 from art_fim.lipschitz import UnsupportedLayerError, lipschitz_bound
 from art_fim.lipschitz import operators as ops
+from lipschitz_cases import randomise_norms
 
 
-def materialised_norm(layer: nn.Module, shape: tuple[int, ...], at: torch.Tensor | None = None) -> float:
+def materialised_norm(layer: nn.Module, shape: tuple[int, ...],
+                      at: torch.Tensor | None = None) -> float:
     """σ_max of the Jacobian of ``layer`` (float64) at ``at`` (zeros by default), by SVD."""
     x = torch.zeros(shape, dtype=torch.float64) if at is None else at
     jac = torch.func.jacrev(lambda t: layer(t[None])[0])(x).detach()
@@ -40,12 +41,17 @@ def test_linear_constant_is_its_largest_singular_value():
 
 CONVS = {
     "3x3 pad 1": (dict(in_channels=3, out_channels=5, kernel_size=3, padding=1), (3, 9, 9)),
-    "stride 2": (dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, padding=1), (4, 10, 10)),
+    "stride 2": (dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, padding=1),
+                 (4, 10, 10)),
     "5x5 no pad": (dict(in_channels=2, out_channels=3, kernel_size=5), (2, 11, 11)),
-    "dilation 2": (dict(in_channels=3, out_channels=4, kernel_size=3, dilation=2, padding=2), (3, 8, 8)),
-    "groups 2": (dict(in_channels=4, out_channels=6, kernel_size=3, groups=2, padding=1), (4, 7, 7)),
-    "circular": (dict(in_channels=3, out_channels=3, kernel_size=3, padding=1, padding_mode="circular"), (3, 8, 8)),
-    "reflect": (dict(in_channels=3, out_channels=4, kernel_size=3, padding=1, padding_mode="reflect"), (3, 8, 8)),
+    "dilation 2": (dict(in_channels=3, out_channels=4, kernel_size=3, dilation=2, padding=2),
+                   (3, 8, 8)),
+    "groups 2": (dict(in_channels=4, out_channels=6, kernel_size=3, groups=2, padding=1),
+                 (4, 7, 7)),
+    "circular": (dict(in_channels=3, out_channels=3, kernel_size=3, padding=1,
+                      padding_mode="circular"), (3, 8, 8)),
+    "reflect": (dict(in_channels=3, out_channels=4, kernel_size=3, padding=1,
+                     padding_mode="reflect"), (3, 8, 8)),
     "patchify": (dict(in_channels=3, out_channels=8, kernel_size=4, stride=4), (3, 12, 12)),
 }
 
@@ -97,7 +103,8 @@ def test_batchnorm_not_after_a_linear_layer_uses_its_largest_scale():
 POOLS = {
     "avg 2": (nn.AvgPool2d(2), (2, 8, 8)),
     "avg 3 stride 2 pad 1": (nn.AvgPool2d(3, stride=2, padding=1), (2, 9, 9)),
-    "avg 3 stride 2 ceil, no pad count": (nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False), (1, 8, 8)),
+    "avg 3 stride 2 ceil, no pad count": (nn.AvgPool2d(3, 2, 1, ceil_mode=True,
+                                                       count_include_pad=False), (1, 8, 8)),
     "adaptive avg shrink 8->3": (nn.AdaptiveAvgPool2d(3), (2, 8, 8)),
     "adaptive avg enlarge 4->7": (nn.AdaptiveAvgPool2d(7), (2, 4, 4)),
     "adaptive avg enlarge 1->7": (nn.AdaptiveAvgPool2d((7, 7)), (3, 1, 1)),
@@ -127,15 +134,18 @@ def brute_force_multiplicity(pool, shape: tuple[int, ...]) -> int:
     "options",
     [dict(kernel_size=2), dict(kernel_size=3, stride=2), dict(kernel_size=3, stride=2, padding=1),
      dict(kernel_size=3, stride=2, ceil_mode=True), dict(kernel_size=3, stride=1, padding=1),
-     dict(kernel_size=2, stride=1, dilation=2), dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0))],
+     dict(kernel_size=2, stride=1, dilation=2), dict(kernel_size=(3, 2), stride=(2, 1),
+                                                     padding=(1, 0))],
 )
 def test_max_pool_window_count_matches_brute_force(options):
     pool = nn.MaxPool2d(**options)
     shape = (7, 8)
     n = 2
-    k, s = ops_tuple(options["kernel_size"], n), ops_tuple(options.get("stride", options["kernel_size"]), n)
+    k, s = ops_tuple(options["kernel_size"], n), ops_tuple(options.get("stride",
+                                                                       options["kernel_size"]), n)
     p, d = ops_tuple(options.get("padding", 0), n), ops_tuple(options.get("dilation", 1), n)
-    mults = [ops.window_multiplicity(shape[i], k[i], s[i], p[i], d[i], options.get("ceil_mode", False))
+    mults = [ops.window_multiplicity(shape[i], k[i], s[i], p[i], d[i],
+                                     options.get("ceil_mode", False))
              for i in range(n)]
     assert math.prod(mults) == brute_force_multiplicity(pool, shape)
     assert bound_of(pool, (1, *shape)) == pytest.approx(math.sqrt(math.prod(mults)))
@@ -162,12 +172,17 @@ def test_max_pool_bound_dominates_local_norms_and_is_exact_for_copying():
         assert materialised_norm(pool, shape, at=x) <= constant + 1e-9
     enlarge = nn.AdaptiveMaxPool2d(7)
     assert bound_of(enlarge, (3, 1, 1)) == pytest.approx(7.0)
-    assert materialised_norm(enlarge, (3, 1, 1), at=torch.ones(3, 1, 1, dtype=torch.float64)) == pytest.approx(7.0)
+    assert (
+        materialised_norm(enlarge, (3, 1, 1), at=torch.ones(3, 1, 1, dtype=torch.float64))
+        == pytest.approx(7.0)
+    )
 
 
 ACTIVATIONS = {
-    "gelu": (F.gelu, ops.GELU), "gelu_tanh": (lambda t: F.gelu(t, approximate="tanh"), ops.GELU_TANH),
-    "silu": (F.silu, ops.SILU), "mish": (F.mish, ops.MISH), "hardswish": (F.hardswish, ops.HARDSWISH),
+    "gelu": (F.gelu, ops.GELU), "gelu_tanh": (lambda t: F.gelu(t, approximate="tanh"),
+                                              ops.GELU_TANH),
+    "silu": (F.silu, ops.SILU), "mish": (F.mish, ops.MISH),
+    "hardswish": (F.hardswish, ops.HARDSWISH),
     "sigmoid": (torch.sigmoid, ops.SIGMOID), "tanh": (torch.tanh, ops.MONOTONE_1),
     "softplus": (F.softplus, ops.MONOTONE_1), "hardsigmoid": (F.hardsigmoid, ops.HARDSIGMOID),
 }
@@ -185,13 +200,19 @@ def test_activation_constants_are_sup_of_the_derivative(name):
     values = fn(t.detach())
     if act.argmin > -math.inf:
         assert float(values.min()) >= act.minimum
-        assert float(fn(torch.tensor(act.argmin, dtype=torch.float64))) == pytest.approx(act.minimum, abs=1e-5)
+        assert (
+            float(fn(torch.tensor(act.argmin, dtype=torch.float64)))
+            == pytest.approx(act.minimum, abs=1e-5)
+        )
         lo = torch.tensor([-3.0, -0.2, act.argmin - 0.5, 0.5])
         hi = torch.tensor([-2.0, 0.3, act.argmin + 0.5, 2.0])
         lower, upper = ops.activation_interval(fn, act, lo.double(), hi.double())
         for a, b, low, high in zip(lo, hi, lower, upper):
             samples = fn(torch.linspace(float(a), float(b), 1001, dtype=torch.float64))
-            assert float(samples.min()) >= float(low) - 1e-12 and float(samples.max()) <= float(high) + 1e-12
+            assert (
+                float(samples.min()) >= float(low) - 1e-12
+                and float(samples.max()) <= float(high) + 1e-12
+            )
 
 
 def test_min_variance_is_a_lower_bound_and_exact_on_a_point():
@@ -202,7 +223,8 @@ def test_min_variance_is_a_lower_bound_and_exact_on_a_point():
     floor = ops.min_variance(lo, hi)
     samples = lo + (hi - lo) * torch.rand(500, 20, 12, generator=generator, dtype=torch.float64)
     assert bool((samples.var(dim=-1, unbiased=False) >= floor - 1e-12).all())
-    assert torch.allclose(ops.min_variance(centre, centre), centre.var(dim=-1, unbiased=False), rtol=1e-9)
+    assert torch.allclose(ops.min_variance(centre, centre), centre.var(dim=-1, unbiased=False),
+                          rtol=1e-9)
     # A box containing a constant vector has minimum variance 0.
     assert float(ops.min_variance(torch.full((1, 5), -1.0), torch.full((1, 5), 1.0))) == 0.0
 
@@ -212,7 +234,9 @@ def test_layernorm_bounds_hold_on_the_box():
     ‖J(x)‖₂ at sampled points, and LayerNorm's outputs respect its output box and row norm."""
     generator = torch.Generator().manual_seed(7)
     norm = randomise_norms(nn.LayerNorm(8), seed=7).double().eval()
-    assert bound_of(norm, (3, 8)) == pytest.approx(float(norm.weight.abs().max()) / math.sqrt(norm.eps))
+    assert bound_of(norm, (3, 8)) == pytest.approx(
+        float(norm.weight.abs().max()) / math.sqrt(norm.eps)
+    )
     centre = torch.randn(3, 8, generator=generator, dtype=torch.float64) * 2
     lo, hi = centre - 0.1, centre + 0.1
     result = lipschitz_bound(norm, (3, 8), input_box=(lo.numpy(), hi.numpy()))
@@ -222,7 +246,9 @@ def test_layernorm_bounds_hold_on_the_box():
         x = lo + (hi - lo) * torch.rand(3, 8, generator=generator, dtype=torch.float64)
         assert materialised_norm(norm, (3, 8), at=x) <= result.value + 1e-9
         y = norm(torch.randn(3, 8, generator=generator, dtype=torch.float64) * 5)
-        assert bool(((y >= out_lo) & (y <= out_hi)).all()) and float(y.norm(dim=-1).max()) <= row_norm
+        assert (
+            bool(((y >= out_lo) & (y <= out_hi)).all()) and float(y.norm(dim=-1).max()) <= row_norm
+        )
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
@@ -253,9 +279,11 @@ def test_attention_local_bound_dominates_the_jacobian_in_the_box(batch_first):
     lo, hi = -torch.ones(shape, dtype=torch.float64), torch.ones(shape, dtype=torch.float64)
     result = lipschitz_bound(model, shape, input_box=(-1.0, 1.0))
     assert result.local
-    points = [lo + (hi - lo) * torch.rand(shape, generator=generator, dtype=torch.float64) for _ in range(10)]
+    points = [lo + (hi - lo) * torch.rand(shape, generator=generator, dtype=torch.float64)
+              for _ in range(10)]
     points += [torch.where(torch.rand(shape, generator=generator) < 0.5, lo, hi) for _ in range(10)]
-    seq_lo, seq_hi = (lo[:, None] if not batch_first else lo[None]), (hi[:, None] if not batch_first else hi[None])
+    seq_lo, seq_hi = (lo[:, None] if not batch_first else lo[None]), (hi[:, None] if not batch_first
+                                                                      else hi[None])
     out_lo, out_hi = ops.attention_output_bounds(mha, seq_lo, seq_hi)
     for x in points:
         assert materialised_norm(model, shape, at=x) <= result.value
@@ -335,7 +363,9 @@ def test_broadcast_and_expand_count_copies():
 
 def test_unsupported_layers_are_named():
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.Hardshrink(), nn.Linear(5, 3)).eval()
-    with pytest.raises(UnsupportedLayerError, match=r"layer '2' \(torch\.nn\.modules\.activation\.Hardshrink\)"):
+    with pytest.raises(
+        UnsupportedLayerError, match=r"layer '2' \(torch\.nn\.modules\.activation\.Hardshrink\)"
+    ):
         lipschitz_bound(model, (3, 4))
     declared = lipschitz_bound(model, (3, 4), custom_layers={nn.Hardshrink: 1.0})
     assert declared.value > 0 and any(r.layer == "Hardshrink" for r in declared.layers)
@@ -392,7 +422,8 @@ def test_functional_linear_layers_with_constant_weights():
         def __init__(self):
             super().__init__()
             generator = torch.Generator().manual_seed(10)
-            self.kernel = nn.Parameter(torch.randn(4, 3, 3, 3, generator=generator, dtype=torch.float64))
+            self.kernel = nn.Parameter(torch.randn(4, 3, 3, 3, generator=generator,
+                                                   dtype=torch.float64))
             self.bias = nn.Parameter(torch.randn(4, generator=generator, dtype=torch.float64))
             self.matrix = nn.Parameter(torch.randn(64, 7, generator=generator, dtype=torch.float64))
             self.weight = nn.Parameter(torch.randn(5, 7, generator=generator, dtype=torch.float64))
@@ -405,14 +436,18 @@ def test_functional_linear_layers_with_constant_weights():
     shape = (3, 8, 8)
     conv = nn.Conv2d(3, 4, 3, stride=2, padding=1).double()
     conv.weight.data = model.kernel.data
-    expected = (materialised_norm(conv, shape) * float(torch.linalg.matrix_norm(model.matrix.detach(), ord=2))
-                * float(torch.linalg.matrix_norm(model.weight.detach(), ord=2)))
+    expected = (
+        materialised_norm(conv, shape)
+        * float(torch.linalg.matrix_norm(model.matrix.detach(), ord=2))
+        * float(torch.linalg.matrix_norm(model.weight.detach(), ord=2))
+    )
     result = lipschitz_bound(model, shape, input_box=(0.0, 1.0))
     assert result.value == pytest.approx(expected, rel=1e-5)
     assert result.value >= materialised_norm(model, shape)
     lower, upper = output_box(model, shape, (0.0, 1.0))
     for seed in range(5):
-        y = model(torch.rand(1, *shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+        y = model(torch.rand(1, *shape, generator=torch.Generator().manual_seed(seed),
+                             dtype=torch.float64))
         assert bool((y >= lower - 1e-9).all() and (y <= upper + 1e-9).all())
 
 
@@ -440,4 +475,6 @@ def test_unknown_operation_inside_a_custom_layer_names_the_layer():
     with pytest.raises(UnsupportedLayerError, match=r"inside layer '1' \(.*Swish\)"):
         lipschitz_bound(model, (3,))
     declared = lipschitz_bound(model, (3,), custom_layers={Swish: ops.SILU.lipschitz})
-    assert declared.value == pytest.approx(ops.SILU.lipschitz * float(torch.linalg.matrix_norm(model[0].weight.detach(), ord=2)))
+    assert declared.value == pytest.approx(
+        ops.SILU.lipschitz * float(torch.linalg.matrix_norm(model[0].weight.detach(), ord=2))
+    )

@@ -53,8 +53,10 @@ class TwoBranches(nn.Module):
 
 # ------------------------------------------------------------------ 1: hidden layer options
 TWINS = {
-    "divisor_override": (nn.AvgPool2d(3, 1, 1), nn.AvgPool2d(3, 1, 1, divisor_override=1), (1, 5, 5)),
-    "count_include_pad": (nn.AvgPool2d(3, 1, 1), nn.AvgPool2d(3, 1, 1, count_include_pad=False), (1, 5, 5)),
+    "divisor_override": (nn.AvgPool2d(3, 1, 1), nn.AvgPool2d(3, 1, 1, divisor_override=1),
+                         (1, 5, 5)),
+    "count_include_pad": (nn.AvgPool2d(3, 1, 1), nn.AvgPool2d(3, 1, 1, count_include_pad=False),
+                          (1, 5, 5)),
     "align_corners": (nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
                       nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), (1, 4, 4)),
     "ceil_mode": (nn.AvgPool1d(2, 2, 1), nn.AvgPool1d(2, 2, 1, ceil_mode=True), (1, 6)),
@@ -156,8 +158,13 @@ def test_binary_logit_radius_is_the_distance_to_the_hyperplane():
     labels[0] = 1 - labels[0]  # one wrong label
     eps = float(np.median(distance))
     expected = float(np.mean((labels == (t > 0)) & (distance > eps * (1 + 1e-6))))
-    assert certified_accuracy(model, x, labels, eps, output_type="logits") == pytest.approx(expected)
-    assert certified_accuracy(model, x, np.eye(2)[labels], eps, output_type="logits") == pytest.approx(expected)
+    assert (
+        certified_accuracy(model, x, labels, eps, output_type="logits") == pytest.approx(expected)
+    )
+    assert (
+        certified_accuracy(model, x, np.eye(2)[labels], eps, output_type="logits")
+        == pytest.approx(expected)
+    )
 
 
 def test_binary_sigmoid_output_radius_is_sound_and_fisher_is_refused():
@@ -177,13 +184,15 @@ def test_binary_sigmoid_output_radius_is_sound_and_fisher_is_refused():
 # ------------------------------------------------------------------ 4: the caller's module
 def _training_classifier() -> tuple[PyTorchClassifier, nn.Module]:
     torch.manual_seed(3)
-    model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 3))
+    model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.3),
+                          nn.Linear(8, 3))
     with torch.no_grad():
         model[1].running_mean.uniform_(-0.5, 0.5)
         model[1].running_var.uniform_(0.5, 1.5)
     model.train()
     model[3].eval()  # a mixed state must come back as it was, too
-    classifier = PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=(5,), nb_classes=3,
+    classifier = PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=(5,),
+                                   nb_classes=3,
                                    clip_values=(-2.0, 2.0), device_type="cpu")
     return classifier, model
 
@@ -205,7 +214,10 @@ def test_bound_and_certificates_leave_the_classifiers_module_bit_identical(caplo
     after = model.state_dict()
     assert list(after) == list(state)
     assert all(torch.equal(after[k], state[k]) and after[k].dtype == state[k].dtype for k in state)
-    assert bound.value == pytest.approx(lipschitz_bound(copy.deepcopy(model).eval(), (5,)).value, rel=1e-12)
+    assert (
+        bound.value == pytest.approx(lipschitz_bound(copy.deepcopy(model).eval(), (5,)).value,
+                                     rel=1e-12)
+    )
 
 
 def test_bare_module_in_training_mode_is_refused_and_left_alone():
@@ -216,7 +228,8 @@ def test_bare_module_in_training_mode_is_refused_and_left_alone():
     assert [m.training for m in model.modules()] == flags
 
 
-# ------------------------------------------------------------------ 5: what certified_accuracy takes
+# ------------------------------------------------------------------ 5: what certified_accuracy
+# takes
 def _linear_classifier() -> tuple[nn.Module, np.ndarray, np.ndarray]:
     torch.manual_seed(4)
     model = nn.Sequential(nn.Linear(4, 3)).eval()
@@ -235,8 +248,11 @@ def test_certified_accuracy_matches_the_closed_form_of_a_linear_model():
     margin = top2[:, 1] - top2[:, 0]
     lipschitz = float(torch.linalg.matrix_norm(model[0].weight.detach().double(), ord=2))
     eps = 0.1
-    for norm, eps_2 in [(2, eps), ("L2", eps), ("inf", 2 * eps), (np.inf, 2 * eps), (1, eps), ("l1", eps)]:
-        expected = np.mean((scores.argmax(1) == labels) & (margin > math.sqrt(2) * lipschitz * eps_2))
+    for norm, eps_2 in [(2, eps), ("L2", eps), ("inf", 2 * eps), (np.inf, 2 * eps), (1, eps),
+                        ("l1", eps)]:
+        expected = np.mean(
+            (scores.argmax(1) == labels) & (margin > math.sqrt(2) * lipschitz * eps_2)
+        )
         assert certified_accuracy(model, x, labels, eps, norm=norm) == pytest.approx(expected), norm
     column = certified_accuracy(model, x, labels[:, None], eps)
     assert column == certified_accuracy(model, x, labels, eps)

@@ -98,7 +98,8 @@ def test_exact_route_peak_memory_stays_within_the_budget_on_cpu():
         MALLOC_MMAP_THRESHOLD_="65536",
         OMP_NUM_THREADS="1",
         # test_memory itself is imported from tests/, the package from the project root.
-        PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), str(ROOT),
+                                    os.environ.get("PYTHONPATH", "")]),
     )
     out = subprocess.run(
         [sys.executable, "-c", _MEASURE],
@@ -160,9 +161,8 @@ def test_a_budget_below_the_whole_jacobian_chunks_the_classes():
     assert batch == 1 and footprint.exact(chunk) <= 2 * 2**30 < footprint.exact(chunk + 1)
     assert plan_exact(footprint, footprint.exact(1) - 1, 128) is None  # not even one class fits
 
-    from cases import make_inputs, make_model
-
     from art_fim import AutogradJacobian
+    from cases import make_inputs, make_model
 
     model, x = make_model("cnn"), make_inputs(3)
     whole = AutogradJacobian(model, x).gram()
@@ -177,9 +177,8 @@ def test_a_budget_below_the_whole_jacobian_chunks_the_classes():
 
 def test_explicit_exact_route_refuses_an_input_that_does_not_fit():
     """method='exact' with a budget below one input's need says how much it needs and what to do."""
-    from cases import make_inputs, make_model
-
     from art_fim import FisherInformationMetric, fisher_spectral_norm
+    from cases import make_inputs, make_model
 
     model, x = make_model("cnn"), make_inputs(3).numpy()
     message = r"needs about .* GiB for one input \(K = 10, d = 192\).*method='lanczos'"

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 from art.estimators.classification import PyTorchClassifier
-from cases import IMAGE_SHAPE, NUM_CLASSES, make_inputs, make_model
 from scipy.optimize import linprog, minimize
 from torch import nn
 
@@ -31,6 +30,7 @@ from art_fim import (
     top_eigenvector,
 )
 from art_fim.radius import boundary_point, check_labels, margin_dual_norms, margins, parse_norm
+from cases import IMAGE_SHAPE, NUM_CLASSES, make_inputs, make_model
 
 
 @contextlib.contextmanager
@@ -69,21 +69,25 @@ def _halfspace_distance(a: np.ndarray, margin: float, norm: float) -> float:
                       bounds=[(None, None)] * (dim + 1), method="highs")
         return float(res.fun)
     if norm == 1.0:  # δ = δ⁺ − δ⁻, δ± ≥ 0: min Σ δ⁺ + δ⁻
-        res = linprog(np.ones(2 * dim), A_ub=np.r_[a, -a][None], b_ub=[-margin], bounds=[(0, None)] * (2 * dim),
+        res = linprog(np.ones(2 * dim), A_ub=np.r_[a, -a][None], b_ub=[-margin],
+                      bounds=[(0, None)] * (2 * dim),
                       method="highs")
         return float(res.fun)
     res = minimize(lambda d: d @ d, np.zeros(dim), jac=lambda d: 2 * d, method="SLSQP",
-                   constraints=[{"type": "ineq", "fun": lambda d: -margin - a @ d, "jac": lambda d: -a}],
+                   constraints=[{"type": "ineq", "fun": lambda d: -margin - a @ d,
+                                 "jac": lambda d: -a}],
                    options={"ftol": 1e-16, "maxiter": 500})
     assert abs(a @ res.x + margin) <= 1e-9 * max(1.0, margin)  # the minimiser is on the boundary
     return float(np.sqrt(res.x @ res.x))
 
 
-def _polytope_distance(w: np.ndarray, b: np.ndarray, x: np.ndarray, label: int, norm: float) -> float:
+def _polytope_distance(w: np.ndarray, b: np.ndarray, x: np.ndarray, label: int,
+                       norm: float) -> float:
     """Distance from x to the complement of class ``label``'s decision region of z = W x + b."""
     z = w @ x + b
     return min(
-        _halfspace_distance(w[label] - w[j], z[label] - z[j], norm) for j in range(len(b)) if j != label
+        _halfspace_distance(w[label] - w[j], z[label] - z[j], norm) for j in range(len(b))
+        if j != label
     )
 
 
@@ -95,14 +99,16 @@ def test_linear_model_radius_is_the_exact_distance_to_the_boundary(norm):
     w, b = model.weight.detach().numpy(), model.bias.detach().numpy()
     y = (w @ x.T + b[:, None]).argmax(0)
     radius = robust_radius(model, x, y, norm=norm, verbose=False)
-    expected = np.array([_polytope_distance(w, b, xi, yi, parse_norm(norm)) for xi, yi in zip(x, y)])
+    expected = np.array([_polytope_distance(w, b, xi, yi, parse_norm(norm))
+                         for xi, yi in zip(x, y)])
     np.testing.assert_allclose(radius, expected, rtol=1e-6)
     # Just inside the radius the prediction holds, just beyond it the boundary point flips it.
     rows = torch.from_numpy(np.broadcast_to(w, (8, *w.shape)).copy())
     logits, labels = torch.from_numpy(x @ w.T + b), torch.from_numpy(y)
     margin = margins(logits, labels)
     dual = margin_dual_norms(rows, labels, parse_norm(norm))
-    point = boundary_point(torch.from_numpy(x), rows, labels, margin, dual, parse_norm(norm)).numpy()
+    point = boundary_point(torch.from_numpy(x), rows, labels, margin, dual,
+                           parse_norm(norm)).numpy()
     for scale, same in ((1 - 1e-6, True), (1 + 1e-6, False)):
         moved = x + scale * (point - x)
         assert np.all(((moved @ w.T + b).argmax(1) == y) == same)
@@ -115,7 +121,8 @@ def test_radius_in_the_classifier_input_scale(norm):
     dim, classes = 12, 5
     model = _linear_model(dim, classes, seed=3)
     mean, std = np.full(dim, 0.4), np.linspace(0.2, 0.3, dim)
-    classifier = PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=(dim,), nb_classes=classes,
+    classifier = PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=(dim,),
+                                   nb_classes=classes,
                                    preprocessing=(mean, std), device_type="cpu")
     x = np.random.default_rng(2).random((6, dim))
     w_eff = model.weight.detach().numpy() / std
@@ -138,7 +145,7 @@ class Tempered(nn.Module):
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
-def test_radius_is_invariant_to_logit_scaling_while_lambda_max_is_not(name):
+def test_radius_is_invariant_to_logit_scaling_while_spectral_norm_is_not(name):
     """z/T for T = 0.1, 10: every radius (first-order and refined) is unchanged to 1e-10, λ_max
     changes by more than 2× for every input, and at T = 1000 λ_max · T² equals λ_max of
     Jᵀ M_uniform J (the small-logit limit, M_uniform = I/K − 11ᵀ/K²) to 1e-2."""
@@ -146,19 +153,27 @@ def test_radius_is_invariant_to_logit_scaling_while_lambda_max_is_not(name):
     base = fisher_statistics(model, x, norms=NORMS, refine=True, verbose=False)
     assert np.all(base.radius["linf"].values > 0)
     for temperature in (0.1, 10.0):
-        tempered = fisher_statistics(Tempered(model, temperature).eval(), x, norms=NORMS, refine=True, verbose=False)
+        tempered = fisher_statistics(Tempered(model, temperature).eval(), x, norms=NORMS,
+                                     refine=True, verbose=False)
         for key in base.radius:
-            np.testing.assert_allclose(tempered.radius[key].values, base.radius[key].values, rtol=1e-10)
-            np.testing.assert_allclose(tempered.refined_radius[key].values, base.refined_radius[key].values,
+            np.testing.assert_allclose(tempered.radius[key].values, base.radius[key].values,
+                                       rtol=1e-10)
+            np.testing.assert_allclose(tempered.refined_radius[key].values,
+                                       base.refined_radius[key].values,
                                        rtol=1e-10)
         ratio = tempered.spectral_norm.values / base.spectral_norm.values
         assert np.all(np.abs(np.log(ratio)) > np.log(2))
     temperature = 1000.0
-    cold = fisher_spectral_norm(Tempered(model, temperature).eval(), x, verbose=False) * temperature**2
+    cold = (
+        fisher_spectral_norm(Tempered(model, temperature).eval(), x, verbose=False) * temperature**2
+    )
     rows = AutogradJacobian(model, torch.from_numpy(x)).rows()
     # M_uniform = P/K with the projection P = I − 11ᵀ/K: Jᵀ M J has the spectrum of P G P / K.
     projection = torch.eye(NUM_CLASSES, dtype=torch.float64) - 1.0 / NUM_CLASSES
-    limit = torch.linalg.eigvalsh(projection @ rows @ rows.transpose(1, 2) @ projection)[:, -1] / NUM_CLASSES
+    limit = (
+        torch.linalg.eigvalsh(projection @ rows @ rows.transpose(1, 2) @ projection)[:, -1]
+        / NUM_CLASSES
+    )
     np.testing.assert_allclose(cold, limit.numpy(), rtol=1e-2)
 
 
@@ -170,7 +185,9 @@ def test_misclassified_inputs_get_zero():
     stats = fisher_statistics(model, x, wrong, norms=NORMS, refine=True, verbose=False)
     assert not stats.correct.any() and predicted.correct.all()
     for key in stats.radius:
-        assert np.all(stats.radius[key].values == 0) and np.all(stats.refined_radius[key].values == 0)
+        assert (
+            np.all(stats.radius[key].values == 0) and np.all(stats.refined_radius[key].values == 0)
+        )
         assert np.all(predicted.radius[key].values > 0)
     mixed = np.where(np.arange(6) % 2 == 0, predicted.labels, wrong)
     radius = robust_radius(model, x, mixed, norm=2, verbose=False)
@@ -184,16 +201,19 @@ def test_one_pass_statistics_equal_the_separate_calls_exactly():
     model, x = make_model("cnn_batchnorm"), make_inputs(7).numpy()
     y = np.arange(7) % NUM_CLASSES
     with counting_rows() as calls:
-        stats = fisher_statistics(model, x, y, norms=NORMS, eigenvector=True, batch_size=4, verbose=False)
+        stats = fisher_statistics(model, x, y, norms=NORMS, eigenvector=True, batch_size=4,
+                                  verbose=False)
     assert calls == [4, 3]  # one Jacobian per batch
     np.testing.assert_array_equal(
-        stats.spectral_norm.values, fisher_spectral_norm(model, x, method="exact", batch_size=4, verbose=False)
+        stats.spectral_norm.values, fisher_spectral_norm(model, x, method="exact", batch_size=4,
+                                                         verbose=False)
     )
     np.testing.assert_array_equal(
         stats.trace.values, fisher_trace(model, x, method="exact", batch_size=4, verbose=False)
     )
     for norm, key in zip(NORMS, ("linf", "l2", "l1")):
-        np.testing.assert_array_equal(stats.radius[key].values, robust_radius(model, x, y, norm, batch_size=4,
+        np.testing.assert_array_equal(stats.radius[key].values,
+                                      robust_radius(model, x, y, norm, batch_size=4,
                                                                                verbose=False))
     _, vector = top_eigenvector(AutogradJacobian(model, torch.from_numpy(x[:4])))
     np.testing.assert_array_equal(stats.eigenvector[:4].reshape(4, -1), vector.numpy())
@@ -207,7 +227,8 @@ def test_refinement_equals_first_order_on_linear_models(norm):
     x = torch.randn(6, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64).numpy()
     stats = fisher_statistics(model, x, norms=(norm,), refine=True, verbose=False)
     key = next(iter(stats.radius))
-    np.testing.assert_allclose(stats.refined_radius[key].values, stats.radius[key].values, rtol=1e-12)
+    np.testing.assert_allclose(stats.refined_radius[key].values, stats.radius[key].values,
+                               rtol=1e-12)
 
 
 class QuadraticMargin(nn.Module):
@@ -235,7 +256,8 @@ def test_refinement_on_a_curved_margin_closed_form():
     first = g / slope
     t_boundary = t + first  # u = −∇g/‖∇g‖ = +w (the gradient of s is along +w), ‖w‖ = 1
     refined = g / np.maximum(slope, np.abs(1 + 2 * 0.5 * t_boundary))
-    stats = fisher_statistics(model, x, np.zeros(2, dtype=int), norms=(2,), refine=True, verbose=False)
+    stats = fisher_statistics(model, x, np.zeros(2, dtype=int), norms=(2,), refine=True,
+                              verbose=False)
     np.testing.assert_allclose(stats.radius["l2"].values, first, rtol=1e-12)
     np.testing.assert_allclose(stats.refined_radius["l2"].values, refined, rtol=1e-12)
     assert np.all(refined < first)
@@ -246,7 +268,8 @@ def test_refined_radius_never_exceeds_first_order_and_stays_in_the_box():
     boundary points lie in [0, 1]."""
     model = make_model("cnn")
     classifier = PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=IMAGE_SHAPE,
-                                   nb_classes=NUM_CLASSES, clip_values=(0.0, 1.0), device_type="cpu")
+                                   nb_classes=NUM_CLASSES, clip_values=(0.0, 1.0),
+                                   device_type="cpu")
     x = make_inputs(6).numpy()
     stats = fisher_statistics(classifier, x, norms=NORMS, refine=True, verbose=False)
     for key in stats.radius:
@@ -254,7 +277,8 @@ def test_refined_radius_never_exceeds_first_order_and_stays_in_the_box():
     jac = AutogradJacobian(model, torch.from_numpy(x))
     rows, labels = jac.rows(), jac.logits.argmax(1)
     margin = margins(jac.logits, labels)
-    bounds = (torch.zeros(x[0].size, dtype=torch.float64), torch.ones(x[0].size, dtype=torch.float64))
+    bounds = (torch.zeros(x[0].size, dtype=torch.float64),
+              torch.ones(x[0].size, dtype=torch.float64))
     point = boundary_point(torch.from_numpy(x.reshape(6, -1)), rows, labels, margin,
                            margin_dual_norms(rows, labels, math.inf), math.inf, bounds)
     assert point.min() >= 0 and point.max() <= 1
@@ -323,12 +347,15 @@ def test_class_gradient_and_probability_routes_give_the_same_radii():
 
     net = make_model("cnn")
     probabilities = nn.Sequential(net, nn.Softmax(dim=-1)).eval()
-    classifier = PyTorchClassifier(model=probabilities, loss=nn.CrossEntropyLoss(), input_shape=IMAGE_SHAPE,
-                                   nb_classes=NUM_CLASSES, clip_values=(0.0, 1.0), device_type="cpu")
+    classifier = PyTorchClassifier(model=probabilities, loss=nn.CrossEntropyLoss(),
+                                   input_shape=IMAGE_SHAPE,
+                                   nb_classes=NUM_CLASSES, clip_values=(0.0, 1.0),
+                                   device_type="cpu")
     x = make_inputs(4).numpy()
     expected = fisher_statistics(net, x, norms=NORMS, verbose=False)
     # box=False: the bare module has no clip_values to take the distances in.
-    dense = fisher_statistics(ClassGradientOnly(classifier), x, norms=NORMS, memory_budget=100, box=False,
+    dense = fisher_statistics(ClassGradientOnly(classifier), x, norms=NORMS, memory_budget=100,
+                              box=False,
                               verbose=False)
     assert dense.spectral_norm.method == "exact"
     for key in expected.radius:

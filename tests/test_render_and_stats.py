@@ -74,12 +74,14 @@ def _write_result(root: Path, name: str, autoattack: float | None, lam: float, s
     record = {
         "model": name, "dataset": "cifar10", "threat_model": "Linf", "status": status,
         "error": None if status == "ok" else "Traceback ...\nRuntimeError: out of memory",
-        "reported": {"clean_acc": 80.0 + lam, "autoattack_acc": autoattack, "architecture": "WideResNet-28-10",
+        "reported": {"clean_acc": 80.0 + lam, "autoattack_acc": autoattack,
+                     "architecture": "WideResNet-28-10",
                      "eps": "8/255", "additional_data": False, "venue": ""},
         "n_examples": 8, "clean_acc": 75.0,
         "fisher": {"spectral_norm": summary, "trace": summary} if status == "ok" else None,
         "predicted_robust_acc": {"Linf": {"eps": 8 / 255, "first_order": predicted},
-                                 "L2": {"eps": 0.5, "first_order": 99.0}} if status == "ok" else None,
+                                 "L2": {"eps": 0.5, "first_order": 99.0}} if status == "ok"
+                                 else None,
         "seconds": {"load": 0.1, "fisher": 0.2, "total": 0.3}, "images_per_second": 10.0,
         "method": method, "batch_size": 8, "device": "cpu", "seed": 0, "versions": {},
     }
@@ -90,7 +92,8 @@ def _write_result(root: Path, name: str, autoattack: float | None, lam: float, s
 
 def test_render_writes_every_output_and_ranks_correctly(tmp_path):
     """Five models with Fisher falling as AutoAttack accuracy rises: ρ = −1 in every output."""
-    for i, (aa, lam) in enumerate([(10.0, 50.0), (20.0, 20.0), (30.0, 9.0), (45.0, 2.0), (60.0, 0.5)]):
+    for i, (aa, lam) in enumerate([(10.0, 50.0), (20.0, 20.0), (30.0, 9.0), (45.0, 2.0),
+                                   (60.0, 0.5)]):
         _write_result(tmp_path / "results", f"Model{i}", aa, lam)
     _write_result(tmp_path / "results", "Broken", 55.0, 1.0, status="failed")
     _write_result(tmp_path / "results", "NoAutoAttack", None, 3.0)
@@ -109,7 +112,10 @@ def test_render_writes_every_output_and_ranks_correctly(tmp_path):
     text = (out / "leaderboard.md").read_text()
     assert text.index("Model4") < text.index("Model0")  # ranked by AutoAttack accuracy
     # Failures are listed after the table of scored models, by their error's last line.
-    assert "\n- Broken: RuntimeError: out of memory\n" in text and text.index("Not scored (1):") > text.index("Model0")
+    assert (
+        "\n- Broken: RuntimeError: out of memory\n" in text
+        and text.index("Not scored (1):") > text.index("Model0")
+    )
     for name in ("fisher_vs_autoattack.png", "clean_vs_autoattack.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -125,14 +131,21 @@ def test_render_reports_predicted_robust_accuracy_and_its_mean_error(tmp_path):
     that have both (here |42 − 40| and |25 − 30|: 3.5 points over 2); the method column says
     which route ran instead of a blanket "(exact)"."""
     _write_result(tmp_path / "results", "A", 40.0, 2.0, predicted=42.0)
-    _write_result(tmp_path / "results", "B", 30.0, 5.0, predicted=25.0, method="lanczos (trace: hutchinson)")
+    _write_result(tmp_path / "results", "B", 30.0, 5.0, predicted=25.0,
+                  method="lanczos (trace: hutchinson)")
     _write_result(tmp_path / "results", "NoPrediction", 20.0, 9.0)
     _write_result(tmp_path / "results", "NoAutoAttack", None, 3.0, predicted=50.0)
     out = tmp_path / "rendered"
     rows = {r["model"]: r for r in render(tmp_path / "results", out)["rows"]}
-    assert rows["A"]["predicted_robust_acc"] == 42.0 and rows["A"]["predicted_abs_error"] == pytest.approx(2.0)
+    assert (
+        rows["A"]["predicted_robust_acc"] == 42.0 and rows["A"]["predicted_abs_error"]
+        == pytest.approx(2.0)
+    )
     assert rows["B"]["predicted_abs_error"] == pytest.approx(5.0)
-    assert rows["NoPrediction"]["predicted_abs_error"] is None and rows["NoAutoAttack"]["predicted_abs_error"] is None
+    assert (
+        rows["NoPrediction"]["predicted_abs_error"] is None
+        and rows["NoAutoAttack"]["predicted_abs_error"] is None
+    )
     text = (out / "leaderboard.md").read_text()
     assert "Mean |predicted − AutoAttack| over 2 models: 3.50 points." in text
     assert "| lanczos (trace: hutchinson) |" in text and "(exact)" not in text
@@ -156,7 +169,8 @@ def _attach_npz(root: Path, name: str, arrays: dict[str, np.ndarray]) -> Path:
 def _arrays(radius: list[float], refined: list[float] | None = None) -> dict[str, np.ndarray]:
     n = len(radius)
     arrays = {"index": np.arange(n), "label": np.zeros(n, dtype=np.int64),
-              "prediction": np.array([0 if r > 0 else 1 for r in radius]), "lambda_max": np.ones(n),
+              "prediction": np.array([0 if r > 0 else 1 for r in radius]),
+              "spectral_norm": np.ones(n),
               "trace": np.ones(n), "radius_linf": np.array(radius, dtype=np.float64)}
     if refined is not None:
         arrays["radius_linf_refined"] = np.array(refined, dtype=np.float64)
@@ -180,7 +194,8 @@ MALFORMED_JSON = {
         json.dumps({"model": "Bad", "dataset": "cifar10", "threat_model": "Linf", "status": "ok",
                     "reported": {"autoattack_acc": "40.0"}}).encode(),
         r"field 'reported.autoattack_acc' is a string, expected a number or null"),
-    "a required field missing": (json.dumps({"model": "Bad", "dataset": "cifar10", "status": "ok"}).encode(),
+    "a required field missing": (json.dumps({"model": "Bad", "dataset": "cifar10",
+                                             "status": "ok"}).encode(),
                                  r"field 'threat_model' is missing"),
 }
 
@@ -236,7 +251,10 @@ def test_render_checks_each_npz_against_the_sha256_its_json_records(tmp_path, da
         reason = "is missing (Damaged.json names it)"
     rendered = render(results, tmp_path / "out", n_resamples=50)
     assert [s.file for s in rendered["skipped"]] == ["cifar10/Linf/Damaged.npz"]
-    assert reason in rendered["skipped"][0].reason and "Damaged left out" in rendered["skipped"][0].reason
+    assert (
+        reason in rendered["skipped"][0].reason
+        and "Damaged left out" in rendered["skipped"][0].reason
+    )
     assert "Damaged" not in {r["model"] for r in rendered["rows"]}
     assert "cifar10/Linf/Good0" in rendered["curves"]  # the intact .npz is used
 
@@ -245,26 +263,40 @@ def test_refined_prediction_is_used_where_stored_and_both_are_shown(tmp_path):
     """With refined predictions, |Δ| and the correlations use them: here the refined values rank the
     models as AutoAttack does (ρ = +1) while the first-order ones rank them in reverse (ρ = −1)."""
     results = tmp_path / "results"
-    for i, (aa, first, refined) in enumerate([(10.0, 40.0, 12.0), (20.0, 30.0, 19.0), (30.0, 20.0, 33.0)]):
+    for i, (aa, first, refined) in enumerate([(10.0, 40.0, 12.0), (20.0, 30.0, 19.0),
+                                              (30.0, 20.0, 33.0)]):
         _write_result(results, f"M{i}", aa, 1.0 + i, predicted=first)
         path = results / "cifar10" / "Linf" / f"M{i}.json"
         record = json.loads(path.read_text())
         record["predicted_robust_acc"]["Linf"]["refined"] = refined
         path.write_text(json.dumps(record))
-    _write_result(results, "OldFile", 40.0, 0.5, predicted=41.0)  # first-order only: still in every table
+    _write_result(
+        results, "OldFile", 40.0, 0.5, predicted=41.0
+    )  # first-order only: still in every table
     out = tmp_path / "out"
     rendered = render(results, out, n_resamples=50)
     rows = {r["model"]: r for r in rendered["rows"]}
-    assert rows["M0"]["predicted_robust_acc"] == 12.0 and rows["M0"]["predicted_first_order"] == 40.0
+    assert (
+        rows["M0"]["predicted_robust_acc"] == 12.0 and rows["M0"]["predicted_first_order"] == 40.0
+    )
     assert rows["M0"]["predicted_abs_error"] == pytest.approx(2.0)
-    assert rows["OldFile"]["predicted_robust_acc"] == 41.0 and rows["OldFile"]["predicted_refined"] is None
+    assert (
+        rows["OldFile"]["predicted_robust_acc"] == 41.0
+        and rows["OldFile"]["predicted_refined"] is None
+    )
     predicted = rendered["correlations"]["cifar10/Linf"]["predicted_robust_acc"]
     assert predicted["spearman_vs_autoattack"].value == pytest.approx(1.0)
     text = (out / "leaderboard.md").read_text()
-    assert "| predicted (refined) | predicted (first-order) |" in text and "| 12.0 | 40.0 | 2.0 |" in text
+    assert (
+        "| predicted (refined) | predicted (first-order) |" in text
+        and "| 12.0 | 40.0 | 2.0 |" in text
+    )
     with open(out / "leaderboard.csv") as handle:
         csv_rows = {r["model"]: r for r in csv.DictReader(handle)}
-    assert float(csv_rows["M2"]["predicted_refined"]) == 33.0 and float(csv_rows["M2"]["predicted_first_order"]) == 20.0
+    assert (
+        float(csv_rows["M2"]["predicted_refined"]) == 33.0
+        and float(csv_rows["M2"]["predicted_first_order"]) == 20.0
+    )
     page = (out / "index.html").read_text()
     assert "predicted, refined %" in page and "predicted, first-order %" in page
 
@@ -281,8 +313,10 @@ def test_accuracy_curve_from_the_radii_with_autoattack_points(tmp_path):
     _attach_npz(results, "Good1", _arrays(first, refined))
     budget = curves_dir / "cifar10" / "Linf"
     budget.mkdir(parents=True)
-    (budget / "Good1_eps4-255.json").write_text(json.dumps({"eps": 4 / 255, "autoattack_acc": 45.0, "n_examples": 500}))
-    (budget / "Good1_eps16-255.json").write_text(json.dumps({"eps": 16 / 255, "autoattack_acc": [5.0]}))
+    (budget / "Good1_eps4-255.json").write_text(json.dumps({"eps": 4 / 255, "autoattack_acc": 45.0,
+                                                            "n_examples": 500}))
+    (budget / "Good1_eps16-255.json").write_text(json.dumps({"eps": 16 / 255,
+                                                             "autoattack_acc": [5.0]}))
     out = tmp_path / "out"
     rendered = render(results, out, n_resamples=50, autoattack_curves=curves_dir)
     curve = rendered["curves"]["cifar10/Linf/Good1"]
@@ -301,7 +335,8 @@ def test_accuracy_curve_from_the_radii_with_autoattack_points(tmp_path):
 
 def test_page_is_self_contained_and_names_every_point(tmp_path):
     """index.html loads nothing from elsewhere, has a row per scored model, a tooltip per plotted point
-    naming its model, and the identity line on the predicted-vs-AutoAttack panel; values are escaped."""
+    naming its model, and the identity line on the predicted-vs-AutoAttack panel; values are
+    escaped."""
     results = tmp_path / "results"
     for i, (aa, lam) in enumerate([(10.0, 50.0), (20.0, 20.0), (30.0, 9.0), (45.0, 2.0)]):
         _write_result(results, f"Model{i}", aa, lam, predicted=aa + 2)
@@ -319,4 +354,58 @@ def test_page_is_self_contained_and_names_every_point(tmp_path):
     titles = re.findall(r"<title>([^<]+)</title>", predicted_svg)
     assert sorted(t.split(" (")[0] for t in titles) == sorted(models)
     fisher_svg = page.split('id="figure-fisher_vs_autoattack"', 1)[1].split("</figure>", 1)[0]
-    assert len(re.findall(r'<g id="fisher_vs_autoattack-\d+" class="point"><title>', fisher_svg)) == 5
+    assert (
+        len(re.findall(r'<g id="fisher_vs_autoattack-\d+" class="point"><title>', fisher_svg)) == 5
+    )
+
+
+def test_npz_with_the_old_array_names_is_read_under_the_current_names(tmp_path):
+    """A per-image file written before ``lambda_max`` became ``spectral_norm`` is read under the
+    current names, by the store and by render's checked reader, and renders like a current one."""
+    from leaderboard import store
+    from leaderboard.read_results import read_results
+
+    root = tmp_path / "results"
+    _three_good_results(root)
+    old = {"index": np.arange(4), "label": np.zeros(4, dtype=np.int64),
+           "prediction": np.zeros(4, dtype=np.int64),
+           "lambda_max": np.array([1.0, 2.0, 3.0, 4.0]), "lambda_max_stderr": np.zeros(4),
+           "trace": np.array([2.0, 3.0, 4.0, 5.0]), "trace_stderr": np.zeros(4)}
+    assert set(store.RENAMED_ARRAYS) <= set(old)
+    npz = _attach_npz(root, "Good0", old)
+    sha256 = json.loads(npz.with_suffix(".json").read_text())["per_image"]["sha256"]
+    arrays = store.read_per_image(npz, sha256)
+    assert sorted(arrays) == sorted(store.PER_IMAGE_ARRAYS)
+    np.testing.assert_array_equal(arrays["spectral_norm"], old["lambda_max"])
+    np.testing.assert_array_equal(arrays["spectral_norm_stderr"], old["lambda_max_stderr"])
+    assert store.summarize_per_image(arrays)["fisher"]["spectral_norm"]["median"] == 2.5
+    read = read_results(root)
+    assert read.skipped == []
+    per_image = {r.record["model"]: r.per_image for r in read.results}["Good0"]
+    assert sorted(per_image) == sorted(store.PER_IMAGE_ARRAYS)
+    rows = render(root, tmp_path / "rendered", n_resamples=20)["rows"]
+    assert {r["model"] for r in rows} == {"Good0", "Good1", "Good2"}
+
+
+def test_committed_zoo_results_are_read_and_render_with_nothing_skipped(tmp_path):
+    """The committed zoo results (per-image files written with the old array names) pass every
+    check, their per-image values reproduce each JSON's Fisher summaries, and they render."""
+    from leaderboard import store
+    from leaderboard.read_results import read_results
+    from leaderboard.zoo.weights import ZOO_DIR
+
+    committed = Path(__file__).resolve().parents[1] / "leaderboard" / "results" / "zoo"
+    read = read_results(committed)
+    assert read.skipped == [] and read.results
+    for result in read.results:
+        if result.record["status"] != "ok":
+            continue
+        assert set(store.PER_IMAGE_ARRAYS) <= set(result.per_image)
+        assert not set(store.RENAMED_ARRAYS) & set(result.per_image)
+        budgets = {threat: p["eps"] for threat, p in result.record["predicted_robust_acc"].items()}
+        summary = store.summarize_per_image(result.per_image, budgets)
+        assert summary["fisher"] == result.record["fisher"], result.path
+    rendered = render(committed, tmp_path / "rendered", n_resamples=20,
+                      autoattack_curves=ZOO_DIR / "autoattack_curve")
+    assert rendered["skipped"] == []
+    assert len(rendered["rows"]) == len(read.results)

@@ -21,7 +21,6 @@ from art.defences.postprocessor import (
 from art.defences.preprocessor import CutoutPyTorch
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 from art.estimators.classification import BlackBoxClassifier, PyTorchClassifier, SklearnClassifier
-from cases import IMAGE_SHAPE, MODELS, NUM_CLASSES, make_inputs, make_model
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
@@ -37,6 +36,7 @@ from art_fim.adapters import ClassGradientMismatchError, adapter_for
 from art_fim.defences import UnsupportedDefenceError
 from art_fim.results import FisherEstimate
 from art_fim.streams import input_generators
+from cases import IMAGE_SHAPE, MODELS, NUM_CLASSES, make_inputs, make_model
 
 DIM = int(np.prod(IMAGE_SHAPE))
 

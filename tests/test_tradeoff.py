@@ -32,11 +32,16 @@ def test_closed_forms_reproduce_the_paper_examples():
     w, b = dist.averaging_classifier()
     assert dist.accuracy(w, b) == pytest.approx(ndtr(3.0), abs=1e-12)
     assert dist.accuracy(w, b, dist.critical_eps) == pytest.approx(ndtr(-3.0), abs=1e-12)
-    assert dist.theorem_2_1_bound(dist.accuracy(w, b)) == pytest.approx(19 * (1 - ndtr(3.0)), rel=1e-12)
+    assert (
+        dist.theorem_2_1_bound(dist.accuracy(w, b))
+        == pytest.approx(19 * (1 - ndtr(3.0)), rel=1e-12)
+    )
     w, b = dist.robust_feature_classifier()
     for eps in (0.0, dist.critical_eps, 0.99):
         assert dist.accuracy(w, b, eps) == pytest.approx(0.95, abs=1e-15)
-    assert dist.accuracy(w, b, 1.0) == 0.0  # at ε = 1 the adversary zeroes x₁: a tie counts as an error
+    assert (
+        dist.accuracy(w, b, 1.0) == 0.0
+    )  # at ε = 1 the adversary zeroes x₁: a tie counts as an error
 
 
 @pytest.mark.parametrize(("d", "robust"), [(100, 0.002404), (10_000, 0.005296)])
@@ -116,7 +121,8 @@ def test_theorem_2_1_holds_for_the_trained_models(trained):
         clean, attacked = dist.accuracy(w, b), dist.accuracy(w, b, dist.critical_eps)
         assert attacked <= dist.theorem_2_1_bound(clean) + 1e-12
         x_adv = ProjectedGradientDescent(
-            classifier, norm=np.inf, eps=dist.critical_eps, eps_step=dist.critical_eps / 4, max_iter=8,
+            classifier, norm=np.inf, eps=dist.critical_eps, eps_step=dist.critical_eps / 4,
+            max_iter=8,
             num_random_init=0, verbose=False,
         ).generate(x, class_indices(y))
         sampled = (classifier.predict(x_adv).argmax(1) == class_indices(y)).mean()
@@ -137,7 +143,8 @@ def test_art_fim_metrics_of_a_logistic_model_match_the_closed_forms():
     # Float64 softmax holds 1 − q to ~1e-16 absolute: an absolute error of ~1e-16 · ‖w‖² in the
     # Fisher of the most confident points (1 − q ≈ 1e-12), relative 1e-4 elsewhere (float32 model).
     atol = 1e-15 * np.abs(w).sum() ** 2
-    np.testing.assert_allclose(fisher_spectral_norm(classifier, x, verbose=False), spectral, rtol=1e-4, atol=atol)
+    np.testing.assert_allclose(fisher_spectral_norm(classifier, x, verbose=False), spectral,
+                               rtol=1e-4, atol=atol)
     lower, upper = fisher_linf_bounds(classifier, x)
     np.testing.assert_allclose(lower, linf, rtol=1e-4, atol=atol)
     np.testing.assert_allclose(upper, linf, rtol=1e-4, atol=atol)

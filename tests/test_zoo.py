@@ -29,7 +29,8 @@ def test_architectures_take_pixels_and_return_ten_logits(architecture):
 
 def test_zoo_fits_the_shipping_budget():
     """The planned zoo's float16 state dicts add up to at most 40 MB, four families covered."""
-    total = sum(2 * sum(p.numel() for p in build(entry.architecture).state_dict().values()) for entry in ZOO.values())
+    total = sum(2 * sum(p.numel() for p in build(entry.architecture).state_dict().values())
+                for entry in ZOO.values())
     assert total <= _ZOO_BUDGET_BYTES
     assert {entry.architecture for entry in ZOO.values()} == set(ARCHITECTURES)
     assert len(ZOO) >= 12
@@ -64,7 +65,8 @@ def test_pgd_stays_in_the_ball_and_the_box():
 
 
 @pytest.mark.parametrize("regime", [Regime("standard"), Regime("noise", sigma=0.1),
-                                    Regime("pgd", eps=8 / 255, steps=2), Regime("trades", eps=8 / 255, steps=2)],
+                                    Regime("pgd", eps=8 / 255, steps=2),
+                                    Regime("trades", eps=8 / 255, steps=2)],
                          ids=lambda r: r.kind)
 def test_regimes_give_finite_losses_and_gradients(regime):
     """Each regime's loss is finite and has finite gradients; the model is left in training mode."""
@@ -87,7 +89,10 @@ def test_build_order_lists_every_zoo_model_once():
     for family in ARCHITECTURES:
         kinds = {(m.regime.kind, m.regime.norm, round(m.regime.eps * 255, 3), m.regime.sigma)
                  for m in ZOO.values() if m.architecture == family}
-        assert {("standard", "Linf", 0, 0), ("noise", "Linf", 0, 0.1), ("pgd", "Linf", 2, 0), ("pgd", "Linf", 8, 0)} <= kinds
+        assert (
+            {("standard", "Linf", 0, 0), ("noise", "Linf", 0, 0.1), ("pgd", "Linf", 2, 0),
+             ("pgd", "Linf", 8, 0)} <= kinds
+        )
     assert any(m.regime.kind == "trades" for m in ZOO.values())
     assert any(m.regime.kind == "pgd" and m.regime.norm == "L2" for m in ZOO.values())
 
@@ -141,7 +146,8 @@ def test_load_model_round_trips_the_float16_weights(tmp_path):
     torch.testing.assert_close(loaded(x), model.half().float()(x), rtol=1e-4, atol=1e-4)
     with pytest.raises(KeyError, match="not a zoo model"):
         load_model("resnet9_nonsense", tmp_path)
-    with pytest.raises(FileNotFoundError, match="leaderboard.zoo.build train --models vgg_standard"):
+    with pytest.raises(FileNotFoundError, match="leaderboard.zoo.build train --models "
+                       "vgg_standard"):
         load_model("vgg_standard", tmp_path)
 
 
@@ -181,7 +187,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch)
 
     # The last epoch is kept too: a stop between training and storing the weights loses nothing.
     assert torch.load(checkpoint, weights_only=True)["epochs_done"] == 3
-    monkeypatch.setattr("leaderboard.zoo.training.training_loss", lambda *a: pytest.fail("trained again"))
+    monkeypatch.setattr("leaderboard.zoo.training.training_loss",
+                        lambda *a: pytest.fail("trained again"))
     finished, again = _tiny_training(checkpoint)
     for name, value in reference.state_dict().items():
         assert torch.equal(value, finished.state_dict()[name]), name

@@ -8,6 +8,7 @@ entry must come out either mapped to a measured family or counted as unmeasured.
 from __future__ import annotations
 
 import pytest
+
 from leaderboard_cases import require_robustbench
 
 require_robustbench()
@@ -23,10 +24,12 @@ from benchmarks.zoo_cost import (
 from leaderboard.registry import list_entries
 
 ENTRIES = list_entries()
-ROUTE = {"spectral_norm": {"method": "exact", "batch_size": 8}, "trace": {"method": "exact", "batch_size": 8}}
+ROUTE = {"spectral_norm": {"method": "exact", "batch_size": 8},
+         "trace": {"method": "exact", "batch_size": 8}}
 
 
-def _measurement(family: str, images_per_second: float, load: float, num_checkpoints: int = 1) -> Measurement:
+def _measurement(family: str, images_per_second: float, load: float,
+                 num_checkpoints: int = 1) -> Measurement:
     return Measurement(
         family=family, model="synthetic", n=8, num_checkpoints=num_checkpoints, build_seconds=0.0,
         load_seconds=load, warmup_seconds=0.0, fisher_seconds=8 / images_per_second,
@@ -46,9 +49,14 @@ def test_estimate_is_n_examples_over_rate_plus_load() -> None:
     assert by_key["cifar10/Linf/Carmon2019Unlabeled"].seconds == pytest.approx(10_000 / 125.0 + 3.0)
     assert by_key["cifar10/Linf/Carmon2019Unlabeled"].family == "cifar10/WRN-28-10"
     assert by_key["imagenet/Linf/Standard_R50"].seconds == pytest.approx(5_000 / 5.0 + 2.0)
-    assert by_key["cifar10/Linf/Engstrom2019Robustness"].seconds == pytest.approx(10_000 / 400.0 + 1.5)
+    assert (
+        by_key["cifar10/Linf/Engstrom2019Robustness"].seconds == pytest.approx(10_000 / 400.0 + 1.5)
+    )
     # Three ResNet-50 checkpoints: three networks to load and run.
-    assert by_key["cifar10/Linf/Chen2020Adversarial"].seconds == pytest.approx(3 * (10_000 / 400.0 + 1.5))
+    assert (
+        by_key["cifar10/Linf/Chen2020Adversarial"].seconds
+        == pytest.approx(3 * (10_000 / 400.0 + 1.5))
+    )
     # Same architecture on CIFAR-100 (ten times the classes) is another family: not measured here.
     assert by_key["cifar100/Linf/Hendrycks2019Using"].seconds is None
     assert by_key["cifar100/Linf/Hendrycks2019Using"].family is None
@@ -58,7 +66,8 @@ def test_estimate_is_n_examples_over_rate_plus_load() -> None:
 
 def test_every_entry_is_mapped_or_counted_unmeasured() -> None:
     """Measured plus unmeasured is the registry's count, per dataset and overall, with the sums right."""
-    measurements = {f.key: _measurement(f.key, images_per_second=10.0 + i, load=1.0) for i, f in enumerate(FAMILIES[:6])}
+    measurements = {f.key: _measurement(f.key, images_per_second=10.0 + i, load=1.0)
+                    for i, f in enumerate(FAMILIES[:6])}
     estimates = extrapolate(ENTRIES, FAMILIES, measurements)
     assert len(estimates) == len(ENTRIES) == 206
     summary = totals(estimates)
@@ -67,7 +76,10 @@ def test_every_entry_is_mapped_or_counted_unmeasured() -> None:
     assert summary["all"]["measured"] == sum(e.family is not None for e in estimates) > 0
     assert summary["all"]["unmeasured"] > 0
     assert sum(summary[d]["entries"] for d in ROBUSTBENCH_N_EXAMPLES) == len(ENTRIES)
-    assert summary["all"]["seconds"] == pytest.approx(sum(e.seconds for e in estimates if e.seconds is not None))
+    assert (
+        summary["all"]["seconds"] == pytest.approx(sum(e.seconds for e in estimates
+                                                       if e.seconds is not None))
+    )
     for e in estimates:
         assert (e.seconds is None) == (e.family is None)
         if e.family is not None:

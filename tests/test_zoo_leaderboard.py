@@ -39,7 +39,8 @@ MEASURED = {
     ("resnet9_standard", "Linf"): (7.0, 60.0), ("resnet9_standard", "L2"): (19.0, 120.0),
 }
 N_EXAMPLES, ATTACKED = 4, 20
-BASELINES = Baselines(blackbox_n=2, blackbox_queries=400, reference_n=3, clever_n=1, clever_nb_batches=3,
+BASELINES = Baselines(blackbox_n=2, blackbox_queries=400, reference_n=3, clever_n=1,
+                      clever_nb_batches=3,
                       clever_batch_size=4)
 
 
@@ -53,8 +54,10 @@ def make_zoo(root: Path) -> Path:
             path = root / "model_info" / "cifar10" / threat / f"{name}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({
-                "name": name, "architecture": ZOO[name].architecture, "threat_model": threat, "eps": eps,
-                "clean_acc": 50.0 + seed, "autoattack_acc": robust, "n_examples": ATTACKED, "attack_seconds": seconds,
+                "name": name, "architecture": ZOO[name].architecture, "threat_model": threat,
+                "eps": eps,
+                "clean_acc": 50.0 + seed, "autoattack_acc": robust, "n_examples": ATTACKED,
+                "attack_seconds": seconds,
             }))
     return root
 
@@ -68,17 +71,20 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The stand-in zoo scored once with every baseline."""
     root = tmp_path_factory.mktemp("zoo")
     zoo, results = make_zoo(root / "zoo"), root / "results"
-    config = ScoreConfig(model_dir=str(zoo), n_examples=N_EXAMPLES, batch_size=4, method="exact", device="cpu",
+    config = ScoreConfig(model_dir=str(zoo), n_examples=N_EXAMPLES, batch_size=4, method="exact",
+                         device="cpu",
                          progress=False, source="zoo", baselines=BASELINES)
     entries = zoo_entries(zoo)
     summary = lb_run.run_models(entries, config, results, progress=False)
-    return {"zoo": zoo, "results": results, "config": config, "entries": entries, "summary": summary}
+    return {"zoo": zoo, "results": results, "config": config, "entries": entries,
+            "summary": summary}
 
 
 def test_every_model_is_filed_under_both_threat_models_with_its_own_autoattack_accuracy(scored):
     """Four records from two passes: the L2 record is the Linf one refiled, with L2's accuracies."""
     assert [(e.name, e.threat_model) for e in scored["entries"]] == [
-        ("vgg_standard", "Linf"), ("vgg_standard", "L2"), ("resnet9_standard", "Linf"), ("resnet9_standard", "L2")]
+        ("vgg_standard", "Linf"), ("vgg_standard", "L2"), ("resnet9_standard", "Linf"),
+        ("resnet9_standard", "L2")]
     assert not scored["summary"].failed and len(scored["summary"].done) == 4
     for name in MODELS:
         linf, l2 = (_record(scored["results"], t, name) for t in ("Linf", "L2"))
@@ -93,14 +99,17 @@ def test_every_model_is_filed_under_both_threat_models_with_its_own_autoattack_a
         assert set(linf["predicted_robust_acc"]) == {"Linf", "L2"}
 
 
-def test_baselines_keep_their_stated_relations_to_the_exact_lambda_max(scored):
+def test_baselines_keep_their_stated_relations_to_the_exact_spectral_norm(scored):
     """Per image: the reference estimate (the largest of 100 Rayleigh quotients) is at most the
     exact λ_max; the query-only estimate with m orthogonal directions is within 5·√(2/m) of it
-    (its stated relative error is about √(2/m)); CLEVER is a positive distortion per threat model."""
+    (its stated relative error is about √(2/m)); CLEVER is a positive distortion per threat
+    model."""
     m = (BASELINES.blackbox_queries - 3) // 2
     for name in MODELS:
         record = _record(scored["results"], "Linf", name)
-        exact = store.read_per_image(scored["results"] / "cifar10" / "Linf" / f"{name}.npz")["lambda_max"]
+        exact = store.read_per_image(scored["results"] / "cifar10" / "Linf" / f"{name}.npz")[
+            "spectral_norm"
+        ]
         baselines = record["baselines"]
         reference = np.array(baselines["reference_whitebox"]["values"])
         assert len(reference) == BASELINES.reference_n
@@ -108,7 +117,8 @@ def test_baselines_keep_their_stated_relations_to_the_exact_lambda_max(scored):
         assert np.all(reference > 0)
         blackbox = np.array(baselines["blackbox"]["values"])
         assert len(blackbox) == BASELINES.blackbox_n
-        np.testing.assert_array_less(np.abs(blackbox / exact[: len(blackbox)] - 1), 5 * math.sqrt(2 / m))
+        np.testing.assert_array_less(np.abs(blackbox / exact[: len(blackbox)] - 1),
+                                     5 * math.sqrt(2 / m))
         assert set(baselines["clever"]) == {"linf", "l2"}
         for summary in baselines["clever"].values():
             assert summary["n"] == BASELINES.clever_n and all(v > 0 for v in summary["values"])
@@ -129,11 +139,17 @@ def test_rerun_resumes_and_refiles_a_lost_threat_model_without_rescoring(scored,
     summary = lb_run.run_models(entries, config, results, progress=False)
     assert summary.done == ["cifar10/L2/resnet9_standard"] and len(summary.skipped) == 3
     after = _record(results, "L2", "resnet9_standard")
-    assert {k: v for k, v in after.items() if k != "per_image"} == {k: v for k, v in before.items() if k != "per_image"}
-    assert lb_run.run_models(entries, config, results, progress=False).skipped == [e.key for e in entries]
+    assert {k: v for k, v in after.items() if k != "per_image"} == {k: v for k, v in before.items()
+                                                                    if k != "per_image"}
+    assert (
+        lb_run.run_models(entries, config, results, progress=False).skipped
+        == [e.key for e in entries]
+    )
 
 
-def test_render_gives_costs_relative_to_autoattack_and_says_two_models_are_too_few(scored, tmp_path):
+def test_render_gives_costs_relative_to_autoattack_and_says_two_models_are_too_few(
+    scored, tmp_path
+):
     """Cost ratio = (Fisher seconds / n) / (attack seconds / attacked images), per model; correlations NaN."""
     rendered = render(scored["results"], tmp_path)
     rows = {(r["model"], r["threat_model"]): r for r in rendered["rows"]}
@@ -141,11 +157,14 @@ def test_render_gives_costs_relative_to_autoattack_and_says_two_models_are_too_f
         record = _record(scored["results"], threat, name)
         row = rows[name, threat]
         assert row["autoattack_seconds_per_image"] == pytest.approx(attack_seconds / ATTACKED)
-        assert row["fisher_seconds_per_image"] == pytest.approx(record["seconds"]["fisher"] / N_EXAMPLES)
+        assert row["fisher_seconds_per_image"] == pytest.approx(
+            record["seconds"]["fisher"] / N_EXAMPLES
+        )
         assert row["clever_median"] == record["baselines"]["clever"][threat.lower()]["median"]
     for group in ("cifar10/Linf", "cifar10/L2"):
         table = rendered["correlations"][group]
-        assert {"blackbox_lambda_max_median", "reference_lambda_max_median", "clever_median"} <= set(table)
+        assert {"blackbox_lambda_max_median", "reference_lambda_max_median",
+                "clever_median"} <= set(table)
         assert all(math.isnan(c.value) and c.n == 2 for row in table.values() for c in row.values())
     text = (tmp_path / "leaderboard.md").read_text()
     assert "rank correlations need at least 3 models" in text and "× AutoAttack's" in text
@@ -156,7 +175,8 @@ def test_command_line_scores_the_zoo_and_renders_it(scored, tmp_path, capsys):
     """`run --source zoo` (no baselines, so it is quick) then `render --source zoo`; both exit 0."""
     results = tmp_path / "results"
     args = ["--source", "zoo", "--model-dir", str(scored["zoo"]), "--results", str(results)]
-    fast = ["--n-examples", "3", "--blackbox-n", "0", "--reference-n", "0", "--clever-n", "0", "--no-progress"]
+    fast = ["--n-examples", "3", "--blackbox-n", "0", "--reference-n", "0", "--clever-n", "0",
+            "--no-progress"]
     assert main(["run", *args, *fast]) == 0
     out = capsys.readouterr().out
     assert "2 of the zoo's 18 planned models scored" in out
@@ -172,11 +192,15 @@ def test_truncated_weights_fail_their_model_naming_the_file(tmp_path, kept):
     zoo, results = make_zoo(tmp_path / "zoo"), tmp_path / "results"
     path = weights_path("vgg_standard", zoo)
     path.write_bytes(path.read_bytes()[: int(kept * path.stat().st_size)])
-    args = ["run", "--source", "zoo", "--model-dir", str(zoo), "--results", str(results), "--n-examples", "2",
+    args = ["run", "--source", "zoo", "--model-dir", str(zoo), "--results", str(results),
+            "--n-examples", "2",
             "--blackbox-n", "0", "--reference-n", "0", "--clever-n", "0", "--no-progress"]
     assert main(args) == 1
     failed = _record(results, "Linf", "vgg_standard")
     assert failed["status"] == "failed"
     first_line = failed["error"].splitlines()[0]
-    assert f"{path} ({path.stat().st_size} bytes) could not be read" in first_line and "truncated" in first_line
+    assert (
+        f"{path} ({path.stat().st_size} bytes) could not be read" in first_line
+        and "truncated" in first_line
+    )
     assert _record(results, "Linf", "resnet9_standard")["status"] == "ok"

@@ -27,7 +27,8 @@ from leaderboard.data import CIFAR10_MEAN, CIFAR10_STD
 class Normalize(nn.Module):
     """``(x − mean) / std`` per channel, so the model takes [0, 1] pixels."""
 
-    def __init__(self, mean: tuple[float, ...] = CIFAR10_MEAN, std: tuple[float, ...] = CIFAR10_STD) -> None:
+    def __init__(self, mean: tuple[float, ...] = CIFAR10_MEAN,
+                 std: tuple[float, ...] = CIFAR10_STD) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).reshape(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std).reshape(1, -1, 1, 1))
@@ -37,7 +38,8 @@ class Normalize(nn.Module):
 
 
 def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True)]
 
 
 def vgg(num_classes: int = 10, widths: tuple[int, ...] = (16, 32, 64, 128)) -> nn.Sequential:
@@ -47,7 +49,8 @@ def vgg(num_classes: int = 10, widths: tuple[int, ...] = (16, 32, 64, 128)) -> n
     for width in widths:
         layers += [*_conv_bn(c_in, width), *_conv_bn(width, width), nn.MaxPool2d(2)]
         c_in = width
-    return nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes))
+    return nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+                         nn.Linear(c_in, num_classes))
 
 
 class Residual(nn.Module):
@@ -82,8 +85,10 @@ class DenseLayer(nn.Module):
     def __init__(self, c_in: int, growth: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.BatchNorm2d(c_in), nn.ReLU(inplace=False), nn.Conv2d(c_in, 4 * growth, 1, bias=False),
-            nn.BatchNorm2d(4 * growth), nn.ReLU(inplace=True), nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_in), nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, 4 * growth, 1, bias=False),
+            nn.BatchNorm2d(4 * growth), nn.ReLU(inplace=True),
+            nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False),
         )
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
@@ -103,9 +108,11 @@ def densenet(num_classes: int = 10, growth: int = 12, layers_per_block: int = 4)
             modules.append(DenseLayer(c, growth))
             c += growth
         if block < 2:
-            modules += [nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.Conv2d(c, c // 2, 1, bias=False), nn.AvgPool2d(2)]
+            modules += [nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                        nn.Conv2d(c, c // 2, 1, bias=False), nn.AvgPool2d(2)]
             c //= 2
-    modules += [nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
+    modules += [nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                nn.Linear(c, num_classes)]
     return nn.Sequential(*modules)
 
 
@@ -160,5 +167,6 @@ def build(architecture: str) -> nn.Module:
         ValueError: unknown architecture name.
     """
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}")
+        raise ValueError(f"unknown architecture {architecture!r}; choose one of "
+                         f"{sorted(ARCHITECTURES)}")
     return ARCHITECTURES[architecture]()

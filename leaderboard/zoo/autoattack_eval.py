@@ -57,18 +57,20 @@ def autoattack_accuracy(
             the settings, the inputs and the model's weights: a file made with others is refused.
 
     Returns:
-        ``{"autoattack_acc": ..., "clean_acc": ..., "eps": ..., "seconds": ..., "n": ..., "precision": ...}``
-        (percent); ``seconds`` adds up the runs that made the result, the attack interrupted in
-        a stopped run not counted (it is run again).
+        ``{"autoattack_acc": ..., "clean_acc": ..., "eps": ..., "seconds": ..., "n": ...,
+        "precision": ...}`` (percent); ``seconds`` adds up the runs that made the result, the attack
+        interrupted in a stopped run not counted (it is run again).
     """
     # Full float32 on every device (no TF32 convolutions on a GPU), as on the CPU.
     with precision_context("float32"):
-        return _autoattack_accuracy(model, x, y, norm=norm, eps=eps, batch_size=batch_size, seed=seed,
+        return _autoattack_accuracy(model, x, y, norm=norm, eps=eps, batch_size=batch_size,
+                                    seed=seed,
                                     device=device, state_path=state_path)
 
 
 def _autoattack_accuracy(
-    model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: float | None, batch_size: int, seed: int,
+    model: nn.Module, x: Tensor, y: Tensor, *, norm: str, eps: float | None, batch_size: int,
+    seed: int,
     device: torch.device | str, state_path: Path | None,
 ) -> dict[str, float]:
     from pyautoattack import AutoAttack, checks
@@ -90,7 +92,8 @@ def _autoattack_accuracy(
             correct = torch.cat([model(xb).argmax(1) == yb
                                  for xb, yb in zip(x.split(batch_size), y.split(batch_size))])
         clean = int(correct.sum()) / len(x)  # exact, as a count, not a float32 mean
-        state = {**settings, "done": [], "clean_acc": 100.0 * clean, "robust": correct.cpu().tolist(),
+        state = {**settings, "done": [], "clean_acc": 100.0 * clean,
+                 "robust": correct.cpu().tolist(),
                  "accuracy_after": {"clean": clean}, "seconds": 0.0}
     earlier_seconds = state["seconds"]
     _save_state(state_path, state)
@@ -124,11 +127,15 @@ def _load_state(path: Path | None, settings: dict) -> dict | None:
         return None
     state = json.loads(path.read_text())
     if "_robust_flags" in state:
-        raise ValueError(f"{path} was written by pyautoattack's own state, which cannot be resumed; "
-                         "delete it to start afresh")
+        raise ValueError(
+            f"{path} was written by pyautoattack's own state, which cannot be resumed; "
+            "delete it to start afresh"
+        )
     differ = sorted(key for key in settings if state.get(key) != settings[key])
     if differ:
-        raise ValueError(f"{path} was made with other {', '.join(differ)}; delete it to start afresh")
+        raise ValueError(
+            f"{path} was made with other {', '.join(differ)}; delete it to start afresh"
+        )
     return state
 
 

@@ -2,20 +2,21 @@
 
     python -m leaderboard.zoo.build train  [--models NAME ...] [--device auto] [--time-budget 540]
     python -m leaderboard.zoo.build attack [--models NAME ...] [--n 500] [--norms Linf L2]
-    python -m leaderboard.zoo.build all    [--models NAME ...]     # train, then attack, model by model
-    python -m leaderboard.zoo.build curve  [--models NAME ...] [--n 500] [--norms Linf L2]
+    python -m leaderboard.zoo.build all    [--models NAME ...]     # train, then attack, model by
+    model python -m leaderboard.zoo.build curve  [--models NAME ...] [--n 500] [--norms Linf L2]
 
 ``train`` writes ``<out>/models/<name>.pt`` (float16 state dict) and ``<name>.json`` (how it was
 trained, clean accuracy on the 10,000 test images, a 10-step PGD check for catastrophic
 overfitting, training time). ``attack`` writes
 RobustBench-style model-info files ``<out>/model_info/cifar10/<norm>/<name>.json`` with clean and
 standard-AutoAttack accuracy on ``n`` images of the bundled test subset
-(``leaderboard/data/cifar10_test_1000.npz``, 100 per class), taken class by class in turn. Finished models are skipped, so
-the work can be spread over several runs; ``--time-budget`` stops before starting a model
-once that many seconds have passed. Every file is written atomically; an interrupted
-training resumes after its last finished epoch (its state is kept in ``<out>/training_state/``),
-an interrupted attack at AutoAttack's next sub-attack (``<out>/attack_state/``).
-Models are taken in :data:`~leaderboard.zoo.plan.BUILD_ORDER` unless ``--models`` names them.
+(``leaderboard/data/cifar10_test_1000.npz``, 100 per class), taken class by class in turn. Finished
+models are skipped, so the work can be spread over several runs; ``--time-budget`` stops before
+starting a model once that many seconds have passed. Every file is written atomically; an
+interrupted training resumes after its last finished epoch (its state is kept in
+``<out>/training_state/``), an interrupted attack at AutoAttack's next sub-attack
+(``<out>/attack_state/``). Models are taken in :data:`~leaderboard.zoo.plan.BUILD_ORDER` unless
+``--models`` names them.
 ``curve`` measures AutoAttack at the further budgets of :data:`~leaderboard.zoo.plan.CURVE_BUDGETS`
 (ℓ∞ 4/255 and 16/255, ℓ2 0.25 and 1.0) for :data:`~leaderboard.zoo.plan.CURVE_MODELS`, writing
 ``<out>/autoattack_curve/cifar10/<norm>/<name>_eps<budget>.json``: the points that check the
@@ -35,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from leaderboard.data import bundled_cifar10
-from leaderboard.scoring import resolve_device
+from leaderboard.data import BUNDLED_CIFAR10, bundled_cifar10
+from leaderboard.scoring import device_name, resolve_device
 from leaderboard.store import write_atomic
 from leaderboard.zoo.architectures import build
 from leaderboard.zoo.cifar_zip import load_zip
@@ -45,7 +46,6 @@ from leaderboard.zoo.training import accuracy, pgd_accuracy, train
 from leaderboard.zoo.weights import ZOO_DIR, load_model, save_weights, weights_path
 
 ROOT = Path(__file__).resolve().parents[2]
-SUBSET = ROOT / "leaderboard" / "data" / "cifar10_test_1000.npz"
 # Images of the catastrophic-overfitting check: every k-th test image, so every class is in it.
 _PGD_CHECK_IMAGES = 1000
 
@@ -55,7 +55,7 @@ def _test_set(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     if test_zip.exists():
         x, y = load_zip(test_zip)
     else:  # the bundled 1,000-image subset, when the full test set is not at hand
-        data = np.load(SUBSET)
+        data = np.load(BUNDLED_CIFAR10)
         x, y = data["x"], data["y"]
     return torch.from_numpy(x), torch.from_numpy(y)
 
@@ -64,7 +64,8 @@ def train_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
     """Train every entry that has no weights yet."""
     device = resolve_device(args.device)
     todo = [e for e in entries if not weights_path(e.name, args.out).exists()]
-    print(f"{len(entries) - len(todo)} of {len(entries)} models already trained; {len(todo)} to train on {device}")
+    print(f"{len(entries) - len(todo)} of {len(entries)} models already trained; {len(todo)} to "
+          f"train on {device}")
     if not todo:
         return
     x_train, y_train = load_zip(args.data_dir / "train.zip", limit_per_class=args.limit_per_class)
@@ -81,7 +82,8 @@ def train_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
         stats = train(
             model, torch.from_numpy(x_train), torch.from_numpy(y_train), entry.regime,
             epochs=args.epochs or entry.epochs, batch_size=args.batch_size, lr=entry.lr,
-            optimizer=entry.optimizer, seed=entry.seed, device=device, verbose=True, checkpoint=checkpoint,
+            optimizer=entry.optimizer, seed=entry.seed, device=device, verbose=True,
+            checkpoint=checkpoint,
         )
         clean = accuracy(model, x_test, y_test)
         check = _overfitting_check(model, entry, x_test, y_test)
@@ -93,17 +95,19 @@ def train_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
             "batch_size": args.batch_size, "seed": entry.seed,
             "train_images": len(x_train), "clean_acc": clean, "test_images": len(x_test), **check,
             "train_seconds": round(stats["train_seconds"], 1),
-            "device": _device_name(device),
+            "device": device_name(device),
             "torch": torch.__version__,
             "command": "python -m leaderboard.zoo.build " + " ".join(sys.argv[1:]),
         }
         write_atomic(weights.with_suffix(".json"), record)
         checkpoint.unlink()  # only now: until the weights are stored, a rerun resumes from it
-        print(f"{entry.name}: clean {clean:.2f}% on {len(x_test)} test images, {stats['train_seconds']:.0f} s, "
+        print(f"{entry.name}: clean {clean:.2f}% on {len(x_test)} test images, "
+              f"{stats['train_seconds']:.0f} s, "
               f"{check}", flush=True)
 
 
-def _overfitting_check(model: torch.nn.Module, entry: ZooModel, x: torch.Tensor, y: torch.Tensor) -> dict:
+def _overfitting_check(model: torch.nn.Module, entry: ZooModel, x: torch.Tensor,
+                       y: torch.Tensor) -> dict:
     """PGD-10 accuracy at the training radius, for adversarially trained models.
 
     Short-step adversarial training can overfit catastrophically: near-zero accuracy here next
@@ -126,7 +130,8 @@ def attack_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
 
 def attack_curve(entries: list[ZooModel], args: argparse.Namespace) -> None:
     """AutoAttack at the curve budgets (:data:`CURVE_BUDGETS`) for every entry and norm not yet done."""
-    jobs = [(entry, norm, eps) for entry in entries for norm in args.norms for eps in CURVE_BUDGETS[norm]]
+    jobs = [(entry, norm, eps) for entry in entries for norm in args.norms
+            for eps in CURVE_BUDGETS[norm]]
     _run_attacks(jobs, args)
 
 
@@ -139,7 +144,13 @@ def budget_label(norm: str, eps: float) -> str:
 
 def curve_path(directory: Path, name: str, norm: str, eps: float) -> Path:
     """Where the AutoAttack result of zoo model ``name`` at ``(norm, eps)`` off the main budget lives."""
-    return directory / "autoattack_curve" / "cifar10" / norm / f"{name}_eps{budget_label(norm, eps)}.json"
+    return (
+        directory
+        / "autoattack_curve"
+        / "cifar10"
+        / norm
+        / f"{name}_eps{budget_label(norm, eps)}.json"
+    )
 
 
 def _run_attacks(jobs: list[tuple[ZooModel, str, float | None]], args: argparse.Namespace) -> None:
@@ -166,7 +177,9 @@ def _run_attacks(jobs: list[tuple[ZooModel, str, float | None]], args: argparse.
             print(f"time budget of {args.time_budget:.0f} s reached; rerun to continue")
             return
         model = load_model(entry.name, args.out).to(device)
-        state_path = args.out / "attack_state" / norm / f"{entry.name}{tag}_n{args.n}_seed{args.seed}.json"
+        state_path = (
+            args.out / "attack_state" / norm / f"{entry.name}{tag}_n{args.n}_seed{args.seed}.json"
+        )
         result = autoattack_accuracy(model, x, y, norm=norm, eps=eps, device=device, seed=args.seed,
                                      state_path=state_path)
         seconds, clean = result["seconds"], result["clean_acc"]
@@ -176,19 +189,15 @@ def _run_attacks(jobs: list[tuple[ZooModel, str, float | None]], args: argparse.
             "threat_model": norm, "eps": result["eps"], "clean_acc": clean,
             "autoattack_acc": result["autoattack_acc"], "n_examples": result["n"],
             "attack_seconds": round(seconds, 1), "attack": "pyautoattack standard",
-            "attack_device": _device_name(device), "attack_precision": result["precision"],
+            "attack_device": device_name(device), "attack_precision": result["precision"],
             "training": {k: training[k] for k in ("regime", "epochs", "train_seconds", "device")},
-            "command": f"python -m leaderboard.zoo.build {stage} --models {entry.name} --n {args.n} --norms {norm}",
+            "command": f"python -m leaderboard.zoo.build {stage} --models {entry.name} --n "
+            f"{args.n} --norms {norm}",
         })
         budget = f"{eps if eps is not None else THREATS[norm]:.4g}"
-        print(f"{entry.name} {norm} {budget}: clean {clean:.1f}%, AutoAttack {result['autoattack_acc']:.1f}% "
+        print(f"{entry.name} {norm} {budget}: clean {clean:.1f}%, AutoAttack "
+              f"{result['autoattack_acc']:.1f}% "
               f"({seconds:.0f} s)", flush=True)
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def build_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
@@ -199,17 +208,25 @@ def build_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=["train", "attack", "all", "curve"])
     parser.add_argument("--models", nargs="*", default=None, help=f"subset of: {' '.join(ZOO)}")
-    parser.add_argument("--out", type=Path, default=ZOO_DIR, help="zoo directory (default: leaderboard/zoo)")
-    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "cifar10")
+    parser.add_argument("--out", type=Path, default=ZOO_DIR,
+                        help="zoo directory (default: leaderboard/zoo)")
+    parser.add_argument(
+        "--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "cifar10"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--time-budget", type=float, default=float("inf"), help="seconds before stopping")
-    parser.add_argument("--epochs", type=int, default=None, help="override every entry's epochs (smoke runs)")
+    parser.add_argument("--time-budget", type=float, default=float("inf"),
+                        help="seconds before stopping")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="override every entry's epochs (smoke runs)")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--limit-per-class", type=int, default=None, help="training images per class (smoke runs)")
-    parser.add_argument("--n", type=int, default=500, help="test images to attack (at most 1000, class-balanced)")
+    parser.add_argument("--limit-per-class", type=int, default=None,
+                        help="training images per class (smoke runs)")
+    parser.add_argument("--n", type=int, default=500,
+                        help="test images to attack (at most 1000, class-balanced)")
     parser.add_argument("--norms", nargs="+", default=["Linf", "L2"], choices=["Linf", "L2"])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -218,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown zoo models {sorted(unknown)}; choose from {' '.join(ZOO)}")
     default = CURVE_MODELS if args.stage == "curve" else BUILD_ORDER
     entries = [ZOO[name] for name in (args.models or default)]
-    stages = {"train": train_models, "attack": attack_models, "all": build_models, "curve": attack_curve}
+    stages = {"train": train_models, "attack": attack_models, "all": build_models,
+              "curve": attack_curve}
     stages[args.stage](entries, args)
     return 0
 

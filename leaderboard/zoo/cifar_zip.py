@@ -23,7 +23,8 @@ def load_zip(path: Path, limit_per_class: int | None = None) -> tuple[np.ndarray
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: pass the CIFAR-10 zip (train.zip or test.zip) with --data")
+        raise FileNotFoundError(f"{path} not found: pass the CIFAR-10 zip (train.zip or test.zip) "
+                                "with --data")
     xs, ys = [], []
     counts = dict.fromkeys(CLASSES, 0)
     with zipfile.ZipFile(path) as archive:

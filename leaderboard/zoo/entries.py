@@ -73,7 +73,8 @@ def zoo_entries(zoo_dir: str | Path = ZOO_DIR, models: list[str] | None = None) 
             path = root / threat / f"{name}.json"
             if path.is_file():
                 info = json.loads(path.read_text())
-                entries.append(ZooEntry(name, DATASET, threat, _reported(info, threat, ZOO[name].architecture)))
+                entries.append(ZooEntry(name, DATASET, threat,
+                                        _reported(info, threat, ZOO[name].architecture)))
     return entries
 
 
@@ -82,9 +83,12 @@ def zoo_weights_present(entry: ZooEntry, zoo_dir: str | Path = ZOO_DIR) -> bool:
     return weights_path(entry.name, Path(zoo_dir)).is_file()
 
 
-def load_zoo_entry(entry: ZooEntry, zoo_dir: str | Path = ZOO_DIR) -> tuple[nn.Module, list[dict[str, Any]]]:
+def load_zoo_entry(
+    entry: ZooEntry, zoo_dir: str | Path = ZOO_DIR
+) -> tuple[nn.Module, list[dict[str, Any]]]:
     """The entry's model (float32, eval mode, ``[0, 1]`` inputs) and its checkpoint's file, SHA-256, size."""
     path = weights_path(entry.name, Path(zoo_dir))
     model = load_model(entry.name, Path(zoo_dir))
     data = path.read_bytes()
-    return model, [{"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}]
+    return model, [{"file": path.name, "sha256": hashlib.sha256(data).hexdigest(),
+                    "bytes": len(data)}]

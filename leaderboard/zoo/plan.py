@@ -42,12 +42,17 @@ class ZooModel:
     seed: int = 0
 
 
-def _family(architecture: str, clean_epochs: int, adversarial_epochs: int, **options: object) -> list[ZooModel]:
+def _family(architecture: str, clean_epochs: int, adversarial_epochs: int,
+            **options: object) -> list[ZooModel]:
     return [
-        ZooModel(f"{architecture}_standard", architecture, Regime("standard"), clean_epochs, **options),
-        ZooModel(f"{architecture}_noise0.1", architecture, Regime("noise", sigma=0.1), clean_epochs, **options),
-        ZooModel(f"{architecture}_pgd2", architecture, Regime("pgd", eps=2 / 255), adversarial_epochs, **options),
-        ZooModel(f"{architecture}_pgd8", architecture, Regime("pgd", eps=8 / 255), adversarial_epochs, **options),
+        ZooModel(f"{architecture}_standard", architecture, Regime("standard"), clean_epochs,
+                 **options),
+        ZooModel(f"{architecture}_noise0.1", architecture, Regime("noise", sigma=0.1), clean_epochs,
+                 **options),
+        ZooModel(f"{architecture}_pgd2", architecture, Regime("pgd", eps=2 / 255),
+                 adversarial_epochs, **options),
+        ZooModel(f"{architecture}_pgd8", architecture, Regime("pgd", eps=8 / 255),
+                 adversarial_epochs, **options),
     ]
 
 

@@ -38,13 +38,16 @@ def measured_models(zoo_dir: Path) -> list[tuple[str, str, dict]]:
     return found
 
 
-def sandwich_row(model: Any, bound: float, x: np.ndarray, y: np.ndarray, threat: str, eps: float) -> dict:
+def sandwich_row(model: Any, bound: float, x: np.ndarray, y: np.ndarray, threat: str,
+                 eps: float) -> dict:
     """Certified and predicted robust accuracy of one model at one threat, percent."""
     norm, _ = THREATS[threat]
     row = {"threat": threat, "eps": eps, "n": len(x),
            "certified": 100.0 * certified_accuracy(model, x, y, eps, norm=norm, bound=bound),
            "median_radius": float(np.median(certified_radius(model, x, bound)))}
-    row["predicted"] = 100.0 * float(predicted_robust_accuracy(model, x, y, eps, norm=norm, verbose=False))
+    row["predicted"] = (
+        100.0 * float(predicted_robust_accuracy(model, x, y, eps, norm=norm, verbose=False))
+    )
     return row
 
 
@@ -57,7 +60,8 @@ def zoo_rows(zoo_dir: Path) -> list[dict]:
         model = load_model(name, zoo_dir)
         if name not in bounds:
             start = time.perf_counter()
-            bounds[name] = (lipschitz_bound(model, (3, 32, 32), input_box=(0.0, 1.0)), time.perf_counter() - start)
+            bounds[name] = (lipschitz_bound(model, (3, 32, 32), input_box=(0.0, 1.0)),
+                            time.perf_counter() - start)
         bound, seconds = bounds[name]
         x, y = bundled_cifar10(int(info["n_examples"]))
         row = sandwich_row(model, bound.value, x, y, threat, float(info["eps"]))

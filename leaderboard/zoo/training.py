@@ -119,7 +119,8 @@ def training_loss(model: nn.Module, x: Tensor, y: Tensor, regime: Regime) -> Ten
     if regime.kind == "pgd":
         x_adv = _attack_in_eval_mode(
             model,
-            lambda: pgd(model, x, lambda logits: F.cross_entropy(logits, y), regime.eps, regime.steps, norm=regime.norm),
+            lambda: pgd(model, x, lambda logits: F.cross_entropy(logits, y), regime.eps,
+                        regime.steps, norm=regime.norm),
         )
         return F.cross_entropy(model(x_adv), y)
     if regime.kind == "trades":
@@ -130,11 +131,13 @@ def training_loss(model: nn.Module, x: Tensor, y: Tensor, regime: Regime) -> Ten
             return F.kl_div(F.log_softmax(logits.float(), dim=-1), p_clean, reduction="batchmean")
 
         x_adv = _attack_in_eval_mode(
-            model, lambda: pgd(model, x, kl_to_clean, regime.eps, regime.steps, norm=regime.norm, start="normal")
+            model, lambda: pgd(model, x, kl_to_clean, regime.eps, regime.steps, norm=regime.norm,
+                               start="normal")
         )
         logits = model(x)
         return F.cross_entropy(logits, y) + regime.beta * F.kl_div(
-            F.log_softmax(model(x_adv).float(), dim=-1), F.softmax(logits.float(), dim=-1), reduction="batchmean"
+            F.log_softmax(model(x_adv).float(), dim=-1), F.softmax(logits.float(), dim=-1),
+            reduction="batchmean"
         )
     raise ValueError(f"unknown regime {regime.kind!r}; choose standard, pgd, trades or noise")
 
@@ -199,8 +202,10 @@ def train(
     if optimizer == "adamw":
         opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * steps_per_epoch))
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4,
+                              nesterov=True)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr,
+                                                   total_steps=max(1, epochs * steps_per_epoch))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     settings = {
         "architecture": type(model).__name__,
@@ -212,7 +217,11 @@ def train(
     first_epoch, earlier_seconds, final_loss = 0, 0.0, float("nan")
     if state is not None:
         training_state.restore(state, model, opt, schedule, generator, device)
-        first_epoch, earlier_seconds, final_loss = state["epochs_done"], state["seconds"], state["final_loss"]
+        first_epoch, earlier_seconds, final_loss = (
+            state["epochs_done"],
+            state["seconds"],
+            state["final_loss"],
+        )
         logger.info("resuming %s after epoch %d of %d", checkpoint, first_epoch, epochs)
     start = time.perf_counter()
     with tqdm(total=epochs * steps_per_epoch, initial=first_epoch * steps_per_epoch,
@@ -241,27 +250,32 @@ def train(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     model.eval()
-    return {"train_seconds": earlier_seconds + time.perf_counter() - start, "final_loss": final_loss}
+    return {"train_seconds": earlier_seconds + time.perf_counter() - start,
+            "final_loss": final_loss}
 
 
-def _pixel_batches(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+def _pixel_batches(model: nn.Module, x: Tensor, y: Tensor,
+                   batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
     """``(x, y)`` batches on the model's device, uint8 images scaled to [0, 1] floats."""
     device = next(model.parameters()).device
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size].to(device)
-        yield (xb.float() / 255 if xb.dtype == torch.uint8 else xb), y[start : start + batch_size].to(device)
+        yield (xb.float() / 255 if xb.dtype == torch.uint8
+               else xb), y[start : start + batch_size].to(device)
 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000) -> float:
     """Top-1 accuracy in percent on [0, 1] inputs (eval mode, float32)."""
     model.eval()
-    correct = sum(int((model(xb).argmax(1) == yb).sum()) for xb, yb in _pixel_batches(model, x, y, batch_size))
+    correct = sum(int((model(xb).argmax(1) == yb).sum())
+                  for xb, yb in _pixel_batches(model, x, y, batch_size))
     return 100.0 * correct / len(x)
 
 
 def pgd_accuracy(
-    model: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm: str = "Linf", steps: int = 10, batch_size: int = 500
+    model: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm: str = "Linf", steps: int = 10,
+    batch_size: int = 500
 ) -> float:
     """Top-1 accuracy in percent under a ``steps``-step PGD attack on the cross-entropy (eval mode).
 
@@ -272,7 +286,8 @@ def pgd_accuracy(
     model.eval()
     correct = 0
     for xb, yb in _pixel_batches(model, x, y, batch_size):
-        x_adv = pgd(model, xb, lambda logits, yb=yb: F.cross_entropy(logits, yb), eps, steps, norm=norm)
+        x_adv = pgd(model, xb, lambda logits, yb=yb: F.cross_entropy(logits, yb), eps, steps,
+                    norm=norm)
         with torch.no_grad():
             correct += int((model(x_adv).argmax(1) == yb).sum())
     return 100.0 * correct / len(x)

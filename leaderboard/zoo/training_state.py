@@ -23,11 +23,13 @@ logger = logging.getLogger(__name__)
 
 
 def capture(
-    model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any, generator: torch.Generator, device: torch.device
+    model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any, generator: torch.Generator,
+    device: torch.device
 ) -> dict[str, Any]:
     """Everything that decides the rest of the run, as tensors and plain values."""
     state = {
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
         "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
     }
     if device.type == "cuda":  # attack starts and noise are drawn on the device
@@ -71,6 +73,7 @@ def load(path: Path | None, settings: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if not isinstance(state, dict) or state.get("settings") != settings:
         found = state.get("settings") if isinstance(state, dict) else type(state).__name__
-        logger.warning("%s was saved with other settings (%s); training from the start", path, found)
+        logger.warning("%s was saved with other settings (%s); training from the start", path,
+                       found)
         return None
     return state

@@ -49,11 +49,13 @@ def load_model(name: str, directory: Path = ZOO_DIR) -> nn.Module:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        # A truncated file fails deep in torch's zip reader ("[Errno 22] Invalid argument"), naming no file.
+        # A truncated file fails deep in torch's zip reader ("[Errno 22] Invalid argument"), naming
+        # no file.
         raise OSError(
             f"{path} ({path.stat().st_size} bytes) could not be read: {type(exc).__name__}: "
             f"{' '.join(str(exc).split())[:200] or 'the file ends early'}. The file is probably truncated "
-            f"or corrupt: restore it or retrain with `python -m leaderboard.zoo.build train --models {name}`"
+            "or corrupt: restore it or retrain with `python -m leaderboard.zoo.build train "
+            f"--models {name}`"
         ) from exc
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.eval()
