@@ -1,0 +1,1 @@
+"""Speed, memory and error benchmarks of art_fim, each measuring both sides in one run."""

@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
 
     print(
-        "| model | d | inputs | budget | queries/input | median rel. err λ_max | 90% rel. err λ_max "
+        "| model | d | inputs | budget | queries/input | median rel. err λ_max | 90% rel. err "
+        "λ_max "
         "| median rel. err tr F | s/input |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
@@ -197,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         run("trained small CNN (float32)", trained_cnn(), 3072, images(3072, args.trained_n),
             args.trained_budgets, 0, args.seed, device)
     print(
-        f"\ntotal {time.perf_counter() - start:.0f} s on {device} ({torch.get_num_threads()} threads)"
+        f"\ntotal {time.perf_counter() - start:.0f} s on {device} ({torch.get_num_threads()} "
+        "threads)"
     )
     return 0
 

@@ -1,9 +1,9 @@
-"""Predicted robust accuracy (first-order and refined) against a PGD attack on the bundled models.
+r"""Predicted robust accuracy (first-order and refined) against a PGD attack on the bundled models.
 
     python benchmarks/radius_vs_pgd.py [--n 200] [--max-iter 50]
 
 A check that runs anywhere in a minute, for when no AutoAttack-measured model is at hand: on
-the bundled CIFAR-10 models (``examples/models/``, ART ``PyTorchClassifier``\\ s) and ``n``
+the bundled CIFAR-10 models (``examples/models/``, ART ``PyTorchClassifier``\ s) and ``n``
 class-balanced bundled test images, it prints the attack-free predictions of
 ``art_fim.fisher_statistics`` at ℓ∞ 8/255 and ℓ2 0.5 beside the accuracy left by ART's PGD
 (``max_iter`` steps, one random start). PGD finds fewer adversarial examples than AutoAttack,
@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     x, y = bundled_cifar10(args.n)
     np.random.seed(0)  # ART's PGD draws its random start from NumPy's global generator
     print(
-        f"Predicted vs PGD-{args.max_iter} robust accuracy (%), {args.n} bundled CIFAR-10 test images"
+        f"Predicted vs PGD-{args.max_iter} robust accuracy (%), {args.n} bundled CIFAR-10 test "
+        "images"
     )
     print("| model | clean | " + " | ".join(f"{t} PGD | {t} first-order | {t} refined"
                                             for t in THREATS) + " |")

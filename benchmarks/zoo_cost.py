@@ -549,7 +549,8 @@ def print_extrapolation(
                          if e.seconds is None)
     if unmeasured:
         print(
-            f"\nUnmeasured: {sum(unmeasured.values())} entries (their family was not timed in this run):"
+            f"\nUnmeasured: {sum(unmeasured.values())} entries (their family was not timed in "
+            "this run):"
         )
         for (dataset, arch), count in sorted(unmeasured.items(),
                                              key=lambda kv: (kv[0][0], str(kv[0][1]))):
@@ -561,7 +562,8 @@ def print_extrapolation(
     if not any(e.autoattack_seconds is not None for e in estimates):
         stated = ", ".join(fields) if fields else "none"
         print(
-            "\nAutoAttack's cost: RobustBench states none. Its model-info files have no run-time field "
+            "\nAutoAttack's cost: RobustBench states none. Its model-info files have no run-time "
+            "field "
             f"(fields matching time/cost/hours: {stated}), so no AutoAttack time is shown beside "
             "these estimates.",
             flush=True,
@@ -642,7 +644,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{len(families)} families, {len(entries)} zoo entries", flush=True)
     if config == "small" and not args.families:
         print(
-            "small config: PreActResNet-18 on 4 CIFAR-10 images only; WideResNet-28-10, the ODE model and "
+            "small config: PreActResNet-18 on 4 CIFAR-10 images only; WideResNet-28-10, the ODE "
+            "model and "
             "ImageNet are skipped (minutes per image on a CPU: --families times them)",
             flush=True,
         )
@@ -686,7 +689,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_json(args.out, payload())
     if skipped:
         print(
-            f"budget of {budget:.0f} s reached: not timed {', '.join(skipped)} (--families times them)",
+            f"budget of {budget:.0f} s reached: not timed {', '.join(skipped)} (--families times "
+            "them)",
             flush=True,
         )
     print_extrapolation(extrapolate(entries, FAMILIES, measurements), measurements, fields)

@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {label}: first-order {errors['first_order']:.2f} (signed "
             f"{signed['first_order']:+.2f}), "
-            f"refined {errors['refined']:.2f} (signed {signed['refined']:+.2f}), {len(group)} points"
+            f"refined {errors['refined']:.2f} (signed {signed['refined']:+.2f}), {len(group)} "
+            "points"
         )
     return 0
 

@@ -40,8 +40,9 @@ MODELS = ROOT / "examples" / "models"  # the bundled small CNNs
 
 
 def torchvision_resnet(blocks: list[int]) -> Callable[[], nn.Module]:
-    """The torchvision ResNet with BasicBlocks ([1,1,1,1]: ResNet-10, [2,2,2,2]: 18, [3,4,6,3]: 34),
-    behind the same normalisation as the zoo's models.
+    """The torchvision ResNet with BasicBlocks, behind the zoo models' normalisation.
+
+    ``blocks`` per stage: [1,1,1,1] is ResNet-10, [2,2,2,2] ResNet-18, [3,4,6,3] ResNet-34.
     """
 
     def build() -> nn.Module:
@@ -221,10 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nTrained models, {args.n} bundled CIFAR-10 test images")
     print(render(trained, trained=True))
     print(
-        "\n* local bound: holds for inputs in the pixel box [0, 1] only (attention has no global constant)."
+        "\n* local bound: holds for inputs in the pixel box [0, 1] only (attention has no global "
+        "constant)."
     )
     print(
-        "L/max‖J‖: the bound over the largest exact local Lipschitz constant seen (≥ 1; 1 is tight)."
+        "L/max‖J‖: the bound over the largest exact local Lipschitz constant seen (≥ 1; 1 is "
+        "tight)."
     )
     print("Fisher bd/λ: median over inputs of min(½, 2(1 − p_max))·L² / λ_max(F(x)) (≥ 1).\n")
     print(rank_report(rows, trained))

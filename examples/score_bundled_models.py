@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'median tr':>11}{'pred. ℓ∞ 8/255':>16}{'pred. ℓ2 0.5':>14}{'s':>7}"
     )
     print(
-        f"\nInput-Fisher spectral norm and predicted robust accuracy on {len(x)} CIFAR-10 test images "
+        f"\nInput-Fisher spectral norm and predicted robust accuracy on {len(x)} CIFAR-10 test "
+        "images "
         f"(exact, CPU)\n{header}"
     )
     for name, row in rows.items():
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{lam['mean_log10']:>12.3f}{tr['median']:>11.4g}{robust['Linf']:>16.3f}{robust['L2']:>14.3f}"
               f"{row['seconds']:>7.1f}")
     print(
-        "predicted: attack-free robust accuracy, the fraction of images whose first-order robust radius "
+        "predicted: attack-free robust accuracy, the fraction of images whose first-order robust "
+        "radius "
         "reaches the budget (an estimate, optimistic for curved or gradient-masked models)."
     )
 

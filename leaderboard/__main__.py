@@ -1,10 +1,10 @@
-"""Command line: ``python -m leaderboard list|run|render``.
+r"""Command line: ``python -m leaderboard list|run|render``.
 
 Examples::
 
     python -m leaderboard list --dataset cifar10 --threat-model Linf --model-dir models
     python -m leaderboard run --dataset cifar10 --threat-model Linf --models Standard,Wong2020Fast
-        \\ --model-dir models --n-examples 1000 --results leaderboard/results
+        \ --model-dir models --n-examples 1000 --results leaderboard/results
     python -m leaderboard run ... --backend ray --num-gpus-per-task 1
     python -m leaderboard render --results leaderboard/results
     python -m leaderboard run --source zoo && python -m leaderboard render --source zoo
@@ -135,7 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif missing:
         print(
             f"{missing} of {len(entries)} models have no weights under {args.model_dir}/ (expected "
-            f"{args.model_dir}/{'models/<name>.pt' if args.source == 'zoo' else WEIGHTS_LAYOUT}); they are "
+            f"{args.model_dir}/{'models/<name>.pt' if args.source == 'zoo' else WEIGHTS_LAYOUT}); "
+            "they are "
             "recorded as failed. --skip-missing leaves them out."
         )
     config = ScoreConfig(

@@ -117,7 +117,8 @@ class _ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(
-                f"{module}.{name} is not part of a CIFAR test batch; the file was not read any further"
+                f"{module}.{name} is not part of a CIFAR test batch; the file was not read any "
+                "further"
             )
         return super().find_class(module, name)
 

@@ -243,7 +243,8 @@ def read_npz(path: Path, sha256: str, json_name: str) -> dict[str, np.ndarray] |
         if not readable:
             return f"is truncated or corrupt ({len(data)} bytes, not a readable .npz; its SHA-256 differs from {json_name}'s)"
         return (
-            f"is not the file {json_name} describes (SHA-256 differs): rescore the model or restore "
+            f"is not the file {json_name} describes (SHA-256 differs): rescore the model or "
+            "restore "
             "the .npz it was scored with"
         )
     if not readable:

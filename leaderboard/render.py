@@ -256,7 +256,8 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
         "both are shown); |Δ|: the absolute difference of the refined prediction where there is "
         "one, else the first-order one, from the reported AutoAttack accuracy. Accuracies in "
         "percent; AutoAttack accuracy as reported by "
-        "RobustBench, or for the project's zoo as measured here (standard AutoAttack on the first images "
+        "RobustBench, or for the project's zoo as measured here (standard AutoAttack on the first "
+        "images "
         "of the same bundled test subset, from its model-info file). Coefficients with "
         "paired-bootstrap 95% intervals."
     )
@@ -275,7 +276,8 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
             "",
             f"| model | architecture | AutoAttack | {predicted_head} | \\|Δ\\| | clean "
             "(reported) "
-            "| clean (here, n) | median λ_max | mean log10 λ_max | median tr F | method | s | status |",
+            "| clean (here, n) | median λ_max | mean log10 λ_max | median tr F | method | s | "
+            "status |",
             "|---|---|---:|" + "---:|" * (2 + refined) + "---:|---:|---:|---:|---:|---|---:|---|",
         ]
         # Scored models in the table; the others after it, those without weights in one line.
@@ -449,14 +451,16 @@ def render(results: Path, out: Path, seed: int = 0, autoattack_curves: Path | No
     )
     if not records:
         raise FileNotFoundError(
-            f"nothing is scored under {results} (no usable <dataset>/<threat_model>/<model>.json there"
+            f"nothing is scored under {results} (no usable <dataset>/<threat_model>/<model>.json "
+            "there"
             f"{unusable}): {how}"
         )
     failed = [r for r in records if r.get("status") != "ok"]
     if len(failed) == len(records):
         first = failed[0]
         raise FileNotFoundError(
-            f"nothing is scored under {results}: its {len(records)} result file(s) all record failures "
+            f"nothing is scored under {results}: its {len(records)} result file(s) all record "
+            "failures "
             f"(e.g. {first.get('dataset')}/{first.get('threat_model')}/{first.get('model')}: "
             f"{flatten(first)['error']}){unusable}. Fix what they say, then {how}"
         )

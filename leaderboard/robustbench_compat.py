@@ -320,7 +320,8 @@ def _refusal(path: Path, fh: IO[bytes], exc: pickle.UnpicklingError) -> pickle.U
     needed = disallowed_globals(fh)
     if needed:
         return UnsafeCheckpointError(
-            f"{path} was not loaded: it needs {', '.join(needed)}, which a weights-only load does not "
+            f"{path} was not loaded: it needs {', '.join(needed)}, which a weights-only load does "
+            "not "
             "allow (RobustBench checkpoints need only tensors, numpy scalars and "
             "argparse.Namespace); "
             "nothing in the file was run. If you trust this file, --trust-checkpoints "

@@ -1,4 +1,4 @@
-"""Correlations between a robustness score and measured accuracies, with bootstrap intervals.
+r"""Correlations between a robustness score and measured accuracies, with bootstrap intervals.
 
 The leaderboard asks whether models with a smaller input-Fisher norm have a higher
 AutoAttack accuracy. Over a few dozen models the answer is a rank correlation with an
@@ -8,7 +8,7 @@ bootstrap 95% interval (resampling models; ``scipy.stats.bootstrap``, percentile
 Robust training also lowers clean accuracy, and the Fisher norm may track clean accuracy
 rather than robustness. The partial rank correlation controlling for clean accuracy,
 
-.. math::  ρ_{xy·z} = \\frac{ρ_{xy} − ρ_{xz} ρ_{yz}}{\\sqrt{(1 − ρ_{xz}^2)(1 − ρ_{yz}^2)}},
+.. math::  ρ_{xy·z} = \frac{ρ_{xy} − ρ_{xz} ρ_{yz}}{\sqrt{(1 − ρ_{xz}^2)(1 − ρ_{yz}^2)}},
 
 with Spearman coefficients ``ρ``, separates the two.
 """

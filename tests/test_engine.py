@@ -130,7 +130,9 @@ def test_every_entry_point_keeps_its_peak_memory_within_the_budget():
     unplanned = _measure(calls, 2**40)
     report = {name: (planned[name] / 2**20, unplanned[name] / 2**20) for name in calls}
     over = {name: peaks for name, peaks in report.items() if planned[name] > BUDGET}
-    assert not over, f"peaks over the {BUDGET / 2**20:.0f} MiB budget (MiB, planned / unlimited): {over}"
+    assert not over, (
+        f"peaks over the {BUDGET / 2**20:.0f} MiB budget (MiB, planned / unlimited): {over}"
+    )
     # The measurement can fail: without a budget, most entry points exceed this one.
     exceeding = [name for name in calls if unplanned[name] > BUDGET]
     assert len(exceeding) >= len(calls) // 2, report
@@ -160,22 +162,38 @@ X = np.random.default_rng(1).random((3, 3, 8, 8)).astype(np.float32)
 Y = np.array([0, 1, 2])
 
 CALLS: dict[str, Callable[[Any], Any]] = {
-    "FisherInformationMetric": lambda c: art_fim.FisherInformationMetric(c, verbose=False).estimate(X),
-    "fisher_spectral_norm lanczos": lambda c: art_fim.fisher_spectral_norm(c, X, method="lanczos", verbose=False),
-    "fisher_trace hutchinson": lambda c: art_fim.fisher_trace(c, X, method="hutchinson", verbose=False),
+    "FisherInformationMetric": lambda c: art_fim.FisherInformationMetric(c, verbose=False).estimate(
+        X
+    ),
+    "fisher_spectral_norm lanczos": lambda c: art_fim.fisher_spectral_norm(
+        c, X, method="lanczos", verbose=False
+    ),
+    "fisher_trace hutchinson": lambda c: art_fim.fisher_trace(
+        c, X, method="hutchinson", verbose=False
+    ),
     "fisher_spectral_norm blackbox": lambda c: art_fim.fisher_spectral_norm(
         c, X, method="blackbox", verbose=False, blackbox_params={"max_queries": 21}
     ),
     "fisher_statistics": lambda c: art_fim.fisher_statistics(c, X, Y, verbose=False),
-    "predicted_robust_accuracy": lambda c: art_fim.predicted_robust_accuracy(c, X, Y, 0.01, verbose=False),
+    "predicted_robust_accuracy": lambda c: art_fim.predicted_robust_accuracy(
+        c, X, Y, 0.01, verbose=False
+    ),
     "fisher_linf_bounds": lambda c: art_fim.fisher_linf_bounds(c, X, verbose=False),
-    "expected_noise_kl": lambda c: art_fim.expected_noise_kl(c, X, 0.05, num_samples=4, verbose=False),
-    "average_case mc": lambda c: art_fim.average_case_robustness(c, X, 0.05, method="mc", num_samples=8,
-                                                                 verbose=False),
-    "average_case taylor": lambda c: art_fim.average_case_robustness(c, X, 0.05, method="taylor", verbose=False),
-    "average_case mmse": lambda c: art_fim.average_case_robustness(c, X, 0.05, method="mmse", num_samples=2,
-                                                                   verbose=False),
-    "BlackBoxFisher": lambda c: art_fim.BlackBoxFisher(c, max_queries=21, verbose=False).estimate(X),
+    "expected_noise_kl": lambda c: art_fim.expected_noise_kl(
+        c, X, 0.05, num_samples=4, verbose=False
+    ),
+    "average_case mc": lambda c: art_fim.average_case_robustness(
+        c, X, 0.05, method="mc", num_samples=8, verbose=False
+    ),
+    "average_case taylor": lambda c: art_fim.average_case_robustness(
+        c, X, 0.05, method="taylor", verbose=False
+    ),
+    "average_case mmse": lambda c: art_fim.average_case_robustness(
+        c, X, 0.05, method="mmse", num_samples=2, verbose=False
+    ),
+    "BlackBoxFisher": lambda c: art_fim.BlackBoxFisher(c, max_queries=21, verbose=False).estimate(
+        X
+    ),
     "certified_fisher_bound": lambda c: certified_fisher_bound(c, X, bound=10.0),
     "certified_radius": lambda c: certified_radius(c, X, bound=10.0),
     "certified_accuracy": lambda c: certified_accuracy(c, X, Y, 0.01, bound=10.0),

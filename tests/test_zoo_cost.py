@@ -13,7 +13,7 @@ from leaderboard_cases import require_robustbench
 
 require_robustbench()
 
-from benchmarks.zoo_cost import (
+from benchmarks.zoo_cost import (  # noqa: E402 - only once RobustBench is known to import
     FAMILIES,
     ROBUSTBENCH_N_EXAMPLES,
     Measurement,
@@ -21,7 +21,7 @@ from benchmarks.zoo_cost import (
     family_of,
     totals,
 )
-from leaderboard.registry import list_entries
+from leaderboard.registry import list_entries  # noqa: E402 - after the RobustBench check
 
 ENTRIES = list_entries()
 ROUTE = {"spectral_norm": {"method": "exact", "batch_size": 8},

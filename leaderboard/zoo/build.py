@@ -208,6 +208,7 @@ def build_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``python -m leaderboard.zoo.build`` (see the module docstring); return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=["train", "attack", "all", "curve"])

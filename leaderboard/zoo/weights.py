@@ -43,7 +43,8 @@ def load_model(name: str, directory: Path = ZOO_DIR) -> nn.Module:
     path = weights_path(name, directory)
     if not path.exists():
         raise FileNotFoundError(
-            f"{path} does not exist: train it with `python -m leaderboard.zoo.build train --models {name}`"
+            f"{path} does not exist: train it with `python -m leaderboard.zoo.build train "
+            f"--models {name}`"
         )
     model = build(ZOO[name].architecture)
     try:
@@ -53,7 +54,8 @@ def load_model(name: str, directory: Path = ZOO_DIR) -> nn.Module:
         # no file.
         raise OSError(
             f"{path} ({path.stat().st_size} bytes) could not be read: {type(exc).__name__}: "
-            f"{' '.join(str(exc).split())[:200] or 'the file ends early'}. The file is probably truncated "
+            f"{' '.join(str(exc).split())[:200] or 'the file ends early'}. The file is probably "
+            "truncated "
             "or corrupt: restore it or retrain with `python -m leaderboard.zoo.build train "
             f"--models {name}`"
         ) from exc
