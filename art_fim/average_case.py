@@ -408,15 +408,18 @@ def average_case_robustness(
 
     | Paper link: https://arxiv.org/abs/2307.13885
 
-    :param classifier: An ART classifier or a PyTorch module in eval mode (see
-        :class:`AverageCaseRobustness`).
-    :param x: Inputs ``[N, *input_shape]`` in the classifier's own scale.
-    :param sigma: Noise standard deviation in that scale.
-    :param method: ``"mc"``, ``"taylor"``, ``"mmse"``, ``"taylor_mvs"`` or ``"mmse_mvs"``.
-    :param batch_size: Inputs per batch.
-    :param verbose: Show a progress bar.
-    :param kwargs: Further :class:`AverageCaseRobustness` parameters.
-    :return: ``p_σ(x)`` per input, shape ``[N]``.
+    Args:
+        classifier: An ART classifier or a PyTorch module in eval mode (see
+            :class:`AverageCaseRobustness`).
+        x: Inputs ``[N, *input_shape]`` in the classifier's own scale.
+        sigma: Noise standard deviation in that scale.
+        method: ``"mc"``, ``"taylor"``, ``"mmse"``, ``"taylor_mvs"`` or ``"mmse_mvs"``.
+        batch_size: Inputs per batch.
+        verbose: Show a progress bar.
+        kwargs: Further :class:`AverageCaseRobustness` parameters.
+
+    Returns:
+        ``p_σ(x)`` per input, shape ``[N]``.
     """
     metric = AverageCaseRobustness(
         classifier, sigma, method=method, batch_size=batch_size, verbose=verbose, **kwargs

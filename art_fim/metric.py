@@ -372,14 +372,17 @@ def fisher_spectral_norm(
 
     | Paper link: https://arxiv.org/abs/2606.04767
 
-    :param classifier: An ART classifier (``PyTorchClassifier``, any with ``class_gradient``,
-        or a ``BlackBoxClassifier`` with ``method="blackbox"``) or a PyTorch module.
-    :param x: Inputs ``[N, *input_shape]`` in the classifier's own scale (before normalisation).
-    :param method: ``"auto"``, ``"exact"``, ``"lanczos"``, ``"power"`` or ``"blackbox"``.
-    :param batch_size: Inputs per batch.
-    :param verbose: Show a progress bar.
-    :param kwargs: Further :class:`FisherInformationMetric` parameters.
-    :return: ``λ_max(F(x))`` per input, shape ``[N]``.
+    Args:
+        classifier: An ART classifier (``PyTorchClassifier``, any with ``class_gradient``,
+            or a ``BlackBoxClassifier`` with ``method="blackbox"``) or a PyTorch module.
+        x: Inputs ``[N, *input_shape]`` in the classifier's own scale (before normalisation).
+        method: ``"auto"``, ``"exact"``, ``"lanczos"``, ``"power"`` or ``"blackbox"``.
+        batch_size: Inputs per batch.
+        verbose: Show a progress bar.
+        kwargs: Further :class:`FisherInformationMetric` parameters.
+
+    Returns:
+        ``λ_max(F(x))`` per input, shape ``[N]``.
     """
     metric = FisherInformationMetric(
         classifier, method=method, batch_size=batch_size, verbose=verbose, **kwargs
@@ -402,13 +405,16 @@ def fisher_trace(
 
     | Paper link: https://arxiv.org/abs/2606.04767
 
-    :param classifier: As for :func:`fisher_spectral_norm`.
-    :param x: Inputs ``[N, *input_shape]``.
-    :param method: ``"auto"`` (exact), ``"exact"``, ``"hutchinson"`` or ``"blackbox"``.
-    :param batch_size: Inputs per batch.
-    :param verbose: Show a progress bar.
-    :param kwargs: Further :class:`FisherInformationMetric` parameters.
-    :return: ``tr F(x)`` per input, shape ``[N]``.
+    Args:
+        classifier: As for :func:`fisher_spectral_norm`.
+        x: Inputs ``[N, *input_shape]``.
+        method: ``"auto"`` (exact), ``"exact"``, ``"hutchinson"`` or ``"blackbox"``.
+        batch_size: Inputs per batch.
+        verbose: Show a progress bar.
+        kwargs: Further :class:`FisherInformationMetric` parameters.
+
+    Returns:
+        ``tr F(x)`` per input, shape ``[N]``.
     """
     metric = FisherInformationMetric(
         classifier, method=method, batch_size=batch_size, verbose=verbose, **kwargs
