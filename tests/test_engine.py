@@ -23,6 +23,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_memory import _clear_refs_writable
 from torch import nn
 
 import art_fim
@@ -111,15 +112,6 @@ def _measure(calls: dict[str, str], budget: int) -> dict[str, int]:
         cwd=ROOT, env=env, capture_output=True, text=True, check=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
-
-
-def _clear_refs_writable() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 @pytest.mark.slow
