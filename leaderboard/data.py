@@ -53,7 +53,10 @@ class ImageSet:
     file_sha256: str | None
 
     def provenance(self) -> dict[str, Any]:
-        """The ``images`` block of a result: source, file, count and hashes of indices and pixels."""
+        """The ``images`` block of a result.
+
+        It names the source, file and count, and hashes the indices and the pixels.
+        """
         return {
             "source": self.source,
             "file": self.file,
@@ -70,7 +73,10 @@ def _sha256(data: bytes) -> str:
 
 
 def source_name(dataset: str, data_dir: str | Path | None) -> str:
-    """Which data a run reads, without reading it: ``bundled``, ``torchvision`` or ``robustbench-imagenet``."""
+    """Which data a run reads, without reading it.
+
+    One of ``bundled``, ``torchvision`` or ``robustbench-imagenet``.
+    """
     if dataset == "imagenet":
         return "robustbench-imagenet"
     return "bundled" if data_dir is None else "torchvision"
@@ -104,7 +110,10 @@ def bundled_cifar10(n_examples: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _ArrayUnpickler(pickle.Unpickler):
-    """Builds what CIFAR's pickled batches hold (dicts, lists, bytes, numpy arrays), nothing else."""
+    """Builds what CIFAR's pickled batches hold, nothing else.
+
+    That is dicts, lists, bytes and numpy arrays.
+    """
 
     _ALLOWED = {
         ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),

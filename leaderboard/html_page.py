@@ -170,7 +170,10 @@ def _cell(column: Column, row: dict[str, Any], link: str | None) -> str:
 
 
 def _flat(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """``(dotted key, leaf)`` pairs of a JSON value: ``images.file_sha256``, ``checkpoints[0].sha256``."""
+    """``(dotted key, leaf)`` pairs of a JSON value.
+
+    Keys read like ``images.file_sha256`` or ``checkpoints[0].sha256``.
+    """
     if isinstance(value, dict):
         return [
             pair
@@ -183,13 +186,20 @@ def _flat(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, value)]
 
 
+def _leaf_text(leaf: Any) -> str:
+    return "null" if leaf is None else str(leaf)
+
+
 def provenance_html(record: dict[str, Any]) -> str:
-    """The provenance of one result, one row per field: settings, versions, device, hashes, timings."""
+    """The provenance of one result, one row per field.
+
+    The fields are the settings, versions, device, hashes and timings.
+    """
     shown = {key: record[key] for key in PROVENANCE_KEYS if key in record}
     if not shown:
         return "<p>This result records no provenance (scored by an earlier version).</p>"
     lines = "".join(
-        f"<tr><th>{escape(key)}</th><td><code>{escape('null' if leaf is None else str(leaf))}</code></td></tr>"
+        f"<tr><th>{escape(key)}</th><td><code>{escape(_leaf_text(leaf))}</code></td></tr>"
         for key, leaf in _flat(shown)
     )
     return f'<table class="prov"><tbody>{lines}</tbody></table>'
@@ -202,7 +212,8 @@ def _budget(eps: float, threat_model: str) -> str:
 
 def _curve_html(curve: ModelCurve | None, image: str | None) -> str:
     if curve is None or image is None:
-        return '<p class="note">No accuracy-vs-ε curve: this result stores no radii at its threat model.</p>'
+        return ('<p class="note">No accuracy-vs-ε curve: this result stores no radii at its '
+                "threat model.</p>")
     points = "".join(
         f"<li>ε = {_budget(p.eps, curve.threat_model)}: {p.accuracy:.1f}% (n = "
         f"{p.n_examples if p.n_examples is not None else '?'}, "
@@ -343,7 +354,8 @@ def figures_section(figures: dict[str, str]) -> str:
 def skipped_section(skipped: list[Skipped]) -> str:
     """The files left out and why (a statement that none were, when none were)."""
     if not skipped:
-        return '<section id="skipped"><h2>Files skipped</h2><p>None: every result file was read and checked.</p></section>'
+        return ('<section id="skipped"><h2>Files skipped</h2>'
+                "<p>None: every result file was read and checked.</p></section>")
     items = "".join(f"<li><code>{escape(s.file)}</code>: {escape(s.reason)}</li>" for s in skipped)
     return (f'<section id="skipped"><h2>Files skipped ({len(skipped)})</h2><p>These files failed a '
             'check and are '
@@ -472,11 +484,12 @@ def page(data: PageData) -> str:
         f"<style>{CSS}</style></head><body>"
         "<h1>Input-Fisher leaderboard</h1>"
         f"<p>{scored} scored results, ranked by AutoAttack accuracy beside their attack-free "
-        "scores. Click a "
-        "column heading to sort, type in a filter box to narrow a table, and open a model's "
-        "details for its "
-        "accuracy-vs-ε curve and the provenance of its numbers.</p>"
-        f"<nav>{nav}</nav>{sections}{correlation_section(data.correlations, data.n_resamples)}{figures_section(data.figures)}"
+        "scores. Click a column heading to sort, type in a filter box to narrow a table, and "
+        "open a model's details for its accuracy-vs-ε curve and the provenance of its "
+        "numbers.</p>"
+        f"<nav>{nav}</nav>{sections}"
+        f"{correlation_section(data.correlations, data.n_resamples)}"
+        f"{figures_section(data.figures)}"
         f"{skipped_section(data.skipped)}{ABOUT}"
         f'<script type="application/json" id="summary">{escape(summary, quote=False)}</script>'
         f"<script>{SCRIPT}</script></body></html>\n"

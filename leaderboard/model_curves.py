@@ -1,11 +1,11 @@
-"""Each model's predicted accuracy-vs-ε curve from its stored radii, with AutoAttack's measured points.
+"""Each model's predicted accuracy-vs-ε curve, with AutoAttack's measured points.
 
-The per-image ``.npz`` of a result holds the first-order robust radius of every image at each
-threat norm (``radius_linf``, ``radius_l2``) and, once rescored, the refined one
-(``radius_linf_refined``, ``radius_l2_refined``). :func:`art_fim.curve.accuracy_curves` turns
-them into the predicted robust accuracy at every budget. AutoAttack measured the curve at the
-result's own budget (the reported AutoAttack accuracy) and, for the project's zoo, at further
-budgets (:func:`leaderboard.read_results.read_autoattack_points`).
+The prediction comes from the stored radii. The per-image ``.npz`` of a result holds the first-order
+robust radius of every image at each threat norm (``radius_linf``, ``radius_l2``) and, once
+rescored, the refined one (``radius_linf_refined``, ``radius_l2_refined``).
+:func:`art_fim.curve.accuracy_curves` turns them into the predicted robust accuracy at every budget.
+AutoAttack measured the curve at the result's own budget (the reported AutoAttack accuracy) and, for
+the project's zoo, at further budgets (:func:`leaderboard.read_results.read_autoattack_points`).
 """
 
 from __future__ import annotations

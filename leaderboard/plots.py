@@ -50,7 +50,10 @@ class Figure:
 
     def points(self, ax: Axes, xs: Sequence[float], ys: Sequence[float], tips: Sequence[str],
                label: str | None = None, **style: Any) -> None:
-        """Draw one marker per point, each with its tooltip; ``label`` names the series once in the legend."""
+        """Draw one marker per point, each with its tooltip.
+
+        ``label`` names the series once in the legend.
+        """
         style = {"marker": "o", "linestyle": "none", "alpha": 0.85, **style}
         for i, (x, y, tip) in enumerate(zip(xs, ys, tips)):
             gid = f"{self.name}-{len(self.titles)}"
@@ -75,15 +78,18 @@ def png(figure: Figure, dpi: int | None = None) -> bytes:
 
 
 def png_data_uri(figure: Figure, dpi: int | None = None) -> str:
-    """The figure as a ``data:image/png;base64,...`` URI, for an ``<img>`` in a self-contained page."""
+    """The figure as a ``data:image/png;base64,...`` URI.
+
+    It goes into an ``<img>`` of a self-contained page.
+    """
     return "data:image/png;base64," + base64.b64encode(png(figure, dpi)).decode("ascii")
 
 
 def svg(figure: Figure) -> str:
-    """The figure as an ``<svg>`` element to inline in HTML, each point with its ``<title>`` tooltip.
+    """The figure as an ``<svg>`` element to inline in HTML.
 
-    Text stays text (no font outlines), and ids are salted with the figure's name so that
-    several figures can share one page.
+    Each point carries its ``<title>`` tooltip. Text stays text (no font outlines), and ids are
+    salted with the figure's name so that several figures can share one page.
     """
     import matplotlib
 
@@ -116,7 +122,10 @@ def _tip(row: dict[str, Any], *values: tuple[str, Any]) -> str:
 
 
 def _log_axis_if_spread(ax: Axes, values: Sequence[float], axis: str = "x") -> None:
-    """A log axis when positive values spread over a decade or more (under that it has no labelled tick)."""
+    """A log axis when positive values spread over a decade or more.
+
+    Under a decade a log axis has no labelled tick.
+    """
     from matplotlib.ticker import NullFormatter
 
     if values and min(values) > 0 and max(values) / min(values) >= 10:
@@ -198,9 +207,10 @@ def scatter_figures(rows: list[dict[str, Any]], correlations: dict[str, Any],
 
 
 def predicted_figure(groups: dict[str, list[dict[str, Any]]]) -> Figure:
-    """Predicted against AutoAttack accuracy per group, with the identity line to read the error against.
+    """Predicted against AutoAttack accuracy per group.
 
-    The refined prediction is drawn filled where stored, the first-order one hollow.
+    The identity line is drawn to read the error against. The refined prediction is drawn filled
+    where stored, the first-order one hollow.
     """
     plt = _pyplot()
     figure = Figure("predicted_vs_autoattack", plt.figure(figsize=(6.4, 6)))

@@ -1,12 +1,12 @@
-"""Read result files without trusting them: each file is checked, and one that fails is named and skipped.
+"""Read result files without trusting them.
 
-``render`` reads files that other runs, other versions, other machines (or a failed copy) wrote.
-Every result JSON must be UTF-8 text holding one JSON object whose fields have the types
-:data:`RECORD_SPEC` gives, filed where its content says it belongs
-(``<dataset>/<threat_model>/<model>.json``); every per-image ``.npz`` a scored result names must
-exist, hash to the SHA-256 its JSON records and hold per-image arrays of one length. A file
-that fails any check is a :class:`Skipped` entry that names it and says why, and the model it
-belongs to is left out of the tables; nothing raises on a bad file.
+Each file is checked, and one that fails is named and skipped. ``render`` reads files that other
+runs, other versions, other machines (or a failed copy) wrote. Every result JSON must be UTF-8 text
+holding one JSON object whose fields have the types :data:`RECORD_SPEC` gives, filed where its
+content says it belongs (``<dataset>/<threat_model>/<model>.json``); every per-image ``.npz`` a
+scored result names must exist, hash to the SHA-256 its JSON records and hold per-image arrays of
+one length. A file that fails any check is a :class:`Skipped` entry that names it and says why, and
+the model it belongs to is left out of the tables; nothing raises on a bad file.
 
 The same holds for the zoo's further AutoAttack budgets
 (``<dir>/<dataset>/<threat_model>/<model>_eps<label>.json``, fields ``eps``, ``autoattack_acc``
@@ -222,7 +222,7 @@ def read_json(path: Path, spec: Mapping[str, Any],
 
 
 def read_npz(path: Path, sha256: str, json_name: str) -> dict[str, np.ndarray] | str:
-    """The arrays of a per-image ``.npz`` that hashes to ``sha256``, or the reason it cannot be used.
+    """The arrays of a per-image ``.npz`` that hashes to ``sha256``, or why it cannot be used.
 
     Arrays stored under an old name (:data:`leaderboard.store.RENAMED_ARRAYS`) come back under
     the current one.
@@ -241,17 +241,16 @@ def read_npz(path: Path, sha256: str, json_name: str) -> dict[str, np.ndarray] |
         arrays, readable = {}, False
     if hashlib.sha256(data).hexdigest() != sha256:
         if not readable:
-            return f"is truncated or corrupt ({len(data)} bytes, not a readable .npz; its SHA-256 differs from {json_name}'s)"
-        return (
-            f"is not the file {json_name} describes (SHA-256 differs): rescore the model or "
-            "restore "
-            "the .npz it was scored with"
-        )
+            return (f"is truncated or corrupt ({len(data)} bytes, not a readable .npz; its "
+                    f"SHA-256 differs from {json_name}'s)")
+        return (f"is not the file {json_name} describes (SHA-256 differs): rescore the model "
+                "or restore the .npz it was scored with")
     if not readable:
         return f"is not a readable .npz ({len(data)} bytes)"
     lengths = {name: len(a) for name, a in arrays.items() if a.ndim == 1}
     if "label" not in arrays or "prediction" not in arrays or len(set(lengths.values())) != 1:
-        return f"does not hold per-image arrays of one length with 'label' and 'prediction' (has {lengths})"
+        return ("does not hold per-image arrays of one length with 'label' and 'prediction' "
+                f"(has {lengths})")
     return arrays
 
 
@@ -318,7 +317,9 @@ class AutoAttackPoint:
 
 def read_autoattack_points(directory: Path | None, dataset: str, threat_model: str, model: str,
                            skipped: list[Skipped]) -> list[AutoAttackPoint]:
-    """The further AutoAttack budgets of one model, ``<directory>/<dataset>/<threat>/<model>_eps*.json``.
+    """The further AutoAttack budgets of one model.
+
+    They are read from ``<directory>/<dataset>/<threat>/<model>_eps*.json``.
 
     Args:
         directory: the folder of the curve files (``None`` or absent: none).

@@ -59,7 +59,9 @@ class Reported:
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """One model to score: a RobustBench zoo model, or one of the project's own zoo (:mod:`leaderboard.zoo`).
+    """One model to score.
+
+    A RobustBench zoo model, or one of the project's own zoo (:mod:`leaderboard.zoo`).
 
     Attributes:
         name: zoo name.

@@ -67,7 +67,9 @@ BASELINE_SCORES: dict[str, tuple[str, bool]] = {
 }
 # Seconds per image of each metric, beside AutoAttack's (the model-info's attack_seconds / n).
 COSTS = {
-    "fisher_seconds_per_image": "input Fisher, exact (λ_max, trace, radii at both budgets: one pass)",
+    "fisher_seconds_per_image": (
+        "input Fisher, exact (λ_max, trace, radii at both budgets: one pass)"
+    ),
     "blackbox_seconds_per_image": 'input Fisher, query-only estimate (method="blackbox")',
     "reference_seconds_per_image": "first paper's reference white-box estimator",
     "clever_seconds_per_image": "ART clever_u (at this threat model)",
@@ -84,7 +86,10 @@ COLUMNS = (
 
 
 def load_results(results: Path) -> list[dict[str, Any]]:
-    """The content of every usable result JSON under ``results``, sorted by path (see :func:`read_results`)."""
+    """The content of every usable result JSON under ``results``, sorted by path.
+
+    See :func:`read_results`.
+    """
     read = read_results(results)
     for skipped in read.skipped:
         logger.warning("skipping %s", skipped)
@@ -181,13 +186,19 @@ def _baseline_columns(record: dict[str, Any], reported: dict[str, Any]) -> dict[
 
 
 def scores_of(rows: list[dict[str, Any]]) -> list[str]:
-    """The score columns with a value for at least one scored model: the Fisher ones, then baselines."""
+    """The score columns with a value for at least one scored model.
+
+    The Fisher columns come first, then the baselines.
+    """
     candidates = [*SCORES, "predicted_robust_acc", *BASELINE_SCORES]
     return [c for c in candidates if any(r["status"] == "ok" and _finite(r.get(c)) for r in rows)]
 
 
 def mean_abs_errors(rows: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
-    """Mean ``|predicted − reported|`` robust accuracy (points) and model count per ``dataset/threat_model``."""
+    """Mean ``|predicted − reported|`` robust accuracy (points) and model count.
+
+    One entry per ``dataset/threat_model``.
+    """
     errors: dict[str, list[float]] = defaultdict(list)
     for row in rows:
         if row["status"] == "ok" and _finite(row["predicted_abs_error"]):
@@ -245,7 +256,10 @@ def _format_percent(value: Any) -> str:
 
 def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str, Correlation]]],
              skipped: list[Skipped] | tuple[Skipped, ...] = ()) -> str:
-    """The leaderboard as Markdown: one ranked table and one correlation table per group, then the files skipped."""
+    """The leaderboard as Markdown.
+
+    One ranked table and one correlation table per group, then the files skipped.
+    """
     lines = ["# Input-Fisher leaderboard", ""]
     lines.append(
         "λ_max: spectral norm of the input Fisher information per test image, summarised over the "
@@ -342,9 +356,10 @@ def _escape_md(text: str) -> str:
 
 
 def cost_summary(rows: list[dict[str, Any]]) -> list[tuple[str, float, float, int]]:
-    """``(metric, median seconds per image, median ratio to AutoAttack's, models)``, AutoAttack first.
+    """``(metric, median seconds per image, median ratio to AutoAttack's, models)`` rows.
 
-    Empty when no row knows AutoAttack's cost (RobustBench does not publish it).
+    AutoAttack comes first. Empty when no row knows AutoAttack's cost (RobustBench does not publish
+    it).
     """
     attack = [r["autoattack_seconds_per_image"] for r in rows
               if _finite(r["autoattack_seconds_per_image"])]
@@ -368,7 +383,10 @@ COST_NOTE = (
 
 
 def cost_table(rows: list[dict[str, Any]]) -> list[str]:
-    """Markdown lines of :func:`cost_summary`: each metric's seconds per image and ratio to AutoAttack's."""
+    """Markdown lines of :func:`cost_summary`.
+
+    Each metric's seconds per image and ratio to AutoAttack's.
+    """
     summary = cost_summary(rows)
     if not summary:
         return []
@@ -383,7 +401,10 @@ def cost_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def model_curves(results: list[ResultFile], curve_dir: Path | None,
                  skipped: list[Skipped]) -> dict[str, ModelCurve]:
-    """``dataset/threat_model/model -> curve`` for every scored result that stores radii at its threat model."""
+    """``dataset/threat_model/model -> curve``.
+
+    One for every scored result that stores radii at its threat model.
+    """
     curves = {}
     for result in results:
         if result.record["status"] == "ok" and result.per_image is not None:
@@ -397,7 +418,10 @@ def write_figures(rows: list[dict[str, Any]], correlations: dict[str,
                                                                  dict[str, dict[str, Correlation]]],
                   curves: dict[str, ModelCurve], out: Path) -> tuple[list[Path], dict[str, str],
                                                                      dict[str, str]]:
-    """Write every PNG; return their paths, each scatter figure as inline SVG and each curve as a data URI."""
+    """Write every PNG.
+
+    Returns their paths, each scatter figure as inline SVG and each curve as a data URI.
+    """
     paths, svgs, curve_images = [], {}, {}
     for figure in plots.scatter_figures(rows, correlations):
         paths.append(out / f"{figure.name}.png")

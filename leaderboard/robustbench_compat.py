@@ -54,7 +54,10 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
 
 
 class UnreadableCheckpointError(pickle.UnpicklingError):
-    """A checkpoint file that is not a checkpoint (an HTML page from a failed download, a truncated file)."""
+    """A checkpoint file that is not a checkpoint.
+
+    For example an HTML page from a failed download, or a truncated file.
+    """
 
 
 class UnknownModelError(KeyError):
@@ -374,7 +377,10 @@ def disallowed_globals(fh: IO[bytes]) -> list[str]:
 
 
 def _pickle_globals(stream: IO[bytes], max_pickles: int = 8) -> set[str]:
-    """``module.name`` of every GLOBAL / STACK_GLOBAL / INST in consecutive pickles of ``stream``."""
+    """``module.name`` of every GLOBAL / STACK_GLOBAL / INST.
+
+    Read from the consecutive pickles of ``stream``.
+    """
     found: set[str] = set()
     for _ in range(max_pickles):
         strings: list[str] = []  # strings pushed so far: STACK_GLOBAL takes the last two
@@ -562,7 +568,10 @@ def _load_imagenet_standard(
     entry: dict[str, Any], name: str, threat_model: str, paths: list[Path],
     reader: _CheckpointReader
 ) -> nn.Module:
-    """ImageNet ``Standard_R50``: torchvision's ResNet-50 weights, from ``model_dir`` or hub's cache."""
+    """ImageNet ``Standard_R50``: torchvision's ResNet-50 weights.
+
+    Read from ``model_dir`` or from hub's cache.
+    """
     if name != "Standard_R50":
         return entry["model"]().eval()
     from robustbench.model_zoo.architectures.utils_architectures import normalize_model

@@ -156,14 +156,20 @@ def versions() -> dict[str, str]:
 
 
 def device_name(device: torch.device) -> str:
-    """The device as a result records it: ``cuda:0 (NVIDIA H100 80GB HBM3)``, ``cpu (x86_64, torch threads: 2)``."""
+    """The device as a result records it.
+
+    For example ``cuda:0 (NVIDIA H100 80GB HBM3)`` or ``cpu (x86_64, torch threads: 2)``.
+    """
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return f"{device} ({platform.machine() or 'unknown'}, torch threads: {torch.get_num_threads()})"
 
 
 def load_images(entry: ZooEntry, config: ScoreConfig) -> lb_data.ImageSet:
-    """The ``n_examples`` test images for the entry's dataset (per-model preprocessing for ImageNet)."""
+    """The ``n_examples`` test images for the entry's dataset.
+
+    ImageNet images get the model's own preprocessing.
+    """
     return lb_data.image_set(entry.dataset, config.n_examples, config.data_dir, entry.name,
                              entry.threat_model)
 
@@ -306,7 +312,10 @@ def score_model(entry: ZooEntry, config: ScoreConfig,
 
 def load_entry_model(entry: ZooEntry, config: ScoreConfig) -> tuple[torch.nn.Module,
                                                                     list[dict[str, Any]]]:
-    """The entry's model and its checkpoints' ``{"file", "sha256", "bytes"}``, from the config's source."""
+    """The entry's model and its checkpoints' ``{"file", "sha256", "bytes"}``.
+
+    Both come from the config's source.
+    """
     if config.source == "zoo":
         from leaderboard.zoo.entries import load_zoo_entry
 
@@ -321,7 +330,7 @@ def load_entry_model(entry: ZooEntry, config: ScoreConfig) -> tuple[torch.nn.Mod
 
 
 def shared_result(entry: ZooEntry, config: ScoreConfig, results_dir: str | Path) -> Scored | None:
-    """For the project's zoo, the model's stored result at another threat model, refiled for this one.
+    """The model's stored result at another threat model, refiled for this one (project zoo).
 
     A zoo model is one network attacked at both ℓ∞ and ℓ2: its Fisher statistics, radii at
     both budgets and baselines come from one pass, so its second threat model reuses the
@@ -349,7 +358,10 @@ def shared_result(entry: ZooEntry, config: ScoreConfig, results_dir: str | Path)
 
 
 def per_image_arrays(images: lb_data.ImageSet, stats: FisherStatistics) -> dict[str, np.ndarray]:
-    """The per-image values a result stores in its ``.npz`` (:data:`leaderboard.store.PER_IMAGE_ARRAYS`)."""
+    """The per-image values a result stores in its ``.npz``.
+
+    See :data:`leaderboard.store.PER_IMAGE_ARRAYS`.
+    """
     arrays = {
         "index": np.asarray(images.index, dtype=np.int64),
         "label": np.asarray(images.y, dtype=np.int64),
@@ -370,6 +382,9 @@ def score_and_write(
     entry: ZooEntry, config: ScoreConfig, results_dir: str | Path,
     images: lb_data.ImageSet | None = None
 ) -> dict[str, Any]:
-    """Score one model and store its result files (:func:`leaderboard.store.write_result`); returns the record."""
+    """Score one model, store its result files and return the record.
+
+    The files are written by :func:`leaderboard.store.write_result`.
+    """
     scored = score_model(entry, config, images)
     return store.write_result(results_dir, entry, scored.record, scored.per_image)

@@ -25,7 +25,10 @@ CHROMIUM_ARGS = ("--no-sandbox", "--disable-background-networking")
 
 
 def chromium_path() -> Path | None:
-    """The Chromium executable (``ART_FIM_CHROMIUM``, else Debian's), or ``None`` if it is not there."""
+    """The Chromium executable, or ``None`` if it is not there.
+
+    ``ART_FIM_CHROMIUM`` names it; else Debian's is used.
+    """
     path = Path(os.environ.get("ART_FIM_CHROMIUM", DEFAULT_CHROMIUM))
     return path if path.is_file() else None
 

@@ -1,8 +1,9 @@
-"""The bundled small CIFAR-10 CNN (about 0.3 M parameters) used by the examples, benchmarks and tests.
+"""The bundled small CIFAR-10 CNN (about 0.3 M parameters).
 
-Inputs are [0, 1] pixels, ``[N, 3, 32, 32]``; the per-channel normalisation is left to ART's
-``preprocessing=(CIFAR10_MEAN, CIFAR10_STD)``, so the examples exercise that chain. Its trained
-weights are ``examples/models/*.pt`` (``examples/train_small_cnn.py``).
+The examples, benchmarks and tests use it. Inputs are [0, 1] pixels, ``[N, 3, 32, 32]``; the
+per-channel normalisation is left to ART's ``preprocessing=(CIFAR10_MEAN, CIFAR10_STD)``, so the
+examples exercise that chain. Its trained weights are ``examples/models/*.pt``
+(``examples/train_small_cnn.py``).
 """
 
 from __future__ import annotations

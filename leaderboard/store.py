@@ -222,7 +222,10 @@ def summarize_per_image(arrays: Mapping[str, np.ndarray],
 
 
 def _percent_predicted_robust(radius: np.ndarray, eps: float) -> float | None:
-    """Percent of inputs predicted robust at ``eps``; ``None`` when a radius is NaN (not computed)."""
+    """Percent of inputs predicted robust at ``eps``.
+
+    ``None`` when a radius is NaN (not computed).
+    """
     return None if np.isnan(radius).any() else 100.0 * robust_fraction(radius, eps)
 
 

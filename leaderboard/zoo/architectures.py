@@ -43,7 +43,10 @@ def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
 
 
 def vgg(num_classes: int = 10, widths: tuple[int, ...] = (16, 32, 64, 128)) -> nn.Sequential:
-    """VGG-style: two conv–BN–ReLU layers per stage, max-pool between stages (about 0.3 M parameters)."""
+    """VGG-style network (about 0.3 M parameters).
+
+    Two conv–BN–ReLU layers per stage, max-pool between stages.
+    """
     layers: list[nn.Module] = [Normalize()]
     c_in = 3
     for width in widths:
@@ -133,7 +136,10 @@ class TransformerBlock(nn.Module):
 
 
 class ViT(nn.Module):
-    """Vision transformer on 4×4 patches with a class token (dim 64, depth 4: about 0.14 M parameters)."""
+    """Vision transformer on 4×4 patches with a class token.
+
+    Width 64 and depth 4: about 0.14 M parameters.
+    """
 
     def __init__(self, num_classes: int = 10, dim: int = 64, depth: int = 4, heads: int = 4,
                  mlp_dim: int = 128, patch: int = 4, image: int = 32) -> None:

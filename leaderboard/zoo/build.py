@@ -129,7 +129,10 @@ def attack_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
 
 
 def attack_curve(entries: list[ZooModel], args: argparse.Namespace) -> None:
-    """AutoAttack at the curve budgets (:data:`CURVE_BUDGETS`) for every entry and norm not yet done."""
+    """AutoAttack at the curve budgets for every entry and norm not yet done.
+
+    The budgets are :data:`CURVE_BUDGETS`.
+    """
     jobs = [(entry, norm, eps) for entry in entries for norm in args.norms
             for eps in CURVE_BUDGETS[norm]]
     _run_attacks(jobs, args)
@@ -143,7 +146,10 @@ def budget_label(norm: str, eps: float) -> str:
 
 
 def curve_path(directory: Path, name: str, norm: str, eps: float) -> Path:
-    """Where the AutoAttack result of zoo model ``name`` at ``(norm, eps)`` off the main budget lives."""
+    """Where the AutoAttack result of zoo model ``name`` at ``(norm, eps)`` lives.
+
+    For a budget other than the main one.
+    """
     return (
         directory
         / "autoattack_curve"
@@ -154,7 +160,10 @@ def curve_path(directory: Path, name: str, norm: str, eps: float) -> Path:
 
 
 def _run_attacks(jobs: list[tuple[ZooModel, str, float | None]], args: argparse.Namespace) -> None:
-    """Run AutoAttack for each ``(entry, norm, eps)`` whose result file is missing; ``eps=None``: the main budget."""
+    """Run AutoAttack for each ``(entry, norm, eps)`` whose result file is missing.
+
+    ``eps=None`` stands for the main budget.
+    """
     from leaderboard.zoo.autoattack_eval import THREATS, autoattack_accuracy
 
     device = resolve_device(args.device)

@@ -13,8 +13,9 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 
 
 def load_zip(path: Path, limit_per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Decode ``<split>/<class>/<NNNN>.jpg`` images into ``x`` (uint8 ``[N, 3, 32, 32]``) and ``y`` (int64).
+    """Decode ``<split>/<class>/<NNNN>.jpg`` images into ``x`` and ``y``.
 
+    ``x`` is uint8 ``[N, 3, 32, 32]`` and ``y`` int64.
     Files are read in sorted order, so the first ``limit_per_class`` images of each class are
     the same on every machine.
 

@@ -86,7 +86,10 @@ def zoo_weights_present(entry: ZooEntry, zoo_dir: str | Path = ZOO_DIR) -> bool:
 def load_zoo_entry(
     entry: ZooEntry, zoo_dir: str | Path = ZOO_DIR
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """The entry's model (float32, eval mode, ``[0, 1]`` inputs) and its checkpoint's file, SHA-256, size."""
+    """The entry's model and its checkpoint's file, SHA-256 and size.
+
+    The model is float32, in eval mode, and takes ``[0, 1]`` inputs.
+    """
     path = weights_path(entry.name, Path(zoo_dir))
     model = load_model(entry.name, Path(zoo_dir))
     data = path.read_bytes()

@@ -69,8 +69,9 @@ def pgd(
     norm: str = "Linf",
     start: str = "uniform",
 ) -> Tensor:
-    """Projected gradient ascent on ``loss_fn(model(x + δ))`` over ``‖δ‖ ≤ eps``, ``x + δ ∈ [0, 1]``.
+    """Projected gradient ascent on ``loss_fn(model(x + δ))``.
 
+    The ascent is over ``‖δ‖ ≤ eps`` with ``x + δ ∈ [0, 1]``.
     Each step moves ``2.5 · eps / steps`` along the steepest-ascent direction of the norm (the
     gradient's sign for ℓ∞, the normalised gradient for ℓ2), then projects back onto the ball
     and the box (Madry et al., 2018, https://arxiv.org/abs/1706.06083). ``start`` is
