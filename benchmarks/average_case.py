@@ -61,8 +61,9 @@ def zoo_classifiers() -> dict[str, object]:
 
 
 def timed(classifier, x: np.ndarray, sigma: float, method: str, repeats: int = 1, **kwargs):
-    """Run one estimator; return its CPU seconds (this process, all threads), wall seconds, estimate.
+    """Run one estimator; return its CPU seconds, wall seconds and estimate.
 
+    CPU seconds are this process's, over all threads.
     CPU time is what the speed-ups use: on a shared machine other jobs stretch wall time
     unevenly between the two sides, much less the work this process does. With ``repeats > 1``
     the median of the repeats is returned (the estimate is the same each time: same seeds).
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             t_mc, wall_mc, mc = timed(classifier, x, sigma, "mc", num_samples=args.mc_samples)
             half_width = float(np.mean(mc.upper - mc.lower) / 2)
             print(
-                f"{name:<24}{sigma:>6.3g}{'mc':>12}{'±' + format(half_width, '.4f'):>9}{'':>9}{'':>10}"
+                f"{name:<24}{sigma:>6.3g}{'mc':>12}{'±' + format(half_width, '.4f'):>9}"
+                f"{'':>9}{'':>10}"
                 f"{t_mc:>9.1f}{wall_mc:>9.1f}{1.0:>10.1f}"
             )
             pooled.setdefault((sigma, "mc"), []).append(mc.values)

@@ -80,7 +80,10 @@ def trained_cnn() -> nn.Module:
 
 
 class Predictor:
-    """A query-only view of a module: ``predict`` on [0, 1] inputs in the module's dtype, nothing else."""
+    """A query-only view of a module, with ``predict`` and nothing else.
+
+    ``predict`` takes [0, 1] inputs in the module's dtype.
+    """
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...],
                  device: torch.device) -> None:
@@ -100,7 +103,10 @@ class Predictor:
 
 
 def images(dim: int, n: int) -> np.ndarray:
-    """``n`` CIFAR-10 test images (one per class in turn) at the shape of ``dim``, float64 [0, 1]."""
+    """``n`` CIFAR-10 test images at the shape of ``dim``, float64 in [0, 1].
+
+    The images take one class after the other.
+    """
     data = np.load(BUNDLED_CIFAR10)
     order = np.arange(1000).reshape(10, 100).T.reshape(-1)[:n]  # classes interleaved
     x = torch.from_numpy(data["x"][order].astype(np.float64) / 255)

@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         vs_exact = f"{np.median(errors_vs_exact[name]):.2e}" if name in errors_vs_exact else "—"
         vs_dense = f"{errors[name].max():.2e}" if name in errors else "—"
         print(
-            f"{name:<11}{counts[name]:>7}{1e3 * seconds:>12.3f}{ratio:>12.1f}{vs_exact:>21}{vs_dense:>22}"
+            f"{name:<11}{counts[name]:>7}{1e3 * seconds:>12.3f}{ratio:>12.1f}"
+            f"{vs_exact:>21}{vs_dense:>22}"
         )
     print("\n'exact is ×': time per input of the method over that of the exact route.")
     print("clever_u estimates a robustness radius, not λ_max: its error column does not apply.")
@@ -211,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class ThousandClasses(torch.nn.Module):
-    """A small CNN with ``K = 1000`` outputs on 3×32×32 inputs, its softmax sharpened as a trained one's."""
+    """A small CNN with ``K = 1000`` outputs on 3×32×32 inputs.
+
+    Its softmax is sharpened as a trained one's.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -228,7 +232,10 @@ class ThousandClasses(torch.nn.Module):
 
 
 def large_label_cost(device: torch.device, n: int, repeats: int) -> float:
-    """Print the default route's time over the exact route's on a ``K = 1000`` model; return the ratio."""
+    """Print the default route's time over the exact route's on a ``K = 1000`` model.
+
+    Returns the ratio.
+    """
     model = ThousandClasses().to(device).eval()
     x, _ = bundled_cifar10(n)
     y = model(torch.from_numpy(x).to(device)).argmax(1).cpu().numpy()
@@ -268,7 +275,10 @@ def large_label_cost(device: torch.device, n: int, repeats: int) -> float:
 def leaderboard_cost(device: torch.device, classifier, x: np.ndarray, y: np.ndarray,
                      batch_size: int,
                      repeats: int) -> float:
-    """Print the time of a leaderboard model's Fisher work over one exact λ_max pass; return the default's ratio."""
+    """Print the time of a leaderboard model's Fisher work over one exact λ_max pass.
+
+    Returns the default's ratio.
+    """
     norms = tuple(ROBUSTBENCH_EPS["cifar10"])
 
     def exact_pass() -> np.ndarray:

@@ -225,7 +225,10 @@ def entry_seconds(measurement: Measurement, n_examples: int, num_checkpoints: in
 
 
 def autoattack_seconds(entry: ZooEntry, n_examples: int) -> float | None:
-    """The entry's stated AutoAttack time scaled to ``n_examples`` images, or ``None`` (RobustBench states none)."""
+    """The entry's stated AutoAttack time scaled to ``n_examples`` images.
+
+    ``None`` where the entry states none (RobustBench states none).
+    """
     seconds, attacked = entry.reported.attack_seconds, entry.reported.attack_n_examples
     if seconds is None:
         return None
@@ -235,7 +238,9 @@ def autoattack_seconds(entry: ZooEntry, n_examples: int) -> float | None:
 def extrapolate(
     entries: Sequence[ZooEntry], families: Sequence[Family], measurements: dict[str, Measurement]
 ) -> list[EntryEstimate]:
-    """Every entry's estimated time at RobustBench's ``n_examples``, or unmeasured (``seconds=None``).
+    """Every entry's estimated time at RobustBench's ``n_examples``.
+
+    An entry not measured has ``seconds=None``.
 
     Args:
         entries: the zoo entries (:func:`leaderboard.registry.list_entries`).
@@ -260,7 +265,10 @@ def extrapolate(
 
 
 def totals(estimates: Sequence[EntryEstimate]) -> dict[str, dict[str, float | int]]:
-    """Per dataset and ``"all"``: entries, measured entries, unmeasured entries, estimated seconds."""
+    """Counts and estimated seconds per dataset and for ``"all"``.
+
+    Entries, measured entries, unmeasured entries, estimated seconds.
+    """
     out: dict[str, dict[str, float | int]] = {
         group: {"entries": 0, "measured": 0, "unmeasured": 0, "seconds": 0.0}
         for group in (*ROBUSTBENCH_N_EXAMPLES, "all")
@@ -278,7 +286,10 @@ def totals(estimates: Sequence[EntryEstimate]) -> dict[str, dict[str, float | in
 
 
 def cost_fields(model_info_dir: Path = MODEL_INFO_DIR) -> list[str]:
-    """Fields of RobustBench's model-info files that could state an attack's cost (run time, hours)."""
+    """Fields of RobustBench's model-info files that could state an attack's cost.
+
+    For example a run time or hours.
+    """
     found: set[str] = set()
     for path in model_info_dir.glob("*/*/*.json"):
         found.update(k for k in json.loads(path.read_text()) if COST_FIELD.search(k))
@@ -313,7 +324,10 @@ def _inverse_key(target: str, dataset: str, name: str) -> str:
 
 def _checkpoint_state(state: dict[str, torch.Tensor], dataset: str,
                       name: str) -> dict[str, torch.Tensor]:
-    """``state`` with keys the loader maps back onto the model's own, checked with RobustBench's functions."""
+    """``state`` with keys the loader maps back onto the model's own.
+
+    The mapping is checked with RobustBench's functions.
+    """
     from robustbench.utils import add_substr_to_state_dict, rm_substr_from_state_dict
 
     from leaderboard.robustbench_compat import _IMAGENET_NO_PREFIX
@@ -332,7 +346,10 @@ def _checkpoint_state(state: dict[str, torch.Tensor], dataset: str,
 
 
 def _construct(family: Family, device: torch.device) -> torch.nn.Module:
-    """The family's entry with a seeded random initialisation (on ``device`` where it builds there)."""
+    """The family's entry with a seeded random initialisation.
+
+    It is built on ``device`` where it can be.
+    """
     from leaderboard.robustbench_compat import NUM_CLASSES, robustbench_entry, timm_name
 
     timm_id = timm_name(family.model, family.dataset, family.threat_model)
@@ -403,8 +420,9 @@ def save_random_checkpoint(family: Family, model_dir: Path, device: torch.device
 
 
 def write_imagenet_layout(data_dir: Path, n: int, seed: int = 0) -> None:
-    """RobustBench's ``val/<wnid>/ILSVRC2012_val_*.JPEG`` layout with random JPEGs at the first ``n`` paths.
+    """RobustBench's ImageNet layout with random JPEGs at the first ``n`` paths.
 
+    The layout is ``val/<wnid>/ILSVRC2012_val_*.JPEG``.
     Every one of the 1,000 class folders is made (the class index comes from the folder list);
     only the first ``n`` images of RobustBench's evaluation list are written, 400 × 350 pixels
     (a typical validation image: large enough for every model's resize and crop).
@@ -425,8 +443,9 @@ def write_imagenet_layout(data_dir: Path, n: int, seed: int = 0) -> None:
 
 
 def cifar_images(dataset: str, n: int, data_dir: str | None, seed: int = 0) -> lb_data.ImageSet:
-    """Test images for a CIFAR family: real ones where available, else uniform random pixels and labels.
+    """Test images for a CIFAR family.
 
+    Real ones where available, else uniform random pixels and labels.
     Pixels do not change a pass's cost; CIFAR-100 has no bundled test set, so without
     ``data_dir`` it gets random images in ``[0, 1]``.
     """
@@ -571,7 +590,10 @@ def print_extrapolation(
 
 
 def write_json(path: Path | None, payload: dict[str, Any]) -> None:
-    """Rewrite the measurements JSON (after every family, so a cut-off run keeps what it measured)."""
+    """Rewrite the measurements JSON.
+
+    Called after every family, so a cut-off run keeps what it measured.
+    """
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)

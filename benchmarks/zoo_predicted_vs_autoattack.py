@@ -33,7 +33,10 @@ THREATS = ("Linf", "L2")
 
 
 def autoattack_points(zoo_dir: Path, name: str, threat: str) -> list[tuple[float, float, bool]]:
-    """``(eps, AutoAttack accuracy %, is a curve point)`` of a model at one threat model, by budget."""
+    """``(eps, AutoAttack accuracy %, is a curve point)`` of a model at one threat model.
+
+    Sorted by budget.
+    """
     points = []
     main = zoo_dir / "model_info" / "cifar10" / threat / f"{name}.json"
     if main.is_file():

@@ -145,6 +145,10 @@ def trained_rows(x: np.ndarray, zoo_dir: Path) -> list[dict]:
     return rows
 
 
+def _interval(low: float, high: float) -> str:
+    return f"[{low:.2g}, {high:.2g}]"
+
+
 def render(rows: list[dict], trained: bool = False) -> str:
     head = (f"{'family':<16}{'configuration':<22}{'L':>10}{'λmax median':>13}{'λmax 5–95%':>22}"
             f"{'max‖J‖':>10}{'L/max‖J‖':>10}{'Fisher bd/λ':>12}")
@@ -154,7 +158,7 @@ def render(rows: list[dict], trained: bool = False) -> str:
         mark = "*" if r["local"] else " "
         line = (
             f"{r['family']:<16}{r['name']:<22}{r['bound']:>9.3g}{mark}{r['lambda_median']:>13.3g}"
-            f"{'[' + format(r['lambda_q05'], '.2g') + ', ' + format(r['lambda_q95'], '.2g') + ']':>22}"
+            f"{_interval(r['lambda_q05'], r['lambda_q95']):>22}"
             f"{r['jacobian_max']:>10.3g}{r['bound_over_jacobian']:>10.3g}{r['fisher_ratio_median']:>12.3g}"
         )
         if trained:

@@ -1,4 +1,4 @@
-"""The robustness–accuracy trade-off of Tsipras et al. (2019), reproduced with ART and measured with art_fim.
+"""Tsipras et al.'s (2019) robustness–accuracy trade-off, reproduced with ART, measured by art_fim.
 
     python examples/tradeoff_tsipras.py [--d 100] [--p 0.95] [--n-train 10000] [--n-test 10000]
 
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         clean = dist.accuracy(w, b)
         print(
-            f"{name:<26}{clean:>14.4f}{dist.accuracy(w, b, eps):>12.4f}{dist.theorem_2_1_bound(clean):>15.4f}"
+            f"{name:<26}{clean:>14.4f}{dist.accuracy(w, b, eps):>12.4f}"
+            f"{dist.theorem_2_1_bound(clean):>15.4f}"
         )
 
     models = {}
@@ -115,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\nTrained models: accuracy (closed form | sampled with ART) and Theorem 2.1")
     print(
-        f"{'model':<13}{'standard acc':>20}{'ℓ∞ robust acc @2η':>22}{'Thm 2.1 bound':>15}{'holds':>7}"
+        f"{'model':<13}{'standard acc':>20}{'ℓ∞ robust acc @2η':>22}{'Thm 2.1 bound':>15}"
+        f"{'holds':>7}"
     )
     for name, r in rows.items():
         holds = "yes" if r["robust"] <= r["bound"] + 1e-12 else "NO"
@@ -127,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
           "Taylor, exact for "
           "linear models | Monte Carlo, 1,000 draws)")
     print(
-        f"{'model':<13}{'λ_max F (ℓ2)':>14}{'ℓ∞ Fisher':>12}{'p_σ':>18}{'E q(1−q)':>11}{'‖w‖₂²':>9}{'‖w‖₁²':>10}"
+        f"{'model':<13}{'λ_max F (ℓ2)':>14}{'ℓ∞ Fisher':>12}{'p_σ':>18}{'E q(1−q)':>11}"
+        f"{'‖w‖₂²':>9}{'‖w‖₁²':>10}"
     )
     for name, r in rows.items():
         w = r["w"]
