@@ -36,6 +36,11 @@ def save_random_checkpoint(
     """Save a seeded random initialisation of a zoo model in RobustBench's layout.
 
     Args:
+        name: zoo name of the model.
+        dataset: its dataset (``"cifar10"``, ...).
+        threat_model: its threat model (``"Linf"``, ...).
+        model_dir: root of RobustBench's checkpoint layout.
+        seed: seed of the random initialisation.
         wrap: save as ``{"state_dict": {"module." + key: ...}, "epoch": numpy scalar, "args":
             argparse.Namespace}``, the shape of published training checkpoints (torch's plain
             ``weights_only=True`` refuses it; the loader's allowlist admits exactly these types).

@@ -39,7 +39,8 @@ def randomise_norms(model: nn.Module, seed: int = 0) -> nn.Module:
 
 def torchvision_vgg() -> nn.Module:
     """torchvision's VGG class with two conv stages; 16×16 inputs leave a 4×4 map that its
-    ``AdaptiveAvgPool2d((7, 7))`` enlarges (overlapping windows)."""
+    ``AdaptiveAvgPool2d((7, 7))`` enlarges (overlapping windows).
+    """
     from torchvision.models.vgg import VGG, make_layers
 
     with torch.device("meta"):  # VGG's own 4096-wide classifier is replaced below

@@ -1,5 +1,6 @@
 """Robust accuracy without an attack: refined by default, exact inside the box for linear models,
-and the accuracy-vs-ε curve consistent with the one-budget call."""
+and the accuracy-vs-ε curve consistent with the one-budget call.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def _box_classifier(model: nn.Module, dim: int, classes: int) -> PyTorchClassifi
 
 def test_the_default_is_the_refined_radius():
     """predicted_robust_accuracy and robust_radius refine unless told not to; on a curved model
-    the refined radius is strictly smaller for some input, so the default is observably refined."""
+    the refined radius is strictly smaller for some input, so the default is observably refined.
+    """
     model = _curved(0)
     x = np.random.default_rng(0).random((20, 6))
     y = model(torch.from_numpy(x)).argmax(1).numpy()
@@ -51,7 +53,8 @@ def test_the_default_is_the_refined_radius():
 @pytest.mark.parametrize("norm", NORMS)
 def test_linear_models_inside_the_box_get_the_lp_qp_distance(norm):
     """For z = Wx + b on [0, 1]^d the radius (first-order and refined: equal for linear models)
-    is the minimum over competitors of the LP/QP box distance, to 1e-6."""
+    is the minimum over competitors of the LP/QP box distance, to 1e-6.
+    """
     rng = np.random.default_rng(3)
     dim, classes = 5, 4
     checked = 0
@@ -90,7 +93,8 @@ def test_curve_matches_the_one_budget_call_is_non_increasing_and_refined_never_e
     seed, classes, box, refine_competitors, norm
 ):
     """On random curved models and options: the curve at any ε equals predicted_robust_accuracy
-    there, it never increases, and the refined radius is ≤ the first-order one for every input."""
+    there, it never increases, and the refined radius is ≤ the first-order one for every input.
+    """
     model = _curved(seed, classes)
     rng = np.random.default_rng(seed)
     x = rng.random((12, 6))

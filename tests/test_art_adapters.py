@@ -138,7 +138,8 @@ class RecordingBatches(ClassGradientOnly):
 
 def test_estimate_reports_the_batch_size_actually_used(x):
     """``batch_size`` is the largest batch the estimator formed: under a tight memory budget the
-    planner shrinks it below ``len(x)``, with plenty of memory it is every input at once."""
+    planner shrinks it below ``len(x)``, with plenty of memory it is every input at once.
+    """
     per_input = 2 * NUM_CLASSES * int(np.prod(IMAGE_SHAPE)) * 8  # K rows of J, twice, in float64
     sizes = {}
     for name, budget in (("small", 3 * per_input), ("roomy", None)):

@@ -1,4 +1,6 @@
-"""AutoAttack accuracy with a state file: an interrupted run resumes and ends where an unbroken one ends."""
+"""AutoAttack accuracy with a state file: an interrupted run resumes and ends where an unbroken one
+ends.
+"""
 
 from __future__ import annotations
 
@@ -93,7 +95,9 @@ def test_an_interrupted_autoattack_resumes_to_autoattacks_own_unbroken_result(
 
 
 def test_a_state_file_made_with_other_settings_or_weights_is_refused(tmp_path):
-    """A state saved at one radius, or for other weights, must not be resumed: the error names the file."""
+    """A state saved at one radius, or for other weights, must not be resumed: the error names the
+    file.
+    """
     model, x, y = _tiny_problem()
     state_path = tmp_path / "state.json"
     autoattack_accuracy(model, x[:3], y[:3], norm="Linf", eps=_EPS, state_path=state_path)

@@ -65,7 +65,9 @@ def test_taylor_is_the_exact_probability_for_binary_linear_models():
 
 
 def equicorrelated_model(rho: float, scales: np.ndarray, offsets: np.ndarray) -> nn.Linear:
-    """Class 0 wins; ``∇g_i = c_i (√ρ e_0 + √(1−ρ) e_i)``, so the margin gradients are equicorrelated."""
+    """Class 0 wins; ``∇g_i = c_i (√ρ e_0 + √(1−ρ) e_i)``, so the margin gradients are
+    equicorrelated.
+    """
     k = len(scales) + 1
     weight = np.zeros((k, k))
     for i, c in enumerate(scales, start=1):
@@ -144,7 +146,9 @@ def test_estimates_report_bounds_that_contain_them():
 
 
 def test_independent_margins_and_the_sigmoid_closed_form():
-    """Identity correlation: the orthant probability is ``Π Φ(z_i)``; the sigmoid is ``1/(1 + Σ e^{−z})``."""
+    """Identity correlation: the orthant probability is ``Π Φ(z_i)``; the sigmoid is ``1/(1 + Σ
+    e^{−z})``.
+    """
     z = np.array([[2.0, 2.5, 3.0, 3.0]])
     value, _ = orthant_probability(z, np.eye(4)[None])
     assert value[0] == pytest.approx(np.prod(ndtr(z)), abs=MVN_ATOL)
@@ -254,7 +258,7 @@ def test_art_classifier_with_preprocessing_equals_the_normalised_module():
 
 
 def test_monte_carlo_needs_only_predictions():
-    """A query-only ``BlackBoxClassifier`` gets the same Monte Carlo value (same noise, same model)."""
+    """A query-only ``BlackBoxClassifier`` gets the same Monte Carlo value (same noise, model)."""
     from art.estimators.classification import BlackBoxClassifier
 
     model = make_model("mlp").float()

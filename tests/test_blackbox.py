@@ -1,4 +1,4 @@
-"""Query-only estimators: exact differences on linear models, an unbiased sketch, ART black boxes."""
+"""Query-only estimators: exact differences on linear models, unbiased sketches, ART black boxes."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_coordinate_mode_reproduces_exact_on_linear_model(quantity):
     ids=["gaussian", "orthogonal", "orthogonal-m>d"],
 )
 def test_sketch_is_unbiased(kind, m, seed):
-    """The mean of 4,000 sketches Ĝ is within 4 standard errors of J Jᵀ, entrywise (d = 12, K = 5)."""
+    """The mean of 4,000 sketches Ĝ is within 4 standard errors of J Jᵀ entrywise (d=12, K=5)."""
     rng = np.random.default_rng(seed)
     jac = rng.standard_normal((5, 12)) * rng.uniform(0.1, 3.0, size=12)
     jv = np.stack([sample_directions(kind, 0, m, 12, rng) @ jac.T for _ in range(4000)])
@@ -127,7 +127,8 @@ def test_label_only_classifier_is_refused():
 @pytest.mark.parametrize("budget", [COORDINATE_BUDGET, 101], ids=["coordinate", "orthogonal"])
 def test_queries_stay_inside_clip_values(budget):
     """Inputs with pixels exactly at 0 and 1: no query leaves [0, 1], and with one-sided
-    differences at the bounds coordinate mode still matches the exact value (rtol 1e-4)."""
+    differences at the bounds coordinate mode still matches the exact value (rtol 1e-4).
+    """
     model = make_model("mlp")
     x = make_inputs(3).numpy()
     x[:, :, :2] = 0.0
@@ -143,7 +144,8 @@ def test_queries_stay_inside_clip_values(budget):
 @pytest.mark.parametrize("wrapper", [BlackBoxClassifier, BlackBoxClassifierNeuralNetwork])
 def test_art_black_box_classifiers(wrapper):
     """ART's black-box wrappers (float32 scores): coordinate mode within 1e-3 of the exact
-    white-box λ_max; a 203-query sketch within 4 bootstrap standard errors of it."""
+    white-box λ_max; a 203-query sketch within 4 bootstrap standard errors of it.
+    """
     model = make_model("mlp")
     x = make_inputs(4).numpy()
     classifier = wrapper(_predict(model), IMAGE_SHAPE, NUM_CLASSES, clip_values=(0.0, 1.0))
@@ -176,7 +178,9 @@ def test_blackbox_trace_through_the_public_api():
 
 
 def test_probability_outputs_give_the_same_values():
-    """A black box returning softmax probabilities gives the logits route's values (same directions)."""
+    """A black box returning softmax probabilities gives the logits route's values (same
+    directions).
+    """
     model = make_model("cnn")
     probs = nn.Sequential(model, nn.Softmax(dim=-1)).eval()
     x = make_inputs(3).numpy()
@@ -200,7 +204,9 @@ def test_rounding_dominated_differences_warn():
 
 
 def test_budget_errors():
-    """Too small a budget, or too few queries for coordinate mode, is refused with the number needed."""
+    """Too small a budget, or too few queries for coordinate mode, is refused with the number
+    needed.
+    """
     x = make_inputs(2).numpy()
     with pytest.raises(ValueError, match=f"needs max_queries ≥ {COORDINATE_BUDGET}"):
         BlackBoxFisher(make_model("mlp"), max_queries=300, directions="coordinate",
@@ -222,7 +228,8 @@ def test_one_sketch_serves_both_quantities():
 
 def test_coordinate_mode_radii_equal_the_white_box_radii():
     """Coordinate directions give J: ℓ∞, ℓ2 and ℓ1 radii equal the white-box ones to 1e-8 (linear
-    model), with zero standard error; the predictions come with them."""
+    model), with zero standard error; the predictions come with them.
+    """
     model, x = _linear(), make_inputs(4).numpy()
     y = np.array([0, 1, 2, 3])
     white = fisher_statistics(model, x, y, norms=(np.inf, 2, 1), verbose=False)
@@ -238,7 +245,8 @@ def test_coordinate_mode_radii_equal_the_white_box_radii():
 
 def test_sketch_l2_radius_within_its_standard_error():
     """From a 201-query sketch the ℓ2 radius (G_yy + G_jj − 2G_yj from Ĝ) lies within 4 bootstrap
-    standard errors of the exact one, and that error is a few percent (K = 10, m = 99)."""
+    standard errors of the exact one, and that error is a few percent (K = 10, m = 99).
+    """
     model, x = make_model("cnn"), make_inputs(6).numpy()
     y = _predict(model)(x).argmax(1)
     y[0] = (y[0] + 1) % NUM_CLASSES  # one wrong label: radius 0

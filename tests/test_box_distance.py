@@ -135,7 +135,8 @@ def problems(draw: st.DrawFn) -> tuple[np.ndarray, ...]:
 def test_distance_matches_the_lp_qp_oracle(norm: float, problem: tuple[np.ndarray, ...]) -> None:
     """Every margin of a batch: the distance equals the oracle (rtol 1e-6, atol 1e-9; +inf alike),
     and the step for the first competitor is in the box, closes the margin (|g + a·δ| ≤ 1e-9 · g)
-    and has norm D (rtol 1e-12)."""
+    and has norm D (rtol 1e-12).
+    """
     g, a, x, low, high = problem
     distance = box_margin_distance(*map(torch.from_numpy, (g, a, x, low, high)), norm=norm).numpy()
     expected = np.array([[_oracle(g[b, j], a[b, j], x[b], low, high, norm) for j in range(COUNT)]
@@ -165,7 +166,8 @@ def _slsqp_distance(g: float, a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> 
 
 def test_l2_oracle_agrees_with_slsqp() -> None:
     """The ℓ2 bisection oracle and the library both match SLSQP (ftol 1e-14) on 25 box-constrained
-    QPs in the unit box where the box binds or not (rtol 1e-6; they agree to about 1e-14)."""
+    QPs in the unit box where the box binds or not (rtol 1e-6; they agree to about 1e-14).
+    """
     rng = np.random.default_rng(7)
     for _ in range(25):
         dim = int(rng.integers(2, 12))
@@ -221,7 +223,8 @@ def test_hand_cases(g: float, a: list[float], x: list[float], expected: tuple[fl
 def test_without_a_box_it_is_the_first_order_formula(norm: float) -> None:
     """No box, an explicit infinite box, or a box too wide to bind: D = g / ‖a‖_{q*} (rtol 1e-12),
     including zero gradient entries and an all-zero gradient (+inf); and box_first_order_radius
-    without a box equals first_order_radius (rtol 1e-12)."""
+    without a box equals first_order_radius (rtol 1e-12).
+    """
     gen = torch.Generator().manual_seed(3)
     a = torch.randn(4, 5, 30, generator=gen, dtype=torch.float64)
     a = torch.where(torch.rand(a.shape, generator=gen) < 0.3, 0.0, a)
@@ -244,7 +247,8 @@ def test_without_a_box_it_is_the_first_order_formula(norm: float) -> None:
 @pytest.mark.parametrize("norm", NORMS, ids=NORM_IDS)
 def test_chunks_dtypes_and_masks(norm: float, monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunking changes nothing (bit for bit); float32 gradients equal their float64 copy; bounds
-    as [d], [B, d] or a number agree; a mask or a +inf margin excludes a column; NaN propagates."""
+    as [d], [B, d] or a number agree; a mask or a +inf margin excludes a column; NaN propagates.
+    """
     gen = torch.Generator().manual_seed(5)
     a = torch.randn(3, 4, 9, generator=gen)
     g = torch.rand(3, 4, generator=gen, dtype=torch.float64)
@@ -295,7 +299,8 @@ def test_linear_model_box_radius_is_the_distance_to_another_class(norm: float) -
     (rtol 1e-6) and is ≥ the first-order radius (the box binds in some cases); the step for the
     nearest competitor with its margin raised by 1e-6 stays in the box, changes the predicted class
     and has norm ≤ D (1 + 1e-4); points x + clip(0.999 D u) for 300 sampled unit directions u
-    (and the optimal step) keep the class."""
+    (and the optimal step) keep the class.
+    """
     rng = np.random.default_rng(11)
     binding = 0
     for _ in range(12):

@@ -1,5 +1,5 @@
-"""Every public entry point runs through the batch engine: it honours ``memory_budget`` and gives back
-the module's flags.
+"""Every public entry point runs through the batch engine: it honours ``memory_budget`` and gives
+back the module's flags.
 
 Peak memory is measured as in ``test_memory.py``: the process's peak resident set on CPU, in a
 fresh interpreter, with glibc told to return every block over 64 KiB at once. Each entry point is
@@ -41,30 +41,26 @@ ROOT = Path(__file__).resolve().parents[1]
 BUDGET = 64 * 2**20
 
 # name -> the call, as source run in the measuring interpreter with `model`, `x`, `y` and
-# `budget` in scope. Every public entry point that runs the model on inputs.
+# `budget` in scope. Every public entry point that runs the model on inputs; QUIET is the budget
+# and no progress bar.
+QUIET = "memory_budget=budget, verbose=False"
 ENTRY_POINTS = {
-    "fisher_spectral_norm exact": "fisher_spectral_norm(model, x, method='exact', memory_budget=budget, "
-    "verbose=False)",
-    "fisher_spectral_norm lanczos": "fisher_spectral_norm(model, x, method='lanczos', "
-    "memory_budget=budget, verbose=False)",
-    "fisher_trace hutchinson": "fisher_trace(model, x, method='hutchinson', memory_budget=budget, "
-    "verbose=False)",
-    "fisher_statistics": "fisher_statistics(model, x, y, memory_budget=budget, verbose=False)",
-    "fisher_statistics lanczos": "fisher_statistics(model, x, y, method='lanczos', memory_budget=budget, "
-    "verbose=False)",
-    "robust_radius": "robust_radius(model, x, y, memory_budget=budget, verbose=False)",
-    "fisher_linf_bounds": "fisher_linf_bounds(model, x, memory_budget=budget, verbose=False)",
-    "expected_noise_kl": "expected_noise_kl(model, x, 0.05, num_samples=64, memory_budget=budget, "
-    "verbose=False)",
-    "average_case mc": "average_case_robustness(model, x, 0.05, method='mc', num_samples=512, "
-    "memory_budget=budget, verbose=False)",
-    "average_case taylor": "average_case_robustness(model, x, 0.05, method='taylor', "
-    "memory_budget=budget, verbose=False)",
-    "average_case mmse": "average_case_robustness(model, x, 0.05, method='mmse', memory_budget=budget, "
-    "verbose=False)",
+    "fisher_spectral_norm exact": f"fisher_spectral_norm(model, x, method='exact', {QUIET})",
+    "fisher_spectral_norm lanczos": f"fisher_spectral_norm(model, x, method='lanczos', {QUIET})",
+    "fisher_trace hutchinson": f"fisher_trace(model, x, method='hutchinson', {QUIET})",
+    "fisher_statistics": f"fisher_statistics(model, x, y, {QUIET})",
+    "fisher_statistics lanczos": f"fisher_statistics(model, x, y, method='lanczos', {QUIET})",
+    "robust_radius": f"robust_radius(model, x, y, {QUIET})",
+    "fisher_linf_bounds": f"fisher_linf_bounds(model, x, {QUIET})",
+    "expected_noise_kl": f"expected_noise_kl(model, x, 0.05, num_samples=64, {QUIET})",
+    "average_case mc": (
+        f"average_case_robustness(model, x, 0.05, method='mc', num_samples=512, {QUIET})"
+    ),
+    "average_case taylor": f"average_case_robustness(model, x, 0.05, method='taylor', {QUIET})",
+    "average_case mmse": f"average_case_robustness(model, x, 0.05, method='mmse', {QUIET})",
     "local_norms": "local_norms(model, x, memory_budget=budget)",
     "certified_radius": "certified_radius(model, x, bound=1.0, memory_budget=budget)",
-    "blackbox": "fisher_spectral_norm(model, x, method='blackbox', memory_budget=budget, verbose=False, "
+    "blackbox": f"fisher_spectral_norm(model, x, method='blackbox', {QUIET}, "
     "blackbox_params={'max_queries': 201})",
 }
 
@@ -212,7 +208,8 @@ def _flags(model: nn.Module) -> tuple[Any, ...]:
     tf32=st.booleans(),
 )
 def test_every_entry_point_gives_back_the_module_flags(name, modes, frozen, wrapped, tf32):
-    """Random mixed train/eval modes, frozen parameters and caller precision settings survive each call.
+    """Random mixed train/eval modes, frozen parameters and caller precision settings survive each
+    call.
 
     A bare module must be in eval mode at the top (the engine refuses it otherwise), its
     submodules may be in any mode; an ART classifier's module may be in any mode at all.

@@ -38,7 +38,9 @@ def test_expected_kl_under_small_noise_is_half_sigma_squared_trace(sigma):
 
 
 def test_expected_kl_departs_from_the_fisher_prediction_at_large_noise():
-    """The link is second order: at σ = 1 the KL is no longer ½σ² tr F (a check that the test can fail)."""
+    """The link is second order: at σ = 1 the KL is no longer ½σ² tr F (a check that the test can
+    fail).
+    """
     model = make_model("mlp")
     x = make_inputs(batch=2).numpy()
     result = expected_noise_kl(model, x, 1.0, num_samples=2000)

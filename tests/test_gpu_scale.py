@@ -65,7 +65,7 @@ def _inputs(n: int = 3) -> np.ndarray:
 
 
 def test_context_sets_and_restores_all_three_settings_also_after_an_exception():
-    """Inside: TF32 off (float32) or on (tf32); after: the caller's values, however the block ends."""
+    """Inside: TF32 off (float32) or on (tf32); after: the caller's values, however it ends."""
     torch.set_float32_matmul_precision("high")  # a caller's unusual choice, restored exactly
     torch.backends.cudnn.allow_tf32 = False
     caller = current_settings()
@@ -91,7 +91,8 @@ def test_context_sets_and_restores_all_three_settings_also_after_an_exception():
                     reason="PyTorch < 2.9")
 def test_a_mix_of_legacy_and_per_backend_settings_is_restored_exactly():
     """A caller whose settings the legacy getters refuse to read (PyTorch ≥ 2.9) gets every
-    per-backend fp32_precision back as it was."""
+    per-backend fp32_precision back as it was.
+    """
     torch.set_float32_matmul_precision("medium")
     torch.backends.cuda.matmul.allow_tf32 = True  # now get_float32_matmul_precision() raises
     with pytest.raises(RuntimeError):
@@ -108,7 +109,8 @@ def test_a_mix_of_legacy_and_per_backend_settings_is_restored_exactly():
 def test_every_entry_point_computes_in_the_asked_precision_and_restores(precision, expected):
     """λ_max (exact, Lanczos, power), trace (exact, Hutchinson), radii and refinement, the ℓ∞
     Fisher, noise KL and average-case robustness: every forward pass sees the asked settings,
-    and the caller's defaults are back afterwards; results record the precision."""
+    and the caller's defaults are back afterwards; results record the precision.
+    """
     model = SettingsSpy().eval()
     x, y = _inputs(), np.array([0, 1, 2])
     calls = {
@@ -179,7 +181,8 @@ def wide():
 
 def test_large_label_spaces_take_the_cheaper_route_and_match_the_exact_one(wide):
     """K = 1000: auto takes Lanczos (cost, not memory), λ_max within 1e-4 of exact; the radii from
-    the m nearest competitors equal the exact ones wherever the minimising competitor is kept."""
+    the m nearest competitors equal the exact ones wherever the minimising competitor is kept.
+    """
     model, x, y, exact = wide
     assert prefers_matrix_free(1000, 50) and not prefers_matrix_free(100, 50)
     stats = fisher_statistics(model, x, y, verbose=False)

@@ -50,7 +50,9 @@ def _committed_models() -> dict[str, set[str]]:
 
 @pytest.fixture(scope="module")
 def opened(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The committed zoo results rendered afresh (few bootstrap resamples: the table is under test) and opened."""
+    """The committed zoo results rendered afresh (few bootstrap resamples: the table is under test)
+    and opened.
+    """
     from leaderboard.render import render
     from leaderboard.zoo.weights import ZOO_DIR
 
@@ -94,7 +96,9 @@ def test_every_committed_zoo_model_is_in_its_table(opened):
 
 
 def test_sorting_by_autoattack_accuracy_orders_the_rows(opened):
-    """A click on the heading sorts the rows ascending, a second one descending; details rows follow their model."""
+    """A click on the heading sorts the rows ascending, a second one descending; details rows follow
+    their model.
+    """
     page = opened["page"]
     for group in _committed_models():
         header = page.locator(f"{_table(group)} thead th", has_text="AutoAttack %").first

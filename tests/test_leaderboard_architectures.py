@@ -64,7 +64,9 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.key for e in ENTRIES])
 def test_state_dict_loads_weights_only(entry, folder: Path) -> None:
-    """The entry's state dict is tensors only and reads back weights-only with the same keys, shapes, dtypes."""
+    """The entry's state dict is tensors only and reads back weights-only with the same keys,
+    shapes, dtypes.
+    """
     state = _state_dict_on_meta(entry.name, entry.dataset, entry.threat_model)
     assert state and all(type(v) is torch.Tensor for v in state.values()), entry.key
     path = folder / f"{entry.dataset}-{entry.threat_model}-{entry.name}.pt"

@@ -76,7 +76,9 @@ def test_a_pickle_payload_as_test_batch_does_not_run(tmp_path: Path) -> None:
 
 
 def test_provenance_names_source_indices_and_pixels(tmp_path: Path) -> None:
-    """image_set says where the images came from and which they are, by hashes that change with them."""
+    """image_set says where the images came from and which they are, by hashes that change with
+    them.
+    """
     bundled = image_set("cifar10", 20, None)
     assert bundled.source == "bundled" and bundled.index.tolist() == bundled_order(20).tolist()
     x, y = bundled_cifar10(20)

@@ -1,4 +1,6 @@
-"""The offline RobustBench loader: the import shim, weights-only loading, ensembles, timm, missing files."""
+"""The offline RobustBench loader: the import shim, weights-only loading, ensembles, timm, missing
+files.
+"""
 
 from __future__ import annotations
 
@@ -79,7 +81,7 @@ def test_training_checkpoint_loads_weights_only_with_its_hash(tmp_path: Path) ->
 )  # torch notes protocol 5 before refusing
 @pytest.mark.parametrize("container", ["pickle protocol 2", "pickle protocol 5", "torch.save zip"])
 def test_planted_payload_does_not_run(tmp_path: Path, container: str) -> None:
-    """A pickle payload as a checkpoint is refused, naming its global and the opt-in; it never runs."""
+    """A pickle payload as a checkpoint is refused, naming its global and the opt-in; never run."""
     marker = tmp_path / "payload-ran"
     path = checkpoint_paths("Standard", "cifar10", "Linf", tmp_path)[0]
     path.parent.mkdir(parents=True)
@@ -129,7 +131,9 @@ def test_other_objects_need_the_explicit_opt_in(tmp_path: Path) -> None:
 
 
 def test_html_page_is_named_as_a_failed_download(tmp_path: Path) -> None:
-    """Google Drive's HTML page saved as the checkpoint (RobustBench #81, #158) gets its own message."""
+    """Google Drive's HTML page saved as the checkpoint (RobustBench #81, #158) gets its own
+    message.
+    """
     path = checkpoint_paths("Standard", "cifar10", "Linf", tmp_path)[0]
     path.parent.mkdir(parents=True)
     path.write_text("<!DOCTYPE html><html><head><title>Google Drive</title></head></html>")
@@ -139,7 +143,9 @@ def test_html_page_is_named_as_a_failed_download(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kept", [0.05, 0.5, 0.99])
 def test_truncated_checkpoint_is_named(tmp_path: Path, kept: float) -> None:
-    """A checkpoint cut short (an interrupted download) raises an error naming the file and its size."""
+    """A checkpoint cut short (an interrupted download) raises an error naming the file and its
+    size.
+    """
     save_random_checkpoint("Wong2020Fast", "cifar10", "Linf", tmp_path)
     path = checkpoint_paths("Wong2020Fast", "cifar10", "Linf", tmp_path)[0]
     path.write_bytes(path.read_bytes()[: int(kept * path.stat().st_size)])
@@ -161,7 +167,9 @@ def test_last_checkpoint_of_kireev_and_andriushchenko(tmp_path: Path) -> None:
 
 
 def test_ensemble_members_from_pt_m_files(tmp_path: Path) -> None:
-    """An ensemble reads <name>.pt_m{i}.pt per member, hashing each; a missing member names its file."""
+    """An ensemble reads <name>.pt_m{i}.pt per member, hashing each; a missing member names its
+    file.
+    """
     name = "Chen2020Adversarial"  # three ResNet-50s
     paths = checkpoint_paths(name, "cifar10", "Linf", tmp_path)
     assert [p.name for p in paths] == [f"{name}.pt_m{i}.pt" for i in range(3)]
@@ -181,7 +189,8 @@ def test_ensemble_members_from_pt_m_files(tmp_path: Path) -> None:
 
 
 def test_timm_registered_model_from_a_training_checkpoint(tmp_path: Path) -> None:
-    """XCiT entries (timm registry) load <name>.pt from --model-dir, weights only, never downloading.
+    """XCiT entries (timm registry) load <name>.pt from --model-dir, weights only, never
+    downloading.
 
     The release files are timm training checkpoints: the EMA weights are taken when present,
     as timm does, and the training arguments (an argparse.Namespace) are admitted.
@@ -208,7 +217,9 @@ def test_timm_registered_model_from_a_training_checkpoint(tmp_path: Path) -> Non
 
 
 def test_imagenet_paths(tmp_path: Path) -> None:
-    """ImageNet: a timm-built zoo model gets its 'model.' prefix; Standard_R50 reads torchvision's file."""
+    """ImageNet: a timm-built zoo model gets its 'model.' prefix; Standard_R50 reads torchvision's
+    file.
+    """
     torch.manual_seed(0)
     r18 = robustbench_entry("Salman2020Do_R18", "imagenet", "Linf")["model"]()
     path = checkpoint_paths("Salman2020Do_R18", "imagenet", "Linf", tmp_path)[0]

@@ -40,7 +40,7 @@ def test_list_filters(dataset: str, threat_model: str, count: int, with_aa: int)
 
 
 def test_external_evaluation_replaces_autoattack() -> None:
-    """Where the snapshot has an `external` evaluation it is the robust accuracy, as on RobustBench."""
+    """Where the snapshot has an `external` evaluation, it is the robust accuracy."""
     name = "Amini2024MeanSparse_S-WRN-94-16"
     info = json.loads((MODEL_INFO_DIR / "cifar10" / "Linf" / f"{name}.json").read_text())
     reported = reported_for(name, "cifar10", "Linf")

@@ -218,7 +218,9 @@ def test_result_schema(interrupted_run: dict[str, Any]) -> None:
 
 
 def test_npz_reaggregates_to_the_json_exactly(interrupted_run: dict[str, Any]) -> None:
-    """The per-image .npz beside each JSON gives back its n, clean accuracy and Fisher summaries exactly."""
+    """The per-image .npz beside each JSON gives back its n, clean accuracy and Fisher summaries
+    exactly.
+    """
     with np.load(BUNDLED_CIFAR10) as bundled:
         labels = bundled["y"][bundled_order(N_EXAMPLES)]
     for name, record in _records(interrupted_run["results"], E2E_MODELS).items():
@@ -350,7 +352,8 @@ def test_planted_payload_fails_its_model_and_the_next_is_scored(tmp_path: Path) 
 
 def test_first_run_without_weights_says_what_to_do(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """No weights at all: one message (count, layout, how to see what is present), exit 2, no results folder.
+    """No weights at all: one message (count, layout, how to see what is present), exit 2, no
+    results folder.
 
     With some weights, --skip-missing leaves the others out without recording them.
     """
@@ -380,7 +383,9 @@ def test_first_run_without_weights_says_what_to_do(tmp_path: Path,
 
 def test_render_with_nothing_scored_says_how_to_score(tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """`render` over no results, or over failures only, writes nothing and says how to score (exit 2)."""
+    """`render` over no results, or over failures only, writes nothing and says how to score (exit
+    2).
+    """
     out = tmp_path / "out"
     assert main(["render", "--results", str(tmp_path / "empty"), "--out", str(out)]) == 2
     assert "nothing is scored under" in capsys.readouterr().err

@@ -88,7 +88,8 @@ def _bundled_classifier() -> tuple[PyTorchClassifier, nn.Module]:
 def test_trained_classifier_with_preprocessing(real_images):
     """A trained bundled CNN through ART: the standardisation is part of the bound (the same
     value as with the normalisation inside the model), and both certificates hold on real
-    images, where confident predictions make 2(1 − p_max) the binding factor."""
+    images, where confident predictions make 2(1 − p_max) the binding factor.
+    """
     classifier, model = _bundled_classifier()
     bound = lipschitz_bound(classifier)
     inside = lipschitz_bound(nn.Sequential(Normalize(), model).eval(), (3, 32, 32))
@@ -107,7 +108,8 @@ def test_trained_classifier_with_preprocessing(real_images):
 def test_certified_radius_is_never_broken_by_a_gradient_step(real_images):
     """Within the certified ℓ2 radius no perturbation flips the prediction: the step of length
     0.99 r along the steepest margin descent (the most damaging first-order direction) leaves the
-    predicted class unchanged, on a trained model."""
+    predicted class unchanged, on a trained model.
+    """
     classifier, _ = _bundled_classifier()
     bound = lipschitz_bound(classifier)
     x = real_images
@@ -125,7 +127,8 @@ def test_certified_radius_is_never_broken_by_a_gradient_step(real_images):
 
 def test_certified_accuracy_counts_correct_and_certified(real_images):
     """ε = 0 certifies every correct prediction; a radius above every input's certifies none;
-    ℓ∞ ε is the ℓ2 radius √d ε."""
+    ℓ∞ ε is the ℓ2 radius √d ε.
+    """
     classifier, _ = _bundled_classifier()
     x, y = bundled_cifar10(20)
     bound = lipschitz_bound(classifier)
@@ -157,7 +160,8 @@ def test_local_bound_refuses_inputs_outside_its_box(real_images):
 def test_interval_bounds_contain_every_node_value(name):
     """The box propagated through the graph (what LayerNorm's variance floor and attention's token
     radius rest on) contains every node's value at inputs sampled in the input box, corners
-    included."""
+    included.
+    """
     import copy
 
     from art_fim.lipschitz.graph import _box_tensors, _Propagation, trace

@@ -121,7 +121,9 @@ def test_linear_pooling_constant_is_its_operator_norm(case):
 
 
 def brute_force_multiplicity(pool, shape: tuple[int, ...]) -> int:
-    """Windows per position, counted by pooling each one-hot input (max over a window = 1 iff inside)."""
+    """Windows per position, counted by pooling each one-hot input (max over a window = 1 iff
+    inside).
+    """
     counts = []
     for i in range(math.prod(shape)):
         onehot = torch.zeros(math.prod(shape), dtype=torch.float64)
@@ -163,7 +165,8 @@ def test_adaptive_max_pool_window_count_matches_brute_force(size, out):
 
 def test_max_pool_bound_dominates_local_norms_and_is_exact_for_copying():
     """√(windows per position) ≥ ‖J(x)‖₂ at random points; an adaptive max pool 1×1 → 7×7 copies the
-    input 49 times, a constant of exactly 7."""
+    input 49 times, a constant of exactly 7.
+    """
     generator = torch.Generator().manual_seed(5)
     pool, shape = nn.MaxPool2d(3, stride=1, padding=1), (2, 6, 6)
     constant = bound_of(pool, shape)
@@ -191,7 +194,8 @@ ACTIVATIONS = {
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 def test_activation_constants_are_sup_of_the_derivative(name):
     """sup|φ'| on a fine float64 grid is at most the constant and within 1e-5 of it; the recorded
-    minimum is a lower bound of φ and is attained near the recorded argmin."""
+    minimum is a lower bound of φ and is attained near the recorded argmin.
+    """
     fn, act = ACTIVATIONS[name]
     t = torch.linspace(-20, 20, 2_000_001, dtype=torch.float64, requires_grad=True)
     (grad,) = torch.autograd.grad(fn(t).sum(), t)
@@ -231,7 +235,8 @@ def test_min_variance_is_a_lower_bound_and_exact_on_a_point():
 
 def test_layernorm_bounds_hold_on_the_box():
     """Global max|γ|/√ε; on a box whose rows keep their variance, the local constant dominates
-    ‖J(x)‖₂ at sampled points, and LayerNorm's outputs respect its output box and row norm."""
+    ‖J(x)‖₂ at sampled points, and LayerNorm's outputs respect its output box and row norm.
+    """
     generator = torch.Generator().manual_seed(7)
     norm = randomise_norms(nn.LayerNorm(8), seed=7).double().eval()
     assert bound_of(norm, (3, 8)) == pytest.approx(
@@ -254,7 +259,8 @@ def test_layernorm_bounds_hold_on_the_box():
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_attention_local_bound_dominates_the_jacobian_in_the_box(batch_first):
     """Self-attention on tokens with ‖x_i‖ ≤ R: the bound ≥ ‖J(x)‖₂ at random points and at the
-    box's corners (where R is reached), and its output box contains the sampled outputs."""
+    box's corners (where R is reached), and its output box contains the sampled outputs.
+    """
     generator = torch.Generator().manual_seed(8)
     torch.manual_seed(8)
     mha = nn.MultiheadAttention(8, 2, batch_first=batch_first).double().eval()
@@ -294,7 +300,8 @@ def test_attention_local_bound_dominates_the_jacobian_in_the_box(batch_first):
 
 def test_compositions_are_exact_for_linear_pieces():
     """Residual x + Wx: 1 + ‖W‖; dense concatenation [x, Wx]: √(1 + ‖W‖²), which is exactly
-    ‖[I; W]‖; normalisation (x − μ)/σ: max 1/σ, exactly."""
+    ‖[I; W]‖; normalisation (x − μ)/σ: max 1/σ, exactly.
+    """
     torch.manual_seed(9)
     w = nn.Linear(6, 6, bias=False).double()
     norm_w = float(torch.linalg.matrix_norm(w.weight.detach(), ord=2))
@@ -416,7 +423,8 @@ def test_in_place_change_of_a_shared_tensor_is_refused():
 
 def test_functional_linear_layers_with_constant_weights():
     """F.linear, x @ C and F.conv2d with weights held as parameters: σ_max of the operator, and
-    interval bounds that contain sampled outputs."""
+    interval bounds that contain sampled outputs.
+    """
 
     class Functional(nn.Module):
         def __init__(self):

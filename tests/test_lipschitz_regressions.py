@@ -67,7 +67,8 @@ TWINS = {
 @pytest.mark.parametrize("order", ["as given", "swapped"])
 def test_layers_that_differ_only_in_hidden_options_get_their_own_constants(case, order):
     """Each branch's constant is σ_max of its own matrix, whichever branch comes first; the
-    concatenation's bound √(L_a² + L_b²) dominates the exact norm of the whole."""
+    concatenation's bound √(L_a² + L_b²) dominates the exact norm of the whole.
+    """
     first, second, shape = TWINS[case]
     if order == "swapped":
         first, second = second, first
@@ -97,7 +98,8 @@ def test_functional_pools_with_different_keyword_options_are_not_shared():
 # ------------------------------------------------------------------ 2: unbatched max pooling
 def test_max_pool_1d_on_a_map_without_channel_axis_reads_the_last_axis():
     """Flatten → MaxPool1d(3, 1, 1) on ``[N, 8]``: position 3, the maximum of its three windows
-    at ``x = e₃``, gives a Jacobian column with three ones: ``‖J‖ = √3``, the bound exactly."""
+    at ``x = e₃``, gives a Jacobian column with three ones: ``‖J‖ = √3``, the bound exactly.
+    """
     model = nn.Sequential(nn.Flatten(), nn.MaxPool1d(3, 1, 1)).eval()
     witness = torch.zeros(8, dtype=torch.float64)
     witness[3] = 1.0
@@ -135,7 +137,8 @@ def _binary_linear(seed: int = 0) -> tuple[nn.Module, np.ndarray, np.ndarray]:
 
 def test_binary_logit_fisher_bound_is_sigma_one_minus_sigma_times_l_squared():
     """``λ_max(F) = σ(1 − σ)‖w‖²`` for a one-logit linear model, and the certified bound with
-    ``L = ‖w‖`` equals it (it was 0 for every input)."""
+    ``L = ‖w‖`` equals it (it was 0 for every input).
+    """
     model, x, w = _binary_linear()
     t = model(torch.from_numpy(x)).double().detach().numpy()[:, 0]
     sigma = 1 / (1 + np.exp(-t))
@@ -169,7 +172,8 @@ def test_binary_logit_radius_is_the_distance_to_the_hyperplane():
 
 def test_binary_sigmoid_output_radius_is_sound_and_fisher_is_refused():
     """A sigmoid output ``s``: the radius ``|s − ½| / L`` with ``L = ‖w‖/4`` never exceeds the
-    distance to the hyperplane; the Fisher bound needs logits and says so."""
+    distance to the hyperplane; the Fisher bound needs logits and says so.
+    """
     model, x, w = _binary_linear(2)
     model, x = model.double(), x.astype(np.float64)  # s − ½ in float64: no rounding near ½
     t = model(torch.from_numpy(x)).detach().numpy()[:, 0]
@@ -199,7 +203,8 @@ def _training_classifier() -> tuple[PyTorchClassifier, nn.Module]:
 
 def test_bound_and_certificates_leave_the_classifiers_module_bit_identical(caplog):
     """Weights, buffers and every training flag are as they were; the bound is that of the
-    eval-mode model, as ART's predict runs it, and the training mode is reported."""
+    eval-mode model, as ART's predict runs it, and the training mode is reported.
+    """
     classifier, model = _training_classifier()
     state = copy.deepcopy(model.state_dict())
     flags = [m.training for m in model.modules()]
@@ -240,7 +245,8 @@ def _linear_classifier() -> tuple[nn.Module, np.ndarray, np.ndarray]:
 
 def test_certified_accuracy_matches_the_closed_form_of_a_linear_model():
     """``correct ∧ margin > √2 ‖W‖₂ ε₂`` with ``ε₂ = ε`` (ℓ2, ℓ1) or ``√d ε`` (ℓ∞); the norm
-    is read as :func:`~art_fim.robust_radius` reads it (``'inf'``, ``'L2'``, ``1``)."""
+    is read as :func:`~art_fim.robust_radius` reads it (``'inf'``, ``'L2'``, ``1``).
+    """
     model, x, scores = _linear_classifier()
     labels = scores.argmax(1)
     labels[:3] = (labels[:3] + 1) % 3
@@ -281,7 +287,8 @@ def test_certified_accuracy_refuses_what_robust_radius_refuses(labels, eps, norm
 # ------------------------------------------------------------------ 6: radii not computed
 def test_nan_radii_are_refused_not_counted_as_non_robust():
     """Jacobian rows over ``memory_budget``: NaN radii, which must not read as 0% robust for a
-    model that is 100% accurate."""
+    model that is 100% accurate.
+    """
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
     x = np.random.default_rng(0).random((4, 1, 8, 8)).astype(np.float32)

@@ -45,7 +45,8 @@ def test_no_input_exceeds_the_bound_of_a_random_network(rng: random.Random):
 
 def test_the_search_finds_a_planted_counterexample(monkeypatch):
     """The search is not blind: a bound made too small on purpose (``1`` for a max pool whose
-    windows overlap three times, exact constant √3) is caught at a peak, with the ratio √3."""
+    windows overlap three times, exact constant √3) is caught at a peak, with the ratio √3.
+    """
     network = soundness.RandomNetwork(nn.Sequential(nn.MaxPool1d(3, 1, 1)).double().eval(), (1, 9),
                                       None)
     too_small = lipschitz_bound(nn.Sequential(nn.Identity()).eval(), (1, 9))  # 1.0

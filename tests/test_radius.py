@@ -93,7 +93,9 @@ def _polytope_distance(w: np.ndarray, b: np.ndarray, x: np.ndarray, label: int,
 
 @pytest.mark.parametrize("norm", NORMS, ids=NORM_IDS)
 def test_linear_model_radius_is_the_exact_distance_to_the_boundary(norm):
-    """z = W x + b, no box: the radius equals the LP/QP distance to the decision region's boundary (1e-6)."""
+    """z = W x + b, no box: the radius equals the LP/QP distance to the decision region's boundary
+    (1e-6).
+    """
     model = _linear_model()
     x = torch.randn(8, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64).numpy()
     w, b = model.weight.detach().numpy(), model.bias.detach().numpy()
@@ -117,7 +119,8 @@ def test_linear_model_radius_is_the_exact_distance_to_the_boundary(norm):
 @pytest.mark.parametrize("norm", NORMS, ids=NORM_IDS)
 def test_radius_in_the_classifier_input_scale(norm):
     """A PyTorchClassifier normalising in ``preprocessing`` is linear in its [0, 1] input too: the
-    radius is the distance in that scale, with W/σ the effective weights (1e-6)."""
+    radius is the distance in that scale, with W/σ the effective weights (1e-6).
+    """
     dim, classes = 12, 5
     model = _linear_model(dim, classes, seed=3)
     mean, std = np.full(dim, 0.4), np.linspace(0.2, 0.3, dim)
@@ -148,7 +151,8 @@ class Tempered(nn.Module):
 def test_radius_is_invariant_to_logit_scaling_while_spectral_norm_is_not(name):
     """z/T for T = 0.1, 10: every radius (first-order and refined) is unchanged to 1e-10, λ_max
     changes by more than 2× for every input, and at T = 1000 λ_max · T² equals λ_max of
-    Jᵀ M_uniform J (the small-logit limit, M_uniform = I/K − 11ᵀ/K²) to 1e-2."""
+    Jᵀ M_uniform J (the small-logit limit, M_uniform = I/K − 11ᵀ/K²) to 1e-2.
+    """
     model, x = make_model(name), make_inputs(6).numpy()
     base = fisher_statistics(model, x, norms=NORMS, refine=True, verbose=False)
     assert np.all(base.radius["linf"].values > 0)
@@ -178,7 +182,9 @@ def test_radius_is_invariant_to_logit_scaling_while_spectral_norm_is_not(name):
 
 
 def test_misclassified_inputs_get_zero():
-    """A label other than the prediction gives radius 0 (every norm, refined too); the prediction > 0."""
+    """A label other than the prediction gives radius 0 (every norm, refined too); the prediction >
+    0.
+    """
     model, x = make_model("cnn"), make_inputs(6).numpy()
     predicted = fisher_statistics(model, x, norms=NORMS, refine=True, verbose=False)
     wrong = (predicted.labels + 1) % NUM_CLASSES
@@ -197,7 +203,8 @@ def test_misclassified_inputs_get_zero():
 
 def test_one_pass_statistics_equal_the_separate_calls_exactly():
     """fisher_statistics equals fisher_spectral_norm, fisher_trace, robust_radius and
-    top_eigenvector bit for bit, and takes the K Jacobian rows once per batch."""
+    top_eigenvector bit for bit, and takes the K Jacobian rows once per batch.
+    """
     model, x = make_model("cnn_batchnorm"), make_inputs(7).numpy()
     y = np.arange(7) % NUM_CLASSES
     with counting_rows() as calls:
@@ -222,7 +229,9 @@ def test_one_pass_statistics_equal_the_separate_calls_exactly():
 
 @pytest.mark.parametrize("norm", NORMS, ids=NORM_IDS)
 def test_refinement_equals_first_order_on_linear_models(norm):
-    """The gradients are the same at the boundary point, so the refined radius is the first-order one."""
+    """The gradients are the same at the boundary point, so the refined radius is the first-order
+    one.
+    """
     model = _linear_model(8, 5, seed=4)
     x = torch.randn(6, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64).numpy()
     stats = fisher_statistics(model, x, norms=(norm,), refine=True, verbose=False)
@@ -246,7 +255,8 @@ class QuadraticMargin(nn.Module):
 
 def test_refinement_on_a_curved_margin_closed_form():
     """For g(x) = −(c + t + κt²), t = w·x, ℓ2: ∇g = −(1 + 2κt) w, the boundary point moves t by
-    r‖w‖, and the refined radius is g / (|1 + 2κ t'| ‖w‖) when the gradient grows (κ > 0)."""
+    r‖w‖, and the refined radius is g / (|1 + 2κ t'| ‖w‖) when the gradient grows (κ > 0).
+    """
     w = torch.tensor([0.6, -0.8, 0.0], dtype=torch.float64)  # ‖w‖ = 1
     model = QuadraticMargin(w, c=-2.0, kappa=0.5).eval()
     x = np.array([[0.1, 0.2, 0.5], [0.3, -0.1, 0.2]])
@@ -265,7 +275,8 @@ def test_refinement_on_a_curved_margin_closed_form():
 
 def test_refined_radius_never_exceeds_first_order_and_stays_in_the_box():
     """On a ReLU CNN with clip_values the refined radius is ≤ the first-order one, and the
-    boundary points lie in [0, 1]."""
+    boundary points lie in [0, 1].
+    """
     model = make_model("cnn")
     classifier = PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=IMAGE_SHAPE,
                                    nb_classes=NUM_CLASSES, clip_values=(0.0, 1.0),
@@ -285,7 +296,9 @@ def test_refined_radius_never_exceeds_first_order_and_stays_in_the_box():
 
 
 def test_labels_as_indices_or_one_hot_and_bad_labels():
-    """One-hot labels give the indices' radii; wrong length, soft labels and out-of-range classes raise."""
+    """One-hot labels give the indices' radii; wrong length, soft labels and out-of-range classes
+    raise.
+    """
     model, x = make_model("mlp"), make_inputs(4).numpy()
     y = np.array([0, 3, 3, 9])
     np.testing.assert_array_equal(robust_radius(model, x, np.eye(NUM_CLASSES)[y], verbose=False),
@@ -307,7 +320,9 @@ def test_labels_as_indices_or_one_hot_and_bad_labels():
 
 
 def test_predicted_robust_accuracy_is_the_fraction_above_eps():
-    """predicted_robust_accuracy(eps) = mean(radius > 0 and radius ≥ eps), as FisherStatistics gives it."""
+    """predicted_robust_accuracy(eps) = mean(radius > 0 and radius ≥ eps), as FisherStatistics gives
+    it.
+    """
     model, x = make_model("cnn"), make_inputs(8).numpy()
     stats = fisher_statistics(model, x, norms=(np.inf,), refine=True, verbose=False)
     radius = stats.radius["linf"].values
@@ -323,7 +338,8 @@ def test_predicted_robust_accuracy_is_the_fraction_above_eps():
 def test_matrix_free_fallback_leaves_radii_undefined(caplog):
     """With method='auto' and a budget too small for one input's rows, λ_max comes from Lanczos
     (1e-4 of exact) and the radii are NaN with a warning; method='exact' then refuses, saying
-    why; a budget for one input at a time gives the radii in batches of one."""
+    why; a budget for one input at a time gives the radii in batches of one.
+    """
     model, x = make_model("mlp"), make_inputs(3).numpy()
     exact = fisher_statistics(model, x, norms=(2,), method="exact", verbose=False)
     with caplog.at_level("WARNING"):
@@ -342,7 +358,8 @@ def test_matrix_free_fallback_leaves_radii_undefined(caplog):
 def test_class_gradient_and_probability_routes_give_the_same_radii():
     """A classifier seen only through predict/class_gradient (a dense J, here of a softmax model:
     log q has the logits' differences) gives the autograd radii (float32 scores: 1e-5), and
-    method='auto' keeps a dense Jacobian on the exact route whatever the memory budget."""
+    method='auto' keeps a dense Jacobian on the exact route whatever the memory budget.
+    """
     from test_art_adapters import ClassGradientOnly
 
     net = make_model("cnn")

@@ -129,7 +129,8 @@ def test_render_without_results_says_what_to_do(tmp_path):
 def test_render_reports_predicted_robust_accuracy_and_its_mean_error(tmp_path):
     """|predicted − AutoAttack| per model at its own threat model, and its mean over the models
     that have both (here |42 − 40| and |25 − 30|: 3.5 points over 2); the method column says
-    which route ran instead of a blanket "(exact)"."""
+    which route ran instead of a blanket "(exact)".
+    """
     _write_result(tmp_path / "results", "A", 40.0, 2.0, predicted=42.0)
     _write_result(tmp_path / "results", "B", 30.0, 5.0, predicted=25.0,
                   method="lanczos (trace: hutchinson)")
@@ -155,7 +156,9 @@ def test_render_reports_predicted_robust_accuracy_and_its_mean_error(tmp_path):
 
 
 def _attach_npz(root: Path, name: str, arrays: dict[str, np.ndarray]) -> Path:
-    """Store per-image arrays beside a result written by _write_result, and record their SHA-256 in its JSON."""
+    """Store per-image arrays beside a result written by _write_result, and record their SHA-256 in
+    its JSON.
+    """
     from leaderboard import store
 
     json_path = root / "cifar10" / "Linf" / f"{name}.json"
@@ -202,7 +205,9 @@ MALFORMED_JSON = {
 
 @pytest.mark.parametrize("case", list(MALFORMED_JSON), ids=list(MALFORMED_JSON))
 def test_render_names_and_skips_a_malformed_result_json(tmp_path, case):
-    """A bad JSON is skipped by name with its reason; the others render; the page and the Markdown list it."""
+    """A bad JSON is skipped by name with its reason; the others render; the page and the Markdown
+    list it.
+    """
     results, out = tmp_path / "results", tmp_path / "out"
     _three_good_results(results)
     content, reason = MALFORMED_JSON[case]
@@ -217,7 +222,9 @@ def test_render_names_and_skips_a_malformed_result_json(tmp_path, case):
 
 
 def test_render_command_fails_on_a_skipped_file_unless_partial_is_allowed(tmp_path, capsys):
-    """`render` exits 1 naming the skipped file, and 0 with --allow-partial (writing the outputs both times)."""
+    """`render` exits 1 naming the skipped file, and 0 with --allow-partial (writing the outputs
+    both times).
+    """
     from leaderboard.__main__ import main
 
     results, out = tmp_path / "results", tmp_path / "out"
@@ -232,7 +239,9 @@ def test_render_command_fails_on_a_skipped_file_unless_partial_is_allowed(tmp_pa
 
 @pytest.mark.parametrize("damage", ["altered", "truncated", "missing"])
 def test_render_checks_each_npz_against_the_sha256_its_json_records(tmp_path, damage):
-    """An .npz that differs from its JSON's hash, is cut short or is absent is named; its model is left out."""
+    """An .npz that differs from its JSON's hash, is cut short or is absent is named; its model is
+    left out.
+    """
     results = tmp_path / "results"
     _three_good_results(results)
     _write_result(results, "Damaged", 45.0, 2.0, predicted=44.0)
@@ -261,7 +270,8 @@ def test_render_checks_each_npz_against_the_sha256_its_json_records(tmp_path, da
 
 def test_refined_prediction_is_used_where_stored_and_both_are_shown(tmp_path):
     """With refined predictions, |Δ| and the correlations use them: here the refined values rank the
-    models as AutoAttack does (ρ = +1) while the first-order ones rank them in reverse (ρ = −1)."""
+    models as AutoAttack does (ρ = +1) while the first-order ones rank them in reverse (ρ = −1).
+    """
     results = tmp_path / "results"
     for i, (aa, first, refined) in enumerate([(10.0, 40.0, 12.0), (20.0, 30.0, 19.0),
                                               (30.0, 20.0, 33.0)]):
@@ -302,9 +312,10 @@ def test_refined_prediction_is_used_where_stored_and_both_are_shown(tmp_path):
 
 
 def test_accuracy_curve_from_the_radii_with_autoattack_points(tmp_path):
-    """The curve is robust_fraction of the stored radii at each budget (first-order and refined); its
-    AutoAttack points are the reported accuracy at 8/255 and each further budget's file; a
-    malformed budget file is named and skipped; the page embeds the curve as a PNG data URI."""
+    """The curve is robust_fraction of the stored radii at each budget (first-order and refined);
+    its AutoAttack points are the reported accuracy at 8/255 and each further budget's file; a
+    malformed budget file is named and skipped; the page embeds the curve as a PNG data URI.
+    """
     from art_fim.radius import robust_fraction
 
     results, curves_dir = tmp_path / "results", tmp_path / "autoattack_curve"
@@ -334,9 +345,10 @@ def test_accuracy_curve_from_the_radii_with_autoattack_points(tmp_path):
 
 
 def test_page_is_self_contained_and_names_every_point(tmp_path):
-    """index.html loads nothing from elsewhere, has a row per scored model, a tooltip per plotted point
-    naming its model, and the identity line on the predicted-vs-AutoAttack panel; values are
-    escaped."""
+    """index.html loads nothing from elsewhere, has a row per scored model, a tooltip per plotted
+    point naming its model, and the identity line on the predicted-vs-AutoAttack panel; values are
+    escaped.
+    """
     results = tmp_path / "results"
     for i, (aa, lam) in enumerate([(10.0, 50.0), (20.0, 20.0), (30.0, 9.0), (45.0, 2.0)]):
         _write_result(results, f"Model{i}", aa, lam, predicted=aa + 2)
@@ -361,7 +373,8 @@ def test_page_is_self_contained_and_names_every_point(tmp_path):
 
 def test_npz_with_the_old_array_names_is_read_under_the_current_names(tmp_path):
     """A per-image file written before ``lambda_max`` became ``spectral_norm`` is read under the
-    current names, by the store and by render's checked reader, and renders like a current one."""
+    current names, by the store and by render's checked reader, and renders like a current one.
+    """
     from leaderboard import store
     from leaderboard.read_results import read_results
 
@@ -389,7 +402,8 @@ def test_npz_with_the_old_array_names_is_read_under_the_current_names(tmp_path):
 
 def test_committed_zoo_results_are_read_and_render_with_nothing_skipped(tmp_path):
     """The committed zoo results (per-image files written with the old array names) pass every
-    check, their per-image values reproduce each JSON's Fisher summaries, and they render."""
+    check, their per-image values reproduce each JSON's Fisher summaries, and they render.
+    """
     from leaderboard import store
     from leaderboard.read_results import read_results
     from leaderboard.zoo.weights import ZOO_DIR

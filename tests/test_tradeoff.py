@@ -66,7 +66,8 @@ def test_samples_follow_the_distribution():
 @pytest.mark.parametrize("norm", [np.inf, 2])
 @pytest.mark.parametrize("attack_name", ["fgsm", "pgd"])
 def test_closed_form_robust_accuracy_matches_art_attacks(norm, attack_name):
-    """ART's FGSM/PGD reach the exact worst case of a linear model: x − ε y sign(w) (ℓ∞), x − ε y w/‖w‖ (ℓ2).
+    """ART's FGSM/PGD reach the exact worst case of a linear model: x − ε y sign(w) (ℓ∞), x − ε y
+    w/‖w‖ (ℓ2).
 
     Per point, the attack succeeds exactly where the closed-form margin ``y(wᵀx+b) − ε‖w‖_*`` is
     not positive (up to float32 rounding near zero); over n = 20,000 samples the robust accuracy

@@ -37,7 +37,8 @@ def test_zoo_fits_the_shipping_budget():
 
 
 def test_pgd_reaches_the_exact_worst_case_of_a_linear_model():
-    """For logits W x, the ℓ∞ worst case of the cross-entropy is x − ε·sign((w_y − w_other)) (two classes).
+    """For logits W x, the ℓ∞ worst case of the cross-entropy is x − ε·sign((w_y − w_other)) (two
+    classes).
 
     The sign of the gradient is constant, so PGD's steps of 2.5ε/steps carry every start to that
     corner of the ball; the box [0, 1] does not bind for inputs in [0.3, 0.7] and ε = 0.05.
@@ -98,7 +99,8 @@ def test_build_order_lists_every_zoo_model_once():
 
 
 def test_l2_pgd_reaches_the_exact_worst_case_of_a_linear_model():
-    """For two-class logits W x the ℓ2 worst case of the cross-entropy is x − ε·(w_y − w_other)/‖w_y − w_other‖.
+    """For two-class logits W x the ℓ2 worst case of the cross-entropy is x − ε·(w_y − w_other)/‖w_y
+    − w_other‖.
 
     Every step moves along that fixed direction and the projection rescales onto the sphere, so
     from a start near x (TRADES' 0.001·N(0, I)) PGD ends at the pole up to the start's
@@ -133,7 +135,9 @@ def test_l2_pgd_stays_in_the_ball_and_the_box():
 
 
 def test_load_model_round_trips_the_float16_weights(tmp_path):
-    """load_model returns the saved network (to float16 rounding), in eval mode; unknown or untrained names fail clearly."""
+    """load_model returns the saved network (to float16 rounding), in eval mode; unknown or
+    untrained names fail clearly.
+    """
     from leaderboard.zoo import load_model
     from leaderboard.zoo.weights import save_weights, weights_path
 
@@ -152,7 +156,9 @@ def test_load_model_round_trips_the_float16_weights(tmp_path):
 
 
 def _tiny_training(checkpoint=None):
-    """Three epochs of PGD training on 48 images: every random stream the schedule uses is exercised."""
+    """Three epochs of PGD training on 48 images: every random stream the schedule uses is
+    exercised.
+    """
     torch.manual_seed(0)
     model = build("resnet9")
     generator = torch.Generator().manual_seed(1)
@@ -164,7 +170,7 @@ def _tiny_training(checkpoint=None):
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    """A run stopped after its first epoch, then rerun, ends bit for bit where an unbroken run ends."""
+    """A run stopped after its first epoch, then rerun, matches an unbroken run bit for bit."""
     from leaderboard.zoo import training_state
 
     reference, _ = _tiny_training()
@@ -197,7 +203,9 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("stale", ["other settings", "truncated"])
 def test_a_stale_or_unreadable_checkpoint_is_not_resumed(tmp_path, caplog, stale):
-    """A checkpoint of other settings, or a truncated file, is ignored with a warning: training starts afresh."""
+    """A checkpoint of other settings, or a truncated file, is ignored with a warning: training
+    starts afresh.
+    """
     reference, _ = _tiny_training()
     checkpoint = tmp_path / "model.pt"
     if stale == "other settings":

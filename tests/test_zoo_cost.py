@@ -1,4 +1,5 @@
-"""The zoo-cost extrapolation (``benchmarks/zoo_cost.py``) on a synthetic measurement: arithmetic and coverage.
+"""The zoo-cost extrapolation (``benchmarks/zoo_cost.py``) on a synthetic measurement: arithmetic
+and coverage.
 
 No model is built or scored: a made-up measurement goes through the extrapolation, whose
 estimate must be ``n_examples / images_per_second + load`` per network, and every registry
@@ -38,7 +39,9 @@ def _measurement(family: str, images_per_second: float, load: float,
 
 
 def test_estimate_is_n_examples_over_rate_plus_load() -> None:
-    """A single-network entry costs n_examples / images_per_second + load; an m-member ensemble m times that."""
+    """A single-network entry costs n_examples / images_per_second + load; an m-member ensemble m
+    times that.
+    """
     measurements = {
         "cifar10/WRN-28-10": _measurement("cifar10/WRN-28-10", images_per_second=125.0, load=3.0),
         "cifar10/ResNet-50": _measurement("cifar10/ResNet-50", images_per_second=400.0, load=1.5),
@@ -65,7 +68,9 @@ def test_estimate_is_n_examples_over_rate_plus_load() -> None:
 
 
 def test_every_entry_is_mapped_or_counted_unmeasured() -> None:
-    """Measured plus unmeasured is the registry's count, per dataset and overall, with the sums right."""
+    """Measured plus unmeasured is the registry's count, per dataset and overall, with the sums
+    right.
+    """
     measurements = {f.key: _measurement(f.key, images_per_second=10.0 + i, load=1.0)
                     for i, f in enumerate(FAMILIES[:6])}
     estimates = extrapolate(ENTRIES, FAMILIES, measurements)
@@ -87,7 +92,9 @@ def test_every_entry_is_mapped_or_counted_unmeasured() -> None:
 
 
 def test_family_table_matches_the_model_info() -> None:
-    """Each family's timed entry is in the zoo, on its dataset, and its architecture is one the family stands for."""
+    """Each family's timed entry is in the zoo, on its dataset, and its architecture is one the
+    family stands for.
+    """
     by_key = {e.key: e for e in ENTRIES}
     assert len({f.key for f in FAMILIES}) == len(FAMILIES)
     for family in FAMILIES:

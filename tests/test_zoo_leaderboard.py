@@ -103,7 +103,8 @@ def test_baselines_keep_their_stated_relations_to_the_exact_spectral_norm(scored
     """Per image: the reference estimate (the largest of 100 Rayleigh quotients) is at most the
     exact λ_max; the query-only estimate with m orthogonal directions is within 5·√(2/m) of it
     (its stated relative error is about √(2/m)); CLEVER is a positive distortion per threat
-    model."""
+    model.
+    """
     m = (BASELINES.blackbox_queries - 3) // 2
     for name in MODELS:
         record = _record(scored["results"], "Linf", name)
@@ -150,7 +151,9 @@ def test_rerun_resumes_and_refiles_a_lost_threat_model_without_rescoring(scored,
 def test_render_gives_costs_relative_to_autoattack_and_says_two_models_are_too_few(
     scored, tmp_path
 ):
-    """Cost ratio = (Fisher seconds / n) / (attack seconds / attacked images), per model; correlations NaN."""
+    """Cost ratio = (Fisher seconds / n) / (attack seconds / attacked images), per model;
+    correlations NaN.
+    """
     rendered = render(scored["results"], tmp_path)
     rows = {(r["model"], r["threat_model"]): r for r in rendered["rows"]}
     for (name, threat), (_, attack_seconds) in MEASURED.items():
@@ -188,7 +191,9 @@ def test_command_line_scores_the_zoo_and_renders_it(scored, tmp_path, capsys):
 
 @pytest.mark.parametrize("kept", [0.05, 0.5], ids=["5% kept (torch: OSError Errno 22)", "50% kept"])
 def test_truncated_weights_fail_their_model_naming_the_file(tmp_path, kept):
-    """A zoo checkpoint cut short is recorded as failed with its file name and size, and the run goes on."""
+    """A zoo checkpoint cut short is recorded as failed with its file name and size, and the run
+    goes on.
+    """
     zoo, results = make_zoo(tmp_path / "zoo"), tmp_path / "results"
     path = weights_path("vgg_standard", zoo)
     path.write_bytes(path.read_bytes()[: int(kept * path.stat().st_size)])
