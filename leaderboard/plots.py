@@ -28,8 +28,12 @@ if TYPE_CHECKING:
 
 #: Columns of :func:`leaderboard.render.flatten` plotted against AutoAttack accuracy, beside the
 #: Fisher scores, in the all-scores figure (those present).
-BASELINE_COLUMNS = ("blackbox_lambda_max_median", "reference_lambda_max_median", "clever_median")
-FISHER_COLUMNS = ("lambda_max_median", "lambda_max_mean_log10", "lambda_max_mean", "trace_median")
+BASELINE_COLUMNS = (
+    "blackbox_spectral_norm_median", "reference_spectral_norm_median", "clever_median",
+)
+FISHER_COLUMNS = (
+    "spectral_norm_median", "spectral_norm_mean_log10", "spectral_norm_mean", "trace_median",
+)
 
 
 @dataclass
@@ -134,7 +138,7 @@ def _log_axis_if_spread(ax: Axes, values: Sequence[float], axis: str = "x") -> N
 
 
 def scatter_figures(rows: list[dict[str, Any]], correlations: dict[str, Any],
-                    score: str = "lambda_max_median") -> list[Figure]:
+                    score: str = "spectral_norm_median") -> list[Figure]:
     """Every scatter figure of the leaderboard, over the scored models with AutoAttack accuracy.
 
     Args:

@@ -52,17 +52,17 @@ logger = logging.getLogger(__name__)
 # The aggregates of the per-image Fisher values that are correlated with accuracy. The
 # Fisher norm is heavy-tailed, so the median and the mean of log10 are the robust choices.
 SCORES: dict[str, tuple[str, str]] = {
-    "lambda_max_median": ("spectral_norm", "median"),
-    "lambda_max_mean_log10": ("spectral_norm", "mean_log10"),
-    "lambda_max_mean": ("spectral_norm", "mean"),
+    "spectral_norm_median": ("spectral_norm", "median"),
+    "spectral_norm_mean_log10": ("spectral_norm", "mean_log10"),
+    "spectral_norm_mean": ("spectral_norm", "mean"),
     "trace_median": ("trace", "median"),
 }
 
 # Scores of the baselines (:mod:`leaderboard.baselines`), where a result has them: column ->
 # (baseline, CLEVER's threat-model-specific entry?). CLEVER is a distortion: larger = more robust.
 BASELINE_SCORES: dict[str, tuple[str, bool]] = {
-    "blackbox_lambda_max_median": ("blackbox", False),
-    "reference_lambda_max_median": ("reference_whitebox", False),
+    "blackbox_spectral_norm_median": ("blackbox", False),
+    "reference_spectral_norm_median": ("reference_whitebox", False),
     "clever_median": ("clever", True),
 }
 # Seconds per image of each metric, beside AutoAttack's (the model-info's attack_seconds / n).
@@ -170,11 +170,8 @@ def _baseline_columns(record: dict[str, Any], reported: dict[str, Any]) -> dict[
         if per_threat:
             entry = entry.get(threat.lower()) or {}
         row[column] = entry.get("median")
-        row[
-            column.replace("lambda_max_median", "seconds_per_image").replace(
-                "median", "seconds_per_image"
-            )
-        ] = entry.get("seconds_per_image")
+        # Each baseline's cost column in COSTS: "blackbox_seconds_per_image", ...
+        row[f"{column.split('_', 1)[0]}_seconds_per_image"] = entry.get("seconds_per_image")
     fisher_seconds = (record.get("seconds") or {}).get("fisher")
     n = record.get("n_examples")
     row["fisher_seconds_per_image"] = fisher_seconds / n if _finite(fisher_seconds) and n else None
@@ -310,8 +307,8 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
                    else f"| {_format_percent(r['predicted_robust_acc'])} ")
                 + f"| {_format_percent(r['predicted_abs_error'])} "
                 f"| {_format_percent(r['reported_clean_acc'])} | {clean_here} | "
-                f"{_format(r['lambda_max_median'])} "
-                f"| {_format(r['lambda_max_mean_log10'], 3)} | {_format(r['trace_median'])} "
+                f"{_format(r['spectral_norm_median'])} "
+                f"| {_format(r['spectral_norm_mean_log10'], 3)} | {_format(r['trace_median'])} "
                 f"| {_format(r['method'])} | {_format(r['seconds'], 3)} | {status} |"
             )
         if group in errors:
@@ -557,7 +554,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"{group}: mean |predicted − AutoAttack| robust accuracy {mean:.2f} points over "
               f"{count} models")
     for group, table in rendered["correlations"].items():
-        n = table["lambda_max_median"]["spearman_vs_autoattack"].n
+        n = table["spectral_norm_median"]["spearman_vs_autoattack"].n
         print(f"\n{group}: correlations with reported AutoAttack accuracy ({n} models)")
         if n < 3:
             print(f"  rank correlations need at least 3 models with AutoAttack accuracy; {n} so "

@@ -309,7 +309,7 @@ def test_render_after_run_prints_correlations(interrupted_run: dict[str, Any],
     printed = capsys.readouterr().out
     assert "cifar10/Linf: correlations with reported AutoAttack accuracy (3 models)" in printed
     correlations = json.loads((out / "correlations.json").read_text())["cifar10/Linf"][
-        "lambda_max_median"
+        "spectral_norm_median"
     ]
     assert correlations["spearman_vs_autoattack"]["n"] == 3
     assert correlations["spearman_vs_autoattack"]["value"] in (-1.0, -0.5, 0.5, 1.0)

@@ -100,15 +100,15 @@ def test_render_writes_every_output_and_ranks_correctly(tmp_path):
     out = tmp_path / "rendered"
     rendered = render(tmp_path / "results", out)
 
-    table = rendered["correlations"]["cifar10/Linf"]["lambda_max_median"]
+    table = rendered["correlations"]["cifar10/Linf"]["spectral_norm_median"]
     assert table["spearman_vs_autoattack"].value == pytest.approx(-1.0)
     assert table["kendall_vs_autoattack"].value == pytest.approx(-1.0)
     assert table["spearman_vs_autoattack"].n == 5  # failed and AutoAttack-less models excluded
     with open(out / "leaderboard.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 7 and {r["status"] for r in rows} == {"ok", "failed"}
-    assert json.loads((out / "correlations.json").read_text())["cifar10/Linf"]["lambda_max_median"][
-        "spearman_vs_autoattack"]["value"] == pytest.approx(-1.0)
+    written = json.loads((out / "correlations.json").read_text())["cifar10/Linf"]
+    assert written["spectral_norm_median"]["spearman_vs_autoattack"]["value"] == pytest.approx(-1.0)
     text = (out / "leaderboard.md").read_text()
     assert text.index("Model4") < text.index("Model0")  # ranked by AutoAttack accuracy
     # Failures are listed after the table of scored models, by their error's last line.

@@ -166,7 +166,7 @@ def test_render_gives_costs_relative_to_autoattack_and_says_two_models_are_too_f
         assert row["clever_median"] == record["baselines"]["clever"][threat.lower()]["median"]
     for group in ("cifar10/Linf", "cifar10/L2"):
         table = rendered["correlations"][group]
-        assert {"blackbox_lambda_max_median", "reference_lambda_max_median",
+        assert {"blackbox_spectral_norm_median", "reference_spectral_norm_median",
                 "clever_median"} <= set(table)
         assert all(math.isnan(c.value) and c.n == 2 for row in table.values() for c in row.values())
     text = (tmp_path / "leaderboard.md").read_text()
