@@ -19,7 +19,7 @@ Average-Case Robustness" (UAI 2024, https://arxiv.org/abs/2307.13885):
   the orthant probability (no integration, differentiable, crude).
 
 Every linearised estimate carries the bounds ``max(0, 1 − Σ Φ(−z_i)) ≤ Φ_{UUᵀ}(z) ≤ min Φ(z_i)``
-as a sanity check; for large ``K``, ``num_competitors`` keeps only the nearest competitors
+as a sanity check; for large ``K``, ``competitors`` keeps only the nearest competitors
 (smallest ``z``) in the integral, and the estimate reports how much that can add. Jacobians come
 from :class:`art_fim.jacobian.InputJacobian`: Taylor needs only its ``K × K`` Gram ``J Jᵀ``
 (the one the exact Fisher uses), MMSE ``K − 1`` vector-Jacobian products of the noisy copies.
@@ -171,7 +171,7 @@ class AverageCaseRobustness(Configurable):
         noise_batch_size: noisy inputs per forward pass (Monte Carlo) or per Jacobian (MMSE).
         interval: ``"wilson"`` or ``"clopper-pearson"``, for Monte Carlo.
         confidence: two-sided level of the Monte Carlo interval.
-        num_competitors: classes kept in the orthant probability (nearest first; ``None``: all).
+        competitors: classes kept in the orthant probability (nearest first; ``None``: all).
         mvn_tolerance: error target of the orthant-probability integrator.
         seed: seed of the noise and of the integrator.
         output_type: ``"auto"`` (detect), ``"logits"`` or ``"probabilities"``.
@@ -189,7 +189,7 @@ class AverageCaseRobustness(Configurable):
         "noise_batch_size",
         "interval",
         "confidence",
-        "num_competitors",
+        "competitors",
         "mvn_tolerance",
         "seed",
         "output_type",
@@ -208,7 +208,7 @@ class AverageCaseRobustness(Configurable):
         noise_batch_size: int = 512,
         interval: IntervalMethod = "wilson",
         confidence: float = 0.95,
-        num_competitors: int | None = None,
+        competitors: int | None = None,
         mvn_tolerance: float = 1e-4,
         seed: int = 0,
         output_type: OutputType = "auto",
@@ -224,7 +224,7 @@ class AverageCaseRobustness(Configurable):
         self.noise_batch_size = noise_batch_size
         self.interval = interval
         self.confidence = confidence
-        self.num_competitors = num_competitors
+        self.competitors = competitors
         self.mvn_tolerance = mvn_tolerance
         self.seed = seed
         self.output_type = output_type
@@ -245,7 +245,7 @@ class AverageCaseRobustness(Configurable):
             raise ValueError(f"sigma must be positive and finite, got {self.sigma!r}")
         for name in ("batch_size", "noise_batch_size"):
             check_positive_int(name, getattr(self, name))
-        for name in ("num_samples", "num_competitors"):
+        for name in ("num_samples", "competitors"):
             if getattr(self, name) is not None:
                 check_positive_int(name, getattr(self, name))
         if self.method == "mc" and self.num_samples is not None and self.num_samples < 2:
@@ -307,7 +307,7 @@ class AverageCaseRobustness(Configurable):
         if truncation.max() > self.mvn_tolerance:
             logger.info(
                 "keeping %s competitors can overstate p by up to %.2g (median %.2g)",
-                self.num_competitors, truncation.max(), np.median(truncation),
+                self.competitors, truncation.max(), np.median(truncation),
             )
         return AverageCaseEstimate(
             values,
@@ -370,7 +370,7 @@ class AverageCaseRobustness(Configurable):
             values, truncation = mv_sigmoid(z_np), np.zeros(len(z_np))
         else:
             values, truncation = orthant_probability(
-                z_np, corr.cpu().numpy(), num_competitors=self.num_competitors,
+                z_np, corr.cpu().numpy(), competitors=self.competitors,
                 tolerance=self.mvn_tolerance, seed=self.seed, first_index=batch.start,
             )
         return values, lower, upper, target.cpu().numpy(), truncation

@@ -122,7 +122,7 @@ def orthant_probability(
     z: np.ndarray,
     correlation: np.ndarray,
     *,
-    num_competitors: int | None = None,
+    competitors: int | None = None,
     tolerance: float = 1e-4,
     maxpts: int | None = None,
     seed: int = 0,
@@ -131,7 +131,7 @@ def orthant_probability(
     """``Φ_{UUᵀ}(z) = P[s ≤ z]`` for ``s ∼ N(0, UUᵀ)``, per sample, with its truncation error.
 
     Constraints with ``z_i > 8`` are dropped (each moves the value by less than ``1e-15``).
-    Of the rest, the ``num_competitors`` with the smallest ``z`` (the nearest competitors)
+    Of the rest, the ``competitors`` with the smallest ``z`` (the nearest competitors)
     enter the integral: with fewer constraints the value can only grow, so the result is an
     upper bound on the full probability and exceeds it by at most ``Σ_dropped Φ(−z_i)``, which is
     returned. One and two constraints are closed forms (``Φ`` and the bivariate normal CDF);
@@ -141,7 +141,7 @@ def orthant_probability(
     Args:
         z: ``[B, m]`` scaled margins.
         correlation: ``[B, m, m]`` positive-definite correlation matrices.
-        num_competitors: at most this many constraints per sample (``None``: all).
+        competitors: at most this many constraints per sample (``None``: all).
         tolerance: absolute and relative error target of the integrator.
         maxpts: the integrator's sample cap (``None``: SciPy's default, ``10⁶ · m``).
         seed: seed of the integrator; sample ``b`` uses ``(seed, first_index + b)``, so a
@@ -161,8 +161,8 @@ def orthant_probability(
             continue
         order = np.argsort(zb, kind="stable")
         keep = order[zb[order] <= Z_NEGLIGIBLE]
-        if num_competitors is not None:
-            keep = keep[:num_competitors]
+        if competitors is not None:
+            keep = keep[:competitors]
         dropped = np.setdiff1d(np.arange(len(zb)), keep)
         truncation[b] = ndtr(-zb[dropped]).sum()
         sub_corr = cb[np.ix_(keep, keep)]

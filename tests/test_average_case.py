@@ -161,11 +161,11 @@ def test_nearest_competitors_bound_the_full_probability():
     model = random_linear(seed=6)
     x = make_inputs(batch=5, seed=4).reshape(5, -1)[:, :20].numpy()
     full = estimate(model, x, 0.2, "taylor")
-    kept = estimate(model, x, 0.2, "taylor", num_competitors=3)
+    kept = estimate(model, x, 0.2, "taylor", competitors=3)
     assert (kept.values >= full.values - MVN_ATOL).all()
     assert (kept.values - kept.truncation_error <= full.values + MVN_ATOL).all()
     assert (kept.truncation_error > 0).any()
-    everyone = estimate(model, x, 0.2, "taylor", num_competitors=9)
+    everyone = estimate(model, x, 0.2, "taylor", competitors=9)
     np.testing.assert_array_equal(everyone.values, full.values)
 
 
@@ -321,8 +321,8 @@ def test_binomial_intervals_match_scipy(k):
         ({"sigma": 0.1, "method": "mc", "num_samples": 1}, ValueError, "at least 2"),
         ({"sigma": 0.1, "interval": "wald"}, ValueError, "interval must be"),
         ({"sigma": 0.1, "confidence": 1.0}, ValueError, "confidence must lie"),
-        ({"sigma": 0.1, "num_competitors": 0}, ValueError,
-         "num_competitors must be a positive integer"),
+        ({"sigma": 0.1, "competitors": 0}, ValueError,
+         "competitors must be a positive integer"),
     ],
 )
 def test_bad_parameters_are_refused(kwargs, error, match):
