@@ -275,8 +275,7 @@ class BlackBoxFisher:
             if self.max_queries < coordinate_budget:
                 raise ValueError(
                     f"directions='coordinate' needs max_queries ≥ {coordinate_budget} (2d + "
-                    f"{overhead}"
-                    f" for d = {dim}), got {self.max_queries}."
+                    f"{overhead} for d = {dim}), got {self.max_queries}."
                 )
             return kind, dim
         m = (self.max_queries - overhead) // 2

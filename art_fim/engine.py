@@ -191,8 +191,7 @@ class BatchEngine:
         ):
             raise TypeError(
                 f"{type(classifier).__name__} has neither input gradients nor a predict method; "
-                "pass "
-                "an ART classifier or a PyTorch module."
+                "pass an ART classifier or a PyTorch module."
             )
 
     @property

@@ -142,10 +142,8 @@ def fisher_statistics(
         if eigenvector or refine:  # asked for explicitly: refine=None means "where possible"
             raise ValueError(
                 "eigenvector=True and refine=True need input gradients at new points; the "
-                "query-only "
-                "route gives neither. Pass refine=False (and eigenvector=False), or use a "
-                "white-box "
-                "classifier."
+                "query-only route gives neither. Pass refine=False (and eigenvector=False), or use "
+                "a white-box classifier."
             )
         return _blackbox_statistics(metric, x, y, norms)
     return _whitebox_statistics(

@@ -155,9 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{speedup:>10.0f}")
         best[sigma] = min(scores, key=scores.get)
     print(
-        "'speed-up': Monte Carlo's CPU time over the estimator's, both measured in this run on "
-        "the same"
-        " images;\n'mc' MAE column: mean half-width of its 95% Wilson interval."
+        "'speed-up': Monte Carlo's CPU time over the estimator's, both measured in this run on the "
+        "same images;\n'mc' MAE column: mean half-width of its 95% Wilson interval."
     )
 
     if args.n_classes > 0:

@@ -87,9 +87,8 @@ def main(argv: list[str] | None = None) -> int:
           "test images")
     print(render(rows))
     print(
-        "median r₂: median certified ℓ2 radius margin/(√2 L); an ℓ∞ ball of radius ε needs r₂ > "
-        "√d ε = "
-        f"{math.sqrt(3 * 32 * 32):.1f} ε"
+        "median r₂: median certified ℓ2 radius margin/(√2 L); an ℓ∞ ball of radius ε needs r₂ > √d "
+        f"ε = {math.sqrt(3 * 32 * 32):.1f} ε"
     )
     print(f"{time.perf_counter() - start:.0f} s")
     if args.out is not None:

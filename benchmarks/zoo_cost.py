@@ -534,10 +534,8 @@ def print_measurement(m: Measurement) -> None:
     """One family's line: build, load, warm-up and Fisher seconds, images per second, route."""
     print(
         f"{m.family:<36} {m.model:<38} n={m.n:<4} build {m.build_seconds:7.1f} s  load "
-        f"{m.load_seconds:6.1f} s  "
-        f"warm-up {m.warmup_seconds:6.1f} s  fisher {m.fisher_seconds:7.1f} s  "
-        f"{m.images_per_second:9.2f} img/s  "
-        f"route {_route(m.route)}",
+        f"{m.load_seconds:6.1f} s  warm-up {m.warmup_seconds:6.1f} s  fisher "
+        f"{m.fisher_seconds:7.1f} s  {m.images_per_second:9.2f} img/s  route {_route(m.route)}",
         flush=True,
     )
 
@@ -667,8 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config == "small" and not args.families:
         print(
             "small config: PreActResNet-18 on 4 CIFAR-10 images only; WideResNet-28-10, the ODE "
-            "model and "
-            "ImageNet are skipped (minutes per image on a CPU: --families times them)",
+            "model and ImageNet are skipped (minutes per image on a CPU: --families times them)",
             flush=True,
         )
     measurements: dict[str, Measurement] = {}

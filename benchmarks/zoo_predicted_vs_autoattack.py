@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 refined = arrays.get(f"radius_{key}_refined")
                 if refined is None:
                     raise SystemExit(f"{npz} has no refined radii: rescore with `python -m "
-                                     "leaderboard run "
-                                     "--source zoo --overwrite`")
+                                     "leaderboard run --source zoo --overwrite`")
                 refined = np.array(refined)
             for eps, autoattack, curve in autoattack_points(args.zoo_dir, name, threat):
                 rows.append({
@@ -108,9 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                   for k in ("first_order", "refined")}
         print(
             f"  {label}: first-order {errors['first_order']:.2f} (signed "
-            f"{signed['first_order']:+.2f}), "
-            f"refined {errors['refined']:.2f} (signed {signed['refined']:+.2f}), {len(group)} "
-            "points"
+            f"{signed['first_order']:+.2f}), refined {errors['refined']:.2f} (signed "
+            f"{signed['refined']:+.2f}), {len(group)} points"
         )
     return 0
 

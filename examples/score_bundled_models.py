@@ -72,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['seconds']:>7.1f}")
     print(
         "predicted: attack-free robust accuracy, the fraction of images whose first-order robust "
-        "radius "
-        "reaches the budget (an estimate, optimistic for curved or gradient-masked models)."
+        "radius reaches the budget (an estimate, optimistic for curved or gradient-masked models)."
     )
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -122,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in rows.items():
         holds = "yes" if r["robust"] <= r["bound"] + 1e-12 else "NO"
         print(f"{name:<13}{r['clean']:>10.4f} | {r['clean_sampled']:.4f}{r['robust']:>12.4f} | "
-              f"{r['robust_pgd']:.4f}"
-              f"{r['bound']:>15.4f}{holds:>7}")
+              f"{r['robust_pgd']:.4f}{r['bound']:>15.4f}{holds:>7}")
 
     print(f"\nSensitivity, mean over {len(x_metric)} test points (p_σ at σ = ε = {sigma:.3f}: "
           "Taylor, exact for "

@@ -48,7 +48,7 @@ def _fmt(value: float | None) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print the zoo with reported accuracies and whether weights are present."""
-    from leaderboard.registry import list_entries, weights_present
+    from leaderboard.registry import list_entries, robustbench_weights_present
 
     entries = list_entries(args.dataset, args.threat_model)
     width = max((len(e.name) for e in entries), default=10)
@@ -57,14 +57,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     for e in entries:
         r = e.reported
         aa = _fmt(r.autoattack_acc) + ("*" if r.aa_source == "external" else " ")
-        present = "yes" if weights_present(e, args.model_dir) else "no"
+        present = "yes" if robustbench_weights_present(e, args.model_dir) else "no"
         print(
             f"{e.dataset:<9} {e.threat_model:<11} {e.name:<{width}} "
-            f"{(r.architecture or '-')[:26]:<26} "
-            f"{_fmt(r.clean_acc):>6} {aa:>7} {present}"
+            f"{(r.architecture or '-')[:26]:<26} {_fmt(r.clean_acc):>6} {aa:>7} {present}"
         )
     with_aa = sum(e.reported.autoattack_acc is not None for e in entries)
-    present = sum(weights_present(e, args.model_dir) for e in entries)
+    present = sum(robustbench_weights_present(e, args.model_dir) for e in entries)
     print(
         f"{len(entries)} zoo entries, {with_aa} with AutoAttack accuracy, "
         f"{present} with weights under {args.model_dir} (* external evaluation)"
@@ -99,7 +98,7 @@ def _zoo_selection(args: argparse.Namespace, models: list[str] | None) -> tuple[
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Score models and print a summary; exit status 1 if any model failed."""
-    from leaderboard.registry import select_entries, weights_present
+    from leaderboard.registry import robustbench_weights_present, select_entries
     from leaderboard.run import run_models
     from leaderboard.scoring import ScoreConfig
 
@@ -109,21 +108,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         entries, present = _zoo_selection(args, models)
     else:
         entries = select_entries(args.dataset, args.threat_model, models)
-        present = [e for e in entries if weights_present(e, args.model_dir)]
+        present = [e for e in entries if robustbench_weights_present(e, args.model_dir)]
     if not present:
         how = (
             f"The zoo's weights are {args.model_dir}/models/<name>.pt; `python -m "
-            "leaderboard.zoo.build train` "
-            "trains them." if args.source == "zoo" else
+            "leaderboard.zoo.build train` trains them." if args.source == "zoo" else
             f"Put RobustBench's checkpoints there as {args.model_dir}/{WEIGHTS_LAYOUT} "
-            "(leaderboard/README.md, "
-            f"\"Weights\"); `python -m leaderboard list --model-dir {args.model_dir}` shows which "
-            "models have them."
+            "(leaderboard/README.md, \"Weights\"); `python -m leaderboard list --model-dir "
+            f"{args.model_dir}` shows which models have them."
         )
         print(
             f"error: none of the {len(entries)} selected models has its weights under "
-            f"{args.model_dir}/, "
-            f"so there is nothing to score.\n{how}",
+            f"{args.model_dir}/, so there is nothing to score.\n{how}",
             file=sys.stderr,
         )
         return 2
@@ -136,8 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(
             f"{missing} of {len(entries)} models have no weights under {args.model_dir}/ (expected "
             f"{args.model_dir}/{'models/<name>.pt' if args.source == 'zoo' else WEIGHTS_LAYOUT}); "
-            "they are "
-            "recorded as failed. --skip-missing leaves them out."
+            "they are recorded as failed. --skip-missing leaves them out."
         )
     config = ScoreConfig(
         model_dir=args.model_dir,
@@ -170,13 +165,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         scored = {key.rsplit("/", 1)[-1] for key in (*summary.done, *summary.skipped)}
         print(f"{len(scored)} of the zoo's {len(ZOO)} planned models scored (the others have no "
-              "AutoAttack "
-              "result yet); rank correlations need at least 3 models")
+              "AutoAttack result yet); rank correlations need at least 3 models")
     if Path(args.results).is_dir():
         source = " --source zoo" if args.source == "zoo" else ""
         print(f"results in {args.results}; `python -m leaderboard render{source} --results "
-              f"{args.results}` "
-              "tabulates them")
+              f"{args.results}` tabulates them")
     return 1 if summary.failed else 0
 
 

@@ -325,8 +325,7 @@ def correlation_section(correlations: dict[str, dict[str, dict[str, Correlation]
     for group, table in correlations.items():
         n = next((c.n for kinds in table.values() for c in kinds.values()), 0)
         note = (f"<p class=\"note\">Rank correlations need at least 3 models; {n} so far, so the "
-                "coefficients "
-                "are undefined (NaN).</p>" if n < 3 else "")
+                "coefficients are undefined (NaN).</p>" if n < 3 else "")
         head = "".join(f"<th>{escape(CORRELATION_KINDS.get(k, k))}</th>" for k in CORRELATION_KINDS)
         lines = "".join(
             f"<tr><td>{escape(score)}</td>" + "".join(

@@ -162,6 +162,9 @@ def select_entries(dataset: str, threat_model: str, models: list[str] | None) ->
     return chosen
 
 
-def weights_present(entry: ZooEntry, model_dir: str | Path) -> bool:
-    """Whether the entry's checkpoint files are under ``model_dir`` (RobustBench layout)."""
+def robustbench_weights_present(entry: ZooEntry, model_dir: str | Path) -> bool:
+    """Whether the entry's checkpoint files are under ``model_dir`` (RobustBench layout).
+
+    The project's own zoo has :func:`leaderboard.zoo.entries.zoo_weights_present`.
+    """
     return rb.weights_present(entry.name, entry.dataset, entry.threat_model, model_dir)

@@ -337,8 +337,7 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
             lines += ["", f"Correlations over {n} models:", ""]
             if n < 3:
                 lines += [("(rank correlations need at least 3 models with AutoAttack accuracy; "
-                           f"{n} so far, "
-                           "so the coefficients are undefined, NaN)"), ""]
+                           f"{n} so far, so the coefficients are undefined, NaN)"), ""]
             lines += ["| score | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
             for score, row in table.items():
                 lines.append(f"| {score} | " + " | ".join(str(row[k]) for k in kinds) + " |")
@@ -391,8 +390,7 @@ def cost_table(rows: list[dict[str, Any]]) -> list[str]:
              "| metric | s / image | × AutoAttack's | models |", "|---|---:|---:|---:|"]
     for what, seconds, ratio, count in summary:
         lines.append(f"| {what} | {_format(seconds, 3)} | "
-                     f"{'1' if what == summary[0][0] else _format(ratio, 3)} "
-                     f"| {count} |")
+                     f"{'1' if what == summary[0][0] else _format(ratio, 3)} | {count} |")
     return lines
 
 
@@ -473,8 +471,7 @@ def render(results: Path, out: Path, seed: int = 0, autoattack_curves: Path | No
     if not records:
         raise FileNotFoundError(
             f"nothing is scored under {results} (no usable <dataset>/<threat_model>/<model>.json "
-            "there"
-            f"{unusable}): {how}"
+            f"there{unusable}): {how}"
         )
     failed = [r for r in records if r.get("status") != "ok"]
     if len(failed) == len(records):
@@ -535,9 +532,8 @@ def add_arguments(parser: argparse.ArgumentParser,
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--autoattack-curves", type=Path, default=None,
                         help="folder of AutoAttack results at further budgets, "
-                        "<dataset>/<threat_model>/"
-                             "<model>_eps<label>.json (default: none; --source zoo: the zoo's "
-                             "autoattack_curve/)")
+                        "<dataset>/<threat_model>/<model>_eps<label>.json (default: none; --source "
+                        "zoo: the zoo's autoattack_curve/)")
     parser.add_argument(
         "--allow-partial",
         action="store_true",

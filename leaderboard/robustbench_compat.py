@@ -324,12 +324,10 @@ def _refusal(path: Path, fh: IO[bytes], exc: pickle.UnpicklingError) -> pickle.U
     if needed:
         return UnsafeCheckpointError(
             f"{path} was not loaded: it needs {', '.join(needed)}, which a weights-only load does "
-            "not "
-            "allow (RobustBench checkpoints need only tensors, numpy scalars and "
-            "argparse.Namespace); "
-            "nothing in the file was run. If you trust this file, --trust-checkpoints "
-            "(trust_checkpoints=True) loads it with weights_only=False, which runs any code the "
-            "file contains."
+            "not allow (RobustBench checkpoints need only tensors, numpy scalars and "
+            "argparse.Namespace); nothing in the file was run. If you trust this file, "
+            "--trust-checkpoints (trust_checkpoints=True) loads it with weights_only=False, which "
+            "runs any code the file contains."
         )
     fh.seek(0)
     html = fh.read(64).lstrip().startswith(b"<")

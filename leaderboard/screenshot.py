@@ -47,8 +47,7 @@ def browser_page(width: int = 1400, height: int = 900) -> Iterator[Any]:
     if executable is None:
         raise FileNotFoundError(
             f"no Chromium at {os.environ.get('ART_FIM_CHROMIUM', DEFAULT_CHROMIUM)}: `apt-get "
-            "install -y chromium`, "
-            "or name one with ART_FIM_CHROMIUM"
+            "install -y chromium`, or name one with ART_FIM_CHROMIUM"
         )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(executable),

@@ -275,9 +275,8 @@ def mismatch_message(
     more = f"; and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""
     return (
         f"{len(mismatched)} result(s) under {results_dir} were scored with other settings "
-        f"({shown}{more}). "
-        "One results folder holds one set of settings: rerun with --overwrite to rescore them with "
-        "this run's settings, or give this run its own folder with --results."
+        f"({shown}{more}). One results folder holds one set of settings: rerun with --overwrite to "
+        "rescore them with this run's settings, or give this run its own folder with --results."
     )
 
 

@@ -77,8 +77,7 @@ def _resolve_bound(classifier: Any, x: np.ndarray, bound: float | LipschitzBound
         if (x < low - 1e-12).any() or (x > high + 1e-12).any():
             raise ValueError(
                 f"The bound holds only for inputs in {bound.input_box} (it has attention or "
-                "LayerNorm "
-                "constants that are local), and x leaves that box."
+                "LayerNorm constants that are local), and x leaves that box."
             )
     value = float(bound)
     if not value >= 0 or not math.isfinite(value):
@@ -138,8 +137,7 @@ def certified_fisher_bound(
     if kind == "probabilities":
         raise ValueError(
             "The classifier returns probabilities; the certified Fisher bound needs the Lipschitz "
-            "bound "
-            "of the logits: remove the final softmax (or sigmoid)."
+            "bound of the logits: remove the final softmax (or sigmoid)."
         )
     lipschitz = _resolve_bound(classifier, x, bound)
     if raw.shape[1] == 1:

@@ -50,9 +50,8 @@ def classifier_module(classifier: Any, input_shape: tuple[int, ...]) -> nn.Modul
             steps.append(Standardise(*broadcastable_mean_std(example, op.mean, op.std)))
             continue
         raise UnsupportedLayerError(
-            f"No ℓ2 Lipschitz rule for the preprocessing step "
-            f"{type(op).__module__}.{type(op).__qualname__}: "
-            "only mean/std standardisation is supported. Bound the model without it, or remove "
-            "the defence."
+            "No ℓ2 Lipschitz rule for the preprocessing step "
+            f"{type(op).__module__}.{type(op).__qualname__}: only mean/std standardisation is "
+            "supported. Bound the model without it, or remove the defence."
         )
     return nn.Sequential(*steps, classifier.model)

@@ -102,8 +102,7 @@ def train_models(entries: list[ZooModel], args: argparse.Namespace) -> None:
         write_atomic(weights.with_suffix(".json"), record)
         checkpoint.unlink()  # only now: until the weights are stored, a rerun resumes from it
         print(f"{entry.name}: clean {clean:.2f}% on {len(x_test)} test images, "
-              f"{stats['train_seconds']:.0f} s, "
-              f"{check}", flush=True)
+              f"{stats['train_seconds']:.0f} s, {check}", flush=True)
 
 
 def _overfitting_check(model: torch.nn.Module, entry: ZooModel, x: torch.Tensor,
@@ -205,8 +204,7 @@ def _run_attacks(jobs: list[tuple[ZooModel, str, float | None]], args: argparse.
         })
         budget = f"{eps if eps is not None else THREATS[norm]:.4g}"
         print(f"{entry.name} {norm} {budget}: clean {clean:.1f}%, AutoAttack "
-              f"{result['autoattack_acc']:.1f}% "
-              f"({seconds:.0f} s)", flush=True)
+              f"{result['autoattack_acc']:.1f}% ({seconds:.0f} s)", flush=True)
 
 
 def build_models(entries: list[ZooModel], args: argparse.Namespace) -> None:

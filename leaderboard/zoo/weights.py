@@ -55,9 +55,8 @@ def load_model(name: str, directory: Path = ZOO_DIR) -> nn.Module:
         raise OSError(
             f"{path} ({path.stat().st_size} bytes) could not be read: {type(exc).__name__}: "
             f"{' '.join(str(exc).split())[:200] or 'the file ends early'}. The file is probably "
-            "truncated "
-            "or corrupt: restore it or retrain with `python -m leaderboard.zoo.build train "
-            f"--models {name}`"
+            "truncated or corrupt: restore it or retrain with `python -m leaderboard.zoo.build "
+            f"train --models {name}`"
         ) from exc
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.eval()
