@@ -476,12 +476,11 @@ class BlackBoxFisher:
             warnings.warn(
                 f"Finite differences at steps h={step:.3g} and 2h disagree by up to "
                 f"{discrepancy.max():.1%} (median {np.median(discrepancy):.1%}) for "
-                f"{int(bad.sum())} of "
-                f"{bad.size} inputs: rounding (or a non-smooth model) dominates the differences. "
-                "Query "
-                "in float64 (dtype='float64', with a classifier that computes and returns float64) "
-                "or pass a larger step. If the classifier's outputs are random (a randomised "
-                "defence), no step helps: score a deterministic classifier.",
+                f"{int(bad.sum())} of {bad.size} inputs: rounding (or a non-smooth model) "
+                "dominates the differences. Query in float64 (dtype='float64', with a classifier "
+                "that computes and returns float64) or pass a larger step. If the classifier's "
+                "outputs are random (a randomised defence), no step helps: score a deterministic "
+                "classifier.",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -584,8 +584,7 @@ def _radius_estimate(
         if refine:
             raise ValueError(
                 "refine=True needs input gradients at new points, which the query-only route "
-                "lacks; "
-                "pass refine=False."
+                "lacks; pass refine=False."
             )
         # The query-only radius sees every competitor and is never refined.
         kwargs = {

@@ -103,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         classifiers = {k: v for k, v in classifiers.items() if k in args.models}
     x, _ = bundled_cifar10(args.n)
     print(f"Average-case robustness on {len(classifiers)} CIFAR-10 models, n = {len(x)} test "
-          "images each; "
-          f"reference: Monte Carlo with {args.mc_samples} samples")
+          f"images each; reference: Monte Carlo with {args.mc_samples} samples")
     print(f"cpu: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
 

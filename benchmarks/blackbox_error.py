@@ -191,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         "| model | d | inputs | budget | queries/input | median rel. err λ_max | 90% rel. err "
-        "λ_max "
-        "| median rel. err tr F | s/input |"
+        "λ_max | median rel. err tr F | s/input |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     start = time.perf_counter()

@@ -262,8 +262,7 @@ def large_label_cost(device: torch.device, n: int, repeats: int) -> float:
     print(f"{'exact (all K rows)':<64}{min(times['exact']):>9.3f}{1.0:>9.3f}")
     print(f"{route:<64}{min(times['auto']):>9.3f}{ratio:>9.3f}")
     print(f"default / exact = {ratio:.3f} (target ≤ 0.35: "
-          f"{'met' if ratio <= 0.35 else 'NOT met'}); "
-          f"λ_max max relative error {lam_error:.1e}")
+          f"{'met' if ratio <= 0.35 else 'NOT met'}); λ_max max relative error {lam_error:.1e}")
     for key in default.radius:
         same = np.mean(default.radius[key].values == exact.radius[key].values)
         refined = np.mean(default.refined_radius[key].values == exact.refined_radius[key].values)

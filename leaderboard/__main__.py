@@ -232,8 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
             default="robustbench",
             help="robustbench: RobustBench's zoo (weights under --model-dir); zoo: the project's "
             "own CIFAR-10 zoo (leaderboard/zoo: weights and measured AutoAttack accuracy "
-            "committed; --model-dir is the zoo folder, --dataset/--threat-model "
-            "are ignored)",
+            "committed; --model-dir is the zoo folder, --dataset/--threat-model are ignored)",
         )
 
     def selection(p: argparse.ArgumentParser, dataset: str, threat: str) -> None:
@@ -269,9 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="largest batch (shrunk to fit memory)")
     p_run.add_argument("--method", choices=["auto", "exact", "lanczos"], default="auto",
                        help="Fisher route: exact (all K Jacobian rows), lanczos (matrix-free, "
-                       "radii from the "
-                            "20 nearest competitors), or auto (lanczos for K > 100 or when exact "
-                            "does not fit)")
+                       "radii from the 20 nearest competitors), or auto (lanczos for K > 100 or "
+                       "when exact does not fit)")
     p_run.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
     p_run.add_argument("--precision", choices=["float32", "tf32"], default="float32",
                        help="arithmetic of the products: full float32, or TF32 on GPUs that have "

@@ -302,10 +302,9 @@ def group_section(group: str, rows: list[dict[str, Any]], data: PageData) -> str
             f'<td class="num">{count}</td></tr>' for what, seconds, ratio, count in costs
         )
         parts.append("<h3>Cost per image</h3><p "
-                     f"class=\"note\">{escape(data.cost_note)}.</p><table class=\"plain\">"
-                     "<thead><tr><th>metric</th><th>s / image</th><th>× "
-                     "AutoAttack's</th><th>models</th></tr>"
-                     f"</thead><tbody>{lines}</tbody></table>")
+                     f"class=\"note\">{escape(data.cost_note)}.</p><table "
+                     "class=\"plain\"><thead><tr><th>metric</th><th>s / image</th><th>× "
+                     f"AutoAttack's</th><th>models</th></tr></thead><tbody>{lines}</tbody></table>")
     parts.append("</section>")
     return "".join(parts)
 

@@ -266,11 +266,9 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
         "RobustBench's budget (first-order radius, or refined where the result stores it, then "
         "both are shown); |Δ|: the absolute difference of the refined prediction where there is "
         "one, else the first-order one, from the reported AutoAttack accuracy. Accuracies in "
-        "percent; AutoAttack accuracy as reported by "
-        "RobustBench, or for the project's zoo as measured here (standard AutoAttack on the first "
-        "images "
-        "of the same bundled test subset, from its model-info file). Coefficients with "
-        "paired-bootstrap 95% intervals."
+        "percent; AutoAttack accuracy as reported by RobustBench, or for the project's zoo as "
+        "measured here (standard AutoAttack on the first images of the same bundled test subset, "
+        "from its model-info file). Coefficients with paired-bootstrap 95% intervals."
     )
     errors = mean_abs_errors(rows)
     by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -285,8 +283,7 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
             "",
             f"## {group}",
             "",
-            f"| model | architecture | AutoAttack | {predicted_head} | \\|Δ\\| | clean "
-            "(reported) "
+            f"| model | architecture | AutoAttack | {predicted_head} | \\|Δ\\| | clean (reported) "
             "| clean (here, n) | median λ_max | mean log10 λ_max | median tr F | method | s | "
             "status |",
             "|---|---|---:|" + "---:|" * (2 + refined) + "---:|---:|---:|---:|---:|---|---:|---|",
