@@ -552,8 +552,9 @@ def run_from_args(args: argparse.Namespace) -> int:
         if n < 3:
             print(f"  rank correlations need at least 3 models with AutoAttack accuracy; {n} so "
                   "far (NaN below)")
+        width = max(map(len, table))
         for score, row in table.items():
-            print(f"  {score:<28} Spearman {row['spearman_vs_autoattack']}   Kendall "
+            print(f"  {score:<{width}} Spearman {row['spearman_vs_autoattack']}   Kendall "
                   f"{row['kendall_vs_autoattack']}"
                   f"   partial|clean {row['partial_spearman_vs_autoattack_given_clean']}")
     print("\nwrote " + ", ".join(str(p) for p in rendered["files"]))
