@@ -373,7 +373,7 @@ def _construct(family: Family, device: torch.device) -> torch.nn.Module:
         try:
             with torch.device(device):
                 return build()
-        except Exception as exc:  # noqa: BLE001  (a constructor that mixes devices: build it on the CPU)
+        except Exception as exc:  # a constructor that mixes devices: build it on the CPU
             print(f"  {family.key}: built on the CPU ({type(exc).__name__} on {device})",
                   flush=True)
     return build()
@@ -701,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 measurements[family.key] = measure(family, n, device, work_dir, imagenet_dir,
                                                    args.data_dir)
                 print_measurement(measurements[family.key])
-            except Exception as exc:  # noqa: BLE001  (one family's failure must not end the run)
+            except Exception as exc:  # one family's failure must not end the run
                 reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 failures[family.key] = reason + "\n" + traceback.format_exc(limit=-3)
                 print(f"{family.key:<36} {family.model:<38} FAILED: {reason}", flush=True)

@@ -71,7 +71,7 @@ def run_ray(
                 entry = refs[ready[0]]
                 try:
                     record = ray.get(ready[0])
-                except Exception as exc:  # noqa: BLE001  (a dead worker fails one model only)
+                except Exception as exc:  # a dead worker fails one model only
                     record = empty_record(entry, config)
                     record["error"] = (
                         f"{type(exc).__name__}: {exc}\n" + traceback.format_exc()[-2000:]

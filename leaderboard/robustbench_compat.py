@@ -96,7 +96,7 @@ def import_robustbench() -> ModuleType:
         warnings.simplefilter("ignore", category=DeprecationWarning)
         try:
             import robustbench
-            import robustbench.model_zoo  # noqa: F401  (registers the timm models)
+            import robustbench.model_zoo  # registers the timm models
         except ModuleNotFoundError as exc:
             if exc.name == "pkg_resources":
                 raise ImportError(
@@ -402,7 +402,7 @@ def _pickle_globals(stream: IO[bytes], max_pickles: int = 8) -> set[str]:
                 if pushed is not None and name not in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
                     strings.append(pushed)
                 top = pushed
-        except Exception:  # noqa: BLE001  (the end of the pickles, or bytes that are not one)
+        except Exception:  # the end of the pickles, or bytes that are not one
             break
     return found
 
@@ -482,7 +482,7 @@ def _load_single(model: nn.Module, name: str, ds: Any, path: Path,
                 from timm.models.swin_transformer import checkpoint_filter_fn
 
                 state_dict = checkpoint_filter_fn(state_dict, model.model)
-            except Exception:  # noqa: BLE001  (RobustBench ignores a failed filter too)
+            except Exception:  # RobustBench ignores a failed filter too
                 logger.debug("Swin checkpoint filter did not apply to %s", name)
         if name not in _IMAGENET_NO_PREFIX:
             state_dict = add_substr_to_state_dict(state_dict, "model.")

@@ -128,7 +128,7 @@ def _run_local(
                     if entry.dataset not in cache:
                         cache[entry.dataset] = load_images(entry, config)
                     images = cache[entry.dataset]
-                except Exception:  # noqa: BLE001  (score_model records the same error per model)
+                except Exception:  # score_model records the same error per model
                     images = None
             shared = shared_result(entry, config, results_dir)
             if shared is not None:

@@ -298,7 +298,7 @@ def score_model(entry: ZooEntry, config: ScoreConfig,
             )
             record["seconds"]["baselines"] = time.perf_counter() - fisher_done
         record["status"] = "ok"
-    except Exception as exc:  # noqa: BLE001  (a failing model is recorded and the run goes on)
+    except Exception as exc:  # a failing model is recorded and the run goes on
         tail = traceback.format_exc().strip().splitlines()[-20:]
         record["error"] = f"{type(exc).__name__}: {exc}\n" + "\n".join(tail)
         scored.per_image = None

@@ -53,7 +53,7 @@ class TinyAttention(nn.Module):
         self.attention = nn.MultiheadAttention(16, 2, batch_first=True)
         self.head = nn.Linear(16, NUM_CLASSES)
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         tokens = self.patches(x).flatten(2).transpose(1, 2)
         h = self.norm(tokens)
         tokens = tokens + self.attention(h, h, h, need_weights=False)[0]

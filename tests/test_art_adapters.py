@@ -24,7 +24,7 @@ class Normalize(nn.Module):
         self.register_buffer("mean", torch.tensor(MEAN).reshape(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(STD).reshape(1, 3, 1, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
 
@@ -44,10 +44,10 @@ class ClassGradientOnly:
         self.clip_values = classifier.clip_values
         self.nb_classes = classifier.nb_classes
 
-    def predict(self, x: np.ndarray, batch_size: int = 128) -> np.ndarray:  # noqa: D102
+    def predict(self, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
         return self._classifier.predict(x, batch_size=batch_size)
 
-    def class_gradient(self, x: np.ndarray, label=None) -> np.ndarray:  # noqa: D102
+    def class_gradient(self, x: np.ndarray, label=None) -> np.ndarray:
         return self._classifier.class_gradient(x, label=label)
 
 
@@ -131,7 +131,7 @@ class RecordingBatches(ClassGradientOnly):
         super().__init__(classifier)
         self.batches: list[int] = []
 
-    def class_gradient(self, x: np.ndarray, label=None) -> np.ndarray:  # noqa: D102
+    def class_gradient(self, x: np.ndarray, label=None) -> np.ndarray:
         self.batches.append(len(x))
         return super().class_gradient(x, label=label)
 

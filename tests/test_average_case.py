@@ -239,7 +239,7 @@ def test_art_classifier_with_preprocessing_equals_the_normalised_module():
     mean, std = np.array([0.4, 0.5, 0.6]), np.array([0.2, 0.25, 0.3])
 
     class Normalised(nn.Module):
-        def forward(self, t):  # noqa: D102
+        def forward(self, t):
             shift = torch.tensor(mean, dtype=t.dtype).reshape(1, 3, 1, 1)
             scale = torch.tensor(std, dtype=t.dtype).reshape(1, 3, 1, 1)
             return core((t - shift) / scale)

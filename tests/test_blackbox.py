@@ -50,7 +50,7 @@ class BoxCheckedClassifier:
         self.queried = 0
         self.at_bounds = 0
 
-    def predict(self, x: np.ndarray, batch_size: int = 128) -> np.ndarray:  # noqa: D102
+    def predict(self, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
         assert x.min() >= self.clip_values[0] and x.max() <= self.clip_values[1], (
             "query outside the box"
         )

@@ -72,7 +72,7 @@ class _OneHot(nn.Module):
         super().__init__()
         self.net = make_model("mlp")
 
-    def forward(self, x):  # noqa: D102
+    def forward(self, x):
         return nn.functional.one_hot(self.net(x).argmax(-1), NUM_CLASSES).to(x.dtype)
 
 

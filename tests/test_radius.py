@@ -143,7 +143,7 @@ class Tempered(nn.Module):
         super().__init__()
         self.model, self.temperature = model, temperature
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x) / self.temperature
 
 
@@ -248,7 +248,7 @@ class QuadraticMargin(nn.Module):
         self.w = nn.Parameter(w, requires_grad=False)  # float64, so the adapter computes in float64
         self.c, self.kappa = c, kappa
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = x @ self.w
         return torch.stack([torch.zeros_like(t), self.c + t + self.kappa * t**2], dim=1)
 

@@ -107,10 +107,10 @@ class _ScaledClassGradient:
         self._classifier, self._std = classifier, std
         self.input_shape, self.clip_values = classifier.input_shape, classifier.clip_values
 
-    def predict(self, x, batch_size=128):  # noqa: D102
+    def predict(self, x, batch_size=128):
         return self._classifier.predict(x, batch_size=batch_size)
 
-    def class_gradient(self, x, label=None):  # noqa: D102
+    def class_gradient(self, x, label=None):
         return self._classifier.class_gradient(x, label=label) * self._std
 
 
@@ -269,7 +269,7 @@ def test_output_type_is_decided_per_model_not_per_batch():
             super().__init__()
             self.net = make_model("mlp")
 
-        def forward(self, t):  # noqa: D102 - probabilities where the first pixel is dark, else logits
+        def forward(self, t):  # probabilities where the first pixel is dark, else logits
             z = self.net(t)
             return torch.where(t[:, :1, 0, 0] < 0.5, torch.softmax(z, -1), z)
 
@@ -403,7 +403,7 @@ def test_binary_single_output_models_have_the_logistic_fisher():
 
 
 class _Round(nn.Module):
-    def forward(self, t):  # noqa: D102
+    def forward(self, t):
         return torch.round(t)
 
 
@@ -462,7 +462,7 @@ class _RandomNoise(PreprocessorPyTorch):
     def __init__(self) -> None:
         super().__init__(device_type="cpu", apply_fit=False, apply_predict=True)
 
-    def forward(self, x, y=None):  # noqa: D102
+    def forward(self, x, y=None):
         return x + 0.05 * torch.randn_like(x), y
 
 

@@ -85,7 +85,8 @@ class _Tracer(fx.Tracer):
         super().__init__()
         self._leaves = leaves
 
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:  # noqa: D102 - overrides fx.Tracer
+    # Overrides fx.Tracer: the leaf types stay whole, as one node each.
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return isinstance(m, self._leaves) or super().is_leaf_module(m, module_qualified_name)
 
 
@@ -155,7 +156,7 @@ class _Propagation(fx.Interpreter):
         self.cache: dict[tuple, float] = {}
         self._input_seen = False
 
-    def run_node(self, n: fx.Node) -> Any:  # noqa: D102 - overrides fx.Interpreter
+    def run_node(self, n: fx.Node) -> Any:  # overrides fx.Interpreter
         if n.op == "call_module":
             _check_batch_independent(str(n.target), self.modules[str(n.target)])
         value = super().run_node(n)

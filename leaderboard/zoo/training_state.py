@@ -68,7 +68,7 @@ def load(path: Path | None, settings: dict[str, Any]) -> dict[str, Any] | None:
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file means: start afresh
+    except Exception as error:  # any unreadable file means: start afresh
         logger.warning("%s could not be read (%s); training from the start", path, error)
         return None
     if not isinstance(state, dict) or state.get("settings") != settings:
