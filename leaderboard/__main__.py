@@ -51,24 +51,25 @@ def cmd_list(args: argparse.Namespace) -> int:
     from leaderboard.registry import list_entries, robustbench_weights_present
 
     entries = list_entries(args.dataset, args.threat_model)
+    present = {e.key: robustbench_weights_present(e, args.model_dir) for e in entries}
     width = max((len(e.name) for e in entries), default=10)
     print(f"{'dataset':<9} {'threat':<11} {'model':<{width}} {'architecture':<26} {'clean':>6} "
           f"{'AA':>6} weights")
     for e in entries:
         r = e.reported
         aa = _fmt(r.autoattack_acc) + ("*" if r.aa_source == "external" else " ")
-        present = "yes" if robustbench_weights_present(e, args.model_dir) else "no"
         print(
             f"{e.dataset:<9} {e.threat_model:<11} {e.name:<{width}} "
-            f"{(r.architecture or '-')[:26]:<26} {_fmt(r.clean_acc):>6} {aa:>7} {present}"
+            f"{(r.architecture or '-')[:26]:<26} {_fmt(r.clean_acc):>6} {aa:>7} "
+            f"{'yes' if present[e.key] else 'no'}"
         )
     with_aa = sum(e.reported.autoattack_acc is not None for e in entries)
-    present = sum(robustbench_weights_present(e, args.model_dir) for e in entries)
+    count = sum(present.values())
     print(
         f"{len(entries)} zoo entries, {with_aa} with AutoAttack accuracy, "
-        f"{present} with weights under {args.model_dir} (* external evaluation)"
+        f"{count} with weights under {args.model_dir} (* external evaluation)"
     )
-    if not present:
+    if not count:
         print(f"To score models, put RobustBench's checkpoints under {args.model_dir}/ as "
               f"{WEIGHTS_LAYOUT} (leaderboard/README.md, \"Weights\").")
     return 0
