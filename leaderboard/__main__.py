@@ -163,10 +163,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(summary.table())
     if args.source == "zoo":
         from leaderboard.zoo import ZOO
+        from leaderboard.zoo.entries import zoo_entries
 
         scored = {key.rsplit("/", 1)[-1] for key in (*summary.done, *summary.skipped)}
-        print(f"{len(scored)} of the zoo's {len(ZOO)} planned models scored (the others have no "
-              "AutoAttack result yet); rank correlations need at least 3 models")
+        attacked = {e.name for e in zoo_entries(args.model_dir, None)}
+        why = [f"{len(ZOO) - len(attacked)} have no AutoAttack result yet"] if len(
+            attacked) < len(ZOO) else []
+        if models and len(scored) < len(attacked):
+            why.append("--models chose the others out")
+        print(f"{len(scored)} of the zoo's {len(ZOO)} planned models scored"
+              + (f" ({'; '.join(why)})" if why else "")
+              + "; rank correlations need at least 3 models")
     if Path(args.results).is_dir():
         source = " --source zoo" if args.source == "zoo" else ""
         print(f"results in {args.results}; `python -m leaderboard render{source} --results "
