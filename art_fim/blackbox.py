@@ -361,13 +361,10 @@ class BlackBoxFisher:
         # queries come on top (about 3.5 times that in all), so an eighth of the budget, with a
         # quarter for each predict call's activations, stays within it.
         query_bytes = QUERY_BYTES if self.memory_budget is None else max(1, engine.budget // 8)
-        group = max(
-            1, min(n, max(1, query_bytes // (8 * dim)) // m)
-        )  # inputs whose directions fit at once
+        # Inputs whose directions fit at once.
+        group = max(1, min(n, max(1, query_bytes // (8 * dim)) // m))
         per_call = self.batch_size
-        if (
-            self.memory_budget is not None
-        ):  # queries per predict call within a quarter of the budget
+        if self.memory_budget is not None:  # queries per predict call within a quarter of it
             per_query = 4 * (2 * engine.activation_bytes(x) + 16 * dim)
             per_call = engine.batch_size(self.batch_size, per_query)
 

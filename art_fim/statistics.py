@@ -185,16 +185,16 @@ def _whitebox_statistics(
             if eigenvector:
                 raise ValueError(
                     "eigenvector=True needs the K Jacobian rows of the exact route; pass "
-                    "method='exact' "
-                    "(and raise memory_budget if it does not fit) or leave eigenvector False."
+                    "method='exact' (and raise memory_budget if it does not fit) or leave "
+                    "eigenvector False."
                 )
             fits = _competitor_plan(plan, competitors)
             if fits is None and norms:
                 logger.warning(
                     "the Jacobian rows of one input's label and competitors exceed the memory "
-                    "budget: "
-                    "λ_max and the trace take the matrix-free routes and the robust radii are not "
-                    "computed (NaN); raise memory_budget or lower competitors to compute them."
+                    "budget: λ_max and the trace take the matrix-free routes and the robust radii "
+                    "are not computed (NaN); raise memory_budget or lower competitors to compute "
+                    "them."
                 )
                 radius_norms, refine = (), False
             size, class_chunk = fits or (size, None)

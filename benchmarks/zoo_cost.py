@@ -361,9 +361,8 @@ def _construct(family: Family, device: torch.device) -> torch.nn.Module:
 
             return timm.create_model(timm_id, pretrained=False,
                                      num_classes=NUM_CLASSES[family.dataset])
-        if (
-            family.dataset == "imagenet" and family.model == "Standard_R50"
-        ):  # RobustBench's constructor downloads
+        # RobustBench's constructor downloads.
+        if family.dataset == "imagenet" and family.model == "Standard_R50":
             from torchvision.models import resnet50
 
             return resnet50(weights=None)
@@ -579,10 +578,9 @@ def print_extrapolation(
     if not any(e.autoattack_seconds is not None for e in estimates):
         stated = ", ".join(fields) if fields else "none"
         print(
-            "\nAutoAttack's cost: RobustBench states none. Its model-info files have no run-time "
-            "field "
-            f"(fields matching time/cost/hours: {stated}), so no AutoAttack time is shown beside "
-            "these estimates.",
+            "\nAutoAttack's cost: RobustBench states none. Its model-info files have no "
+            f"run-time field (fields matching time/cost/hours: {stated}), so no AutoAttack time "
+            "is shown beside these estimates.",
             flush=True,
         )
 

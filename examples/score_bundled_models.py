@@ -61,9 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'median tr':>11}{'pred. ℓ∞ 8/255':>16}{'pred. ℓ2 0.5':>14}{'s':>7}"
     )
     print(
-        f"\nInput-Fisher spectral norm and predicted robust accuracy on {len(x)} CIFAR-10 test "
-        "images "
-        f"(exact, CPU)\n{header}"
+        f"\nInput-Fisher spectral norm and predicted robust accuracy on {len(x)} CIFAR-10 "
+        f"test images (exact, CPU)\n{header}"
     )
     for name, row in rows.items():
         lam, tr, robust = row["spectral_norm"], row["trace"], row["predicted_robust_accuracy"]

@@ -475,8 +475,8 @@ def render(results: Path, out: Path, seed: int = 0, autoattack_curves: Path | No
         first = failed[0]
         raise FileNotFoundError(
             f"nothing is scored under {results}: its {len(records)} result file(s) all record "
-            "failures "
-            f"(e.g. {first.get('dataset')}/{first.get('threat_model')}/{first.get('model')}: "
+            f"failures (e.g. {first.get('dataset')}/{first.get('threat_model')}/"
+            f"{first.get('model')}: "
             f"{flatten(first)['error']}){unusable}. Fix what they say, then {how}"
         )
     store.check_uniform_settings(records, results)

@@ -165,9 +165,8 @@ class WideHead(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 3.0 * self.net(
-            x
-        )  # sharper softmax: a few classes carry the mass, as in a trained model
+        # Sharper softmax: a few classes carry the mass, as in a trained model.
+        return 3.0 * self.net(x)
 
 
 @pytest.fixture(scope="module")
@@ -203,16 +202,13 @@ def test_large_label_spaces_take_the_cheaper_route_and_match_the_exact_one(wide)
                                             norm)).scatter(1, labels[:, None], math.inf)
         nearest = ratio.argmin(1)
         first = stats.radius[key].values
-        assert np.all(
-            first >= exact.radius[key].values
-        )  # fewer competitors: never a smaller radius
+        assert np.all(first >= exact.radius[key].values)  # fewer competitors: never smaller
         for i in range(len(x)):
             if nearest[i] in kept[i]:
                 assert first[i] == exact.radius[key].values[i]
                 checked += 1
-    assert (
-        checked >= 4
-    )  # the minimising competitor is among the nearest 20 by margin for most inputs
+    # The minimising competitor is among the nearest 20 by margin for most inputs.
+    assert checked >= 4
     # A run with every competitor kept gives the exact radii, first-order and refined, bit for bit.
     everything = fisher_statistics(model, x, y, method="lanczos", competitors=999, verbose=False)
     for key in ("linf", "l2"):

@@ -36,9 +36,8 @@ def _build(name: str, dataset: str, threat_model: str) -> torch.nn.Module:
         import timm
 
         return timm.create_model(timm_id, pretrained=False, num_classes=NUM_CLASSES[dataset])
-    if (
-        dataset == "imagenet" and name == "Standard_R50"
-    ):  # RobustBench's constructor downloads; ours does not
+    # RobustBench's constructor downloads; ours does not.
+    if dataset == "imagenet" and name == "Standard_R50":
         from torchvision.models import resnet50
 
         return resnet50(weights=None)

@@ -76,9 +76,8 @@ def test_training_checkpoint_loads_weights_only_with_its_hash(tmp_path: Path) ->
         "cifar10/Linf/Wong2020Fast.pt", _sha256(path), path.stat().st_size)
 
 
-@pytest.mark.filterwarnings(
-    "ignore:Detected pickle protocol"
-)  # torch notes protocol 5 before refusing
+# torch notes protocol 5 before refusing.
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("container", ["pickle protocol 2", "pickle protocol 5", "torch.save zip"])
 def test_planted_payload_does_not_run(tmp_path: Path, container: str) -> None:
     """A pickle payload as a checkpoint is refused, naming its global and the opt-in; never run."""
@@ -105,9 +104,8 @@ def test_numpy_1_scalars_load_weights_only(tmp_path: Path) -> None:
     torch.save({"state_dict": model.state_dict(), "epoch": np.int64(30)}, path,
                _use_new_zipfile_serialization=False)
     data = path.read_bytes()
-    assert (
-        data.count(b"numpy._core.multiarray\nscalar") == 1
-    )  # the GLOBAL opcode, as numpy 2 writes it
+    # The GLOBAL opcode, as numpy 2 writes it.
+    assert data.count(b"numpy._core.multiarray\nscalar") == 1
     path.write_bytes(data.replace(b"numpy._core.multiarray\nscalar",
                                   b"numpy.core.multiarray\nscalar"))
     assert _same_weights(model, load_robustbench_model("Wong2020Fast", "cifar10", "Linf",

@@ -280,9 +280,7 @@ def test_refined_prediction_is_used_where_stored_and_both_are_shown(tmp_path):
         record = json.loads(path.read_text())
         record["predicted_robust_acc"]["Linf"]["refined"] = refined
         path.write_text(json.dumps(record))
-    _write_result(
-        results, "OldFile", 40.0, 0.5, predicted=41.0
-    )  # first-order only: still in every table
+    _write_result(results, "OldFile", 40.0, 0.5, predicted=41.0)  # first-order only: still shown
     out = tmp_path / "out"
     rendered = render(results, out, n_resamples=50)
     rows = {r["model"]: r for r in rendered["rows"]}

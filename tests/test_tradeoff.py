@@ -39,9 +39,8 @@ def test_closed_forms_reproduce_the_paper_examples():
     w, b = dist.robust_feature_classifier()
     for eps in (0.0, dist.critical_eps, 0.99):
         assert dist.accuracy(w, b, eps) == pytest.approx(0.95, abs=1e-15)
-    assert (
-        dist.accuracy(w, b, 1.0) == 0.0
-    )  # at ε = 1 the adversary zeroes x₁: a tie counts as an error
+    # At ε = 1 the adversary zeroes x₁: a tie counts as an error.
+    assert dist.accuracy(w, b, 1.0) == 0.0
 
 
 @pytest.mark.parametrize(("d", "robust"), [(100, 0.002404), (10_000, 0.005296)])
