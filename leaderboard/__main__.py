@@ -167,8 +167,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         scored = {key.rsplit("/", 1)[-1] for key in (*summary.done, *summary.skipped)}
         attacked = {e.name for e in zoo_entries(args.model_dir, None)}
-        why = [f"{len(ZOO) - len(attacked)} have no AutoAttack result yet"] if len(
-            attacked) < len(ZOO) else []
+        why = []
+        if len(attacked) < len(ZOO):
+            why.append(f"{len(ZOO) - len(attacked)} have no AutoAttack result yet")
         if models and len(scored) < len(attacked):
             why.append("--models chose the others out")
         print(f"{len(scored)} of the zoo's {len(ZOO)} planned models scored"
