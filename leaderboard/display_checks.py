@@ -109,10 +109,14 @@ def _range_problems(value: Any, where: str = "") -> list[str]:
     if isinstance(value, dict):
         return [p for k, v in value.items()
                 for p in _range_problems(v, f"{where}.{k}" if where else str(k))]
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
         return []
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond any float (JSON allows 10**400)
+        value = math.inf if value > 0 else -math.inf
     bounds = _range_of(where)
-    if bounds is None:
+    if bounds is None or math.isnan(value):
         return []
     low, high, infinite_ok = bounds
     if math.isinf(value) and infinite_ok:

@@ -59,6 +59,10 @@ class Correlation:
         return asdict(self)
 
     def __str__(self) -> str:
+        if math.isnan(self.value):
+            return "undefined"
+        if math.isnan(self.low) or math.isnan(self.high):
+            return f"{self.value:+.2f} [no interval]"
         return f"{self.value:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
 
 

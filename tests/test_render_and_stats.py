@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from render_cases import write_result as _write_result
 from scipy import stats
 
 from leaderboard.render import render
@@ -66,28 +67,6 @@ def test_undefined_correlations_are_nan():
     assert math.isnan(correlate([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0]).value)
     with pytest.raises(ValueError, match="needs the control variable"):
         correlate([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], "partial_spearman")
-
-
-def _write_result(root: Path, name: str, autoattack: float | None, lam: float, status: str = "ok",
-                  predicted: float | None = None, method: str = "exact") -> None:
-    summary = {"n": 8.0, "mean": 2 * lam, "median": lam, "mean_log10": math.log10(lam), "std": 0.1}
-    record = {
-        "model": name, "dataset": "cifar10", "threat_model": "Linf", "status": status,
-        "error": None if status == "ok" else "Traceback ...\nRuntimeError: out of memory",
-        "reported": {"clean_acc": 40.0 + lam, "autoattack_acc": autoattack,
-                     "architecture": "WideResNet-28-10",
-                     "eps": "8/255", "additional_data": False, "venue": ""},
-        "n_examples": 8, "clean_acc": 75.0,
-        "fisher": {"spectral_norm": summary, "trace": summary} if status == "ok" else None,
-        "predicted_robust_acc": {"Linf": {"eps": 8 / 255, "first_order": predicted},
-                                 "L2": {"eps": 0.5, "first_order": 99.0}} if status == "ok"
-                                 else None,
-        "seconds": {"load": 0.1, "fisher": 0.2, "total": 0.3}, "images_per_second": 10.0,
-        "method": method, "batch_size": 8, "device": "cpu", "seed": 0, "versions": {},
-    }
-    path = root / "cifar10" / "Linf" / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
 
 
 def test_render_writes_every_output_and_ranks_correctly(tmp_path):
