@@ -18,8 +18,9 @@ from leaderboard.read_results import Skipped
 from leaderboard.stats import Correlation, accuracy_interval
 
 #: ASCII punctuation that Markdown (CommonMark, GitHub's) or inline HTML gives a meaning to
-#: anywhere in a line; each may be backslash-escaped.
-_MARKUP = set("\\`*_[]<>|~&")
+#: anywhere in a line; each may be backslash-escaped. An underscore between two letters or
+#: digits cannot start or end emphasis, so names like ``resnet9_pgd8`` stay as written.
+_MARKUP = re.compile(r"[\\`*\[\]<>|~&]|(?<![^\W_])_|_(?![^\W_])")
 #: What starts a block (heading, list, quote, ordered list) when it opens a list item's text.
 _BLOCK_START = re.compile(r"^([#+=-]|\d+[.)])")
 
@@ -40,7 +41,7 @@ INTRO = (
 
 def md_text(value: Any) -> str:
     """A value as Markdown text that renders as itself: markup escaped, lines joined."""
-    text = "".join(f"\\{c}" if c in _MARKUP else c for c in " ".join(str(value).split()))
+    text = _MARKUP.sub(lambda m: "\\" + m.group(0), " ".join(str(value).split()))
     # Only punctuation can be escaped: "12." becomes "12\\.".
     return _BLOCK_START.sub(lambda m: f"{m.group(1)[:-1]}\\{m.group(1)[-1]}", text)
 
@@ -155,14 +156,14 @@ def cost_table(summary: list[tuple[str, float, float, int]], note: str) -> list[
 
 def _correlations(table: dict[str, dict[str, Correlation]]) -> list[str]:
     n = next(iter(next(iter(table.values())).values())).n
-    lines = ["", f"Correlations over {n} models:", ""]
     if n < 3:
         # Rows of NaN say nothing; the sentence says why there are none.
-        return [*lines, ("Rank correlations need at least 3 models with AutoAttack accuracy; "
-                         f"{n} so far.")]
+        return ["", f"Correlations over {n} models: rank correlations need at least 3 models "
+                f"with AutoAttack accuracy; {n} so far."]
     kinds = list(next(iter(table.values())))
-    lines += ["| score | " + " | ".join(CORRELATIONS.get(k, k) for k in kinds) + " |",
-              "|---|" + "---|" * len(kinds)]
+    lines = ["", f"Correlations over {n} models:", "",
+             "| score | " + " | ".join(CORRELATIONS.get(k, k) for k in kinds) + " |",
+             "|---|" + "---|" * len(kinds)]
     lines += [f"| {score_label(score)} | " + " | ".join(str(row[k]) for k in kinds) + " |"
               for score, row in table.items()]
     return lines
