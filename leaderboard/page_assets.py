@@ -9,6 +9,8 @@ Layout, as a reader sees it:
 * the page is never wider than the window: each wide table scrolls sideways in its own box
   (``.scroll``), whose header row sticks to the box's top and whose model column sticks to its
   left, so a phone shows the names while the numbers scroll;
+* a model's name breaks only when it is longer than its column (12 rem), not at every
+  character as the rest of the page may;
 * a model's details open in the row under it, in a block that sticks to the visible part of the
   box (``position: sticky; left: 0``), and the script scrolls it into view;
 * the sort arrow of a heading reads ▲ ascending, ▼ descending, ↕ not sorted.
@@ -67,6 +69,7 @@ table.board td.name, table.board th.name {
 table.board thead th.name { z-index: 3; background: #f2f4f8; }
 tr.model:nth-child(4n+1) td { background: #f7f8fc; }
 .sub { display: block; color: #667; font-size: .75rem; }
+td.name bdi { display: inline-block; max-width: 12rem; overflow-wrap: break-word; }
 button.toggle {
   font-size: .8rem;
   min-height: 2rem;
