@@ -372,8 +372,8 @@ def stamp() -> html_page.Stamp:
     """When (UTC) and from which git commit of the project this render runs.
 
     ``SOURCE_DATE_EPOCH``, where set, gives the time (for builds that must be reproducible); the
-    commit says ``+ local changes`` when tracked files differ from it, and is ``None`` outside a
-    git checkout.
+    commit says ``+ local changes`` when tracked Python files differ from it, and is ``None``
+    outside a git checkout.
     """
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     when = (datetime.fromtimestamp(int(epoch), timezone.utc) if epoch and epoch.isdigit()
@@ -383,9 +383,10 @@ def stamp() -> html_page.Stamp:
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        # Code only: the outputs a render replaces are tracked files too.
         changed = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
-                                  "--untracked-files=no"], capture_output=True, text=True,
-                                 timeout=10, check=True).stdout.strip()
+                                  "--untracked-files=no", "--", "*.py"], capture_output=True,
+                                 text=True, timeout=10, check=True).stdout.strip()
         commit = head + (" + local changes" if changed else "") if head else None
     except (OSError, subprocess.SubprocessError):
         commit = None  # not a git checkout, or git is not installed: the page says so
