@@ -13,6 +13,7 @@ import re
 from collections import defaultdict
 from typing import Any
 
+from leaderboard import labels
 from leaderboard.labels import CORRELATIONS, score_label
 from leaderboard.read_results import Skipped
 from leaderboard.stats import Correlation, accuracy_interval
@@ -68,19 +69,6 @@ def percent_with_interval(value: Any, n: int | None) -> str:
     if interval is None:
         return percent(value)
     return f"{value:.1f} ({interval[0]:.1f}–{interval[1]:.1f})"
-
-
-def _sample_sizes(scored: list[dict[str, Any]]) -> str:
-    """What the group's accuracies were measured on: ``AutoAttack on 500 images; ...``."""
-    attacked = sorted({r["autoattack_n"] for r in scored if r.get("autoattack_n")})
-    scored_n = sorted({r["n_examples"] for r in scored if r.get("n_examples")})
-    parts = []
-    if attacked:
-        parts.append(f"AutoAttack on {' or '.join(f'{n:,}' for n in attacked)} images")
-    if scored_n:
-        parts.append("Fisher scores and predictions on "
-                     f"{' or '.join(f'{n:,}' for n in scored_n)} images")
-    return "; ".join(parts)
 
 
 def _model_table(scored: list[dict[str, Any]]) -> list[str]:
@@ -200,9 +188,9 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
                         key=lambda r: -(r["autoattack_acc"]
                                         if isinstance(r["autoattack_acc"], (int, float)) else -1.0))
         lines += ["", f"## {md_text(titles.get(group, group))}", ""]
-        sizes = _sample_sizes(scored)
+        sizes = labels.sample_sizes(scored)
         if sizes:
-            lines += [f"{sizes}.", ""]
+            lines += [f"{sizes[0].upper()}{sizes[1:]}.", ""]
         lines += _model_table(scored)
         if group in errors:
             mean, count = errors[group]

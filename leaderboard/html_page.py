@@ -348,16 +348,9 @@ def _legend(columns: list[Column]) -> str:
 
 
 def _sizes_note(scored: list[dict[str, Any]]) -> str:
-    attacked = sorted({r["autoattack_n"] for r in scored if r.get("autoattack_n")})
-    images = sorted({r["n_examples"] for r in scored if r.get("n_examples")})
-    parts = []
-    if attacked:
-        parts.append(f"AutoAttack ran on {' or '.join(f'{n:,}' for n in attacked)} test images")
-    if images:
-        counts = " or ".join(f"{n:,}" for n in images)
-        parts.append(f"the Fisher scores and predictions use {counts} images")
-    return (f'<p class="note">{"; ".join(parts)}. Under each accuracy: its Wilson 95% interval '
-            "(the spread that number has from the images alone).</p>") if parts else ""
+    sizes = labels.sample_sizes(scored)
+    return (f'<p class="note">{sizes}. Under each accuracy: its Wilson 95% interval (the spread '
+            "that number has from the images alone).</p>") if sizes else ""
 
 
 def _model_rows(scored: list[dict[str, Any]], columns: list[Column], group: str, data: PageData,

@@ -96,3 +96,19 @@ def group_title(dataset: str, threat_model: str, budget: str | None) -> str:
     if budget:
         parts.append(f"ε = {budget}")
     return ", ".join(parts)
+
+
+def sample_sizes(rows: list[dict[str, Any]]) -> str:
+    """What a table's accuracies were measured on, in words ("" when its rows do not say).
+
+    ``AutoAttack ran on 500 test images; the Fisher scores and predictions use 500 images``.
+    """
+    attacked = sorted({r["autoattack_n"] for r in rows if r.get("autoattack_n")})
+    images = sorted({r["n_examples"] for r in rows if r.get("n_examples")})
+    parts = []
+    if attacked:
+        parts.append(f"AutoAttack ran on {' or '.join(f'{n:,}' for n in attacked)} test images")
+    if images:
+        parts.append("the Fisher scores and predictions use "
+                     f"{' or '.join(f'{n:,}' for n in images)} images")
+    return "; ".join(parts)

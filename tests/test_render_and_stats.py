@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -400,3 +402,73 @@ def test_committed_zoo_results_are_read_and_render_with_nothing_skipped(tmp_path
                       autoattack_curves=ZOO_DIR / "autoattack_curve")
     assert rendered["skipped"] == []
     assert len(rendered["rows"]) == len(read.results)
+
+
+@pytest.mark.parametrize("kind", ["spearman", "kendall", "pearson", "partial_spearman"])
+def test_vectorised_bootstrap_equals_scipy_bootstrap(kind):
+    """Value and interval equal ``scipy.stats.bootstrap`` (paired, percentile) with the same seed,
+    on data with ties, where every resample's coefficient is computed one at a time by scipy.
+    """
+    rng = np.random.default_rng(7)
+    x = np.round(rng.normal(size=15), 1)
+    y = np.round(x + rng.normal(size=15), 1)
+    z = rng.normal(size=15)
+    one = {"spearman": lambda a, b: stats.spearmanr(a, b).statistic,
+           "kendall": lambda a, b: stats.kendalltau(a, b).statistic,
+           "pearson": lambda a, b: stats.pearsonr(a, b).statistic,
+           "partial_spearman": partial_spearman}[kind]
+    samples = (x, y, z) if kind == "partial_spearman" else (x, y)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        # Resamples that repeat one model make a variable constant: scipy warns, returns NaN.
+        warnings.simplefilter("ignore")
+        reference = stats.bootstrap(samples, one, paired=True, vectorized=False, n_resamples=300,
+                                    method="percentile", rng=np.random.default_rng(3))
+    distribution = reference.bootstrap_distribution
+    low, high = np.quantile(distribution[np.isfinite(distribution)], [0.025, 0.975])
+    result = correlate(x, y, kind, control=z if kind == "partial_spearman" else None,
+                       n_resamples=300, seed=3)
+    assert result.value == pytest.approx(one(*samples), abs=1e-12)
+    assert (result.low, result.high) == (pytest.approx(low, abs=1e-12),
+                                        pytest.approx(high, abs=1e-12))
+
+
+def test_wilson_interval_of_an_accuracy_equals_scipys():
+    """An accuracy of k/n in percent gets scipy's Wilson interval of k out of n, in percent."""
+    from leaderboard.stats import accuracy_interval
+
+    for k, n in [(0, 500), (64, 500), (500, 500), (4_123, 10_000), (1, 3)]:
+        interval = stats.binomtest(k, n).proportion_ci(method="wilson")
+        low, high = accuracy_interval(100 * k / n, n)
+        assert (low, high) == (pytest.approx(100 * interval.low, abs=1e-9),
+                               pytest.approx(100 * interval.high, abs=1e-9))
+    assert accuracy_interval(50.0, None) is None and accuracy_interval(150.0, 10) is None
+
+
+def test_no_string_in_the_stylesheet_or_script_spans_a_line():
+    """A line break inside a CSS string makes the browser drop or nest every later rule (it once
+    left most of the stylesheet unapplied); the same in JavaScript is a syntax error.
+    """
+    from leaderboard.page_assets import CSS, SCRIPT
+
+    for text in (CSS, SCRIPT):
+        strings = re.findall(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', text, flags=re.DOTALL)
+        assert strings and not [s for s in strings if "\n" in s]
+    assert CSS.count("{") == CSS.count("}")
+
+
+def test_a_models_curve_is_legible():
+    """The curve in a model's details is at least 600 px wide with text of 11 pt or more."""
+    from leaderboard import plots
+    from leaderboard.model_curves import ModelCurve
+
+    eps = np.linspace(0, 0.1, 11)
+    curve = ModelCurve("M", "cifar10", "Linf", eps, 80 - 500 * eps, 78 - 500 * eps, 8 / 255, ())
+    from matplotlib.text import Text
+    from PIL import Image
+
+    with plots.style():
+        figure = plots.curve_figure(curve)
+    width, _ = Image.open(io.BytesIO(plots.png(figure))).size
+    sizes = [t.get_fontsize() for t in figure.figure.findobj(Text) if t.get_text()]
+    plots.close([figure])
+    assert width >= 600 and min(sizes) >= 11
