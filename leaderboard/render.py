@@ -63,6 +63,7 @@ from leaderboard.checked_read import read_checked
 from leaderboard.model_curves import ModelCurve, model_curve
 from leaderboard.read_results import ResultFile, Skipped, finite_number, paper_link
 from leaderboard.registry import MODEL_INFO_DIR
+from leaderboard.render_options import N_RESAMPLES, add_arguments
 from leaderboard.stats import Correlation, correlation_table
 
 logger = logging.getLogger(__name__)
@@ -103,8 +104,6 @@ COLUMNS = (
 )
 #: What a spreadsheet runs as a formula when a text cell starts with it (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-#: Default bootstrap resamples of each correlation's interval.
-N_RESAMPLES = 2000
 
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
@@ -519,35 +518,6 @@ def _render(results: Path, out: Path, seed: int, autoattack_curves: Path | None,
              *(p.name for p in pngs), "index.html"]
     return {"rows": rows, "correlations": correlations, "curves": curves, "skipped": skipped,
             "files": [out / name for name in names], "titles": titles}
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def add_arguments(parser: argparse.ArgumentParser,
-                  default_results: str = "leaderboard/results") -> None:
-    """The ``render`` subcommand's options."""
-    parser.add_argument("--results", type=Path, default=Path(default_results),
-                        help=f"directory written by `run` (default: {default_results})")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output directory (default: --results)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--n-resamples", type=_positive_int, default=N_RESAMPLES,
-                        help="bootstrap resamples of each correlation's 95%% interval "
-                        f"(default: {N_RESAMPLES})")
-    parser.add_argument("--autoattack-curves", type=Path, default=None,
-                        help="folder of AutoAttack results at further budgets, "
-                        "<dataset>/<threat_model>/<model>_eps<label>.json (default: none; --source "
-                        "zoo: the zoo's autoattack_curve/)")
-    parser.add_argument(
-        "--allow-partial",
-        action="store_true",
-        help="exit 0 even when unreadable or inconsistent result files were skipped",
-    )
 
 
 def summary_lines(rendered: dict[str, Any], main_score: str = "spectral_norm_median") -> list[str]:
