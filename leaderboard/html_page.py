@@ -1,19 +1,28 @@
 """The leaderboard as one self-contained HTML page (``index.html``).
 
-The page holds everything inline: its CSS, a few lines of JavaScript (sorting and filtering),
-the scatter plots as inline SVG (each point's ``<title>`` names its model) and each model's
-accuracy-vs-ε curve as a PNG data URI. It loads nothing from elsewhere, so it opens offline
+The page holds everything inline: its CSS and a few lines of JavaScript
+(:mod:`leaderboard.page_assets`: sorting, filtering, details), the scatter plots as inline SVG
+(each point's ``<title>`` names its model), each model's accuracy-vs-ε curve as a PNG data URI
+and the CSV as a download link (a data URI). It loads nothing from elsewhere, so it opens offline
 and from an e-mail attachment; links to papers are plain links.
 
-Layout: per dataset and threat model, a table of the scored models (sortable by every column,
-filterable by name, architecture and training) in which each row's "details" button opens the
-model's curve and the provenance of its numbers; then the models that failed; then the
-correlation tables, the plots, the files that were skipped and what the numbers mean.
-Every value read from a result file is escaped.
+Layout: a header saying when and from which commit the page was rendered, with the CSV one click
+away; then per dataset, threat model and budget a table of the scored models, most robust first
+(sortable by every column, filterable by name, architecture and training), whose accuracies
+carry their sample size and Wilson 95% interval, and in which each model's "details" button
+(beside its name) opens, under its row, the model's curve and the provenance of its numbers;
+the few columns a RobustBench reader looks for are shown, the others one tick away, and every
+column is explained in words on the page (touch screens show no tooltips). Then the models that
+failed, the correlation tables, the plots, the files that were skipped and what the numbers mean.
+
+Every value read from a result file is escaped and every name sits in a ``<bdi>``, so that
+right-to-left text in one name cannot reorder what is around it; every id is unique, including
+those inside the inline SVGs.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import defaultdict
 from collections.abc import Callable
@@ -21,9 +30,11 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+from leaderboard import labels
 from leaderboard.model_curves import ModelCurve
-from leaderboard.read_results import Skipped, finite_number
-from leaderboard.stats import Correlation
+from leaderboard.page_assets import CSS, SCRIPT
+from leaderboard.read_results import AutoAttackPoint, Skipped, finite_number
+from leaderboard.stats import Correlation, accuracy_interval
 
 #: Keys of a result JSON shown as the provenance of its numbers, in this order.
 PROVENANCE_KEYS = ("settings", "method", "route", "device", "seed", "batch_size", "versions",
@@ -31,24 +42,30 @@ PROVENANCE_KEYS = ("settings", "method", "route", "device", "seed", "batch_size"
                    "checkpoints", "checkpoint_load", "per_image", "seconds", "shared_from",
                    "reported")
 
-#: What each correlation column of the page is.
-CORRELATION_KINDS = {
-    "spearman_vs_autoattack": "Spearman vs AutoAttack",
-    "kendall_vs_autoattack": "Kendall vs AutoAttack",
-    "pearson_vs_autoattack": "Pearson vs AutoAttack",
-    "spearman_vs_clean": "Spearman vs clean",
-    "partial_spearman_vs_autoattack_given_clean": "partial Spearman vs AutoAttack | clean",
-}
-
 #: Captions of the scatter figures, by name.
 FIGURE_CAPTIONS = {
     "fisher_vs_autoattack": "Median λ_max of the input Fisher against AutoAttack accuracy.",
     "predicted_vs_autoattack": ("Predicted (attack-free) robust accuracy against AutoAttack "
                                 "accuracy; points on "
                                 "the dashed identity line are predicted exactly."),
-    "clean_vs_autoattack": "Clean against AutoAttack accuracy, coloured by log10 median λ_max.",
+    "clean_vs_autoattack": ("Clean against AutoAttack accuracy, one panel per dataset and threat "
+                            "model, coloured by log10 median λ_max."),
     "scores_vs_autoattack": "Every score against AutoAttack accuracy.",
 }
+
+#: Score columns of a model table, in order; the first is shown by default, the others with
+#: "all columns". A score added to :data:`leaderboard.labels.SCORES` and here gets its column.
+TABLE_SCORES = ("spectral_norm_median", "trace_median", "blackbox_spectral_norm_median",
+                "reference_spectral_norm_median", "clever_median")
+SHOWN_SCORES = ("spectral_norm_median",)
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """When and from which code a page was rendered (see :func:`leaderboard.render.stamp`)."""
+
+    date: str
+    commit: str | None
 
 
 @dataclass
@@ -68,6 +85,9 @@ class PageData:
         links: ``dataset/threat_model/model -> paper URL``.
         cost_note: what the cost tables' numbers are.
         n_resamples: bootstrap resamples of each correlation's interval.
+        titles: ``group -> heading`` naming dataset, threat model and budget.
+        csv: the CSV text, offered as a download.
+        stamp: when and from which commit the page was rendered (``None``: not said).
     """
 
     rows: list[dict[str, Any]]
@@ -82,6 +102,36 @@ class PageData:
     links: dict[str, str] = field(default_factory=dict)
     cost_note: str = ""
     n_resamples: int = 2000
+    titles: dict[str, str] = field(default_factory=dict)
+    csv: str = ""
+    stamp: Any = None
+
+
+class Ids:
+    """Ids unique on the page: a readable slug, with ``-2``, ``-3`` … where one repeats.
+
+    Names that differ only in punctuation (``vgg-standard``, ``vgg_standard``) share a slug;
+    they still get ids of their own.
+    """
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def __call__(self, prefix: str, text: str = "") -> str:
+        """A new id ``prefix-slug(text)``, never returned before."""
+        slug = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-"
+                       for c in text)[:60]
+        base = f"{prefix}-{slug}" if slug else prefix
+        candidate, k = base, 2
+        while candidate in self.used:
+            candidate, k = f"{base}-{k}", k + 1
+        self.used.add(candidate)
+        return candidate
+
+
+def name_html(name: Any) -> str:
+    """A model's name, escaped and isolated from the text around it (``<bdi>``)."""
+    return f"<bdi>{escape(str(name))}</bdi>"
 
 
 @dataclass(frozen=True)
@@ -91,16 +141,24 @@ class Column:
     Attributes:
         header: its heading.
         value: the cell's value from a row.
+        meaning: what it is, in words (shown under the table).
         numeric: sort numerically (by the raw value), else by text.
-        tip: what the column is (the heading's tooltip).
-        digits: significant digits of a number; ``None``: percent with one decimal.
+        digits: significant digits of a number; ``None``: percent with one decimal; 0: integer.
+        n: the images an accuracy was measured on (its cell shows the Wilson 95% interval).
+        first: the direction of the first click: the one that puts the most robust models first.
+        extra: shown only with "all columns".
+        key: the column's identifier (a CSV column where it is one).
     """
 
     header: str
     value: Callable[[dict[str, Any]], Any]
+    meaning: str = ""
     numeric: bool = True
-    tip: str = ""
     digits: int | None = 3
+    n: Callable[[dict[str, Any]], Any] | None = None
+    first: str = "descending"
+    extra: bool = False
+    key: str = ""
 
 
 def _first_finite(row: dict[str, Any], first: str, second: str) -> Any:
@@ -108,44 +166,63 @@ def _first_finite(row: dict[str, Any], first: str, second: str) -> Any:
     return row[first] if finite_number(row.get(first)) else row.get(second)
 
 
+def _clean_n(row: dict[str, Any]) -> Any:
+    return (row.get("reported_clean_n") if finite_number(row.get("reported_clean_acc"))
+            else row.get("n_examples"))
+
+
+def _score_column(key: str) -> Column:
+    score = labels.SCORES[key]
+    return Column(score.label, lambda r: r.get(key), meaning=score.meaning,
+                  first="descending" if score.higher_is_robust else "ascending",
+                  extra=key not in SHOWN_SCORES, key=key)
+
+
 def columns_for(rows: list[dict[str, Any]]) -> list[Column]:
     """The columns of one group's table: those with a value for at least one of its models."""
+    refined = any(finite_number(r.get("predicted_refined")) for r in rows)
     candidates = [
-        Column("rank", lambda r: r.get("_rank"), tip="by AutoAttack accuracy", digits=0),
-        Column("model", lambda r: r["model"], numeric=False),
-        Column("architecture", lambda r: r.get("architecture"), numeric=False),
-        Column("training", lambda r: r.get("training"), numeric=False),
+        Column("rank", lambda r: r.get("_rank"), "by AutoAttack accuracy, most robust first",
+               digits=0, first="ascending", key="rank"),
+        Column("model", lambda r: r["model"], "the model's name; its paper where RobustBench "
+               "links one; under it, its architecture and training", numeric=False,
+               first="ascending", key="model"),
+        Column("architecture", lambda r: r.get("architecture"), "the network", numeric=False,
+               first="ascending", extra=True, key="architecture"),
+        Column("training", lambda r: r.get("training"), "how the model was trained (the "
+               "project's zoo)", numeric=False, first="ascending", extra=True, key="training"),
         Column("extra data", lambda r: {True: "yes", False: "no"}.get(r.get("additional_data")),
-               numeric=False),
+               "trained with data beyond the dataset's training set", numeric=False,
+               first="ascending", extra=True, key="additional_data"),
+        Column("AutoAttack %", lambda r: r.get("autoattack_acc"),
+               "accuracy under standard AutoAttack at the budget in the heading, with its Wilson "
+               "95% interval over the images it was run on", digits=None,
+               n=lambda r: r.get("autoattack_n"), key="autoattack_acc"),
         Column("clean %", lambda r: _first_finite(r, "reported_clean_acc", "clean_acc"),
-               digits=None,
-               tip="clean accuracy as reported (else measured on the scored images)"),
-        Column("AutoAttack %", lambda r: r.get("autoattack_acc"), digits=None,
-               tip="reported AutoAttack accuracy"),
-        Column("predicted, refined %", lambda r: r.get("predicted_refined"), digits=None,
-               tip="fraction of images whose refined robust radius reaches the budget"),
-        Column("predicted, first-order %", lambda r: r.get("predicted_first_order"), digits=None,
-               tip="fraction of images whose first-order robust radius reaches the budget"),
-        Column("|predicted − AutoAttack|", lambda r: r.get("predicted_abs_error"), digits=None,
-               tip="of the refined prediction where stored, else the first-order one (points)"),
-        Column("median λ_max", lambda r: r.get("spectral_norm_median"),
-               tip="median over the images of λ_max(F(x))"),
-        Column("median tr F", lambda r: r.get("trace_median"),
-               tip="median over the images of tr F(x)"),
-        Column("black-box λ_max", lambda r: r.get("blackbox_spectral_norm_median"),
-               tip="query-only estimate, median over its images"),
-        Column("reference λ_max", lambda r: r.get("reference_spectral_norm_median"),
-               tip="first paper's reference white-box estimator, median over its images"),
-        Column("CLEVER", lambda r: r.get("clever_median"),
-               tip="ART clever_u at this threat model, median"),
+               "accuracy on unperturbed test images as reported (else measured on the scored "
+               "images), with its Wilson 95% interval", digits=None, n=_clean_n,
+               key="clean_acc"),
+        Column("predicted %", lambda r: r.get("predicted_robust_acc"),
+               labels.SCORES["predicted_robust_acc"].meaning + ", with its Wilson 95% interval",
+               digits=None, n=lambda r: r.get("n_examples"), key="predicted_robust_acc"),
+        Column("predicted, first-order %", lambda r: r.get("predicted_first_order"),
+               "the same from the first-order radii alone", digits=None,
+               n=lambda r: r.get("n_examples"), extra=True, key="predicted_first_order"),
+        Column("|predicted − AutoAttack|", lambda r: r.get("predicted_abs_error"),
+               "how far the prediction is from AutoAttack's accuracy, in points", digits=None,
+               first="ascending", key="predicted_abs_error"),
+        *(_score_column(key) for key in TABLE_SCORES),
         Column("Fisher s/image", lambda r: r.get("fisher_seconds_per_image"),
-               tip="wall time per image of the exact Fisher pass"),
+               "wall time per image of the exact Fisher pass", first="ascending", extra=True,
+               key="fisher_seconds_per_image"),
         Column("AutoAttack s/image", lambda r: r.get("autoattack_seconds_per_image"),
-               tip="wall time per image of standard AutoAttack, from the model-info file"),
+               "wall time per image of standard AutoAttack, from the model-info file",
+               first="ascending", extra=True, key="autoattack_seconds_per_image"),
     ]
     always = {"rank", "model", "AutoAttack %"}
     return [c for c in candidates if c.header in always
-            or any(c.value(r) not in (None, "") for r in rows)]
+            or (c.key != "predicted_first_order" or refined)
+            and any(c.value(r) not in (None, "") for r in rows)]
 
 
 def _number(value: Any, digits: int | None) -> str:
@@ -158,21 +235,31 @@ def _number(value: Any, digits: int | None) -> str:
     return f"{value:.{digits}g}"
 
 
-def _cell(column: Column, row: dict[str, Any], link: str | None) -> str:
+def _cell(column: Column, row: dict[str, Any], link: str | None, toggle: str) -> str:
     value = column.value(row)
+    extra = " extra" if column.extra else ""
+    if column.key == "model":
+        name = name_html(value)
+        if link:
+            name = f'<a href="{escape(link)}" rel="noopener">{name}</a>'
+        sub = " · ".join(escape(str(row[k])) for k in ("architecture", "training") if row.get(k))
+        return (f'<td class="name" data-v="{escape(str(value).lower())}">{name} {toggle}'
+                f'{f"<span class=sub>{sub}</span>" if sub else ""}</td>')
     if column.numeric:
         sort = f' data-v="{float(value)!r}"' if finite_number(value) else ""
-        return f'<td class="num"{sort}>{_number(value, column.digits)}</td>'
+        interval = accuracy_interval(value, column.n(row)) if column.n else None
+        ci = (f'<span class="ci" title="Wilson 95% interval over {column.n(row):,} images">'
+              f"{interval[0]:.1f}–{interval[1]:.1f}</span>" if interval else "")
+        return f'<td class="num{extra}"{sort}>{_number(value, column.digits)}{ci}</td>'
     text = escape("" if value is None else str(value))
-    if column.header == "model" and link:
-        text = f'<a href="{escape(link)}" rel="noopener">{text}</a>'
-    return f"<td>{text}</td>"
+    return f'<td class="{extra.strip()}">{text}</td>' if extra else f"<td>{text}</td>"
 
 
 def _flat(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
     """``(dotted key, leaf)`` pairs of a JSON value.
 
-    Keys read like ``images.file_sha256`` or ``checkpoints[0].sha256``.
+    Keys read like ``images.file_sha256`` or ``checkpoints[0].sha256``. The display checks
+    bound the nesting depth, so the recursion is bounded too.
     """
     if isinstance(value, dict):
         return [
@@ -197,7 +284,9 @@ def provenance_html(record: dict[str, Any]) -> str:
     """
     shown = {key: record[key] for key in PROVENANCE_KEYS if key in record}
     if not shown:
-        return "<p>This result records no provenance (scored by an earlier version).</p>"
+        if record.get("status", "ok") != "ok":
+            return "<p>The run recorded no provenance with this failure.</p>"
+        return "<p>This result records none of the provenance fields.</p>"
     lines = "".join(
         f"<tr><th>{escape(key)}</th><td><code>{escape(_leaf_text(leaf))}</code></td></tr>"
         for key, leaf in _flat(shown)
@@ -205,27 +294,27 @@ def provenance_html(record: dict[str, Any]) -> str:
     return f'<table class="prov"><tbody>{lines}</tbody></table>'
 
 
-def _budget(eps: float, threat_model: str) -> str:
-    """A budget as RobustBench writes it: ``8/255`` for ℓ∞, ``0.5`` for ℓ2."""
-    return f"{eps * 255:.3g}/255" if threat_model == "Linf" else f"{eps:.3g}"
+def _point_text(point: AutoAttackPoint, threat_model: str) -> str:
+    """``ε = 4/255: 45.0% (n = 500; Wilson 95%: 40.6–49.4%, file)``."""
+    interval = accuracy_interval(point.accuracy, point.n_examples)
+    size = (f"n = {point.n_examples:,}; Wilson 95%: {interval[0]:.1f}–{interval[1]:.1f}%"
+            if interval else "n = ?")
+    return (f"ε = {labels.budget_text(point.eps, threat_model)}: {point.accuracy:.1f}% "
+            f"({size}, {escape(point.source)})")
 
 
 def _curve_html(curve: ModelCurve | None, image: str | None) -> str:
     if curve is None or image is None:
         return ('<p class="note">No accuracy-vs-ε curve: this result stores no radii at its '
                 "threat model.</p>")
-    points = "".join(
-        f"<li>ε = {_budget(p.eps, curve.threat_model)}: {p.accuracy:.1f}% (n = "
-        f"{p.n_examples if p.n_examples is not None else '?'}, "
-        f"{escape(p.source)})</li>" for p in curve.autoattack
-    )
+    points = "".join(f"<li>{_point_text(p, curve.threat_model)}</li>" for p in curve.autoattack)
     measured = (
         f"<p>AutoAttack measured:</p><ul>{points}</ul>" if points
         else "<p>No AutoAttack point stored.</p>"
     )
     kinds = "first-order and refined radii" if curve.refined is not None else "first-order radii"
     return (f'<figure class="curve"><img alt="accuracy vs eps of {escape(curve.model)}" '
-            f'src="{image}">'
+            f'width="640" height="400" src="{image}">'
             f"<figcaption>Predicted from the stored {kinds}; squares: "
             f"AutoAttack.</figcaption></figure>{measured}")
 
@@ -240,55 +329,85 @@ def _ranked(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for i, r in enumerate(members)]
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text)
+def _header(column: Column) -> str:
+    classes = " ".join(c for c in ("name" if column.key == "model" else "",
+                                   "extra" if column.extra else "") if c)
+    attributes = f' class="{classes}"' if classes else ""
+    # The table starts ranked by AutoAttack accuracy, most robust first, and says so.
+    if column.key == "autoattack_acc":
+        attributes += ' aria-sort="descending"'
+    return (f'<th{attributes} data-sort="{"num" if column.numeric else "text"}" '
+            f'data-first="{column.first}" tabindex="0">{escape(column.header)}</th>')
 
 
-def group_section(group: str, rows: list[dict[str, Any]], data: PageData) -> str:
-    """One dataset/threat model: the filter, the model table with details rows, failures, costs."""
+def _legend(columns: list[Column]) -> str:
+    items = "".join(f"<dt>{escape(c.header)}{' (with all columns)' if c.extra else ''}</dt>"
+                    f"<dd>{escape(c.meaning)}</dd>" for c in columns if c.meaning)
+    return (f'<details class="legend"><summary>What the columns mean</summary><dl>{items}</dl>'
+            "</details>")
+
+
+def _sizes_note(scored: list[dict[str, Any]]) -> str:
+    sizes = labels.sample_sizes(scored)
+    return (f'<p class="note">{sizes}. Under each accuracy: its Wilson 95% interval (the spread '
+            "that number has from the images alone).</p>") if sizes else ""
+
+
+def _model_rows(scored: list[dict[str, Any]], columns: list[Column], group: str, data: PageData,
+                ids: Ids) -> str:
     records = {f"{r['dataset']}/{r['threat_model']}/{r['model']}": r for r in data.records}
-    scored = _ranked([r for r in rows if r["status"] == "ok"])
-    failed = [r for r in rows if r["status"] != "ok"]
-    columns = columns_for(scored)
-    slug = _slug(group)
-    head = "".join(
-        f'<th data-sort="{"num" if c.numeric else "text"}" title="{escape(c.tip)}" '
-        f'tabindex="0">{escape(c.header)}</th>'
-        for c in columns
-    ) + "<th>details</th>"
     body = []
     for row in scored:
         key = f"{group}/{row['model']}"
         search = " ".join(str(row.get(k) or "") for k in ("model", "architecture",
                                                           "training")).lower()
-        cells = "".join(_cell(c, row, data.links.get(key)) for c in columns)
-        detail_id = f"details-{slug}-{_slug(row['model'])}"
+        detail_id = ids("details", f"{group}-{row['model']}")
+        toggle = (f'<button type="button" class="toggle" aria-expanded="false" '
+                  f'aria-controls="{detail_id}">details</button>')
+        cells = "".join(_cell(c, row, data.links.get(key), toggle) for c in columns)
         body.append(
             f'<tr class="model" data-model="{escape(row["model"])}" '
-            f'data-search="{escape(search)}">{cells}'
-            '<td><button type="button" class="toggle" aria-expanded="false" '
-            f'aria-controls="{detail_id}">'
-            f"details</button></td></tr>"
-            f'<tr class="detail" id="{detail_id}" hidden><td colspan="{len(columns) + 1}"><div '
+            f'data-search="{escape(search)}">{cells}</tr>'
+            f'<tr class="detail" id="{detail_id}" hidden><td colspan="{len(columns)}"><div '
             'class="detail-body">'
             f"<div>{_curve_html(data.curves.get(key), data.curve_images.get(key))}</div>"
-            f"<div><h4>Provenance</h4>{provenance_html(records.get(key, {}))}</div></div></td></tr>"
+            f"<div><details><summary>Provenance: settings, versions, hashes, timings</summary>"
+            f"{provenance_html(records.get(key, {}))}</details></div></div></td></tr>"
         )
-    parts = [f'<section id="group-{slug}"><h2>{escape(group)}</h2>']
+    return "".join(body)
+
+
+def group_section(group: str, rows: list[dict[str, Any]], data: PageData, ids: Ids) -> str:
+    """One dataset/threat model: the filter, the model table with details rows, failures, costs."""
+    records = {f"{r['dataset']}/{r['threat_model']}/{r['model']}": r for r in data.records}
+    scored = _ranked([r for r in rows if r["status"] == "ok"])
+    failed = [r for r in rows if r["status"] != "ok"]
+    columns = columns_for(scored)
+    table_id, count_id = ids("table", group), ids("count", group)
+    title = data.titles.get(group, group)
+    parts = [f'<section id="{ids("group", group)}"><h2>{escape(title)}</h2>',
+             _sizes_note(scored)]
     if group in data.errors:
         mean, count = data.errors[group]
         parts.append(f"<p>Mean |predicted − AutoAttack| over {count} models: <b>{mean:.2f}</b> "
                      "points.</p>")
+    extras = any(c.extra for c in columns)
     parts.append(
-        f'<p><label>Filter by name, architecture or training: <input type="search" class="filter" '
-        f'data-table="table-{slug}" placeholder="e.g. resnet, pgd"></label> '
-        f'<span class="count" id="count-{slug}">{len(scored)} models</span></p>'
-        f'<div class="scroll"><table class="board" id="table-{slug}"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table></div>"
+        '<div class="controls"><label>Filter by name, architecture or training: '
+        f'<input type="search" class="filter" data-table="{table_id}" data-count="{count_id}" '
+        'placeholder="e.g. resnet, pgd"></label>'
+        + (f'<label><input type="checkbox" class="all-columns" data-table="{table_id}"> all '
+           "columns</label>" if extras else "")
+        + f'<span class="count" id="{count_id}">{len(scored)} models</span></div>'
+        f'<div class="scroll" role="region" aria-label="{escape(title)}" tabindex="0">'
+        f'<table class="board" id="{table_id}"><thead><tr>'
+        f"{''.join(_header(c) for c in columns)}</tr></thead>"
+        f"<tbody>{_model_rows(scored, columns, group, data, ids)}</tbody></table></div>"
+        f"{_legend(columns)}"
     )
     if failed:
         items = "".join(
-            f"<li><b>{escape(r['model'])}</b>: "
+            f"<li><b>{name_html(r['model'])}</b>: "
             f"{escape(r.get('error') or r['status'])}<details><summary>provenance"
             f"</summary>{provenance_html(records.get(group + '/' + r['model'], {}))}</details></li>"
             for r in failed
@@ -302,15 +421,16 @@ def group_section(group: str, rows: list[dict[str, Any]], data: PageData) -> str
             f'<td class="num">{count}</td></tr>' for what, seconds, ratio, count in costs
         )
         parts.append("<h3>Cost per image</h3><p "
-                     f"class=\"note\">{escape(data.cost_note)}.</p><table "
+                     f"class=\"note\">{escape(data.cost_note)}.</p><div class=\"scroll\"><table "
                      "class=\"plain\"><thead><tr><th>metric</th><th>s / image</th><th>× "
-                     f"AutoAttack's</th><th>models</th></tr></thead><tbody>{lines}</tbody></table>")
+                     f"AutoAttack's</th><th>models</th></tr></thead><tbody>{lines}</tbody></table>"
+                     "</div>")
     parts.append("</section>")
     return "".join(parts)
 
 
 def correlation_section(correlations: dict[str, dict[str, dict[str, Correlation]]],
-                        n_resamples: int) -> str:
+                        n_resamples: int, titles: dict[str, str]) -> str:
     """Every coefficient with its paired-bootstrap 95% interval, per group and score."""
     parts = ['<section id="correlations"><h2>Correlations with AutoAttack accuracy</h2>',
              ('<p class="note">Per dataset and threat model, over the scored models with '
@@ -323,27 +443,30 @@ def correlation_section(correlations: dict[str, dict[str, dict[str, Correlation]
               "positively.</p>")]
     for group, table in correlations.items():
         n = next((c.n for kinds in table.values() for c in kinds.values()), 0)
-        note = (f"<p class=\"note\">Rank correlations need at least 3 models; {n} so far, so the "
-                "coefficients are undefined (NaN).</p>" if n < 3 else "")
-        head = "".join(f"<th>{escape(CORRELATION_KINDS.get(k, k))}</th>" for k in CORRELATION_KINDS)
+        heading = f"<h3>{escape(titles.get(group, group))} ({n} models)</h3>"
+        if n < 3:
+            parts.append(f"{heading}<p class=\"note\">Rank correlations need at least 3 models "
+                         f"with AutoAttack accuracy; {n} so far.</p>")
+            continue
+        head = "".join(f"<th>{escape(name)}</th>" for name in labels.CORRELATIONS.values())
         lines = "".join(
-            f"<tr><td>{escape(score)}</td>" + "".join(
+            f"<tr><td>{escape(labels.score_label(score))}</td>" + "".join(
                 f'<td class="num">{escape(str(kinds[k])) if k in kinds else ""}</td>'
-                for k in CORRELATION_KINDS
+                for k in labels.CORRELATIONS
             ) + "</tr>" for score, kinds in table.items()
         )
-        parts.append(f"<h3>{escape(group)} ({n} models)</h3>{note}<div class=\"scroll\"><table "
-                     "class=\"plain\">"
-                     f"<thead><tr><th>score</th>{head}</tr></thead><tbody>{lines}</tbody></table></div>")
+        parts.append(f"{heading}<div class=\"scroll\"><table class=\"plain\">"
+                     f"<thead><tr><th>score</th>{head}</tr></thead><tbody>{lines}</tbody></table>"
+                     "</div>")
     parts.append("</section>")
     return "".join(parts)
 
 
-def figures_section(figures: dict[str, str]) -> str:
+def figures_section(figures: dict[str, str], ids: Ids) -> str:
     """The scatter plots, inline; hovering a point names its model."""
-    items = "".join('<figure class="plot" '
-                    f'id="figure-{name}">{svg}<figcaption>{escape(FIGURE_CAPTIONS.get(name, name))}'
-                    "</figcaption></figure>" for name, svg in figures.items())
+    items = "".join(f'<figure class="plot" id="{ids("figure", name)}">{svg}<figcaption>'
+                    f"{escape(FIGURE_CAPTIONS.get(name, name))}</figcaption></figure>"
+                    for name, svg in figures.items())
     return ('<section id="plots"><h2>Plots</h2><p class="note">Hover over a point to see which '
             'model it is.</p>'
             f"{items}</section>")
@@ -367,99 +490,37 @@ F</b> its trace, both summarised by the median over the scored images.</li>
 robust radius at the threat model reaches the budget; first-order from one Jacobian pass, refined
 where the result stores refined radii. The |predicted − AutoAttack| column and the correlations use
 the refined prediction where present, else the first-order one.</li>
-<li><b>AutoAttack</b>: accuracy under standard AutoAttack as reported by RobustBench, or for the
-project's zoo as measured here on the same images.</li>
+<li><b>AutoAttack</b>: accuracy under standard AutoAttack as reported by RobustBench (on its full
+test set), or for the project's zoo as measured here on the same images. An accuracy measured on
+n images has a Wilson 95% interval: the range it could have landed in from the choice of images
+alone.</li>
 <li><b>details</b>: each model's predicted accuracy-vs-ε curve (when its radii are stored) with
 AutoAttack's measured points, and the provenance of its numbers: settings, package versions, device,
 hashes of the images and of each checkpoint loaded, the per-image file and its SHA-256 (checked when
 this page was rendered), timings.</li>
 </ul></section>"""
 
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0
-auto;max-width:1400px; padding:0 1rem 3rem;color:#1b1f24;line-height:1.4}
-h1{margin-top:1.2rem}nav a{margin-right:1rem}
-table{border-collapse:collapse;font-size:.86rem}th,td{padding:.25rem .5rem;border-bottom:1px solid
-#dde} th{background:#f2f4f8;position:sticky;top:0;text-align:left;white-space:nowrap}
-th[data-sort]{cursor:pointer}th[data-sort]::after{content:" \\2195";color:#99a}
-th[aria-sort=ascending]::after{content:"
-\\25B2";color:#333}th[aria-sort=descending]::after{content:" \\25BC";color:#333}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.model:nth-child(4n+1){background:#fafbfd}tr.detail td{background:#f7f8fb}
-.scroll{overflow-x:auto}.note{color:#555;font-size:.9rem}
-.detail-body{display:flex;flex-wrap:wrap;gap:2rem;align-items:flex-start;position:sticky;left:.5rem;
-max-width:min(1300px,calc(100vw - 4rem))} table.prov{font-size:.75rem}table.prov
-th{position:static;background:none;font-weight:600} table.prov
-code{word-break:break-all}td{white-space:nowrap}tr.detail td,table.prov td{white-space:normal}
-figure.plot{display:inline-block;margin:1rem;vertical-align:top}figure.plot
-svg{max-width:100%;height:auto} figure.curve img{max-width:100%} g.point:hover path,g.point:hover
-use{stroke:#000;stroke-width:2} button.toggle{font-size:.8rem}input.filter{min-width:16rem}
-"""
 
-SCRIPT = """
-(function () {
-  "use strict";
-  function value(row, col, numeric) {
-    var cell = row.cells[col];
-    if (numeric) {
-      var v = cell.getAttribute("data-v");
-      return v === null ? null : parseFloat(v);
-    }
-    return cell.textContent.trim().toLowerCase();
-  }
-  function sortTable(table, col, th) {
-    var numeric = th.getAttribute("data-sort") === "num";
-    var ascending = th.getAttribute("aria-sort") !== "ascending";
-    var rows = Array.prototype.slice.call(table.tBodies[0].querySelectorAll("tr.model"));
-    var pairs = rows.map(function (row) { return [row, row.nextElementSibling]; });
-    pairs.sort(function (a, b) {
-      var x = value(a[0], col, numeric), y = value(b[0], col, numeric);
-      if (x === null || x === "") { return (y === null || y === "") ? 0 : 1; }
-      if (y === null || y === "") { return -1; }
-      var order = x < y ? -1 : (x > y ? 1 : 0);
-      return ascending ? order : -order;
-    });
-    var body = table.tBodies[0];
-    pairs.forEach(function (pair) { body.appendChild(pair[0]); body.appendChild(pair[1]); });
-    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (cell) {
-    cell.removeAttribute("aria-sort"); }); th.setAttribute("aria-sort", ascending ? "ascending" :
-    "descending");
-  }
-  function filterTable(input) {
-    var table = document.getElementById(input.getAttribute("data-table"));
-    var query = input.value.trim().toLowerCase();
-    var shown = 0;
-    Array.prototype.forEach.call(table.tBodies[0].querySelectorAll("tr.model"), function (row) {
-      var match = row.getAttribute("data-search").indexOf(query) !== -1;
-      row.hidden = !match;
-      var open = row.querySelector("button.toggle").getAttribute("aria-expanded") === "true";
-      row.nextElementSibling.hidden = !(match && open);
-      if (match) { shown += 1; }
-    });
-    var count = document.getElementById(table.id.replace("table-", "count-"));
-    if (count) { count.textContent = shown + " models"; }
-  }
-  document.querySelectorAll("table.board").forEach(function (table) {
-    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
-      if (!th.hasAttribute("data-sort")) { return; }
-      th.addEventListener("click", function () { sortTable(table, col, th); });
-      th.addEventListener("keydown", function (e) { if (e.key === "Enter") { sortTable(table, col,
-      th); } });
-    });
-  });
-  document.querySelectorAll("input.filter").forEach(function (input) {
-    input.addEventListener("input", function () { filterTable(input); });
-  });
-  document.querySelectorAll("button.toggle").forEach(function (button) {
-    button.addEventListener("click", function () {
-      var detail = document.getElementById(button.getAttribute("aria-controls"));
-      var open = button.getAttribute("aria-expanded") !== "true";
-      button.setAttribute("aria-expanded", open ? "true" : "false");
-      detail.hidden = !open;
-    });
-  });
-}());
-"""
+def _header_block(data: PageData, scored: int) -> str:
+    stamp = data.stamp
+    when = (f"Rendered {escape(stamp.date)} from commit <code>{escape(stamp.commit)}</code>"
+            if stamp and stamp.commit else
+            f"Rendered {escape(stamp.date)} outside a git checkout (commit unknown)"
+            if stamp else "")
+    download = (
+        '<a class="download" download="leaderboard.csv" href="data:text/csv;charset=utf-8;base64,'
+        f'{base64.b64encode(data.csv.encode("utf-8")).decode("ascii")}">Download the table '
+        "(CSV)</a>" if data.csv else ""
+    )
+    stamp_line = " · ".join(p for p in (when, download) if p)
+    return (
+        "<header><h1>Input-Fisher leaderboard</h1>"
+        + (f'<p class="stamp">{stamp_line}</p>' if stamp_line else "")
+        + f"<p>{scored} scored results, most robust first (by AutoAttack accuracy) beside their "
+        "attack-free scores. Click a column heading to sort, type in a filter box to narrow a "
+        "table, tick “all columns” for every score, and open a model's details for its "
+        "accuracy-vs-ε curve and the provenance of its numbers.</p></header>"
+    )
 
 
 def page(data: PageData) -> str:
@@ -468,11 +529,15 @@ def page(data: PageData) -> str:
     for row in data.rows:
         by_group[f"{row['dataset']}/{row['threat_model']}"].append(row)
     groups = sorted(by_group)
-    nav = "".join(f'<a href="#group-{_slug(g)}">{escape(g)}</a>' for g in groups)
+    ids = Ids()
+    ids.used.update({"correlations", "plots", "skipped", "about", "summary"})
+    sections = [group_section(g, by_group[g], data, ids) for g in groups]
+    section_ids = [s.split('"', 2)[1] for s in sections]
+    nav = "".join(f'<a href="#{section_id}">{escape(data.titles.get(g, g))}</a>'
+                  for g, section_id in zip(groups, section_ids))
     nav += ('<a href="#correlations">correlations</a><a href="#plots">plots</a>'
             f'<a href="#skipped">skipped files ({len(data.skipped)})</a><a href="#about">about</a>')
     scored = sum(r["status"] == "ok" for r in data.rows)
-    sections = "".join(group_section(g, by_group[g], data) for g in groups)
     summary = json.dumps({"models_scored": scored, "files_skipped": len(data.skipped)})
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -480,15 +545,11 @@ def page(data: PageData) -> str:
         '<link rel="icon" href="data:,">'
         "<title>Input-Fisher leaderboard</title>"
         f"<style>{CSS}</style></head><body>"
-        "<h1>Input-Fisher leaderboard</h1>"
-        f"<p>{scored} scored results, ranked by AutoAttack accuracy beside their attack-free "
-        "scores. Click a column heading to sort, type in a filter box to narrow a table, and "
-        "open a model's details for its accuracy-vs-ε curve and the provenance of its numbers."
-        "</p>"
-        f"<nav>{nav}</nav>{sections}"
-        f"{correlation_section(data.correlations, data.n_resamples)}"
-        f"{figures_section(data.figures)}"
-        f"{skipped_section(data.skipped)}{ABOUT}"
+        f"{_header_block(data, scored)}"
+        f"<nav>{nav}</nav><main>{''.join(sections)}"
+        f"{correlation_section(data.correlations, data.n_resamples, data.titles)}"
+        f"{figures_section(data.figures, ids)}"
+        f"{skipped_section(data.skipped)}{ABOUT}</main>"
         f'<script type="application/json" id="summary">{escape(summary, quote=False)}</script>'
         f"<script>{SCRIPT}</script></body></html>\n"
     )

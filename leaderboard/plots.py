@@ -4,6 +4,11 @@ Each figure is drawn once with matplotlib and written two ways: a PNG beside the
 an SVG for the HTML page in which every point carries a ``<title>`` (the browser's tooltip)
 naming its model and its values. Points are drawn one artist each, with an SVG id that
 :func:`svg` finds to attach the title.
+
+Names come from result files, so no text is read as matplotlib math (``$...$``): every figure is
+drawn inside :func:`style`. Several SVGs share one page, so :func:`svg` gives every id a
+matplotlib writes (``figure_1``, ``patch_1``, clip paths) the figure's name as prefix, or drops
+it where nothing refers to it.
 """
 
 from __future__ import annotations
@@ -11,14 +16,17 @@ from __future__ import annotations
 import base64
 import io
 import math
+import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from leaderboard.labels import score_label
 from leaderboard.model_curves import ModelCurve
 from leaderboard.read_results import finite_number
 
@@ -74,6 +82,19 @@ def _pyplot() -> Any:
     return plt
 
 
+@contextmanager
+def style() -> Iterator[None]:
+    r"""The leaderboard's matplotlib settings: the Agg backend, and ``$`` is a dollar sign.
+
+    A model named ``bad$\foo$`` would otherwise be parsed as math text and fail to draw.
+    """
+    import matplotlib
+
+    _pyplot()
+    with matplotlib.rc_context({"text.parse_math": False}):
+        yield
+
+
 def png(figure: Figure, dpi: int | None = None) -> bytes:
     """The figure as PNG bytes."""
     buffer = io.BytesIO()
@@ -105,7 +126,28 @@ def svg(figure: Figure) -> str:
     for gid, tip in figure.titles.items():
         text = text.replace(f'<g id="{gid}">', f'<g id="{gid}" '
                             f'class="point"><title>{escape(tip)}</title>', 1)
-    return text
+    return _own_ids(text, figure.name, set(figure.titles))
+
+
+_REFERENCE = re.compile(r'(url\(#|href="#)([^)"]+)')
+
+
+def _own_ids(text: str, prefix: str, keep: set[str]) -> str:
+    """Ids of ``text`` unique on a page: referenced ones prefixed, the points' kept, others dropped.
+
+    Matplotlib numbers its ids per figure (``figure_1``, ``axes_1``), so two inline figures would
+    share them; a reference (``url(#...)``, ``href="#..."``) follows its id's new name.
+    """
+    referenced = {m.group(2) for m in _REFERENCE.finditer(text)}
+
+    def renamed(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in keep:
+            return match.group(0)
+        return f' id="{prefix}-{name}"' if name in referenced else ""
+
+    text = re.sub(r' id="([^"]*)"', renamed, text)
+    return _REFERENCE.sub(lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", text)
 
 
 def close(figures: Sequence[Figure]) -> None:
@@ -138,21 +180,25 @@ def _log_axis_if_spread(ax: Axes, values: Sequence[float], axis: str = "x") -> N
 
 
 def scatter_figures(rows: list[dict[str, Any]], correlations: dict[str, Any],
-                    score: str = "spectral_norm_median") -> list[Figure]:
+                    score: str = "spectral_norm_median",
+                    titles: dict[str, str] | None = None) -> list[Figure]:
     """Every scatter figure of the leaderboard, over the scored models with AutoAttack accuracy.
 
     Args:
         rows: rows of :func:`leaderboard.render.flatten`.
         correlations: :func:`leaderboard.render.group_correlations` of the rows.
         score: the Fisher score of the first figure.
+        titles: ``dataset/threat_model -> heading`` (with the budget); default the group's key.
 
     Returns:
         ``fisher_vs_autoattack`` (``score``, log scale, Spearman's ρ in the legend),
         ``predicted_vs_autoattack`` (predicted robust accuracy, refined where stored and
         first-order, against AutoAttack's, with the identity line), ``clean_vs_autoattack``
-        (coloured by ``score``) and, when baselines are present, ``scores_vs_autoattack``.
+        (one panel per dataset/threat model, coloured by ``score``) and, when baselines are
+        present, ``scores_vs_autoattack``.
     """
     plt = _pyplot()
+    titles = titles or {}
     usable = [r for r in rows if r["status"] == "ok" and finite_number(r["autoattack_acc"])]
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in usable:
@@ -164,53 +210,74 @@ def scatter_figures(rows: list[dict[str, Any]], correlations: dict[str, Any],
     for k, (group, members) in enumerate(sorted(groups.items())):
         members = [r for r in members if finite_number(r[score]) and r[score] > 0]
         rho = correlations.get(group, {}).get(score, {}).get("spearman_vs_autoattack")
-        label = f"{group} (n={len(members)}, Spearman ρ = {rho})" if rho else group
+        name = titles.get(group, group)
+        label = f"{name} (n={len(members)}, Spearman ρ = {rho})" if rho else name
         fisher.points(ax, [r[score] for r in members], [r["autoattack_acc"] for r in members],
-                      [_tip(r, ("AutoAttack %", r["autoattack_acc"]), (score, r[score]))
-                       for r in members],
+                      [_tip(r, ("AutoAttack %", r["autoattack_acc"]),
+                            (score_label(score), r[score])) for r in members],
                       label=label, color=f"C{k}")
     ax.set_xscale("log")
-    ax.set_xlabel(f"{score.replace('_', ' ')} of the input Fisher (log scale)")
-    ax.set_ylabel("AutoAttack accuracy (%), reported")
+    ax.set_xlabel(f"{score_label(score)} of the input Fisher (log scale)")
+    ax.set_ylabel("AutoAttack accuracy (%)")
     ax.set_title("Input-Fisher spectral norm vs AutoAttack accuracy")
     if groups:
         ax.legend(fontsize=8)
     fisher.figure.tight_layout()
     figures.append(fisher)
 
-    figures.append(predicted_figure(groups))
-
-    clean = Figure("clean_vs_autoattack", plt.figure(figsize=(7, 5)))
-    ax = clean.figure.subplots()
-    coloured = [r for r in usable if finite_number(r[score]) and r[score] > 0]
-    values = [math.log10(r[score]) for r in coloured]
-    norm = plt.Normalize(min(values, default=0.0), max(values, default=1.0))
-    cmap = plt.get_cmap("viridis")
-    for row, value in zip(coloured, values):
-        acc = (
-            row["reported_clean_acc"] if finite_number(row["reported_clean_acc"])
-            else row["clean_acc"]
-        )
-        clean.points(ax, [acc], [row["autoattack_acc"]],
-                     [_tip(row, ("clean %", acc), ("AutoAttack %", row["autoattack_acc"]),
-                           (score, row[score]))],
-                     color=cmap(norm(value)), alpha=1.0)
-    clean.figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
-                          label=f"log10 {score.replace('_', ' ')}")
-    ax.set_xlabel("clean accuracy (%)")
-    ax.set_ylabel("AutoAttack accuracy (%), reported")
-    ax.set_title("Clean vs AutoAttack accuracy, coloured by the input-Fisher norm")
-    clean.figure.tight_layout()
-    figures.append(clean)
+    figures.append(predicted_figure(groups, titles))
+    figures.append(clean_figure(groups, score, titles))
 
     baselines = [c for c in BASELINE_COLUMNS if any(finite_number(r.get(c)) for r in usable)]
     if baselines:
         figures.append(_all_scores_figure(groups, [*FISHER_COLUMNS, "predicted_robust_acc",
-                                                   *baselines]))
+                                                   *baselines], titles))
     return figures
 
 
-def predicted_figure(groups: dict[str, list[dict[str, Any]]]) -> Figure:
+def clean_figure(groups: dict[str, list[dict[str, Any]]], score: str,
+                 titles: dict[str, str]) -> Figure:
+    """Clean against AutoAttack accuracy, one panel per dataset/threat model.
+
+    AutoAttack accuracies at ℓ∞ and ℓ2 budgets are not comparable, so they never share axes. The
+    colour is log10 of ``score``, on one scale for all panels.
+    """
+    plt = _pyplot()
+    names = sorted(groups) or ["(no model with AutoAttack accuracy)"]
+    columns = min(3, len(names))
+    lines = -(-len(names) // columns)
+    figure = Figure("clean_vs_autoattack",
+                    plt.figure(figsize=(4.6 * columns + 1.2, 4.2 * lines)))
+    axes = figure.figure.subplots(lines, columns, squeeze=False)
+    coloured = {g: [r for r in groups.get(g, []) if finite_number(r[score]) and r[score] > 0]
+                for g in names}
+    values = [math.log10(r[score]) for members in coloured.values() for r in members]
+    norm = plt.Normalize(min(values, default=0.0), max(values, default=1.0))
+    cmap = plt.get_cmap("viridis")
+    for ax, group in zip(axes.flat, names):
+        for row in coloured[group]:
+            acc = (row["reported_clean_acc"] if finite_number(row["reported_clean_acc"])
+                   else row["clean_acc"])
+            if not finite_number(acc):
+                continue
+            figure.points(ax, [acc], [row["autoattack_acc"]],
+                          [_tip(row, ("clean %", acc), ("AutoAttack %", row["autoattack_acc"]),
+                                (score_label(score), row[score]))],
+                          color=cmap(norm(math.log10(row[score]))), alpha=1.0)
+        ax.set_title(titles.get(group, group), fontsize=10)
+        ax.set_xlabel("clean accuracy (%)")
+        ax.set_ylabel("AutoAttack accuracy (%)")
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    figure.figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes.flat),
+                           label=f"log10 {score_label(score)}")
+    figure.figure.suptitle("Clean vs AutoAttack accuracy per threat model, coloured by the "
+                           "input-Fisher norm")
+    return figure
+
+
+def predicted_figure(groups: dict[str, list[dict[str, Any]]],
+                     titles: dict[str, str] | None = None) -> Figure:
     """Predicted against AutoAttack accuracy per group.
 
     The identity line is drawn to read the error against. The refined prediction is drawn filled
@@ -234,7 +301,8 @@ def predicted_figure(groups: dict[str, list[dict[str, Any]]]) -> Figure:
                 [_tip(r, ("AutoAttack %", r["autoattack_acc"]),
                       (f"predicted ({kind}) %", r[column]),
                       ("|Δ|", abs(r[column] - r["autoattack_acc"]))) for r in shown],
-                label=f"{group}, {kind} (mean |Δ| {np.mean(errors):.2f} points, n={len(shown)})",
+                label=f"{(titles or {}).get(group, group)}, {kind} (mean |Δ| "
+                f"{np.mean(errors):.2f} points, n={len(shown)})",
                 color=f"C{k}", markerfacecolor=fill,
             )
             top = max(top, *[r[column] for r in shown], *[r["autoattack_acc"] for r in shown])
@@ -251,7 +319,8 @@ def predicted_figure(groups: dict[str, list[dict[str, Any]]]) -> Figure:
     return figure
 
 
-def _all_scores_figure(groups: dict[str, list[dict[str, Any]]], scores: list[str]) -> Figure:
+def _all_scores_figure(groups: dict[str, list[dict[str, Any]]], scores: list[str],
+                       titles: dict[str, str]) -> Figure:
     plt = _pyplot()
     columns = 3
     lines = -(-len(scores) // columns)
@@ -261,13 +330,13 @@ def _all_scores_figure(groups: dict[str, list[dict[str, Any]]], scores: list[str
         for k, (group, members) in enumerate(sorted(groups.items())):
             shown = [r for r in members if finite_number(r.get(column))]
             figure.points(ax, [r[column] for r in shown], [r["autoattack_acc"] for r in shown],
-                          [_tip(r, ("AutoAttack %", r["autoattack_acc"]), (column, r[column]))
-                           for r in shown],
-                          label=group, color=f"C{k}", markersize=5)
+                          [_tip(r, ("AutoAttack %", r["autoattack_acc"]),
+                                (score_label(column), r[column])) for r in shown],
+                          label=titles.get(group, group), color=f"C{k}", markersize=5)
         if column != "predicted_robust_acc" and "log10" not in column:
             _log_axis_if_spread(ax, [r[column] for m in groups.values() for r in m
                                      if finite_number(r.get(column))])
-        ax.set_xlabel(column.replace("_", " "))
+        ax.set_xlabel(score_label(column))
         ax.set_ylabel("AutoAttack accuracy (%)")
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(scores):]:
@@ -277,7 +346,7 @@ def _all_scores_figure(groups: dict[str, list[dict[str, Any]]], scores: list[str
     return figure
 
 
-def draw_curve(ax: Axes, curve: ModelCurve, legend: bool = True) -> None:
+def draw_curve(ax: Axes, curve: ModelCurve, legend: bool = True, fontsize: float = 7) -> None:
     """One model's predicted accuracy-vs-ε curve(s) and AutoAttack's measured points on one axis."""
     scale, unit = (255.0, " (×1/255)") if curve.threat_model == "Linf" else (1.0, "")
     eps = curve.eps * scale
@@ -292,30 +361,39 @@ def draw_curve(ax: Axes, curve: ModelCurve, legend: bool = True) -> None:
                 markersize=5, label="AutoAttack, measured")
     ax.set_ylim(0, 100)
     ax.set_xlim(0, eps[-1] if eps[-1] > 0 else 1)
-    ax.set_xlabel(f"ε, {curve.threat_model}{unit}")
+    threat = {"Linf": "ℓ∞", "L2": "ℓ2"}.get(curve.threat_model, curve.threat_model)
+    ax.set_xlabel(f"ε, {threat}{unit}")
     ax.set_ylabel("robust accuracy (%)")
     if legend:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=fontsize)
+
+
+#: Size of a model's curve in its details: 640 × 400 px at 100 dpi, read at 11–13 pt on a laptop
+#: and still about 8 px high when a phone shrinks it to its width.
+CURVE_INCHES, CURVE_DPI, CURVE_FONT = (6.4, 4.0), 100, 11
 
 
 def curve_figure(curve: ModelCurve) -> Figure:
-    """A small figure of one model's curve, for its details on the page."""
+    """One model's curve, for its details on the page."""
     plt = _pyplot()
-    figure = Figure(f"curve-{curve.threat_model}-{curve.model}", plt.figure(figsize=(4.4, 2.9)),
-                    dpi=80)
+    figure = Figure(f"curve-{curve.threat_model}-{curve.model}",
+                    plt.figure(figsize=CURVE_INCHES), dpi=CURVE_DPI)
     ax = figure.figure.subplots()
-    draw_curve(ax, curve)
-    ax.set_title(f"{curve.model}: accuracy vs ε", fontsize=9)
+    draw_curve(ax, curve, fontsize=CURVE_FONT)
+    ax.set_title(f"{curve.model}: accuracy vs ε", fontsize=CURVE_FONT + 2)
+    ax.xaxis.label.set_fontsize(CURVE_FONT + 1)
+    ax.yaxis.label.set_fontsize(CURVE_FONT + 1)
+    ax.tick_params(labelsize=CURVE_FONT)
     figure.figure.tight_layout()
     return figure
 
 
-def curves_grid_figure(curves: list[ModelCurve], group: str) -> Figure:
-    """Every model's curve of one dataset/threat model, one small panel each."""
+def curves_grid_figure(curves: list[ModelCurve], title: str) -> Figure:
+    """Every model's curve of one dataset/threat model (``title``), one small panel each."""
     plt = _pyplot()
     columns = min(6, len(curves))
     lines = -(-len(curves) // columns)
-    name = "accuracy_vs_eps_" + group.replace("/", "_")
+    name = "accuracy_vs_eps"
     figure = Figure(name, plt.figure(figsize=(2.6 * columns, 2.3 * lines + 0.4)), dpi=90)
     axes = figure.figure.subplots(lines, columns, squeeze=False, sharey=True)
     for ax, curve in zip(axes.flat, curves):
@@ -328,7 +406,7 @@ def curves_grid_figure(curves: list[ModelCurve], group: str) -> Figure:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     figure.figure.legend(handles, labels, loc="lower right", fontsize=8)
-    figure.figure.suptitle(f"{group}: predicted accuracy vs ε per model, with AutoAttack's "
+    figure.figure.suptitle(f"{title}: predicted accuracy vs ε per model, with AutoAttack's "
                            "measured points")
     figure.figure.tight_layout()
     return figure

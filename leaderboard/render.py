@@ -1,28 +1,36 @@
 """Render scored models: a CSV, a Markdown leaderboard, correlations, plots and an HTML page.
 
     python -m leaderboard render [--results leaderboard/results] [--out DIR] [--allow-partial]
+                                 [--n-resamples 2000]
 
 Reads every ``<results>/<dataset>/<threat_model>/<model>.json`` written by ``run`` and its
-per-image ``.npz``, each checked first (:mod:`leaderboard.read_results`: a file that is not
-UTF-8, not JSON, has a field of the wrong type, or an ``.npz`` that does not match the SHA-256
-its JSON records, is named and skipped), and writes
+per-image ``.npz``, each checked first, and names and skips every file that fails a check: the
+reader's (:mod:`leaderboard.read_results`: not UTF-8, not JSON, a field of the wrong type, an
+``.npz`` that does not match the SHA-256 its JSON records; any exception the reader raises on one
+file), the display's (:mod:`leaderboard.display_checks`: a number outside its range, a name too
+long, nesting too deep), and a scored result whose settings differ from those of the other models
+of its dataset/threat model (the settings that differ are named). It writes
 
-* ``leaderboard.csv``: one row per scored model;
-* ``leaderboard.md``: per dataset and threat model, the models ranked by reported AutoAttack
-  accuracy beside their Fisher statistics and their predicted (attack-free) robust accuracy,
-  refined and first-order where both are stored, with the absolute difference of the better
-  one (refined where stored) from the reported one, the mean of that difference over the
-  models, then the correlation table;
+* ``leaderboard.csv``: one row per scored model (text cells that a spreadsheet would run as a
+  formula start with ``'``);
+* ``leaderboard.md``: per dataset, threat model and budget, the models ranked by AutoAttack
+  accuracy (with its Wilson 95% interval) beside their Fisher statistics and their predicted
+  (attack-free) robust accuracy, refined and first-order where both are stored, with the absolute
+  difference of the better one (refined where stored) from the reported one, the mean of that
+  difference over the models, then the correlation table; every value from a file is escaped;
 * ``correlations.json``: every coefficient with its bootstrap interval;
 * ``fisher_vs_autoattack.png``, ``predicted_vs_autoattack.png`` (with the identity line),
-  ``clean_vs_autoattack.png`` and ``accuracy_vs_eps_<dataset>_<threat_model>.png`` (each
-  model's predicted accuracy-vs-ε curve from its stored radii, with AutoAttack's measured points);
+  ``clean_vs_autoattack.png`` (one panel per dataset/threat model) and
+  ``accuracy_vs_eps_<dataset>_<threat_model>.png`` (each model's predicted accuracy-vs-ε curve from
+  its stored radii, with AutoAttack's measured points);
 * ``index.html``: all of it as one self-contained page (:mod:`leaderboard.html_page`);
 * where results carry baselines (the project's zoo, ``run --source zoo``): their columns, their
   correlations beside the Fisher scores', a cost table (seconds per image of every metric and
   its ratio to AutoAttack's, from the ``attack_seconds`` of each model's model-info file), and
   ``scores_vs_autoattack.png`` (every score against AutoAttack accuracy).
 
+Every output is written into a temporary folder inside ``--out`` and moved into place only when
+all of them are written, so a failure leaves the previous outputs as they were.
 Correlations are computed within each dataset/threat model (AutoAttack accuracies at
 different threat models are not comparable), over models with a reported AutoAttack accuracy.
 The command exits with status 1 when it skipped a file, unless ``--allow-partial`` is given.
@@ -32,20 +40,30 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
-import math
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from leaderboard import html_page, plots, store
+from leaderboard import board_markdown, html_page, labels, plots
+from leaderboard.checked_read import read_checked
 from leaderboard.model_curves import ModelCurve, model_curve
-from leaderboard.read_results import ResultFile, Skipped, paper_link, read_results
+from leaderboard.read_results import ResultFile, Skipped, finite_number, paper_link
 from leaderboard.registry import MODEL_INFO_DIR
+from leaderboard.render_options import N_RESAMPLES, add_arguments
 from leaderboard.stats import Correlation, correlation_table
 
 logger = logging.getLogger(__name__)
@@ -82,18 +100,10 @@ COLUMNS = (
     "predicted_refined",
     "predicted_first_order", "predicted_abs_error", *BASELINE_SCORES,
     "method", "seconds", *COSTS, "autoattack_seconds_per_image", "status", "error",
+    "budget", "autoattack_n", "reported_clean_n",
 )
-
-
-def load_results(results: Path) -> list[dict[str, Any]]:
-    """The content of every usable result JSON under ``results``, sorted by path.
-
-    See :func:`read_results`.
-    """
-    read = read_results(results)
-    for skipped in read.skipped:
-        logger.warning("skipping %s", skipped)
-    return [r.record for r in read.results]
+#: What a spreadsheet runs as a formula when a text cell starts with it (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +144,27 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     )
     row["method"] = record.get("method")
     row.update(_baseline_columns(record, reported))
+    row.update(_sample_sizes(record, reported))
     return row
+
+
+def _sample_sizes(record: dict[str, Any], reported: dict[str, Any]) -> dict[str, Any]:
+    """The budget, and the images the reported AutoAttack and clean accuracies were measured on.
+
+    A model-info file that says (the zoo's ``attack_n_examples``) is believed; otherwise a reported
+    accuracy is RobustBench's, measured on its full test set for the dataset.
+    """
+    threat = str(record.get("threat_model"))
+    main = (record.get("predicted_robust_acc") or {}).get(threat) or {}
+    attacked = reported.get("attack_n_examples")
+    if not (isinstance(attacked, int) and attacked > 0):
+        attacked = labels.ROBUSTBENCH_TEST_IMAGES.get(str(record.get("dataset")))
+    return {
+        "budget": labels.budget_text(reported.get("eps"), threat)
+        or labels.budget_text(main.get("eps"), threat),
+        "autoattack_n": attacked if _finite(reported.get("autoattack_acc")) else None,
+        "reported_clean_n": attacked if _finite(reported.get("clean_acc")) else None,
+    }
 
 
 def training_of(record: dict[str, Any]) -> str | None:
@@ -205,7 +235,7 @@ def mean_abs_errors(rows: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
+    return finite_number(value)
 
 
 def group_correlations(rows: list[dict[str, Any]], seed: int = 0,
@@ -235,119 +265,6 @@ def group_correlations(rows: list[dict[str, Any]], seed: int = 0,
     return out
 
 
-def _format(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def _format_percent(value: Any) -> str:
-    """An accuracy in percent with one decimal, as RobustBench prints them ("3.0", not "3")."""
-    return (
-        f"{value:.1f}" if isinstance(value, (int, float)) and math.isfinite(value)
-        else _format(value)
-    )
-
-
-def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[str, Correlation]]],
-             skipped: list[Skipped] | tuple[Skipped, ...] = ()) -> str:
-    """The leaderboard as Markdown.
-
-    One ranked table and one correlation table per group, then the files skipped.
-    """
-    lines = ["# Input-Fisher leaderboard", ""]
-    lines.append(
-        "λ_max: spectral norm of the input Fisher information per test image, summarised over the "
-        "scored images, computed by the route in the method column (exact: K Jacobian rows and a "
-        "float64 K × K eigenproblem; lanczos / hutchinson: matrix-free). Predicted: attack-free "
-        "robust accuracy, the fraction of images whose robust radius at the threat model reaches "
-        "RobustBench's budget (first-order radius, or refined where the result stores it, then "
-        "both are shown); |Δ|: the absolute difference of the refined prediction where there is "
-        "one, else the first-order one, from the reported AutoAttack accuracy. Accuracies in "
-        "percent; AutoAttack accuracy as reported by RobustBench, or for the project's zoo as "
-        "measured here (standard AutoAttack on the first images of the same bundled test subset, "
-        "from its model-info file). Coefficients with paired-bootstrap 95% intervals."
-    )
-    errors = mean_abs_errors(rows)
-    by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_group[f"{row['dataset']}/{row['threat_model']}"].append(row)
-    for group, members in sorted(by_group.items()):
-        members.sort(key=lambda r: -(r["autoattack_acc"] if _finite(r["autoattack_acc"]) else -1.0))
-        # Results rescored with the refined radii show both predictions; |Δ| is of the refined one.
-        refined = any(r["status"] == "ok" and _finite(r["predicted_refined"]) for r in members)
-        predicted_head = "predicted (refined) | predicted (first-order)" if refined else "predicted"
-        lines += [
-            "",
-            f"## {group}",
-            "",
-            f"| model | architecture | AutoAttack | {predicted_head} | \\|Δ\\| | clean (reported) "
-            "| clean (here, n) | median λ_max | mean log10 λ_max | median tr F | method | s | "
-            "status |",
-            "|---|---|---:|" + "---:|" * (2 + refined) + "---:|---:|---:|---:|---:|---|---:|---|",
-        ]
-        # Scored models in the table; the others after it, those without weights in one line.
-        failed = [r for r in members if r["status"] != "ok"]
-        for r in (r for r in members if r["status"] == "ok"):
-            clean_here = (
-                f"{_format_percent(r['clean_acc'])} ({r['n_examples']})"
-                if r["clean_acc"] is not None else ""
-            )
-            status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error']}"
-            lines.append(
-                f"| {r['model']} | {_format(r['architecture'])} | "
-                f"{_format_percent(r['autoattack_acc'])} "
-                + (f"| {_format_percent(r['predicted_refined'])} | "
-                   f"{_format_percent(r['predicted_first_order'])} " if refined
-                   else f"| {_format_percent(r['predicted_robust_acc'])} ")
-                + f"| {_format_percent(r['predicted_abs_error'])} "
-                f"| {_format_percent(r['reported_clean_acc'])} | {clean_here} | "
-                f"{_format(r['spectral_norm_median'])} "
-                f"| {_format(r['spectral_norm_mean_log10'], 3)} | {_format(r['trace_median'])} "
-                f"| {_format(r['method'])} | {_format(r['seconds'], 3)} | {status} |"
-            )
-        if group in errors:
-            mean, count = errors[group]
-            lines += ["", f"Mean |predicted − AutoAttack| over {count} models: {mean:.2f} points."]
-        missing = [r["model"] for r in failed if "MissingWeightsError" in r["error"]]
-        if failed:
-            lines += ["", f"Not scored ({len(failed)}):", ""]
-            lines += [f"- {r['model']}: {r['error']}" for r in failed if r["model"] not in missing]
-            if missing:
-                lines.append(f"- without weights ({len(missing)}): {', '.join(missing)}")
-        scored = [r for r in members if r["status"] == "ok"]
-        baselines = [c for c in BASELINE_SCORES if any(_finite(r[c]) for r in scored)]
-        if baselines:
-            lines += ["", "Baselines (medians over their images): " + ", ".join(baselines) + ".",
-                      "",
-                      "| model | " + " | ".join(baselines) + " |",
-                      "|---|" + "---:|" * len(baselines)]
-            lines += [f"| {r['model']} | " + " | ".join(_format(r[c]) for c in baselines) + " |"
-                      for r in scored]
-        lines += cost_table(scored)
-        if group in correlations:
-            table = correlations[group]
-            kinds = list(next(iter(table.values())))
-            n = next(iter(next(iter(table.values())).values())).n
-            lines += ["", f"Correlations over {n} models:", ""]
-            if n < 3:
-                lines += [("(rank correlations need at least 3 models with AutoAttack accuracy; "
-                           f"{n} so far, so the coefficients are undefined, NaN)"), ""]
-            lines += ["| score | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
-            for score, row in table.items():
-                lines.append(f"| {score} | " + " | ".join(str(row[k]) for k in kinds) + " |")
-    if skipped:
-        lines += ["", f"## Files skipped ({len(skipped)})", ""]
-        lines += [f"- {_escape_md(str(item))}" for item in skipped]
-    return "\n".join(lines) + "\n"
-
-
-def _escape_md(text: str) -> str:
-    return text.replace("|", "\\|").replace("_", "\\_").replace("*", "\\*")
-
-
 def cost_summary(rows: list[dict[str, Any]]) -> list[tuple[str, float, float, int]]:
     """``(metric, median seconds per image, median ratio to AutoAttack's, models)`` rows.
 
@@ -375,89 +292,162 @@ COST_NOTE = (
 )
 
 
-def cost_table(rows: list[dict[str, Any]]) -> list[str]:
-    """Markdown lines of :func:`cost_summary`.
-
-    Each metric's seconds per image and ratio to AutoAttack's.
-    """
-    summary = cost_summary(rows)
-    if not summary:
-        return []
-    lines = ["", f"Cost per image ({COST_NOTE}):", "",
-             "| metric | s / image | × AutoAttack's | models |", "|---|---:|---:|---:|"]
-    for what, seconds, ratio, count in summary:
-        lines.append(f"| {what} | {_format(seconds, 3)} | "
-                     f"{'1' if what == summary[0][0] else _format(ratio, 3)} | {count} |")
-    return lines
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """The rows as CSV; a text cell that a spreadsheet would run as a formula starts with ``'``."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v
+                         for k, v in row.items()})
+    return buffer.getvalue()
 
 
 def model_curves(results: list[ResultFile], curve_dir: Path | None,
                  skipped: list[Skipped]) -> dict[str, ModelCurve]:
     """``dataset/threat_model/model -> curve``.
 
-    One for every scored result that stores radii at its threat model.
+    One for every scored result that stores radii at its threat model; a result whose radii
+    cannot make a curve is named in ``skipped`` and drawn without one.
     """
     curves = {}
     for result in results:
         if result.record["status"] == "ok" and result.per_image is not None:
-            curve = model_curve(result, curve_dir, skipped)
+            try:
+                curve = model_curve(result, curve_dir, skipped)
+            except Exception as exc:  # a curve a file cannot give is skipped, never the page
+                skipped.append(Skipped(f"{result.path.parent.name}/{result.path.name}",
+                                       f"no accuracy-vs-ε curve ({type(exc).__name__}: "
+                                       f"{str(exc)[:200]})"))
+                continue
             if curve is not None:
                 curves[f"{curve.dataset}/{curve.threat_model}/{curve.model}"] = curve
     return curves
 
 
-def write_figures(rows: list[dict[str, Any]], correlations: dict[str,
-                                                                 dict[str, dict[str, Correlation]]],
-                  curves: dict[str, ModelCurve], out: Path) -> tuple[list[Path], dict[str, str],
-                                                                     dict[str, str]]:
-    """Write every PNG.
+def _file_stem(text: str) -> str:
+    """A file-name-safe form of a group's name (the display checks keep it short)."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-" for c in text)
+
+
+def write_figures(rows: list[dict[str, Any]],
+                  correlations: dict[str, dict[str, dict[str, Correlation]]],
+                  curves: dict[str, ModelCurve], out: Path, titles: dict[str, str],
+                  progress: tqdm) -> tuple[list[Path], dict[str, str], dict[str, str]]:
+    """Write every PNG into ``out``.
 
     Returns their paths, each scatter figure as inline SVG and each curve as a data URI.
     """
     paths, svgs, curve_images = [], {}, {}
-    for figure in plots.scatter_figures(rows, correlations):
-        paths.append(out / f"{figure.name}.png")
-        paths[-1].write_bytes(plots.png(figure))
-        svgs[figure.name] = plots.svg(figure)
-        plots.close([figure])
-    by_group: dict[str, list[ModelCurve]] = defaultdict(list)
-    for key, curve in curves.items():
-        by_group[f"{curve.dataset}/{curve.threat_model}"].append(curve)
-        figure = plots.curve_figure(curve)
-        curve_images[key] = plots.png_data_uri(figure)
-        plots.close([figure])
-    for group, members in sorted(by_group.items()):
-        figure = plots.curves_grid_figure(members, group)
-        paths.append(out / f"{figure.name}.png")
-        paths[-1].write_bytes(plots.png(figure))
-        plots.close([figure])
+    with plots.style():
+        scatter = plots.scatter_figures(rows, correlations, titles=titles)
+        groups = {f"{c.dataset}/{c.threat_model}" for c in curves.values()}
+        # Every figure to come, and the page after them.
+        progress.total = progress.n + len(scatter) + len(curves) + len(groups) + 1
+        progress.refresh()
+        for figure in scatter:
+            paths.append(out / f"{figure.name}.png")
+            paths[-1].write_bytes(plots.png(figure))
+            svgs[figure.name] = plots.svg(figure)
+            plots.close([figure])
+            progress.update()
+        by_group: dict[str, list[ModelCurve]] = defaultdict(list)
+        for key, curve in curves.items():
+            by_group[f"{curve.dataset}/{curve.threat_model}"].append(curve)
+            figure = plots.curve_figure(curve)
+            curve_images[key] = plots.png_data_uri(figure)
+            plots.close([figure])
+            progress.update()
+        for group, members in sorted(by_group.items()):
+            figure = plots.curves_grid_figure(members, titles.get(group, group))
+            paths.append(out / f"accuracy_vs_eps_{_file_stem(group.replace('/', '_'))}.png")
+            paths[-1].write_bytes(plots.png(figure))
+            plots.close([figure])
+            progress.update()
     return paths, svgs, curve_images
 
 
+def stamp() -> html_page.Stamp:
+    """When (UTC) and from which git commit of the project this render runs.
+
+    ``SOURCE_DATE_EPOCH``, where set, gives the time (for builds that must be reproducible); the
+    commit says ``+ local changes`` when tracked Python files differ from it, and is ``None``
+    outside a git checkout.
+    """
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = (datetime.fromtimestamp(int(epoch), timezone.utc) if epoch and epoch.isdigit()
+            else datetime.now(timezone.utc))
+    root = Path(__file__).resolve().parents[1]
+    commit = None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        # Code only: the outputs a render replaces are tracked files too.
+        changed = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                  "--untracked-files=no", "--", "*.py"], capture_output=True,
+                                 text=True, timeout=10, check=True).stdout.strip()
+        commit = head + (" + local changes" if changed else "") if head else None
+    except (OSError, subprocess.SubprocessError):
+        commit = None  # not a git checkout, or git is not installed: the page says so
+    return html_page.Stamp(when.strftime("%Y-%m-%d %H:%M UTC"), commit)
+
+
+def group_titles(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """``dataset/threat_model -> "CIFAR-10, ℓ∞, ε = 8/255"``, the budget the models share."""
+    budgets: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        group = f"{row['dataset']}/{row['threat_model']}"
+        budgets[group].update([row["budget"]] if row.get("budget") else [])
+    return {group: labels.group_title(*group.split("/", 1),
+                                      " or ".join(sorted(b)) if b else None)
+            for group, b in budgets.items()}
+
+
+@contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A temporary folder inside ``out`` for the outputs, moved into ``out`` only on success.
+
+    Each file replaces its namesake in ``out`` (``os.replace``, atomic per file) after every file
+    is written; on an exception nothing in ``out`` changes. The folder is removed either way.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".render-", dir=out))
+    try:
+        yield staging
+        for path in sorted(staging.iterdir()):
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def render(results: Path, out: Path, seed: int = 0, autoattack_curves: Path | None = None,
-           n_resamples: int = 2000) -> dict[str, Any]:
+           n_resamples: int = N_RESAMPLES, progress: bool = False) -> dict[str, Any]:
     """Write the CSV, Markdown, correlations, plots and HTML page for the results under ``results``.
 
     Args:
         results: directory that ``run`` wrote into.
-        out: output directory (created).
+        out: output directory (created); its files are replaced only once all are written.
         seed: bootstrap seed.
-        n_resamples: bootstrap resamples of each correlation's interval.
         autoattack_curves: folder of further AutoAttack budgets
             (``<dataset>/<threat_model>/<model>_eps<label>.json``); ``None`` or absent: none.
+        n_resamples: bootstrap resamples of each correlation's interval.
+        progress: show a progress bar (on stderr).
 
     Returns:
         ``{"rows": [...], "correlations": {...}, "curves": {...}, "skipped": [Skipped, ...],
-        "files": [...]}``; ``skipped`` lists every file left out, with its reason.
+        "files": [...], "titles": {...}}``; ``skipped`` lists every file left out, with its reason.
 
     Raises:
         FileNotFoundError: no usable result under ``results`` says ``"status": "ok"``.
-        SettingsMismatchError: results of one dataset/threat model were scored with different
-            settings.
     """
-    read = read_results(results)
-    skipped = list(read.skipped)
-    records = [r.record for r in read.results]
+    bar = tqdm(total=4, desc="render", unit="step", disable=not progress, leave=False)
+    try:
+        return _render(results, out, seed, autoattack_curves, n_resamples, bar)
+    finally:
+        bar.close()
+
+
+def _nothing_scored(results: Path, records: list[dict[str, Any]], skipped: list[Skipped]) -> str:
     how = (
         "`python -m leaderboard run --model-dir DIR` scores the models whose weights are under DIR "
         "(`python -m leaderboard list --model-dir DIR` shows which those are)."
@@ -466,97 +456,108 @@ def render(results: Path, out: Path, seed: int = 0, autoattack_curves: Path | No
         f" ({len(skipped)} file(s) skipped: {'; '.join(map(str, skipped[:3]))})" if skipped else ""
     )
     if not records:
-        raise FileNotFoundError(
-            f"nothing is scored under {results} (no usable <dataset>/<threat_model>/<model>.json "
-            f"there{unusable}): {how}"
-        )
-    failed = [r for r in records if r.get("status") != "ok"]
-    if len(failed) == len(records):
-        first = failed[0]
-        raise FileNotFoundError(
-            f"nothing is scored under {results}: its {len(records)} result file(s) all record "
+        return (f"nothing is scored under {results} (no usable "
+                f"<dataset>/<threat_model>/<model>.json there{unusable}): {how}")
+    first = records[0]
+    return (f"nothing is scored under {results}: its {len(records)} result file(s) all record "
             f"failures (e.g. {first.get('dataset')}/{first.get('threat_model')}/"
-            f"{first.get('model')}: "
-            f"{flatten(first)['error']}){unusable}. Fix what they say, then {how}"
-        )
-    store.check_uniform_settings(records, results)
+            f"{first.get('model')}: {flatten(first)['error']}){unusable}. Fix what they say, then "
+            f"{how}")
+
+
+def _render(results: Path, out: Path, seed: int, autoattack_curves: Path | None,
+            n_resamples: int, bar: tqdm) -> dict[str, Any]:
+    bar.set_postfix_str("reading results")
+    read = read_checked(results)
+    skipped = list(read.skipped)
+    records = [r.record for r in read.results]
+    if not any(r.get("status") == "ok" for r in records):
+        raise FileNotFoundError(_nothing_scored(results, records, skipped))
     rows = [flatten(r) for r in records]
+    bar.update()
+    bar.set_postfix_str(f"correlations ({n_resamples:,} bootstrap resamples)")
     correlations = group_correlations(rows, seed=seed, n_resamples=n_resamples)
+    bar.update()
     curves = model_curves(read.results, autoattack_curves, skipped)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "leaderboard.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / "leaderboard.md").write_text(markdown(rows, correlations, skipped))
-    serialisable = {g: {s: {k: c.as_dict() for k, c in t.items()} for s, t in table.items()}
-                    for g, table in correlations.items()}
-    (out / "correlations.json").write_text(json.dumps(serialisable, indent=2, allow_nan=True)
-                                           + "\n")
-    pngs, svgs, curve_images = write_figures(rows, correlations, curves, out)
+    titles = group_titles(rows)
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         groups[f"{row['dataset']}/{row['threat_model']}"].append(row)
-    links = {
-        f"{r['dataset']}/{r['threat_model']}/{r['model']}": paper_link(
-            MODEL_INFO_DIR, r["dataset"], r["threat_model"], r["model"]
-        )
-        for r in rows
-    }
-    page = html_page.page(html_page.PageData(
-        rows=rows, records=records, correlations=correlations, errors=mean_abs_errors(rows),
-        skipped=skipped,
-        figures=svgs, curves=curves, curve_images=curve_images,
-        links={k: v for k, v in links.items() if v},
-        costs={g: cost_summary([r for r in members if r["status"] == "ok"])
-               for g, members in groups.items()},
-        cost_note=COST_NOTE, n_resamples=n_resamples,
-    ))
-    (out / "index.html").write_text(page, encoding="utf-8")
-    files = [out / "leaderboard.csv", out / "leaderboard.md", out / "correlations.json", *pngs,
-             out / "index.html"]
+    costs = {g: cost_summary([r for r in members if r["status"] == "ok"])
+             for g, members in groups.items()}
+    errors = mean_abs_errors(rows)
+    table = csv_text(rows)
+    with staged(out) as staging:
+        bar.set_postfix_str("figures")
+        pngs, svgs, curve_images = write_figures(rows, correlations, curves, staging, titles, bar)
+        bar.set_postfix_str("page")
+        (staging / "leaderboard.csv").write_text(table, encoding="utf-8")
+        (staging / "leaderboard.md").write_text(board_markdown.markdown(
+            rows, correlations, skipped, titles=titles, errors=errors,
+            costs={g: (c, COST_NOTE) for g, c in costs.items() if c},
+            baseline_columns=list(BASELINE_SCORES)), encoding="utf-8")
+        serialisable = {g: {s: {k: c.as_dict() for k, c in t.items()} for s, t in table_.items()}
+                        for g, table_ in correlations.items()}
+        (staging / "correlations.json").write_text(
+            json.dumps(serialisable, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+        links = {
+            f"{r['dataset']}/{r['threat_model']}/{r['model']}": paper_link(
+                MODEL_INFO_DIR, r["dataset"], r["threat_model"], r["model"]
+            )
+            for r in rows
+        }
+        page = html_page.page(html_page.PageData(
+            rows=rows, records=records, correlations=correlations, errors=errors,
+            skipped=skipped, figures=svgs, curves=curves, curve_images=curve_images,
+            links={k: v for k, v in links.items() if v}, costs=costs, cost_note=COST_NOTE,
+            n_resamples=n_resamples, titles=titles, csv=table, stamp=stamp(),
+        ))
+        (staging / "index.html").write_text(page, encoding="utf-8")
+        bar.update()
+    names = ["leaderboard.csv", "leaderboard.md", "correlations.json",
+             *(p.name for p in pngs), "index.html"]
     return {"rows": rows, "correlations": correlations, "curves": curves, "skipped": skipped,
-            "files": files}
+            "files": [out / name for name in names], "titles": titles}
 
 
-def add_arguments(parser: argparse.ArgumentParser,
-                  default_results: str = "leaderboard/results") -> None:
-    """The ``render`` subcommand's options."""
-    parser.add_argument("--results", type=Path, default=Path(default_results),
-                        help=f"directory written by `run` (default: {default_results})")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output directory (default: --results)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--autoattack-curves", type=Path, default=None,
-                        help="folder of AutoAttack results at further budgets, "
-                        "<dataset>/<threat_model>/<model>_eps<label>.json (default: none; --source "
-                        "zoo: the zoo's autoattack_curve/)")
-    parser.add_argument(
-        "--allow-partial",
-        action="store_true",
-        help="exit 0 even when unreadable or inconsistent result files were skipped",
-    )
+def summary_lines(rendered: dict[str, Any], main_score: str = "spectral_norm_median") -> list[str]:
+    """What the command prints: per group its models, mean error and main correlations."""
+    errors = mean_abs_errors(rendered["rows"])
+    lines = []
+    for group, title in sorted(rendered["titles"].items()):
+        scored = sum(r["status"] == "ok" and f"{r['dataset']}/{r['threat_model']}" == group
+                     for r in rendered["rows"])
+        lines.append(f"{title}: {scored} scored model(s)")
+        if group in errors:
+            mean, count = errors[group]
+            lines.append(f"  mean |predicted − AutoAttack| robust accuracy {mean:.2f} points over "
+                         f"{count} models")
+        table = rendered["correlations"].get(group, {})
+        for score in (main_score, "predicted_robust_acc"):
+            if score not in table:
+                continue
+            row = table[score]
+            n = row["spearman_vs_autoattack"].n
+            if n < 3:
+                lines.append(f"  rank correlations need at least 3 models with AutoAttack "
+                             f"accuracy; {n} so far")
+                break
+            lines.append(f"  {labels.score_label(score)} vs AutoAttack ({n} models): Spearman "
+                         f"{row['spearman_vs_autoattack']}, Kendall {row['kendall_vs_autoattack']},"
+                         f" partial | clean {row['partial_spearman_vs_autoattack_given_clean']}")
+    return lines
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Render, then print the correlations of the main score per group."""
-    rendered = render(args.results, args.out or args.results, seed=args.seed,
-                      autoattack_curves=getattr(args, "autoattack_curves", None))
-    print((Path(args.out or args.results) / "leaderboard.md").read_text())
-    for group, (mean, count) in mean_abs_errors(rendered["rows"]).items():
-        print(f"{group}: mean |predicted − AutoAttack| robust accuracy {mean:.2f} points over "
-              f"{count} models")
-    for group, table in rendered["correlations"].items():
-        n = table["spectral_norm_median"]["spearman_vs_autoattack"].n
-        print(f"\n{group}: correlations with reported AutoAttack accuracy ({n} models)")
-        if n < 3:
-            print(f"  rank correlations need at least 3 models with AutoAttack accuracy; {n} so "
-                  "far (NaN below)")
-        width = max(map(len, table))
-        for score, row in table.items():
-            print(f"  {score:<{width}} Spearman {row['spearman_vs_autoattack']}   Kendall "
-                  f"{row['kendall_vs_autoattack']}"
-                  f"   partial|clean {row['partial_spearman_vs_autoattack_given_clean']}")
+    """Render with a progress bar, then print a short summary and the files written."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():
+        rendered = render(args.results, args.out or args.results, seed=args.seed,
+                          autoattack_curves=getattr(args, "autoattack_curves", None),
+                          n_resamples=getattr(args, "n_resamples", N_RESAMPLES),
+                          progress=True)
+    print("\n".join(summary_lines(rendered)))
     print("\nwrote " + ", ".join(str(p) for p in rendered["files"]))
     skipped = rendered["skipped"]
     if skipped:

@@ -1,7 +1,9 @@
 """Open the rendered page in a headless Chromium and save a screenshot of it.
 
-    python -m leaderboard.screenshot leaderboard/results/zoo/index.html
-    leaderboard/results/zoo/index.png
+    python -m leaderboard.screenshot leaderboard/results/zoo/index.html \
+        leaderboard/results/zoo/index.png
+    python -m leaderboard.screenshot leaderboard/results/zoo/index.html \
+        leaderboard/results/zoo/index-phone.png --width 390 --height 844 --at "section h2"
 
 Uses Playwright's Python client (``pip install playwright``, in the ``test`` extra) with the
 system's Chromium (Debian's ``chromium`` package, ``/usr/bin/chromium``, or the one
@@ -58,10 +60,22 @@ def browser_page(width: int = 1400, height: int = 900) -> Iterator[Any]:
             browser.close()
 
 
-def screenshot(page_path: Path, png_path: Path, width: int = 1400, height: int = 900) -> None:
-    """Save what the first ``width × height`` pixels of the page show as a PNG."""
+def screenshot(page_path: Path, png_path: Path, width: int = 1400, height: int = 900,
+               at: str | None = None) -> None:
+    """Save what a ``width × height`` window shows of the page as a PNG.
+
+    Args:
+        page_path: the page.
+        png_path: where the PNG goes.
+        width: the window's width in CSS pixels (390: a phone).
+        height: its height.
+        at: a CSS selector; the window first scrolls so that its first match is at the top
+            (``None``: the top of the page).
+    """
     with browser_page(width, height) as page:
         page.goto(page_path.resolve().as_uri())
+        if at:
+            page.locator(at).first.evaluate("el => el.scrollIntoView({block: 'start'})")
         page.screenshot(path=str(png_path))
 
 
@@ -73,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("png", type=Path, help="where the screenshot goes")
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--height", type=int, default=900)
+    parser.add_argument("--at", default=None,
+                        help="CSS selector to scroll to the top first (default: the page's top)")
     args = parser.parse_args(argv)
-    screenshot(args.page, args.png, args.width, args.height)
+    screenshot(args.page, args.png, args.width, args.height, args.at)
     print(f"wrote {args.png}")
     return 0
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from render_cases import write_result as _write_result
 from scipy import stats
 
 from leaderboard.render import render
@@ -66,28 +69,6 @@ def test_undefined_correlations_are_nan():
     assert math.isnan(correlate([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0]).value)
     with pytest.raises(ValueError, match="needs the control variable"):
         correlate([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], "partial_spearman")
-
-
-def _write_result(root: Path, name: str, autoattack: float | None, lam: float, status: str = "ok",
-                  predicted: float | None = None, method: str = "exact") -> None:
-    summary = {"n": 8.0, "mean": 2 * lam, "median": lam, "mean_log10": math.log10(lam), "std": 0.1}
-    record = {
-        "model": name, "dataset": "cifar10", "threat_model": "Linf", "status": status,
-        "error": None if status == "ok" else "Traceback ...\nRuntimeError: out of memory",
-        "reported": {"clean_acc": 80.0 + lam, "autoattack_acc": autoattack,
-                     "architecture": "WideResNet-28-10",
-                     "eps": "8/255", "additional_data": False, "venue": ""},
-        "n_examples": 8, "clean_acc": 75.0,
-        "fisher": {"spectral_norm": summary, "trace": summary} if status == "ok" else None,
-        "predicted_robust_acc": {"Linf": {"eps": 8 / 255, "first_order": predicted},
-                                 "L2": {"eps": 0.5, "first_order": 99.0}} if status == "ok"
-                                 else None,
-        "seconds": {"load": 0.1, "fisher": 0.2, "total": 0.3}, "images_per_second": 10.0,
-        "method": method, "batch_size": 8, "device": "cpu", "seed": 0, "versions": {},
-    }
-    path = root / "cifar10" / "Linf" / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
 
 
 def test_render_writes_every_output_and_ranks_correctly(tmp_path):
@@ -306,7 +287,7 @@ def test_refined_prediction_is_used_where_stored_and_both_are_shown(tmp_path):
         and float(csv_rows["M2"]["predicted_first_order"]) == 20.0
     )
     page = (out / "index.html").read_text()
-    assert "predicted, refined %" in page and "predicted, first-order %" in page
+    assert ">predicted %<" in page and ">predicted, first-order %<" in page
 
 
 def test_accuracy_curve_from_the_radii_with_autoattack_points(tmp_path):
@@ -338,7 +319,7 @@ def test_accuracy_curve_from_the_radii_with_autoattack_points(tmp_path):
     assert [s.file for s in rendered["skipped"]] == ["cifar10/Linf/Good1_eps16-255.json"]
     assert "field 'autoattack_acc' is a list" in rendered["skipped"][0].reason
     page = (out / "index.html").read_text()
-    assert 'alt="accuracy vs eps of Good1" src="data:image/png;base64,' in page
+    assert re.search(r'alt="accuracy vs eps of Good1" [^>]*src="data:image/png;base64,', page)
     assert (out / "accuracy_vs_eps_cifar10_Linf.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -421,3 +402,73 @@ def test_committed_zoo_results_are_read_and_render_with_nothing_skipped(tmp_path
                       autoattack_curves=ZOO_DIR / "autoattack_curve")
     assert rendered["skipped"] == []
     assert len(rendered["rows"]) == len(read.results)
+
+
+@pytest.mark.parametrize("kind", ["spearman", "kendall", "pearson", "partial_spearman"])
+def test_vectorised_bootstrap_equals_scipy_bootstrap(kind):
+    """Value and interval equal ``scipy.stats.bootstrap`` (paired, percentile) with the same seed,
+    on data with ties, where every resample's coefficient is computed one at a time by scipy.
+    """
+    rng = np.random.default_rng(7)
+    x = np.round(rng.normal(size=15), 1)
+    y = np.round(x + rng.normal(size=15), 1)
+    z = rng.normal(size=15)
+    one = {"spearman": lambda a, b: stats.spearmanr(a, b).statistic,
+           "kendall": lambda a, b: stats.kendalltau(a, b).statistic,
+           "pearson": lambda a, b: stats.pearsonr(a, b).statistic,
+           "partial_spearman": partial_spearman}[kind]
+    samples = (x, y, z) if kind == "partial_spearman" else (x, y)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        # Resamples that repeat one model make a variable constant: scipy warns, returns NaN.
+        warnings.simplefilter("ignore")
+        reference = stats.bootstrap(samples, one, paired=True, vectorized=False, n_resamples=300,
+                                    method="percentile", rng=np.random.default_rng(3))
+    distribution = reference.bootstrap_distribution
+    low, high = np.quantile(distribution[np.isfinite(distribution)], [0.025, 0.975])
+    result = correlate(x, y, kind, control=z if kind == "partial_spearman" else None,
+                       n_resamples=300, seed=3)
+    assert result.value == pytest.approx(one(*samples), abs=1e-12)
+    assert (result.low, result.high) == (pytest.approx(low, abs=1e-12),
+                                        pytest.approx(high, abs=1e-12))
+
+
+def test_wilson_interval_of_an_accuracy_equals_scipys():
+    """An accuracy of k/n in percent gets scipy's Wilson interval of k out of n, in percent."""
+    from leaderboard.stats import accuracy_interval
+
+    for k, n in [(0, 500), (64, 500), (500, 500), (4_123, 10_000), (1, 3)]:
+        interval = stats.binomtest(k, n).proportion_ci(method="wilson")
+        low, high = accuracy_interval(100 * k / n, n)
+        assert (low, high) == (pytest.approx(100 * interval.low, abs=1e-9),
+                               pytest.approx(100 * interval.high, abs=1e-9))
+    assert accuracy_interval(50.0, None) is None and accuracy_interval(150.0, 10) is None
+
+
+def test_no_string_in_the_stylesheet_or_script_spans_a_line():
+    """A line break inside a CSS string makes the browser drop or nest every later rule (it once
+    left most of the stylesheet unapplied); the same in JavaScript is a syntax error.
+    """
+    from leaderboard.page_assets import CSS, SCRIPT
+
+    for text in (CSS, SCRIPT):
+        strings = re.findall(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', text, flags=re.DOTALL)
+        assert strings and not [s for s in strings if "\n" in s]
+    assert CSS.count("{") == CSS.count("}")
+
+
+def test_a_models_curve_is_legible():
+    """The curve in a model's details is at least 600 px wide with text of 11 pt or more."""
+    from leaderboard import plots
+    from leaderboard.model_curves import ModelCurve
+
+    eps = np.linspace(0, 0.1, 11)
+    curve = ModelCurve("M", "cifar10", "Linf", eps, 80 - 500 * eps, 78 - 500 * eps, 8 / 255, ())
+    from matplotlib.text import Text
+    from PIL import Image
+
+    with plots.style():
+        figure = plots.curve_figure(curve)
+    width, _ = Image.open(io.BytesIO(plots.png(figure))).size
+    sizes = [t.get_fontsize() for t in figure.figure.findobj(Text) if t.get_text()]
+    plots.close([figure])
+    assert width >= 600 and min(sizes) >= 11
