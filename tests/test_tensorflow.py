@@ -35,9 +35,9 @@ INPUT_SHAPE = (6, 6, 2)  # channels last, as Keras builds it
 NUM_CLASSES = 5
 MEAN = np.array([0.45, 0.55])
 STD = np.array([0.25, 0.3])
-# float32 networks against float64 references: relative agreement to a few float32 roundings
-# of the outputs (measured: within 2e-6 for λ_max, trace and radii; see the README).
-RTOL = 1e-4
+# float32 networks against float64 references: agreement to a few float32 roundings (measured:
+# λ_max and trace within 1.1e-6, the first-order radii within 2.9e-6).
+RTOL = 2e-5
 
 
 def _weights() -> dict[str, np.ndarray]:
@@ -176,13 +176,16 @@ def test_exact_values_match_a_float64_gradient_tape_reference(tf, x, framework, 
     np.testing.assert_allclose(stats.trace.values, reference["trace"], rtol=RTOL)
     for norm in ("linf", "l2"):
         np.testing.assert_allclose(stats.radius[norm].values, reference[norm], rtol=RTOL)
-    # The public one-quantity functions give the same numbers.
-    np.testing.assert_allclose(
-        fisher_spectral_norm(classifier, x, verbose=False), stats.spectral_norm.values, rtol=1e-12
-    )
-    np.testing.assert_allclose(
-        fisher_trace(classifier, x, verbose=False), stats.trace.values, rtol=1e-12
-    )
+    if framework == "tensorflow_v2":  # ART's Keras class_gradient is slower: once is enough
+        # The public one-quantity functions give the same numbers.
+        np.testing.assert_allclose(
+            fisher_spectral_norm(classifier, x, verbose=False),
+            stats.spectral_norm.values,
+            rtol=1e-12,
+        )
+        np.testing.assert_allclose(
+            fisher_trace(classifier, x, verbose=False), stats.trace.values, rtol=1e-12
+        )
 
 
 @pytest.mark.parametrize(("framework", "softmax"), [CASES[1], CASES[2]])
@@ -209,7 +212,7 @@ def test_refined_box_radii_and_eigenvector_match_a_float64_pytorch_twin(tf, x, f
         # The refinement changes something here (the net is not linear), so it was tested.
         assert np.any(got.refined_radius[norm].values < 0.999 * got.radius[norm].values)
     cosine = np.abs(np.sum(got.eigenvector * expected.eigenvector, axis=(1, 2, 3)))
-    np.testing.assert_allclose(cosine, 1.0, atol=1e-4)
+    np.testing.assert_allclose(cosine, 1.0, atol=1e-6)
 
 
 @pytest.mark.parametrize(("framework", "softmax"), CASES)
@@ -244,8 +247,9 @@ def test_blackbox_route_from_predict_queries(tf, x, framework, softmax):
     ).estimate(x)
     assert np.all(sketch.queries == 43)
     error = np.abs(sketch.values - reference)
-    assert np.median(error / reference) < 0.5
-    assert np.all(error <= 4 * sketch.stderr + 0.05 * reference)
+    # Seeded directions: measured median 17%, at most 1.8 standard errors.
+    assert np.median(error / reference) < 0.3
+    assert np.all(error <= 3 * sketch.stderr)
 
 
 @pytest.mark.parametrize("outputs", [1, 2, 5])
@@ -289,8 +293,9 @@ def _run(script: str) -> dict[str, Any]:
         [sys.executable, "-X", "faulthandler", "-c", textwrap.dedent(script)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
-    # A crash (a negative return code is the signal, -11 a segmentation fault) shows its trace.
-    assert done.returncode == 0, done.stderr[-4000:]
+    # A crash (a negative return code is the signal, -11 a segmentation fault) shows its trace,
+    # without faulthandler's closing list of extension modules.
+    assert done.returncode == 0, done.stderr.split("\nExtension modules:")[0][-4000:]
     return {"stderr": done.stderr, **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
