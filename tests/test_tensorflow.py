@@ -329,8 +329,8 @@ def test_non_pytorch_route_loads_neither_dynamo_nor_triton():
 
 def test_tensorflow_imported_first_then_art_fim_end_to_end(tf):
     """A user's script: TensorFlow first, then ART's TensorFlowV2Classifier around a softmax
-    CNN scored by every white-box statistic and the black-box route, then a PyTorch model in
-    the same process. Before the fix this died with a segmentation fault.
+    CNN scored by every white-box statistic and the black-box route, then a PyTorch model and
+    a Lipschitz bound in the same process. Before the fix this died with a segmentation fault.
     """
     result = _run(
         """
@@ -355,6 +355,8 @@ def test_tensorflow_imported_first_then_art_fim_end_to_end(tf):
         )
         torch_stats = art_fim.fisher_statistics(twin, x.astype(np.float64), verbose=False)
         lanczos = art_fim.fisher_spectral_norm(twin, x, method="lanczos", verbose=False)
+        convnet = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(48, 5))
+        lipschitz = art_fim.lipschitz_bound(convnet.eval(), input_shape=(2, 6, 6)).value
         print(json.dumps({
             "exact": stats.spectral_norm.values.tolist(),
             "refined": stats.refined_radius["l2"].values.tolist(),
@@ -363,6 +365,7 @@ def test_tensorflow_imported_first_then_art_fim_end_to_end(tf):
             "torch_exact": torch_stats.spectral_norm.values.tolist(),
             "torch_refined": torch_stats.refined_radius["l2"].values.tolist(),
             "lanczos": lanczos.tolist(),
+            "lipschitz": lipschitz,
             "tf_loaded_dynamo": tf_loaded_dynamo,
         }))
         """
@@ -374,3 +377,4 @@ def test_tensorflow_imported_first_then_art_fim_end_to_end(tf):
         np.testing.assert_allclose(result[key], reference, rtol=RTOL)
     np.testing.assert_allclose(result["blackbox"], reference, rtol=1e-2)
     np.testing.assert_allclose(result["refined"], result["torch_refined"], rtol=RTOL)
+    assert np.isfinite(result["lipschitz"]) and result["lipschitz"] > 0
