@@ -16,8 +16,14 @@ first Jacobian product.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import warnings
+
+
+def _triton_installed() -> bool:
+    """Whether Triton can be imported at all (located, not loaded)."""
+    return importlib.util.find_spec("triton") is not None
 
 
 def keep_triton_out_beside_tensorflow() -> bool:
@@ -33,6 +39,8 @@ def keep_triton_out_beside_tensorflow() -> bool:
         Whether Triton was kept out by this call.
     """
     if "tensorflow" not in sys.modules or "triton" in sys.modules:
+        return False
+    if not _triton_installed():  # e.g. a CPU-only PyTorch: nothing that could be loaded
         return False
     sys.modules["triton"] = None  # type: ignore[assignment]
     warnings.warn(

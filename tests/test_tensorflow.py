@@ -25,7 +25,13 @@ import torch
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
-from art_fim import fisher_spectral_norm, fisher_statistics, fisher_trace
+from art_fim import (
+    FisherInformationMetric,
+    fisher_spectral_norm,
+    fisher_statistics,
+    fisher_trace,
+    triton_guard,
+)
 from art_fim.adapters import ClassGradientAdapter, _score_map_jacobian
 from art_fim.logits import as_logits
 from art_fim.triton_guard import keep_triton_out_beside_tensorflow
@@ -239,9 +245,7 @@ def test_blackbox_route_from_predict_queries(tf, x, framework, softmax):
     classifier = _art_classifier(tf, framework, softmax)
     reference = _reference(tf, x)["spectral_norm"]
     coordinate = fisher_spectral_norm(classifier, x, method="blackbox", verbose=False)
-    np.testing.assert_allclose(coordinate, reference, rtol=1e-2)
-    from art_fim import FisherInformationMetric
-
+    np.testing.assert_allclose(coordinate, reference, rtol=5e-3)  # measured: 9.1e-4
     sketch = FisherInformationMetric(
         classifier, method="blackbox", verbose=False, blackbox_params={"max_queries": 43}
     ).estimate(x)
@@ -272,9 +276,14 @@ def test_score_map_jacobian_equals_torch_func(outputs, kind):
 def test_triton_guard_acts_only_where_tensorflow_came_first(monkeypatch):
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
     monkeypatch.delitem(sys.modules, "triton", raising=False)
+    monkeypatch.setattr(triton_guard, "_triton_installed", lambda: True)
     assert not keep_triton_out_beside_tensorflow()
     assert "triton" not in sys.modules
     monkeypatch.setitem(sys.modules, "tensorflow", object())
+    monkeypatch.setattr(triton_guard, "_triton_installed", lambda: False)
+    assert not keep_triton_out_beside_tensorflow()  # not installed: nothing to keep out
+    assert "triton" not in sys.modules
+    monkeypatch.setattr(triton_guard, "_triton_installed", lambda: True)
     with pytest.warns(RuntimeWarning, match="import torch._dynamo before tensorflow"):
         assert keep_triton_out_beside_tensorflow()
     assert sys.modules["triton"] is None
@@ -375,6 +384,6 @@ def test_tensorflow_imported_first_then_art_fim_end_to_end(tf):
     reference = np.array(result["reference"])
     for key in ("exact", "torch_exact", "lanczos"):
         np.testing.assert_allclose(result[key], reference, rtol=RTOL)
-    np.testing.assert_allclose(result["blackbox"], reference, rtol=1e-2)
+    np.testing.assert_allclose(result["blackbox"], reference, rtol=5e-3)
     np.testing.assert_allclose(result["refined"], result["torch_refined"], rtol=RTOL)
     assert np.isfinite(result["lipschitz"]) and result["lipschitz"] > 0
