@@ -4,8 +4,8 @@ Triton's extension ``libtriton.so`` and TensorFlow's ``libtensorflow_framework.s
 their own copy of LLVM, and both export its symbols (``llvm::DebugCounter::instance()`` among
 them). Loaded second, Triton's static initialisers bind to TensorFlow's copy, a different LLVM
 release with a different object layout, and the interpreter dies with a segmentation fault
-inside ``dlopen`` (tensorflow-cpu 2.21.0, Triton 3.8.0). In the other order, or beside JAX,
-whose libraries keep their LLVM to themselves, both load.
+inside ``dlopen`` (tensorflow-cpu 2.21.0, Triton 3.8.0). In the other order both load, and
+JAX (jaxlib 0.10.2) and Triton load in either order.
 
 PyTorch loads Triton lazily, the first time anything imports ``torch._dynamo``, and not only
 for ``torch.compile``: ``torch.func``'s reverse mode and several of PyTorch's own Python
