@@ -24,6 +24,7 @@ from art_fim.defences import check_defences, check_repeatable
 from art_fim.hutchinson import fisher_quadratic_form
 from art_fim.jacobian import AutogradJacobian, DenseJacobian, ForwardFn, InputJacobian
 from art_fim.logits import as_logits
+from art_fim.triton_guard import keep_triton_out_beside_tensorflow
 
 logger = logging.getLogger(__name__)
 
@@ -213,9 +214,26 @@ class TorchAdapter(ClassifierAdapter):
 
 
 def _score_map_jacobian(raw: Tensor, kind: Kind) -> Tensor:
-    """``∂ as_logits / ∂ raw`` per sample, ``[B, K] -> [B, max(K, 2), K]``."""
-    single = torch.func.jacrev(lambda r: as_logits(r[None], kind)[0])
-    return torch.func.vmap(single)(raw)
+    """``∂ as_logits / ∂ raw`` per sample, ``[B, K] -> [B, max(K, 2), K]``.
+
+    ``as_logits`` maps each sample's row on its own, so the gradient of one logit column
+    summed over the batch holds that column's derivative for every sample: ``max(K, 2)``
+    backward passes through a few elementwise operations.
+
+    Plain reverse-mode autograd, not ``torch.func``, on purpose: this is the route of
+    TensorFlow, Keras and other non-PyTorch classifiers, and ``torch.func``'s reverse mode
+    (``vjp``, ``jacrev``) imports ``torch._dynamo`` on first use, which loads Triton, which
+    crashes a process where TensorFlow is already loaded (:mod:`art_fim.triton_guard`).
+    ``torch.autograd.grad`` loads neither, so this route needs no guard.
+    """
+    leaf = raw.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = as_logits(leaf, kind)
+        columns = [
+            torch.autograd.grad(logits[:, k].sum(), leaf, retain_graph=True)[0]
+            for k in range(logits.shape[1])
+        ]
+    return torch.stack(columns, dim=1)
 
 
 # What ART's ``class_gradient`` may differentiate, and how each turns into the Jacobian of the
@@ -383,6 +401,9 @@ def adapter_for(classifier: Any, output_type: OutputType = "auto") -> Classifier
     from art.estimators.classification import PyTorchClassifier
 
     check_defences(classifier, "whitebox")
+    if isinstance(classifier, (PyTorchClassifier, nn.Module)):
+        # Products through a PyTorch model may load torch._dynamo (and with it Triton).
+        keep_triton_out_beside_tensorflow()
     if isinstance(classifier, PyTorchClassifier):
         if not classifier.all_framework_preprocessing:
             names = ", ".join(type(p).__name__ for p in classifier.preprocessing_operations)

@@ -34,6 +34,7 @@ from art_fim.lipschitz.rules import (
     describe,
     rule_for,
 )
+from art_fim.triton_guard import keep_triton_out_beside_tensorflow
 
 logger = logging.getLogger(__name__)
 
@@ -338,6 +339,8 @@ def lipschitz_bound(
             "ART's predict runs it in (its flags are left as they are)."
         )
     custom_layers = dict(custom_layers or {})
+    # The convolutions' operator norms use torch.func.vjp, which loads torch._dynamo (Triton).
+    keep_triton_out_beside_tensorflow()
     # A copy: the caller's module keeps its weights, dtype and training flags. A classifier is
     # bounded in eval mode, the mode ART's predict and class_gradient run it in.
     network = copy.deepcopy(module).to(torch.float64).eval()
