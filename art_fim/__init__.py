@@ -44,9 +44,9 @@ from art_fim.lipschitz import (
     local_norms,
     tightness,
 )
+from art_fim.margins import first_order_radius
 from art_fim.metric import FisherInformationMetric, fisher_spectral_norm, fisher_trace
 from art_fim.noise_kl import NoiseKL, expected_noise_kl
-from art_fim.radius import first_order_radius
 from art_fim.results import FisherEstimate, FisherStatistics, summarize
 from art_fim.statistics import fisher_statistics, predicted_robust_accuracy, robust_radius
 from art_fim.tradeoff import TsiprasDistribution

@@ -35,21 +35,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from art_fim.checks import OutputType, check_positive_int
+from art_fim.checks import OutputType, check_labels, check_positive_int
 from art_fim.defences import check_defences
 from art_fim.engine import BatchEngine, Run, check_memory_budget
 from art_fim.exact import spectrum_from_gram, trace_from_gram
 from art_fim.finite_differences import QUERY_BYTES, FiniteDifferenceJacobian
 from art_fim.jacobian import gram_from_rows
+from art_fim.margins import first_order_radius, gram_dual_norms, margins, radius_from_margins
+from art_fim.norms import parse_norm
 from art_fim.precision import Precision, check_precision
-from art_fim.radius import (
-    check_labels,
-    first_order_radius,
-    gram_dual_norms,
-    margins,
-    parse_norm,
-    radius_from_margins,
-)
 from art_fim.results import FisherEstimate
 
 __all__ = [

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from art_fim.radius import norm_name, robust_fraction
+from art_fim.curve import robust_fraction
+from art_fim.norms import norm_name
 
 
 @dataclass(frozen=True)

@@ -36,28 +36,23 @@ from torch import Tensor
 
 from art_fim.adapters import ClassifierAdapter
 from art_fim.blackbox import blackbox_for
-from art_fim.checks import check_positive_int
+from art_fim.box_search import box_radius_from_margins, refined_box_radius
+from art_fim.checks import check_labels, check_positive_int
+from art_fim.competitors import class_subset, nearest_competitors, refinement_classes
+from art_fim.curve import robust_fraction
 from art_fim.exact import spectral_statistics
 from art_fim.finite_differences import box_bounds
 from art_fim.jacobian import InputJacobian
-from art_fim.memory import Footprint, plan_exact
-from art_fim.metric import FisherInformationMetric, Method, Plan
-from art_fim.radius import (
+from art_fim.margins import (
     boundary_point,
-    box_radius_from_margins,
-    check_labels,
-    class_subset,
     margin_dual_norms,
     margins,
-    nearest_competitors,
-    norm_name,
-    parse_norm,
     radius_from_margins,
-    refined_box_radius,
     refined_radius,
-    refinement_classes,
-    robust_fraction,
 )
+from art_fim.memory import Footprint, plan_exact
+from art_fim.metric import FisherInformationMetric, Method, Plan
+from art_fim.norms import norm_name, parse_norm
 from art_fim.results import FisherEstimate, FisherStatistics
 
 logger = logging.getLogger(__name__)
