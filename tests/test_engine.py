@@ -308,3 +308,68 @@ def test_bare_module_in_training_mode_is_refused_by_every_entry_point():
         with pytest.raises(ValueError, match="training mode"):
             call(model)
         assert model.training, name
+
+
+# ---------------------------------------------------------------------------------------------
+# Random estimators: input i's draws depend on (seed, i) only, so values do not depend on how the
+# inputs (or the noisy copies) are cut into batches.
+
+
+def _mlp() -> nn.Module:
+    """A small float64 MLP: the forward pass rounds alike at every batch size to ~1e-16."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 4))
+    return model.double().eval()
+
+
+X_SMALL = np.random.default_rng(4).random((5, 3, 2, 2))
+
+RANDOM_ESTIMATORS: dict[str, Callable[[nn.Module, int, int], np.ndarray]] = {
+    "average_case mc": lambda m, b, nb: art_fim.average_case_robustness(
+        m, X_SMALL, 0.3, method="mc", num_samples=64, batch_size=b, noise_batch_size=nb,
+        verbose=False,
+    ),
+    "average_case mmse": lambda m, b, nb: art_fim.average_case_robustness(
+        m, X_SMALL, 0.3, method="mmse", num_samples=4, batch_size=b, noise_batch_size=nb,
+        verbose=False,
+    ),
+    "expected_noise_kl": lambda m, b, nb: art_fim.expected_noise_kl(
+        m, X_SMALL, 0.3, num_samples=16, batch_size=b, noise_batch_size=nb, verbose=False
+    ).mean,
+    "blackbox": lambda m, b, nb: art_fim.BlackBoxFisher(
+        m, max_queries=11, dtype="float64", batch_size=b, verbose=False
+    ).estimate(X_SMALL).values,
+    "blackbox via the metric": lambda m, b, nb: art_fim.fisher_spectral_norm(
+        m, X_SMALL, method="blackbox", batch_size=b, verbose=False,
+        blackbox_params={"max_queries": 11, "dtype": "float64"},
+    ),
+    "hutchinson": lambda m, b, nb: art_fim.fisher_trace(
+        m, X_SMALL, method="hutchinson", num_probes=10, batch_size=b, verbose=False
+    ),
+}
+
+
+@settings(max_examples=24, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(sorted(RANDOM_ESTIMATORS)),
+    batch_size=st.integers(1, 5),
+    noise_batch_size=st.integers(1, 40),
+)
+def test_random_estimators_do_not_depend_on_the_batch_size(name, batch_size, noise_batch_size):
+    """Monte Carlo, MMSE, the noise KL, the query-only sketch and Hutchinson give each input the
+    same values at any ``batch_size`` (and noisy copies per pass) as one input at a time.
+    """
+    model = _mlp()
+    reference = RANDOM_ESTIMATORS[name](model, 1, 1)
+    values = RANDOM_ESTIMATORS[name](model, batch_size, noise_batch_size)
+    np.testing.assert_allclose(values, reference, rtol=1e-9, atol=1e-12)
+
+
+def test_the_random_estimators_are_random():
+    """The check above can fail: another seed gives other values (the draws are really used)."""
+    model = _mlp()
+    kl = [
+        art_fim.expected_noise_kl(model, X_SMALL, 0.3, num_samples=16, seed=s, verbose=False).mean
+        for s in (0, 1)
+    ]
+    assert not np.allclose(kl[0], kl[1], rtol=1e-6)

@@ -25,7 +25,7 @@ from art_fim import (
 from art_fim.competitors import nearest_competitors
 from art_fim.jacobian import AutogradJacobian
 from art_fim.margins import margin_dual_norms, margins
-from art_fim.metric import prefers_matrix_free
+from art_fim.memory import prefers_matrix_free
 from art_fim.precision import current_settings, precision_context
 
 DEFAULTS = (True, False, "highest")  # PyTorch's: TF32 on for cuDNN convolutions only
