@@ -90,12 +90,18 @@ class Batch:
 
     @property
     def generators(self) -> list[torch.Generator]:
-        """One CPU generator per input, seeded from ``(seed, index)`` (:mod:`art_fim.streams`)."""
+        """One CPU generator per input, seeded from ``(seed, index)`` (:mod:`art_fim.streams`).
+
+        Fresh generators at each read: read once per batch and hand the same list on.
+        """
         return input_generators(self.seed, self.start, len(self.x))
 
     @property
     def rngs(self) -> list[np.random.Generator]:
-        """One NumPy generator per input, from the same ``(seed, index)`` seed sequences."""
+        """One NumPy generator per input, from the same ``(seed, index)`` seed sequences.
+
+        Fresh generators at each read, as for :attr:`generators`.
+        """
         return input_rngs(self.seed, self.start, len(self.x))
 
 
