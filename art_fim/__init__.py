@@ -32,6 +32,7 @@ from art_fim.finite_differences import FiniteDifferenceJacobian
 from art_fim.hutchinson import hutchinson_trace
 from art_fim.iterative import EigenResult, lanczos, power_iteration
 from art_fim.jacobian import AutogradJacobian, DenseJacobian, InputJacobian
+from art_fim.joint_statistics import fisher_statistics
 from art_fim.linf_fisher import fisher_linf_bounds
 from art_fim.lipschitz import (
     LipschitzBound,
@@ -44,11 +45,11 @@ from art_fim.lipschitz import (
     local_norms,
     tightness,
 )
+from art_fim.margins import first_order_radius
 from art_fim.metric import FisherInformationMetric, fisher_spectral_norm, fisher_trace
 from art_fim.noise_kl import NoiseKL, expected_noise_kl
-from art_fim.radius import first_order_radius
 from art_fim.results import FisherEstimate, FisherStatistics, summarize
-from art_fim.statistics import fisher_statistics, predicted_robust_accuracy, robust_radius
+from art_fim.robust_accuracy import predicted_robust_accuracy, robust_radius
 from art_fim.tradeoff import TsiprasDistribution
 from art_fim.vulnerability import class_averages, rank_agreement, vulnerability_ranking
 

@@ -48,21 +48,27 @@ class ClassGradientMismatchError(ValueError):
 
 @contextlib.contextmanager
 def evaluation_mode(module: nn.Module | None) -> Iterator[None]:
-    """Put every submodule in eval mode, and give each back its own mode afterwards.
+    """Put every submodule in eval mode, and give each back its mode and its parameters' flags.
 
     ``module.train(was_training)`` would not do: it sets every submodule alike, losing a
-    user's mixed state (a frozen BatchNorm inside a training network).
+    user's mixed state (a frozen BatchNorm inside a training network). Nor is setting the
+    ``training`` flags back enough: a model whose own ``train()`` override freezes or unfreezes
+    its parameters has them toggled by ``eval()``, so every parameter's ``requires_grad`` is
+    given back too.
     """
     if module is None:
         yield
         return
     modes = [(m, m.training) for m in module.modules()]
+    flags = [(p, p.requires_grad) for p in module.parameters()]
     module.eval()
     try:
         yield
     finally:
         for m, training in modes:
             m.training = training
+        for p, requires_grad in flags:
+            p.requires_grad_(requires_grad)
 
 
 def torch_module(classifier: Any) -> nn.Module | None:
@@ -114,11 +120,6 @@ class ClassifierAdapter(ABC):
         """Bytes the forward graph of the batch ``x`` keeps for the backward pass (0 if unknown)."""
         return 0
 
-    @contextlib.contextmanager
-    def evaluating(self) -> Iterator[None]:
-        """Context in which the model computes sample-independent outputs (eval mode)."""
-        yield
-
     @property
     def itemsize(self) -> int:
         """Bytes per number in the products (for memory planning)."""
@@ -136,7 +137,7 @@ class TorchAdapter(ClassifierAdapter):
 
     Args:
         forward: maps ``[B, *input_shape]`` inputs to ``[B, K]`` scores.
-        module: the network (put in eval mode while scoring, then restored).
+        module: the network (its parameters give the dtype; its graph is measured).
         input_shape: shape of one input, or ``None``.
         clip_values: valid input range, or ``None``.
         device: the module's device.
@@ -164,12 +165,6 @@ class TorchAdapter(ClassifierAdapter):
     @property
     def itemsize(self) -> int:  # noqa: D102 - documented in the base class
         return torch.finfo(self.dtype).bits // 8
-
-    @contextlib.contextmanager
-    def evaluating(self) -> Iterator[None]:  # noqa: D102 - documented in the base class
-        # ART's own predict and class_gradient switch to eval mode the same way.
-        with evaluation_mode(self.module):
-            yield
 
     def _as_tensor(self, x: np.ndarray | Tensor) -> Tensor:
         return torch.as_tensor(x, device=self.device).to(self.dtype)

@@ -28,8 +28,9 @@ from :class:`art_fim.jacobian.InputJacobian`: Taylor needs only its ``K × K`` G
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ from torch import Tensor
 from art_fim.adapters import ClassifierAdapter
 from art_fim.binomial import IntervalMethod, binomial_interval
 from art_fim.checks import OutputType, check_positive_int
-from art_fim.engine import Batch, BatchEngine, check_memory_budget
+from art_fim.engine import Batch, BatchEngine
 from art_fim.gaussian_margins import (
     bracketing_bounds,
     margin_selector,
@@ -47,9 +48,11 @@ from art_fim.gaussian_margins import (
     scaled_margins,
 )
 from art_fim.jacobian import InputJacobian
-from art_fim.noise import noisy_copies
+from art_fim.memory import mmse_bytes
+from art_fim.noise import noisy_copies, noisy_passes
+from art_fim.options import Options
 from art_fim.params import Configurable
-from art_fim.precision import Precision, check_precision
+from art_fim.precision import Precision
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +119,7 @@ def smoothed_margins(
     target: Tensor,
     sigma: float,
     copies: int,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
 ) -> tuple[Tensor, Tensor]:
     """Margins and margin gradients averaged over ``N`` noisy copies: the MMSE estimator's inputs.
 
@@ -130,7 +133,8 @@ def smoothed_margins(
         target: ``[B]`` clean predictions.
         sigma: noise standard deviation (for the copies and, later, the scaling).
         copies: ``N``.
-        generator: draws the noise.
+        generator: draws the noise: one for the batch, or one per input
+            (:func:`~art_fim.noise.noisy_copies`).
 
     Returns:
         ``(ĝ [B, K−1], H [B, K−1, K−1])`` with ``H = ∇ĝ ∇ĝᵀ``, float64.
@@ -173,7 +177,8 @@ class AverageCaseRobustness(Configurable):
         confidence: two-sided level of the Monte Carlo interval.
         competitors: classes kept in the orthant probability (nearest first; ``None``: all).
         mvn_tolerance: error target of the orthant-probability integrator.
-        seed: seed of the noise and of the integrator.
+        seed: seed of the noise and of the integrator (input ``i``'s draws depend on
+            ``(seed, i)`` only, not on ``batch_size``).
         output_type: ``"auto"`` (detect), ``"logits"`` or ``"probabilities"``.
         verbose: show a progress bar.
         precision: ``"float32"`` (default) or ``"tf32"`` (:mod:`art_fim.precision`).
@@ -243,8 +248,7 @@ class AverageCaseRobustness(Configurable):
             )
         if not (np.isfinite(self.sigma) and self.sigma > 0):
             raise ValueError(f"sigma must be positive and finite, got {self.sigma!r}")
-        for name in ("batch_size", "noise_batch_size"):
-            check_positive_int(name, getattr(self, name))
+        check_positive_int("noise_batch_size", self.noise_batch_size)
         for name in ("num_samples", "competitors"):
             if getattr(self, name) is not None:
                 check_positive_int(name, getattr(self, name))
@@ -258,12 +262,10 @@ class AverageCaseRobustness(Configurable):
             raise ValueError(f"confidence must lie in (0, 1), got {self.confidence!r}")
         if not self.mvn_tolerance > 0:
             raise ValueError(f"mvn_tolerance must be positive, got {self.mvn_tolerance!r}")
-        if self.output_type not in ("auto", "logits", "probabilities"):
-            raise ValueError(
-                f"output_type must be 'auto', 'logits' or 'probabilities', got {self.output_type!r}"
-            )
-        check_precision(self.precision)
-        check_memory_budget(self.memory_budget)
+        self._options = Options(
+            self.output_type, self.precision, self.memory_budget, self.seed, self.verbose,
+            self.batch_size,
+        )
 
     @property
     def samples(self) -> int:
@@ -286,109 +288,120 @@ class AverageCaseRobustness(Configurable):
         Returns:
             An :class:`AverageCaseEstimate`.
         """
-        engine = BatchEngine(
-            self.classifier,
-            self.output_type,
-            access="outputs" if self.method == "mc" else "gradients",
-            precision=self.precision,
-            memory_budget=self.memory_budget,
-            seed=self.seed,
-            verbose=self.verbose,
-        )
-        # One noise stream for the whole call, drawn in input order (as the paper's code does).
-        generator = engine.generator()
-        with engine.run(x, f"average-case robustness ({self.method})") as run:
-            batch_size, class_chunk, per_pass = self._plan(engine, run.x)
-            parts = [
-                self._estimate_batch(engine, batch, generator, class_chunk, per_pass)
-                for batch in run.batches(batch_size)
-            ]
-        values, lower, upper, predicted, truncation = (np.concatenate(col) for col in zip(*parts))
+        access = "outputs" if self.method == "mc" else "gradients"
+        engine = BatchEngine(self.classifier, self._options, access=access)
+        _, columns = engine.compute(_AverageCaseEstimator(self, access), x)
+        truncation = columns.truncation
         if truncation.max() > self.mvn_tolerance:
             logger.info(
                 "keeping %s competitors can overstate p by up to %.2g (median %.2g)",
                 self.competitors, truncation.max(), np.median(truncation),
             )
         return AverageCaseEstimate(
-            values,
-            lower,
-            upper,
-            predicted,
+            columns.values,
+            columns.lower,
+            columns.upper,
+            columns.predicted,
             self.method,
             float(self.sigma),
             self.samples,
             truncation,
         )
 
-    def _plan(self, engine: BatchEngine, x: np.ndarray) -> tuple[int, int | None, int]:
+
+class _AverageCasePlan(NamedTuple):
+    batch_size: int
+    class_chunk: int | None
+    noise_per_pass: int
+    label: str = ""
+
+
+class _AverageCasePart(NamedTuple):
+    """One batch's estimate, interval or bounds, clean predictions and truncation, per input."""
+
+    values: Any
+    lower: Any
+    upper: Any
+    predicted: Any
+    truncation: Any
+
+
+class _AverageCaseEstimator:
+    """The per-batch estimator of :class:`AverageCaseRobustness` (each input's own noise)."""
+
+    description = "average-case robustness"
+
+    def __init__(self, metric: AverageCaseRobustness, access: str) -> None:
+        self.metric = metric
+        self.access = access
+        self.method = metric.method
+        self.base = metric.method.removesuffix("_mvs")
+        self.description = f"average-case robustness ({metric.method})"
+
+    def plan(self, engine: BatchEngine, x: np.ndarray) -> _AverageCasePlan:
         """Inputs per batch, classes per backward pass and noisy copies per forward pass.
 
-        All within the memory budget:
-
-        Monte Carlo holds one forward pass of the noisy copies
-        (:meth:`~art_fim.engine.BatchEngine.noisy_copies_per_pass`); Taylor one exact-route
-        Jacobian per batch; MMSE, per input, the Jacobian of its ``N`` noisy copies (the graph
-        and one backward pass at a time, ``≤ 4 A`` per copy, ``A`` the graph size of
-        :mod:`art_fim.memory`; the float64 ``(K − 1) × K`` margin selector and two
-        float64 input-sized rows per copy) and the ``K − 1`` averaged float64 rows.
+        All within the memory budget (:mod:`art_fim.memory`): Monte Carlo holds one forward
+        pass of the noisy copies; Taylor one exact-route Jacobian per batch; MMSE, per input,
+        the Jacobian of its ``N`` noisy copies and the ``K − 1`` averaged rows.
         """
-        base = self.method.removesuffix("_mvs")
-        if base == "mc":
-            return self.batch_size, None, engine.noisy_copies_per_pass(x, self.noise_batch_size)
-        if base == "taylor":
-            return (*engine.exact_plan(x, self.batch_size), 0)
-        requested = max(1, min(self.batch_size, self.noise_batch_size // self.samples))
-        footprint = engine.footprint(x, requested)
-        copy = 4 * footprint.activations + 8 * footprint.classes**2 + 16 * footprint.dim
-        per_input = self.samples * copy + footprint.classes * footprint.dim * 8
-        return engine.batch_size(requested, per_input), None, 0
+        metric = self.metric
+        if self.base == "mc":
+            per_pass = engine.noisy_copies_per_pass(x, metric.noise_batch_size)
+            return _AverageCasePlan(metric.batch_size, None, per_pass)
+        if self.base == "taylor":
+            size, class_chunk = engine.exact_plan(x, metric.batch_size)
+            return _AverageCasePlan(size, class_chunk, 0)
+        requested = max(1, min(metric.batch_size, metric.noise_batch_size // metric.samples))
+        per_input = mmse_bytes(engine.footprint(x, requested), metric.samples)
+        return _AverageCasePlan(engine.batch_size(requested, per_input), None, 0)
 
-    def _estimate_batch(
-        self,
-        engine: BatchEngine,
-        batch: Batch,
-        generator: torch.Generator,
-        class_chunk: int | None,
-        per_pass: int,
-    ) -> tuple[np.ndarray, ...]:
+    def batch(
+        self, engine: BatchEngine, batch: Batch, plan: _AverageCasePlan
+    ) -> _AverageCasePart:
+        """One batch's estimates."""
+        metric = self.metric
         x = torch.as_tensor(batch.x, device=engine.device).to(engine.dtype)
         if self.method == "mc":
-            return self._monte_carlo(engine, x, generator, per_pass)
-        base = self.method.removesuffix("_mvs")
-        if base == "taylor":
-            jac = engine.adapter.jacobian(batch.x, class_chunk)
-            z, corr, target = taylor_margins(jac, self.sigma)
+            return self._monte_carlo(engine, x, batch.generators, plan.noise_per_pass)
+        if self.base == "taylor":
+            jac = engine.adapter.jacobian(batch.x, plan.class_chunk)
+            z, corr, target = taylor_margins(jac, metric.sigma)
         else:
             target = engine.outputs(x).argmax(1)
             margins, margin_gram = smoothed_margins(
-                engine.adapter, x, target, self.sigma, self.samples, generator
+                engine.adapter, x, target, metric.sigma, metric.samples, batch.generators
             )
-            z, corr = scaled_margins(margins, margin_gram, self.sigma)
+            z, corr = scaled_margins(margins, margin_gram, metric.sigma)
         z_np = z.cpu().numpy()
         lower, upper = bracketing_bounds(z_np)
         if self.method.endswith("_mvs"):
             values, truncation = mv_sigmoid(z_np), np.zeros(len(z_np))
         else:
             values, truncation = orthant_probability(
-                z_np, corr.cpu().numpy(), competitors=self.competitors,
-                tolerance=self.mvn_tolerance, seed=self.seed, first_index=batch.start,
+                z_np, corr.cpu().numpy(), competitors=metric.competitors,
+                tolerance=metric.mvn_tolerance, seed=metric.seed, first_index=batch.start,
             )
-        return values, lower, upper, target.cpu().numpy(), truncation
+        return _AverageCasePart(values, lower, upper, target, truncation)
 
     def _monte_carlo(
-        self, engine: BatchEngine, x: Tensor, generator: torch.Generator, noise_per_pass: int
-    ) -> tuple[np.ndarray, ...]:
-        b, total = x.shape[0], self.samples
+        self,
+        engine: BatchEngine,
+        x: Tensor,
+        generators: list[torch.Generator],
+        noise_per_pass: int,
+    ) -> _AverageCasePart:
+        metric = self.metric
+        b, total = x.shape[0], metric.samples
         target = engine.outputs(x).argmax(1)
-        per_pass = max(1, noise_per_pass // b)
         kept = torch.zeros(b, dtype=torch.long, device=target.device)
-        for start in range(0, total, per_pass):
-            copies = min(per_pass, total - start)
-            predictions = engine.outputs(noisy_copies(x, self.sigma, copies, generator)).argmax(1)
-            kept += (predictions.reshape(b, copies) == target[:, None]).sum(1)
+        for outputs in noisy_passes(
+            engine.outputs, x, metric.sigma, total, noise_per_pass, generators
+        ):
+            kept += (outputs.argmax(-1) == target[:, None]).sum(1)
         successes = kept.cpu().numpy()
-        lower, upper = binomial_interval(successes, total, self.confidence, self.interval)
-        return successes / total, lower, upper, target.cpu().numpy(), np.zeros(b)
+        lower, upper = binomial_interval(successes, total, metric.confidence, metric.interval)
+        return _AverageCasePart(successes / total, lower, upper, target, np.zeros(b))
 
 
 def average_case_robustness(
@@ -398,7 +411,17 @@ def average_case_robustness(
     method: AverageCaseMethod = "mmse",
     batch_size: int = 64,
     verbose: bool = True,
-    **kwargs: Any,
+    *,
+    num_samples: int | None = None,
+    noise_batch_size: int = 512,
+    interval: IntervalMethod = "wilson",
+    confidence: float = 0.95,
+    competitors: int | None = None,
+    mvn_tolerance: float = 1e-4,
+    seed: int = 0,
+    output_type: OutputType = "auto",
+    precision: Precision = "float32",
+    memory_budget: int | None = None,
 ) -> np.ndarray:
     """Probability per input that the prediction survives ``N(0, σ²I)`` input noise.
 
@@ -416,12 +439,24 @@ def average_case_robustness(
         method: ``"mc"``, ``"taylor"``, ``"mmse"``, ``"taylor_mvs"`` or ``"mmse_mvs"``.
         batch_size: Inputs per batch.
         verbose: Show a progress bar.
-        kwargs: Further :class:`AverageCaseRobustness` parameters.
+        num_samples: Noisy copies per input (Monte Carlo and MMSE; see
+            :class:`AverageCaseRobustness`).
+        noise_batch_size: Noisy inputs per forward pass or per Jacobian.
+        interval: ``"wilson"`` or ``"clopper-pearson"`` (Monte Carlo).
+        confidence: Two-sided level of the Monte Carlo interval.
+        competitors: Classes kept in the orthant probability (``None``: all).
+        mvn_tolerance: Error target of the orthant-probability integrator.
+        seed: Seed of the noise and of the integrator.
+        output_type: ``"auto"``, ``"logits"`` or ``"probabilities"``.
+        precision: ``"float32"`` (default) or ``"tf32"``.
+        memory_budget: Peak bytes of one batch.
 
     Returns:
         ``p_σ(x)`` per input, shape ``[N]``.
     """
     metric = AverageCaseRobustness(
-        classifier, sigma, method=method, batch_size=batch_size, verbose=verbose, **kwargs
+        classifier, sigma, method, batch_size, num_samples, noise_batch_size, interval,
+        confidence, competitors, mvn_tolerance, seed, output_type, verbose, precision,
+        memory_budget,
     )
     return metric(x)

@@ -29,33 +29,31 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from art_fim.checks import OutputType, check_positive_int
+from art_fim.checks import OutputType, check_labels, check_positive_int
 from art_fim.defences import check_defences
-from art_fim.engine import BatchEngine, Run, check_memory_budget
+from art_fim.engine import Batch, BatchEngine, BatchPlan
 from art_fim.exact import spectrum_from_gram, trace_from_gram
-from art_fim.finite_differences import QUERY_BYTES, FiniteDifferenceJacobian
+from art_fim.finite_differences import FiniteDifferenceJacobian
 from art_fim.jacobian import gram_from_rows
-from art_fim.precision import Precision, check_precision
-from art_fim.radius import (
-    check_labels,
-    first_order_radius,
-    gram_dual_norms,
-    margins,
-    parse_norm,
-    radius_from_margins,
-)
+from art_fim.margins import first_order_radius, gram_dual_norms, margins, radius_from_margins
+from art_fim.memory import QueryPlan, plan_queries
+from art_fim.norms import parse_norm
+from art_fim.options import SHARED, Options
+from art_fim.precision import Precision
 from art_fim.results import FisherEstimate
 
 __all__ = [
     "BlackBoxFisher",
     "FiniteDifferenceJacobian",
-    "blackbox_for",
+    "QueryOptions",
     "sample_directions",
     "sketch_gram",
 ]
@@ -169,6 +167,91 @@ def _bootstrap_stderr(
     return float(torch.cat(values).std())
 
 
+@dataclass(frozen=True)
+class QueryOptions:
+    """Settings of the query-only route's sketch, validated once (see :class:`BlackBoxFisher`).
+
+    Attributes:
+        max_queries: query budget per input.
+        directions: ``"auto"``, ``"orthogonal"``, ``"gaussian"`` or ``"coordinate"``.
+        step: finite-difference step along unit directions, or ``None`` for the default.
+        dtype: query dtype, or ``None`` for ``x``'s.
+        num_bootstrap: bootstrap resamples of the directions for the standard error.
+        check_step: compare the differences at ``h`` and ``2h``.
+    """
+
+    max_queries: int = 400
+    directions: Directions = "auto"
+    step: float | None = None
+    dtype: str | np.dtype | None = None
+    num_bootstrap: int = 100
+    check_step: bool = True
+
+    def __post_init__(self) -> None:
+        """Validate every setting; the dtype becomes a NumPy dtype."""
+        if self.directions not in ("auto", "orthogonal", "gaussian", "coordinate"):
+            raise ValueError(
+                "directions must be 'auto', 'orthogonal', 'gaussian' or 'coordinate', got "
+                f"{self.directions!r}"
+            )
+        check_positive_int("max_queries", self.max_queries)
+        check_positive_int("num_bootstrap", self.num_bootstrap, low=0)
+        if self.step is not None and not self.step > 0:
+            raise ValueError(f"step must be positive, got {self.step!r}")
+        if self.dtype is not None:
+            object.__setattr__(self, "dtype", np.dtype(self.dtype))
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> QueryOptions:
+        """The settings from a metric's ``blackbox_params`` (the shared settings refused there).
+
+        Raises:
+            ValueError: not a dict, an unknown key, a shared setting (``seed``, ...: passed to
+                the metric itself), or an invalid value.
+        """
+        if params is None:
+            return cls()
+        if not isinstance(params, Mapping):
+            raise ValueError(f"blackbox_params must be a dict, got {type(params).__name__}")
+        accepted = [field.name for field in fields(cls)]
+        for key in params:
+            if key in SHARED:
+                raise ValueError(
+                    f"blackbox_params[{key!r}]: pass {key}= to the metric itself, which hands it "
+                    "on."
+                )
+            if key not in accepted:
+                valid = ", ".join(sorted(accepted))
+                raise ValueError(f"Unknown blackbox_params key {key!r}; valid: {valid}")
+        return cls(**params)
+
+    def directions_plan(self, dim: int) -> tuple[str, int]:
+        """Return the direction kind and the number ``m`` of directions for dimension ``d``."""
+        overhead = 1 + (2 if self.check_step else 0)
+        coordinate_budget = self.coordinate_budget(dim)
+        kind = self.directions
+        if kind == "auto":
+            kind = "coordinate" if self.max_queries >= coordinate_budget else "orthogonal"
+        if kind == "coordinate":
+            if self.max_queries < coordinate_budget:
+                raise ValueError(
+                    f"directions='coordinate' needs max_queries ≥ {coordinate_budget} (2d + "
+                    f"{overhead} for d = {dim}), got {self.max_queries}."
+                )
+            return kind, dim
+        m = (self.max_queries - overhead) // 2
+        if m < 2:
+            raise ValueError(
+                f"max_queries must be at least {overhead + 4} (two directions), got "
+                f"{self.max_queries}"
+            )
+        return kind, m
+
+    def coordinate_budget(self, dim: int) -> int:
+        """Queries per input that coordinate mode needs at input dimension ``d``."""
+        return 1 + (2 if self.check_step else 0) + 2 * dim
+
+
 class BlackBoxFisher:
     """Input-Fisher ``λ_max`` or trace of any classifier from ``predict`` queries only.
 
@@ -221,70 +304,28 @@ class BlackBoxFisher:
         precision: Precision = "float32",
         memory_budget: int | None = None,
     ) -> None:
-        if directions not in ("auto", "orthogonal", "gaussian", "coordinate"):
-            raise ValueError(
-                "directions must be 'auto', 'orthogonal', 'gaussian' or 'coordinate', got "
-                f"{directions!r}"
-            )
-        check_positive_int("max_queries", max_queries)
-        check_positive_int("num_bootstrap", num_bootstrap, low=0)
-        if step is not None and not step > 0:
-            raise ValueError(f"step must be positive, got {step!r}")
-        check_positive_int("batch_size", batch_size)
         self.classifier = classifier
-        self.max_queries = int(max_queries)
-        self.directions = directions
-        self.step = step
-        self.dtype = None if dtype is None else np.dtype(dtype)
-        self.num_bootstrap = int(num_bootstrap)
-        self.check_step = check_step
-        self.output_type = output_type
-        self.seed = seed
-        self.batch_size = batch_size
-        self.verbose = verbose
-        self.precision = precision
-        self.memory_budget = memory_budget
-        check_precision(precision)
-        check_memory_budget(memory_budget)
+        self.query = QueryOptions(max_queries, directions, step, dtype, num_bootstrap, check_step)
+        self.options = Options(output_type, precision, memory_budget, seed, verbose, batch_size)
 
-    def engine(self) -> BatchEngine:
-        """The :class:`~art_fim.engine.BatchEngine` that queries the classifier (``predict``)."""
-        return BatchEngine(
-            self.classifier, self.output_type, access="queries", precision=self.precision,
-            memory_budget=self.memory_budget, seed=self.seed, verbose=self.verbose,
-        )
+    @classmethod
+    def from_options(
+        cls, classifier: Any, options: Options, query: QueryOptions | None = None
+    ) -> BlackBoxFisher:
+        """The estimator from settings already validated (a metric's ``method="blackbox"``)."""
+        fisher = cls.__new__(cls)
+        fisher.classifier = classifier
+        fisher.query = query or QueryOptions()
+        fisher.options = options
+        return fisher
+
+    def _engine(self) -> BatchEngine:
+        return BatchEngine(self.classifier, self.options, access="queries")
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
         """The classifier's answers at ``x`` (one query per input), ``[N, K]``."""
-        engine = self.engine()
-        with engine.run(x, "outputs") as run:
-            return engine.predict(run.x, batch_size=self.batch_size)
-
-    def coordinate_budget(self, dim: int) -> int:
-        """Queries per input that coordinate mode needs at input dimension ``d``."""
-        return 1 + (2 if self.check_step else 0) + 2 * dim
-
-    def plan(self, dim: int) -> tuple[str, int]:
-        """Return the direction kind and the number ``m`` of directions for dimension ``d``."""
-        overhead = 1 + (2 if self.check_step else 0)
-        coordinate_budget = self.coordinate_budget(dim)
-        kind = self.directions
-        if kind == "auto":
-            kind = "coordinate" if self.max_queries >= coordinate_budget else "orthogonal"
-        if kind == "coordinate":
-            if self.max_queries < coordinate_budget:
-                raise ValueError(
-                    f"directions='coordinate' needs max_queries ≥ {coordinate_budget} (2d + "
-                    f"{overhead} for d = {dim}), got {self.max_queries}."
-                )
-            return kind, dim
-        m = (self.max_queries - overhead) // 2
-        if m < 2:
-            raise ValueError(
-                f"max_queries must be at least {overhead + 4} (two directions), got "
-                f"{self.max_queries}"
-            )
-        return kind, m
+        _, columns = self._engine().compute(_Outputs(self.options.batch_size), x)
+        return columns
 
     def estimate(
         self,
@@ -332,105 +373,16 @@ class BlackBoxFisher:
                     f"quantity must be one of {', '.join(QUANTITIES)}, got {quantity!r}"
                 )
         check_defences(self.classifier, "blackbox")
-        engine = self.engine()
-        with engine.run(x, "black-box Fisher") as run:
-            return self._estimate_many(engine, run, quantities, y)
-
-    def _estimate_many(
-        self,
-        engine: BatchEngine,
-        run: Run,
-        quantities: tuple[BlackBoxQuantity, ...],
-        y: np.ndarray | None,
-    ) -> dict[str, FisherEstimate]:
-        """:meth:`estimate_many` on validated inputs, inside the engine's run."""
-        x, clip_values = run.x, engine.clip_values
-        n, dim = len(x), int(np.prod(x.shape[1:]))
-        kind, m = self.plan(dim)
-        row_quantities = [q for q in quantities if q in _ROW_QUANTITIES]
-        if row_quantities and kind != "coordinate":
-            raise ValueError(
-                f"{', '.join(row_quantities)} need the rows of J (ℓ1 / ℓ∞ norms of gradient "
-                "differences), which a sketch of J Jᵀ along random directions does not give; use "
-                f"directions='coordinate' with max_queries ≥ {self.coordinate_budget(dim)}, a "
-                "white-box classifier, or the ℓ2 radius ('radius_l2')."
-            )
-        labels = None if y is None else torch.from_numpy(check_labels(y, n))
-        rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(n)]
-        # Float64 query points held at once. The directions, their unit copies and the float32
-        # queries come on top (about 3.5 times that in all), so an eighth of the budget, with a
-        # quarter for each predict call's activations, stays within it.
-        query_bytes = QUERY_BYTES if self.memory_budget is None else max(1, engine.budget // 8)
-        # Inputs whose directions fit at once.
-        group = max(1, min(n, max(1, query_bytes // (8 * dim)) // m))
-        per_call = self.batch_size
-        if self.memory_budget is not None:  # queries per predict call within a quarter of it
-            per_query = 4 * (2 * engine.activation_bytes(x) + 16 * dim)
-            per_call = engine.batch_size(self.batch_size, per_query)
-
-        def predict(queries: np.ndarray) -> np.ndarray:
-            return engine.predict(queries, batch_size=per_call)
-
-        values: dict[str, list[np.ndarray]] = {q: [] for q in quantities}
-        stderr: dict[str, list[np.ndarray]] = {q: [] for q in quantities}
-        queries, discrepancy = [], []
-        run.describe(f"black-box Fisher ({kind}, {m} directions)")
-        output_type = self.output_type  # decided on the first group, checked on the rest
-        for chunk in run.batches(group):
-            start, idx = chunk.start, range(chunk.start, chunk.stop)
-            jac = FiniteDifferenceJacobian(
-                predict, chunk.x, output_type=output_type, step=self.step,
-                clip_values=clip_values, dtype=self.dtype, query_bytes=query_bytes,
-            )
-            output_type = jac.output_type
-            if start == 0 and y is not None:
-                check_labels(y, n, jac.num_classes)  # the class range, now that K is known
-            batch_labels = jac.logits.argmax(1) if labels is None else labels[start : idx.stop]
-            rows = jv = None
-            if kind == "coordinate":
-                rows = jac.rows()
-                gram = gram_from_rows(rows)
-                first = None
-            else:
-                first_directions: dict[int, np.ndarray] = {}
-
-                def directions(
-                    sample: int, first: int, count: int, offset: int = start
-                ) -> np.ndarray:
-                    v = sample_directions(kind, first, count, dim, rngs[offset + sample])
-                    if first == 0:
-                        first_directions[sample] = v[0]
-                    return v
-
-                jv = torch.from_numpy(jac.sketch(directions, m))
-                gram = sketch_gram(jv)
-                first = np.stack([first_directions[i] for i in range(len(idx))])
-            if self.check_step:
-                discrepancy.append(
-                    self._step_discrepancy(jac, jv, rows, first, [rngs[i] for i in idx])
-                )
-            for quantity in quantities:
-                values[quantity].append(
-                    _quantity(quantity, gram, jac.logits, batch_labels, rows).numpy()
-                )
-                if jv is None or self.num_bootstrap < 2:
-                    stderr[quantity].append(np.zeros(len(idx)))
-                else:
-                    stderr[quantity].append(np.array([
-                        _bootstrap_stderr(
-                            jv[j], jac.logits[j : j + 1], batch_labels[j : j + 1], quantity,
-                            self.num_bootstrap, rngs[i],
-                        )
-                        for j, i in enumerate(idx)
-                    ]))
-            queries.append(jac.queries.copy())
-        if discrepancy:
-            self._warn_rounding(np.concatenate(discrepancy), jac.step)
+        estimator = _SketchEstimator(self.query, self.options, quantities, y)
+        plan, columns = self._engine().compute(estimator, x)
+        if self.query.check_step:
+            _warn_rounding(columns.discrepancy, float(columns.step[-1]))
+        n = len(columns.queries)
         return {
             quantity: FisherEstimate(
-                values=np.concatenate(values[quantity]), stderr=np.concatenate(stderr[quantity]),
-                iterations=np.full(n, m), converged=np.ones(n, dtype=bool), method="blackbox",
-                queries=np.concatenate(queries), precision=self.precision,
+                values=columns.values[quantity], stderr=columns.stderr[quantity],
+                iterations=np.full(n, plan.directions), converged=np.ones(n, dtype=bool),
+                method="blackbox", queries=columns.queries, precision=self.options.precision,
             )
             for quantity in quantities
         }
@@ -439,63 +391,194 @@ class BlackBoxFisher:
         """Return the estimated ``λ_max(F(x))`` per input, shape ``[N]``."""
         return self.estimate(x).values
 
-    @staticmethod
-    def _step_discrepancy(
-        jac: FiniteDifferenceJacobian,
-        jv: Tensor | None,
-        rows: Tensor | None,
-        first: np.ndarray | None,
-        rngs: list[np.random.Generator],
-    ) -> np.ndarray:
-        """``‖D_h − D_2h‖ / max(‖D_h‖, ‖D_2h‖)`` per input along one direction (two more queries).
 
-        ``D_h`` is the first sketch direction's difference ``jv[:, 0]`` along ``first``, or in
-        coordinate mode (``rows`` given) ``J w`` for a random ``w``.
+class _Outputs:
+    """The classifier's answers at the inputs, in one pass of ``predict`` calls."""
+
+    access = "queries"
+    description = "outputs"
+
+    def __init__(self, per_call: int) -> None:
+        self.per_call = per_call
+
+    def plan(self, engine: BatchEngine, x: np.ndarray) -> BatchPlan:
+        """All inputs in one batch: ``predict`` cuts them into calls itself."""
+        return BatchPlan(max(1, len(x)))
+
+    def batch(self, engine: BatchEngine, batch: Batch, plan: BatchPlan) -> np.ndarray:
+        """The answers, ``[B, K]``."""
+        return engine.predict(batch.x, batch_size=self.per_call)
+
+
+@dataclass(frozen=True)
+class _SketchPlan:
+    """Directions per input and how the queries are cut (one batch: :attr:`batch_size` inputs)."""
+
+    kind: str
+    directions: int
+    dim: int
+    queries: QueryPlan
+
+    @property
+    def batch_size(self) -> int:
+        """Inputs whose directions are queried together."""
+        return self.queries.group
+
+    @property
+    def label(self) -> str:
+        """The directions, for the progress bar."""
+        return f"{self.kind}, {self.directions} directions"
+
+
+class _SketchPart(NamedTuple):
+    """One group's estimates per quantity, queries, step check and step, per input."""
+
+    values: dict[str, np.ndarray]
+    stderr: dict[str, np.ndarray]
+    queries: np.ndarray
+    discrepancy: np.ndarray | None
+    step: np.ndarray
+
+
+class _SketchEstimator:
+    """The query-only per-batch estimator: one sketch ``Ĝ`` (or ``J`` itself) per input."""
+
+    access = "queries"
+    description = "black-box Fisher"
+
+    def __init__(
+        self,
+        query: QueryOptions,
+        options: Options,
+        quantities: tuple[BlackBoxQuantity, ...],
+        y: np.ndarray | None,
+    ) -> None:
+        self.query = query
+        self.quantities = quantities
+        self.y = y
+        self.memory_budget = options.memory_budget
+        self.per_call = options.batch_size
+        # Decided on the first group, checked on the rest.
+        self.output_type: OutputType = options.output_type
+        self.labels: Tensor | None = None
+
+    def plan(self, engine: BatchEngine, x: np.ndarray) -> _SketchPlan:
+        """The directions and the query cut.
+
+        From :meth:`QueryOptions.directions_plan` and :func:`art_fim.memory.plan_queries`.
         """
-        if rows is not None:
-            first = np.stack([rng.standard_normal(jac.input_dim) for rng in rngs])
-            at_h = np.einsum("bkd,bd->bk", rows.numpy(), first)
-        else:
-            at_h = jv[:, 0].numpy()
-        at_2h = jac.directional_derivatives(first[:, None], step=2 * jac.step)[:, 0]
-        norm = np.maximum(np.linalg.norm(at_h, axis=-1), np.linalg.norm(at_2h, axis=-1))
-        # Both differences exactly zero: the scores did not change at all (rounded away).
-        gap = np.linalg.norm(at_h - at_2h, axis=-1)
-        return np.where(norm > 0, gap / np.where(norm > 0, norm, 1.0), 1.0)
-
-    @staticmethod
-    def _warn_rounding(discrepancy: np.ndarray, step: float) -> None:
-        bad = discrepancy > STEP_TOLERANCE
-        logger.info(
-            "step check: median relative discrepancy %.3g between h and 2h", np.median(discrepancy)
-        )
-        if np.median(discrepancy) > STEP_TOLERANCE:
-            warnings.warn(
-                f"Finite differences at steps h={step:.3g} and 2h disagree by up to "
-                f"{discrepancy.max():.1%} (median {np.median(discrepancy):.1%}) for "
-                f"{int(bad.sum())} of {bad.size} inputs: rounding (or a non-smooth model) "
-                "dominates the differences. Query in float64 (dtype='float64', with a classifier "
-                "that computes and returns float64) or pass a larger step. If the classifier's "
-                "outputs are random (a randomised defence), no step helps: score a deterministic "
-                "classifier.",
-                RuntimeWarning,
-                stacklevel=3,
+        n, dim = len(x), int(np.prod(x.shape[1:]))
+        kind, m = self.query.directions_plan(dim)
+        row_quantities = [q for q in self.quantities if q in _ROW_QUANTITIES]
+        if row_quantities and kind != "coordinate":
+            raise ValueError(
+                f"{', '.join(row_quantities)} need the rows of J (ℓ1 / ℓ∞ norms of gradient "
+                "differences), which a sketch of J Jᵀ along random directions does not give; use "
+                f"directions='coordinate' with max_queries ≥ {self.query.coordinate_budget(dim)}, "
+                "a white-box classifier, or the ℓ2 radius ('radius_l2')."
             )
+        self.labels = None if self.y is None else torch.from_numpy(check_labels(self.y, n))
+        activations = 0 if self.memory_budget is None else engine.activation_bytes(x)
+        budget = None if self.memory_budget is None else engine.budget
+        queries = plan_queries(budget, n, dim, m, activations, self.per_call)
+        return _SketchPlan(kind, m, dim, queries)
+
+    def batch(self, engine: BatchEngine, batch: Batch, plan: _SketchPlan) -> _SketchPart:
+        """One group's sketches and estimates."""
+        query, kind, dim, m = self.query, plan.kind, plan.dim, plan.directions
+        rngs = batch.rngs
+
+        def predict(queries: np.ndarray) -> np.ndarray:
+            return engine.predict(queries, batch_size=plan.queries.per_call)
+
+        jac = FiniteDifferenceJacobian(
+            predict, batch.x, output_type=self.output_type, step=query.step,
+            clip_values=engine.clip_values, dtype=query.dtype,
+            query_bytes=plan.queries.query_bytes,
+        )
+        self.output_type = jac.output_type
+        if batch.start == 0 and self.y is not None:
+            # The class range, now that K is known.
+            check_labels(self.y, len(self.labels), jac.num_classes)
+        labels = (
+            jac.logits.argmax(1) if self.labels is None
+            else self.labels[batch.start : batch.stop]
+        )
+        rows = jv = first = None
+        if kind == "coordinate":
+            rows = jac.rows()
+            gram = gram_from_rows(rows)
+        else:
+            first_directions: dict[int, np.ndarray] = {}
+
+            def directions(sample: int, start: int, count: int) -> np.ndarray:
+                v = sample_directions(kind, start, count, dim, rngs[sample])
+                if start == 0:
+                    first_directions[sample] = v[0]
+                return v
+
+            jv = torch.from_numpy(jac.sketch(directions, m))
+            gram = sketch_gram(jv)
+            first = np.stack([first_directions[i] for i in range(len(batch))])
+        discrepancy = (
+            _step_discrepancy(jac, jv, rows, first, rngs) if query.check_step else None
+        )
+        values, stderr = {}, {}
+        for quantity in self.quantities:
+            values[quantity] = _quantity(quantity, gram, jac.logits, labels, rows).numpy()
+            if jv is None or query.num_bootstrap < 2:
+                stderr[quantity] = np.zeros(len(batch))
+            else:
+                stderr[quantity] = np.array([
+                    _bootstrap_stderr(
+                        jv[j], jac.logits[j : j + 1], labels[j : j + 1], quantity,
+                        query.num_bootstrap, rngs[j],
+                    )
+                    for j in range(len(batch))
+                ])
+        return _SketchPart(
+            values, stderr, jac.queries.copy(), discrepancy, np.full(len(batch), jac.step)
+        )
 
 
-def blackbox_for(metric: Any) -> BlackBoxFisher:
-    """The query-only estimator configured like ``metric`` (a ``FisherInformationMetric``).
+def _step_discrepancy(
+    jac: FiniteDifferenceJacobian,
+    jv: Tensor | None,
+    rows: Tensor | None,
+    first: np.ndarray | None,
+    rngs: list[np.random.Generator],
+) -> np.ndarray:
+    """``‖D_h − D_2h‖ / max(‖D_h‖, ‖D_2h‖)`` per input along one direction (two more queries).
 
-    Its ``classifier``, ``output_type``, ``seed``, ``batch_size``, ``verbose``, ``precision``
-    and ``memory_budget``, and its ``blackbox_params`` as further options.
+    ``D_h`` is the first sketch direction's difference ``jv[:, 0]`` along ``first``, or in
+    coordinate mode (``rows`` given) ``J w`` for a random ``w``.
     """
-    return BlackBoxFisher(
-        metric.classifier,
-        output_type=metric.output_type,
-        seed=metric.seed,
-        batch_size=metric.batch_size,
-        verbose=metric.verbose,
-        precision=metric.precision,
-        memory_budget=metric.memory_budget,
-        **metric.blackbox_params,
+    if rows is not None:
+        first = np.stack([rng.standard_normal(jac.input_dim) for rng in rngs])
+        at_h = np.einsum("bkd,bd->bk", rows.numpy(), first)
+    else:
+        at_h = jv[:, 0].numpy()
+    at_2h = jac.directional_derivatives(first[:, None], step=2 * jac.step)[:, 0]
+    norm = np.maximum(np.linalg.norm(at_h, axis=-1), np.linalg.norm(at_2h, axis=-1))
+    # Both differences exactly zero: the scores did not change at all (rounded away).
+    gap = np.linalg.norm(at_h - at_2h, axis=-1)
+    return np.where(norm > 0, gap / np.where(norm > 0, norm, 1.0), 1.0)
+
+
+def _warn_rounding(discrepancy: np.ndarray, step: float) -> None:
+    bad = discrepancy > STEP_TOLERANCE
+    logger.info(
+        "step check: median relative discrepancy %.3g between h and 2h", np.median(discrepancy)
     )
+    if np.median(discrepancy) > STEP_TOLERANCE:
+        warnings.warn(
+            f"Finite differences at steps h={step:.3g} and 2h disagree by up to "
+            f"{discrepancy.max():.1%} (median {np.median(discrepancy):.1%}) for "
+            f"{int(bad.sum())} of {bad.size} inputs: rounding (or a non-smooth model) "
+            "dominates the differences. Query in float64 (dtype='float64', with a classifier "
+            "that computes and returns float64) or pass a larger step. If the classifier's "
+            "outputs are random (a randomised defence), no step helps: score a deterministic "
+            "classifier.",
+            RuntimeWarning,
+            stacklevel=3,
+        )

@@ -264,3 +264,54 @@ def resolve_output_type(
             f"precision, ε = {eps:.3g}): pass output_type='logits'."
         )
     return declared
+
+
+def check_labels(y: Any, num_inputs: int, num_classes: int | None = None) -> np.ndarray:
+    """Return labels as class indices ``[N]`` int64, from indices or one-hot rows.
+
+    Both forms are accepted, as ART takes them.
+
+    Args:
+        y: ``[N]`` class indices, ``[N, 1]``, or ``[N, nb_classes]`` one-hot labels.
+        num_inputs: ``N``, the number of inputs.
+        num_classes: ``K`` when known, to check the range.
+
+    Raises:
+        ValueError: wrong length, not integers, soft labels, or classes out of range.
+    """
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 2:
+        if not (np.isin(y, (0, 1)).all() and np.all(y.sum(axis=1) == 1)):
+            raise ValueError(
+                "y is two-dimensional but its rows are not one-hot; pass class indices [N] or "
+                "one-hot labels [N, nb_classes]."
+            )
+        if num_classes is not None and y.shape[1] != num_classes:
+            raise ValueError(
+                f"y has {y.shape[1]} one-hot columns but the classifier has {num_classes} classes."
+            )
+        y = y.argmax(axis=1)
+    if y.ndim != 1 or len(y) != num_inputs:
+        raise ValueError(
+            f"y has shape {y.shape} for {num_inputs} inputs; pass one label per input, as class "
+            "indices [N] or one-hot labels [N, nb_classes]."
+        )
+    if y.dtype.kind not in "iub":
+        if y.dtype.kind != "f" or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise ValueError(
+                f"y must hold integer class indices, got dtype {y.dtype} with non-integer values."
+            )
+    labels = y.astype(np.int64)
+    if labels.size and (
+        labels.min() < 0 or (num_classes is not None and labels.max() >= num_classes)
+    ):
+        bound = (
+            "" if num_classes is None else f" and < {num_classes} (the model's number of classes)"
+        )
+        raise ValueError(
+            f"y has class indices in [{labels.min()}, {labels.max()}]; they must be ≥ 0{bound}."
+        )
+    return labels
+

@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from art_fim.radius import robust_fraction
-
 # Points of the default grid: 0 to the largest finite radius, inclusive.
 DEFAULT_POINTS = 41
 
@@ -42,6 +40,23 @@ class AccuracyCurve:
     def best(self) -> np.ndarray:
         """The refined curve if computed (the more accurate estimate), else the first-order one."""
         return self.first_order if self.refined is None else self.refined
+
+
+def robust_fraction(radius: np.ndarray, eps: float) -> float:
+    """Return the fraction of inputs predicted robust at ``eps``.
+
+    An input is predicted robust when it is correct (``r > 0``) with ``r ≥ eps``.
+
+    Raises:
+        ValueError: a negative or non-finite ``eps``.
+    """
+    if not (
+        isinstance(eps, (int, float, np.floating, np.integer)) and math.isfinite(eps) and eps >= 0
+    ):
+        raise ValueError(f"eps must be a finite number ≥ 0, got {eps!r}")
+    radius = np.asarray(radius)
+    return float(((radius > 0) & (radius >= eps)).mean())
+
 
 
 def default_grid(*radii: np.ndarray, points: int = DEFAULT_POINTS) -> np.ndarray:

@@ -1,38 +1,40 @@
-"""One engine for "score these inputs with this classifier"; estimators are per-batch functions.
+"""One engine for "score these inputs with this classifier": it runs the loop over batches.
 
-What surrounds an estimator's arithmetic is the same for all of them, and lives here once:
+An estimator is a per-batch function with a plan. What surrounds its arithmetic is the same for
+all of them, and lives here once:
 
-1. the classifier turned into what the estimators use, by the access they need
-   (:data:`Access`): a white-box :class:`~art_fim.adapters.ClassifierAdapter` (Jacobians),
-   gradient-free outputs on the model's device (:meth:`BatchEngine.outputs`, through the
-   same forward function the Jacobians differentiate), or the classifier's own answers to
-   queries (:meth:`BatchEngine.predict`);
+1. the classifier turned into what the estimator declares it needs (:data:`Access`): a
+   white-box :class:`~art_fim.adapters.ClassifierAdapter` (Jacobians), gradient-free outputs
+   on the model's device (:meth:`BatchEngine.outputs`, through the same forward function the
+   Jacobians differentiate), or the classifier's own answers to queries
+   (:meth:`BatchEngine.predict`);
 2. input validation (:func:`~art_fim.checks.check_inputs`: shape, dtype, finiteness, range);
-3. eval mode while the model runs, with every submodule's own ``training`` flag given back
-   afterwards (:func:`~art_fim.adapters.evaluation_mode`), also when the estimator raises;
+3. eval mode while the model runs, with every submodule's own ``training`` flag and every
+   parameter's ``requires_grad`` given back afterwards
+   (:func:`~art_fim.adapters.evaluation_mode`), also when the estimator raises;
 4. the numerical precision (:func:`~art_fim.precision.precision_context`: full float32
    unless the caller opts into TF32), the caller's settings restored afterwards;
-5. memory planning: batches whose peak stays within ``memory_budget``
-   (:mod:`art_fim.memory` gives each route's bytes per input);
-6. per-input random streams (:func:`~art_fim.streams.input_generators`: input ``i``'s draws
-   depend on ``(seed, i)`` only, never on the batch size);
-7. the progress bar.
+5. the plan: the estimator's batch size (and whatever else it cuts) within ``memory_budget``,
+   from the sizes :meth:`BatchEngine.footprint` measures and the arithmetic of
+   :mod:`art_fim.memory`;
+6. the loop over batches, with per-input random streams (:class:`Batch`: input ``i``'s draws
+   depend on ``(seed, i)`` only, never on the batch size) and the progress bar;
+7. the concatenation of the per-batch results, field by field (:func:`concatenate`).
 
-An estimator opens a :meth:`BatchEngine.run`, plans its batch size from its own footprint,
-and hands each :class:`Batch` to its per-batch function::
+An estimator declares ``access`` and ``description`` and implements ``plan`` and ``batch``
+(:class:`Estimator`); its ``batch`` returns named tensors (a ``NamedTuple``, possibly nested,
+or a dict of them), which come back concatenated over the inputs as NumPy arrays::
 
-    engine = BatchEngine(classifier, precision=precision, memory_budget=memory_budget)
-    with engine.run(x, "Fisher trace") as run:
-        size, chunk = engine.exact_plan(run.x, batch_size)
-        parts = [per_batch(engine.adapter.jacobian(b.x, chunk)) for b in run.batches(size)]
+    engine = BatchEngine(classifier, options, access=estimator.access)
+    plan, columns = engine.compute(estimator, x)
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -47,10 +49,11 @@ from art_fim.adapters import (
     evaluation_mode,
     torch_module,
 )
-from art_fim.checks import OutputType, check_inputs, check_positive_int, is_integer
-from art_fim.memory import Footprint, plan_exact
-from art_fim.precision import Precision, check_precision, precision_context
-from art_fim.streams import input_generators
+from art_fim.checks import OutputType, check_inputs
+from art_fim.memory import Footprint, default_memory_budget, exact_plan, fit, noisy_copy_bytes
+from art_fim.options import Options
+from art_fim.precision import precision_context
+from art_fim.streams import input_generators, input_rngs
 
 #: What an estimator needs of the classifier: ``"gradients"`` (a white-box adapter, refused
 #: without one), ``"outputs"`` (gradient-free outputs: the differentiable forward function
@@ -58,25 +61,8 @@ from art_fim.streams import input_generators
 #: the query-only route, which also sees postprocessing defences).
 Access = Literal["gradients", "outputs", "queries"]
 
-#: Default peak bytes of one batch on the CPU (on a GPU: half the free memory).
-CPU_MEMORY_BUDGET = 2 * 1024**3
-
-
-def default_memory_budget(device: torch.device) -> int:
-    """Bytes one batch may take at its peak: half the free GPU memory, or 2 GiB on CPU."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free // 2)
-    return CPU_MEMORY_BUDGET
-
-
-def check_memory_budget(budget: Any) -> None:
-    """Refuse a ``memory_budget`` that is neither ``None`` nor a positive number of bytes."""
-    if budget is not None and not (is_integer(budget) and budget > 0):
-        raise ValueError(
-            "memory_budget must be a positive number of bytes (e.g. 2 * 1024**3) or None for the "
-            f"default; got {budget!r}"
-        )
+PlanT = TypeVar("PlanT", bound="Plan")
+PartT = TypeVar("PartT")
 
 
 @dataclass(frozen=True)
@@ -104,82 +90,132 @@ class Batch:
 
     @property
     def generators(self) -> list[torch.Generator]:
-        """One CPU generator per input, seeded from ``(seed, index)`` (:mod:`art_fim.streams`)."""
+        """One CPU generator per input, seeded from ``(seed, index)`` (:mod:`art_fim.streams`).
+
+        Fresh generators at each read: read once per batch and hand the same list on.
+        """
         return input_generators(self.seed, self.start, len(self.x))
 
+    @property
+    def rngs(self) -> list[np.random.Generator]:
+        """One NumPy generator per input, from the same ``(seed, index)`` seed sequences.
 
-class Run:
-    """The inputs of one estimator call, cut into batches as they are scored.
+        Fresh generators at each read, as for :attr:`generators`.
+        """
+        return input_rngs(self.seed, self.start, len(self.x))
+
+
+class Plan(Protocol):
+    """What the engine reads of an estimator's plan: inputs per batch and the route's name."""
+
+    @property
+    def batch_size(self) -> int:
+        """Inputs per batch."""
+
+    @property
+    def label(self) -> str:
+        """The route, added to the progress bar's text (empty: nothing)."""
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """The simplest plan: a batch size, no route to name."""
+
+    batch_size: int
+    label: str = ""
+
+
+class ExactPlan(NamedTuple):
+    """The plan of a route that forms all ``K`` Jacobian rows (:meth:`BatchEngine.exact_plan`)."""
+
+    batch_size: int
+    class_chunk: int
+
+    @property
+    def label(self) -> str:
+        """No route to name."""
+        return ""
+
+
+class Estimator(Protocol, Generic[PlanT, PartT]):
+    """A per-batch estimator: what the engine runs.
 
     Attributes:
-        x: the validated inputs.
+        access: what it needs of the classifier (:data:`Access`).
+        description: the progress bar's text.
     """
 
-    def __init__(self, x: np.ndarray, bar: Any, seed: int) -> None:
-        self.x = x
-        self._bar = bar
-        self._seed = seed
+    access: Access
+    description: str
 
-    def describe(self, description: str) -> None:
-        """Set the progress bar's text (e.g. once the route is known)."""
-        self._bar.set_description(description)
+    def plan(self, engine: BatchEngine, x: np.ndarray) -> PlanT:
+        """Plan the run on the validated inputs ``x`` (inside the engine's contexts)."""
 
-    def batches(self, batch_size: int) -> Iterator[Batch]:
-        """Yield consecutive batches of ``batch_size`` inputs; the bar advances as each is done."""
-        for start in range(0, len(self.x), batch_size):
-            batch = Batch(self.x[start : start + batch_size], start, self._seed)
-            yield batch
-            self._bar.update(len(batch))
+    def batch(self, engine: BatchEngine, batch: Batch, plan: PlanT) -> PartT:
+        """One batch's results: named tensors or arrays, one row per input."""
+
+
+def concatenate(parts: list[Any]) -> Any:
+    """Concatenate per-batch results field by field, as NumPy arrays.
+
+    A ``NamedTuple`` or dict is concatenated per field (recursively); tensors and arrays along
+    their first axis; ``None`` stays ``None``.
+    """
+    first = parts[0]
+    if first is None:
+        return None
+    if isinstance(first, tuple) and hasattr(first, "_fields"):
+        return type(first)(*(concatenate([getattr(p, f) for p in parts]) for f in first._fields))
+    if isinstance(first, Mapping):
+        return {key: concatenate([p[key] for p in parts]) for key in first}
+    return np.concatenate([_numpy(p) for p in parts])
+
+
+def _numpy(value: Tensor | np.ndarray) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
 
 
 class BatchEngine:
-    """Scores inputs with a classifier: what every estimator needs around its per-batch work.
+    """Scores inputs with a classifier: the loop, and what every estimator needs around it.
 
     Args:
         classifier: an ART classifier or an ``nn.Module`` in eval mode.
-        output_type: ``"auto"``, ``"logits"`` or ``"probabilities"``.
+        options: the shared settings (:class:`~art_fim.options.Options`; default: the defaults).
         access: what the estimator needs of the classifier (:data:`Access`).
-        precision: ``"float32"`` or ``"tf32"`` (:mod:`art_fim.precision`).
-        memory_budget: peak bytes of one batch; ``None``: :func:`default_memory_budget`.
-        seed: seed of the per-input random streams.
-        verbose: show a progress bar.
+        legacy: TEMPORARY SHIM: the settings one by one, with the output type in place of
+            ``options``, as ``art_fim/lipschitz/certify.py`` passes them.
 
     Raises:
         NotDifferentiableError: ``access="gradients"`` and the classifier passes none.
-        ValueError: a bare module in training mode; an invalid precision or budget.
+        ValueError: a bare module in training mode.
         TypeError: a classifier with neither gradients nor ``predict``.
     """
 
     def __init__(
         self,
         classifier: Any,
-        output_type: OutputType = "auto",
+        options: Options | OutputType | None = None,
         *,
         access: Access = "gradients",
-        precision: Precision = "float32",
-        memory_budget: int | None = None,
-        seed: int = 0,
-        verbose: bool = True,
+        **legacy: Any,
     ) -> None:
+        if not isinstance(options, Options):
+            # TEMPORARY SHIM for art_fim/lipschitz/certify.py, which passes the output type and
+            # the other settings one by one; remove (with **legacy) once it passes Options.
+            options = Options(options or "auto", **legacy)
         if access not in ("gradients", "outputs", "queries"):
             raise ValueError(f"access must be 'gradients', 'outputs' or 'queries', got {access!r}")
-        check_precision(precision)
-        check_memory_budget(memory_budget)
         if isinstance(classifier, nn.Module) and classifier.training:
             raise ValueError(
                 "The model is in training mode, where batch normalisation and dropout make each "
                 "output depend on the rest of the batch (or on chance). Call model.eval() first."
             )
         self.classifier = classifier
-        self.output_type = output_type
-        self.precision = precision
-        self.memory_budget = memory_budget
-        self.seed = seed
-        self.verbose = verbose
+        self.options = options
         self._adapter: ClassifierAdapter | None = None
         if access != "queries":
             try:
-                self._adapter = adapter_for(classifier, output_type)
+                self._adapter = adapter_for(classifier, self.options.output_type)
             except NotDifferentiableError:
                 if access == "gradients":
                     raise
@@ -242,7 +278,7 @@ class BatchEngine:
     @property
     def budget(self) -> int:
         """Peak bytes one batch may take."""
-        return self.memory_budget or default_memory_budget(self.device)
+        return self.options.memory_budget or default_memory_budget(self.device)
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:
@@ -260,27 +296,50 @@ class BatchEngine:
         return getattr(self.classifier, "clip_values", None)
 
     @contextlib.contextmanager
-    def evaluating(self) -> Iterator[None]:
-        """Eval mode for the model behind the classifier, every submodule's flag restored after."""
-        with evaluation_mode(torch_module(self.classifier)):
-            yield
+    def _scoring(self, x: np.ndarray, description: str) -> Iterator[tuple[np.ndarray, Any]]:
+        """Validated ``x`` and a progress bar, in eval mode and the options' precision."""
+        x = check_inputs(x, self.input_shape, self.clip_values)
+        with precision_context(self.options.precision), evaluation_mode(
+            torch_module(self.classifier)
+        ), tqdm(
+            total=len(x), desc=description, unit="input", disable=not self.options.verbose
+        ) as bar:
+            yield x, bar
 
-    @contextlib.contextmanager
-    def run(self, x: np.ndarray, description: str) -> Iterator[Run]:
-        """Validate ``x``, then score it in eval mode and the engine's precision, with progress.
+    def compute(self, estimator: Estimator[PlanT, PartT], x: np.ndarray) -> tuple[PlanT, PartT]:
+        """Run ``estimator`` on every input: plan, the loop over batches, concatenation.
+
+        Everything that runs the model (the planning probe included) runs in eval mode and the
+        options' precision, with the caller's flags and settings given back afterwards.
 
         Args:
+            estimator: the per-batch estimator (:class:`Estimator`).
             x: ``[N, *input_shape]`` inputs in the classifier's own scale.
-            description: the progress bar's text.
 
-        Yields:
-            The :class:`Run`, whose :meth:`Run.batches` cut the validated inputs.
+        Returns:
+            The plan, and the per-batch results concatenated over the inputs
+            (:func:`concatenate`), one row per input of ``x``.
         """
-        x = check_inputs(x, self.input_shape, self.clip_values)
-        with precision_context(self.precision), self.evaluating(), tqdm(
-            total=len(x), desc=description, unit="input", disable=not self.verbose
-        ) as bar:
-            yield Run(x, bar, self.seed)
+        with self._scoring(x, estimator.description) as (x, bar):
+            plan = estimator.plan(self, x)
+            if plan.label:
+                bar.set_description(f"{estimator.description} ({plan.label})")
+            parts = []
+            for start in range(0, len(x), plan.batch_size):
+                batch = Batch(x[start : start + plan.batch_size], start, self.options.seed)
+                parts.append(estimator.batch(self, batch, plan))
+                bar.update(len(batch))
+        return plan, concatenate(parts)
+
+    @contextlib.contextmanager
+    def run(self, x: np.ndarray, description: str) -> Iterator[_LegacyRun]:
+        """TEMPORARY SHIM for ``art_fim/lipschitz/certify.py``, which writes its own loops.
+
+        Remove once certify.py runs them through :meth:`compute` (and the exemption in
+        ``tests/test_structure.py`` with it).
+        """
+        with self._scoring(x, description) as (x, bar):
+            yield _LegacyRun(x, bar, self.options.seed)
 
     def outputs(self, x: np.ndarray | Tensor) -> Tensor:
         """Raw model outputs ``[B, K]`` without gradients, on :attr:`device` (float64 if queried).
@@ -350,38 +409,34 @@ class BatchEngine:
         )
 
     def noisy_copies_per_pass(self, x: np.ndarray, requested: int) -> int:
-        """Noisy copies per gradient-free forward pass within the budget (at most ``requested``).
-
-        Each copy holds about ``2 A`` of activations (a layer's input and output at once, ``A``
-        the graph size of :mod:`art_fim.memory`) and three input-sized tensors (the noise, the
-        noisy input and the clean one broadcast).
-        """
+        """Noisy copies per gradient-free forward pass within the budget (at most ``requested``)."""
         input_bytes = int(x[0].size) * (torch.finfo(self.dtype).bits // 8)
-        per_copy = 2 * self.activation_bytes(x) + 3 * input_bytes
-        return self.batch_size(requested, per_copy)
+        return fit(requested, noisy_copy_bytes(self.activation_bytes(x), input_bytes), self.budget)
 
     def batch_size(self, requested: int, bytes_per_input: int) -> int:
         """The largest batch (at least 1, at most ``requested``) whose ``bytes_per_input`` fit."""
-        check_positive_int("batch_size", requested)
-        return max(1, min(int(requested), self.budget // max(1, int(bytes_per_input))))
+        return fit(requested, bytes_per_input, self.budget)
 
-    def exact_plan(self, x: np.ndarray, requested: int) -> tuple[int, int | None]:
+    def exact_plan(self, x: np.ndarray, requested: int) -> ExactPlan:
         """``(batch size, classes per backward pass)`` for routes that form all ``K`` Jacobian rows.
 
         Raises:
             ValueError: one input does not fit the budget even one class at a time.
         """
-        check_positive_int("batch_size", requested)
-        footprint = self.footprint(x, requested)
-        plan = plan_exact(footprint, self.budget, int(requested))
-        if plan is None:
-            raise ValueError(
-                f"One input's Jacobian needs about {footprint.exact(1) / 2**30:.3g} GiB (K = "
-                f"{footprint.classes}, d = {footprint.dim}), more than memory_budget = "
-                f"{self.budget / 2**30:.3g} GiB; raise memory_budget."
-            )
-        return plan
+        return ExactPlan(*exact_plan(self.footprint(x, requested), self.budget, requested))
 
-    def generator(self) -> torch.Generator:
-        """One generator on :attr:`device`, seeded with the engine's seed: one sequential stream."""
-        return torch.Generator(device=self.device).manual_seed(self.seed)
+
+class _LegacyRun:
+    """TEMPORARY SHIM: the validated inputs of a :meth:`BatchEngine.run`, cut by its caller."""
+
+    def __init__(self, x: np.ndarray, bar: Any, seed: int) -> None:
+        self.x = x
+        self._bar = bar
+        self._seed = seed
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        """Yield consecutive batches of ``batch_size`` inputs; the bar advances as each is done."""
+        for start in range(0, len(self.x), batch_size):
+            batch = Batch(self.x[start : start + batch_size], start, self._seed)
+            yield batch
+            self._bar.update(len(batch))

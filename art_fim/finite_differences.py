@@ -36,15 +36,13 @@ from torch import Tensor
 from art_fim.checks import OutputType, clip_bounds, output_eps, resolve_output_type
 from art_fim.jacobian import InputJacobian
 from art_fim.logits import as_logits
+from art_fim.memory import QUERY_BYTES
 
 logger = logging.getLogger(__name__)
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 #: ``directions(sample, first, n) -> [n, d]``: directions ``first .. first + n − 1`` of a sample.
 DirectionsFn = Callable[[int, int, int], np.ndarray]
-
-# Query rows held in memory at once: at most this many bytes of float64 inputs.
-QUERY_BYTES = 256 * 2**20
 
 
 def default_step(scale: float, eps: float) -> float:

@@ -15,17 +15,25 @@ of sensitivity (Tsipras et al., https://arxiv.org/abs/1805.12152; notes in the t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from art_fim.checks import OutputType
-from art_fim.engine import BatchEngine
+from art_fim.engine import Batch, BatchEngine, ExactPlan
 from art_fim.exact import softmax_covariance_root, spectrum_from_gram
 from art_fim.jacobian import InputJacobian
+from art_fim.options import Options
 from art_fim.precision import Precision
+
+
+class LinfBounds(NamedTuple):
+    """Lower and upper bounds on ``max_{‖u‖∞≤1} uᵀ F u`` per input."""
+
+    lower: Any
+    upper: Any
 
 
 def linf_fisher_bounds(jac: InputJacobian) -> tuple[Tensor, Tensor]:
@@ -82,14 +90,21 @@ def fisher_linf_bounds(
     Returns:
         ``(lower, upper)``, each of shape ``[N]``.
     """
-    engine = BatchEngine(
-        classifier, output_type, precision=precision, memory_budget=memory_budget, verbose=verbose
-    )
-    lower, upper = [], []
-    with engine.run(x, "ℓ∞ Fisher bounds") as run:
-        size, class_chunk = engine.exact_plan(run.x, batch_size)
-        for batch in run.batches(size):
-            lo, up = linf_fisher_bounds(engine.adapter.jacobian(batch.x, class_chunk))
-            lower.append(lo.cpu().numpy())
-            upper.append(up.cpu().numpy())
-    return np.concatenate(lower), np.concatenate(upper)
+    options = Options(output_type, precision, memory_budget, verbose=verbose, batch_size=batch_size)
+    _, (lower, upper) = BatchEngine(classifier, options).compute(_BoundsEstimator(), x)
+    return lower, upper
+
+
+class _BoundsEstimator:
+    """The per-batch bounds of :func:`linf_fisher_bounds`, on the exact route's Jacobians."""
+
+    access = "gradients"
+    description = "ℓ∞ Fisher bounds"
+
+    def plan(self, engine: BatchEngine, x: np.ndarray) -> ExactPlan:
+        """All ``K`` rows per input within the budget."""
+        return engine.exact_plan(x, engine.options.batch_size)
+
+    def batch(self, engine: BatchEngine, batch: Batch, plan: ExactPlan) -> LinfBounds:
+        """The bounds of one batch."""
+        return LinfBounds(*linf_fisher_bounds(engine.adapter.jacobian(batch.x, plan.class_chunk)))

@@ -18,17 +18,18 @@ left side by Monte Carlo and returns the right side beside it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from art_fim.checks import OutputType, check_positive_int, resolve_output_type
-from art_fim.engine import BatchEngine
+from art_fim.engine import Batch, BatchEngine
 from art_fim.exact import exact_trace
 from art_fim.logits import as_logits
-from art_fim.noise import noisy_copies
+from art_fim.noise import noisy_passes
+from art_fim.options import Options
 from art_fim.precision import Precision
 
 
@@ -77,7 +78,7 @@ def expected_noise_kl(
         num_samples: noise draws per input (at least 2, for a standard error).
         batch_size: inputs per batch.
         noise_batch_size: noisy inputs per forward pass.
-        seed: seed of the noise.
+        seed: seed of the noise (input ``i``'s noise depends on ``(seed, i)`` only).
         output_type: ``"auto"``, ``"logits"`` or ``"probabilities"``.
         precision: ``"float32"`` (default) or ``"tf32"`` (:mod:`art_fim.precision`).
         memory_budget: peak bytes of one batch (the exact trace's Jacobian and one forward pass
@@ -91,52 +92,58 @@ def expected_noise_kl(
         raise ValueError(f"sigma must be positive and finite, got {sigma!r}")
     check_positive_int("num_samples", num_samples, low=2)
     check_positive_int("noise_batch_size", noise_batch_size)
-    engine = BatchEngine(
-        classifier, output_type, precision=precision, memory_budget=memory_budget, seed=seed,
-        verbose=verbose,
-    )
-    generator = engine.generator()
-    means, errors, traces = [], [], []
-    with engine.run(x, "expected noise KL") as run:
-        size, class_chunk = engine.exact_plan(run.x, batch_size)
-        noise_per_pass = engine.noisy_copies_per_pass(run.x, noise_batch_size)
-        for batch in run.batches(size):
-            xb = torch.as_tensor(batch.x, device=engine.device).to(engine.dtype)
-            traces.append(exact_trace(engine.adapter.jacobian(batch.x, class_chunk)).cpu().numpy())
-            kl = _noise_kl_draws(
-                engine, xb, sigma, num_samples, noise_per_pass, generator, output_type
-            )
-            means.append(kl.mean(1).cpu().numpy())
-            errors.append((kl.std(1) / num_samples**0.5).cpu().numpy())
-    trace = np.concatenate(traces)
+    options = Options(output_type, precision, memory_budget, seed, verbose, batch_size)
+    estimator = _NoiseKLEstimator(float(sigma), num_samples, noise_batch_size)
+    _, columns = BatchEngine(classifier, options).compute(estimator, x)
     return NoiseKL(
-        np.concatenate(means),
-        np.concatenate(errors),
-        0.5 * sigma**2 * trace,
-        float(sigma),
-        num_samples,
+        columns.mean, columns.stderr, 0.5 * sigma**2 * columns.trace, float(sigma), num_samples
     )
 
 
-def _noise_kl_draws(
-    engine: BatchEngine,
-    x: Tensor,
-    sigma: float,
-    num_samples: int,
-    noise_per_pass: int,
-    generator: torch.Generator,
-    output_type: OutputType,
-) -> Tensor:
-    """``KL(p(x) ‖ p(x + ε_j))`` for ``num_samples`` draws per input: ``[B, num_samples]``."""
-    clean = engine.outputs(x)
-    kind = resolve_output_type(clean.cpu().numpy(), output_type)
-    log_p = _log_probs(clean, kind)
-    b = x.shape[0]
-    per_pass = max(1, noise_per_pass // b)
-    draws = []
-    for done in range(0, num_samples, per_pass):
-        copies = min(per_pass, num_samples - done)
-        log_q = _log_probs(engine.outputs(noisy_copies(x, sigma, copies, generator)), kind)
-        log_q = log_q.reshape(b, copies, -1)
-        draws.append((log_p.exp()[:, None] * (log_p[:, None] - log_q)).sum(-1))
-    return torch.cat(draws, dim=1)
+class _NoisePlan(NamedTuple):
+    batch_size: int
+    class_chunk: int
+    noise_per_pass: int
+    label: str = ""
+
+
+class _NoiseKLPart(NamedTuple):
+    """One batch's Monte Carlo KL mean and standard error, and the exact trace, per input."""
+
+    mean: Tensor
+    stderr: Tensor
+    trace: Tensor
+
+
+class _NoiseKLEstimator:
+    """Per batch: the exact trace from the Jacobian, and the KL over noisy copies."""
+
+    access = "gradients"
+    description = "expected noise KL"
+
+    def __init__(self, sigma: float, num_samples: int, noise_batch_size: int) -> None:
+        self.sigma = sigma
+        self.num_samples = num_samples
+        self.noise_batch_size = noise_batch_size
+
+    def plan(self, engine: BatchEngine, x: np.ndarray) -> _NoisePlan:
+        """The exact route's batch and the noisy copies per forward pass."""
+        size, class_chunk = engine.exact_plan(x, engine.options.batch_size)
+        return _NoisePlan(size, class_chunk, engine.noisy_copies_per_pass(x, self.noise_batch_size))
+
+    def batch(self, engine: BatchEngine, batch: Batch, plan: _NoisePlan) -> _NoiseKLPart:
+        """One batch's trace and KL draws (each input's noise from its own stream)."""
+        trace = exact_trace(engine.adapter.jacobian(batch.x, plan.class_chunk))
+        x = torch.as_tensor(batch.x, device=engine.device).to(engine.dtype)
+        clean = engine.outputs(x)
+        kind = resolve_output_type(clean.cpu().numpy(), engine.options.output_type)
+        log_p = _log_probs(clean, kind)
+        draws = [
+            (log_p.exp()[:, None] * (log_p[:, None] - _log_probs(outputs, kind))).sum(-1)
+            for outputs in noisy_passes(
+                engine.outputs, x, self.sigma, self.num_samples, plan.noise_per_pass,
+                batch.generators,
+            )
+        ]
+        kl = torch.cat(draws, dim=1)
+        return _NoiseKLPart(kl.mean(1), kl.std(1) / self.num_samples**0.5, trace)

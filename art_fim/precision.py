@@ -5,9 +5,18 @@ mantissas in the products). That is fine for training but not for a metric that 
 the same numbers on every device: on an H200, TF32 moved single-image ``λ_max`` by up to 24%
 against the CPU, and with it off the two agree to float32 rounding. So every public entry
 point of art_fim computes inside :func:`precision_context`, which turns TF32 off for
-convolutions and matrix products and restores the caller's three settings afterwards, also
-when the computation raises. ``precision="tf32"`` opts in for speed; results record which
-precision was used.
+convolutions and matrix products and restores the caller's settings afterwards, also when the
+computation raises. ``precision="tf32"`` opts in for speed; results record which precision
+was used.
+
+What "the caller's settings" are: since PyTorch 2.9 each backend and operation has its own
+``fp32_precision`` (``torch.backends.cuda.matmul.fp32_precision``, ...), and the legacy
+switches (``torch.set_float32_matmul_precision``, ``torch.backends.cudnn.allow_tf32``) keep
+values of their own beside them, which the legacy getters check against the per-backend ones
+(and refuse to read, raising ``RuntimeError``, when a caller mixed the two APIs). A snapshot
+(:class:`Settings`) therefore holds both: every per-backend value and the two legacy values,
+read without tripping the check; restoring sets the legacy values first (which also set some
+per-backend ones) and then every per-backend value, parents before children.
 
 The settings are process-wide (PyTorch keeps them as globals), so the context is not
 thread-safe; it is re-entrant: a nested context restores what the outer one set.
@@ -15,17 +24,27 @@ thread-safe; it is re-entrant: a nested context restores what the outer one set.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 
 Precision = Literal["float32", "tf32"]
 PRECISIONS: tuple[str, ...] = ("float32", "tf32")
 
-_F = TypeVar("_F", bound=Callable[..., Any])
+# The per-backend switches of PyTorch 2.9 and later as (backend, operation), parents before
+# children: setting a parent sets its children too. Read and written through torch._C because
+# the public ``torch.backends.mkldnn.fp32_precision`` setter writes the generic switch instead.
+_FP32_PRECISION_KEYS = (
+    ("generic", "all"), ("cuda", "all"), ("mkldnn", "all"),
+    ("cuda", "matmul"), ("cuda", "conv"), ("cuda", "rnn"),
+    ("mkldnn", "matmul"), ("mkldnn", "conv"), ("mkldnn", "rnn"),
+)
+# The per-backend values the legacy getters check against their own.
+_LEGACY_CHECKED = (("cuda", "matmul"), ("mkldnn", "matmul"), ("cuda", "conv"), ("cuda", "rnn"))
+_PER_BACKEND = hasattr(torch._C, "_get_fp32_precision_getter")
 
 
 def check_precision(precision: Any) -> str:
@@ -43,14 +62,14 @@ def check_precision(precision: Any) -> str:
 
 
 def current_settings() -> tuple[bool, bool, str]:
-    """The three settings the context manages.
+    """The legacy view of the settings the context manages.
 
     They are ``(cudnn.allow_tf32, cuda.matmul.allow_tf32, matmul precision)``.
 
     Raises:
         RuntimeError: from PyTorch (2.9 and later), when the settings were made through a mix
             of these legacy switches and the per-backend ``fp32_precision`` attributes in a way
-            the legacy switches cannot describe.
+            the legacy switches cannot describe (:class:`Settings` holds those too).
     """
     return (
         torch.backends.cudnn.allow_tf32,
@@ -59,39 +78,63 @@ def current_settings() -> tuple[bool, bool, str]:
     )
 
 
-# The per-backend switches of PyTorch 2.9 and later, parents before children.
-_FP32_PRECISION_OWNERS = ("", "cuda.matmul", "cudnn", "cudnn.conv", "cudnn.rnn", "mkldnn",
-                          "mkldnn.matmul", "mkldnn.conv", "mkldnn.rnn")
+@dataclass(frozen=True)
+class Settings:
+    """Every precision setting of the process, legacy and per-backend, to restore exactly.
 
-
-def _owner(path: str) -> Any:
-    owner: Any = torch.backends
-    for part in filter(None, path.split(".")):
-        owner = getattr(owner, part)
-    return owner
-
-
-def _snapshot() -> tuple[str, tuple[Any, ...]]:
-    """The caller's settings, in the terms that can describe them.
-
-    The legacy triple when PyTorch can report it; otherwise (a mix of legacy and per-backend
-    settings that the legacy getters refuse to read) every per-backend ``fp32_precision``.
+    Attributes:
+        matmul_precision: the legacy ``torch.get_float32_matmul_precision()`` value.
+        cudnn_tf32: the legacy ``torch.backends.cudnn.allow_tf32`` value.
+        matmul_tf32: the legacy ``torch.backends.cuda.matmul.allow_tf32`` (before PyTorch 2.9,
+            where it is a value of its own; ``None`` after, where it follows the others).
+        fp32_precision: the per-backend values in the order of ``_FP32_PRECISION_KEYS``
+            (empty before PyTorch 2.9).
     """
-    try:
-        return "legacy", current_settings()
-    except RuntimeError:
-        return "fp32_precision", tuple(
-            _owner(path).fp32_precision for path in _FP32_PRECISION_OWNERS
-        )
+
+    matmul_precision: str
+    cudnn_tf32: bool
+    matmul_tf32: bool | None
+    fp32_precision: tuple[str, ...]
+
+    @classmethod
+    def read(cls) -> Settings:
+        """The settings in force, read without raising whatever mix of APIs set them.
+
+        The legacy getters raise when a per-backend value contradicts their own; the snapshot
+        sets the per-backend values they check to ones that contradict nothing (``"ieee"``,
+        or ``"tf32"`` for cuDNN when its own flag is on), reads the legacy values, and puts the
+        per-backend values back.
+        """
+        if not _PER_BACKEND:
+            cudnn, matmul, precision = current_settings()
+            return cls(precision, cudnn, matmul, ())
+        per_backend = tuple(torch._C._get_fp32_precision_getter(*k) for k in _FP32_PRECISION_KEYS)
+        try:
+            for key in _LEGACY_CHECKED:
+                torch._C._set_fp32_precision_setter(*key, "ieee")
+            precision = torch.get_float32_matmul_precision()
+            try:
+                cudnn = torch._C._get_cudnn_allow_tf32()
+            except RuntimeError:  # its own flag is on: "ieee" contradicts it, "tf32" does not
+                torch._C._set_fp32_precision_setter("cuda", "conv", "tf32")
+                torch._C._set_fp32_precision_setter("cuda", "rnn", "tf32")
+                cudnn = torch._C._get_cudnn_allow_tf32()
+        finally:
+            _set_per_backend(per_backend)
+        return cls(precision, bool(cudnn), None, per_backend)
+
+    def apply(self) -> None:
+        """Make these the settings in force: the legacy values, then every per-backend one."""
+        torch.set_float32_matmul_precision(self.matmul_precision)
+        if self.matmul_tf32 is not None:
+            torch.backends.cuda.matmul.allow_tf32 = self.matmul_tf32
+        torch.backends.cudnn.allow_tf32 = self.cudnn_tf32
+        _set_per_backend(self.fp32_precision)
 
 
-def _restore(snapshot: tuple[str, tuple[Any, ...]]) -> None:
-    kind, values = snapshot
-    if kind == "legacy":
-        _apply(*values)
-    else:
-        for path, value in zip(_FP32_PRECISION_OWNERS, values):
-            _owner(path).fp32_precision = value
+def _set_per_backend(values: tuple[str, ...]) -> None:
+    for key, value in zip(_FP32_PRECISION_KEYS, values):
+        torch._C._set_fp32_precision_setter(*key, value)
 
 
 def _apply(cudnn_tf32: bool, matmul_tf32: bool, matmul_precision: str) -> None:
@@ -107,8 +150,8 @@ def precision_context(precision: str = "float32") -> Iterator[str]:
 
     ``"float32"``: TF32 off for cuDNN convolutions and CUDA matrix products, and
     ``torch.get_float32_matmul_precision() == "highest"``. ``"tf32"``: TF32 on for both and
-    matmul precision ``"high"``. The three settings of :func:`current_settings` are restored
-    on exit, whether the block returns or raises.
+    matmul precision ``"high"``. Every setting of :class:`Settings` is restored on exit,
+    whether the block returns or raises.
 
     Args:
         precision: ``"float32"`` or ``"tf32"``.
@@ -117,7 +160,7 @@ def precision_context(precision: str = "float32") -> Iterator[str]:
         The precision in force, for the result to record.
     """
     check_precision(precision)
-    saved = _snapshot()
+    saved = Settings.read()
     try:
         if precision == "float32":
             _apply(False, False, "highest")
@@ -125,18 +168,4 @@ def precision_context(precision: str = "float32") -> Iterator[str]:
             _apply(True, True, "high")
         yield precision
     finally:
-        _restore(saved)
-
-
-def in_precision(function: _F) -> _F:
-    """Run ``function`` inside :func:`precision_context` of its ``precision`` keyword.
-
-    The keyword defaults to ``"float32"``.
-    """
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with precision_context(kwargs.get("precision", "float32")):
-            return function(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+        saved.apply()

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from art_fim.radius import norm_name, robust_fraction
+from art_fim.curve import accuracy_curves, robust_fraction
+from art_fim.norms import norm_name
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,6 @@ class FisherStatistics:
         Returns:
             An :class:`~art_fim.curve.AccuracyCurve` per norm name (``"linf"``, ``"l2"``, ``"l1"``).
         """
-        from art_fim.curve import accuracy_curves
-
         return accuracy_curves(self.radius, self.refined_radius, eps)
 
     @property

@@ -13,6 +13,10 @@ import numpy as np
 import torch
 
 
+def _seed_sequence(seed: int, index: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence(seed, spawn_key=(index,))
+
+
 def input_generators(seed: int, start: int, count: int) -> list[torch.Generator]:
     """Return the CPU generators of inputs ``start .. start + count − 1``.
 
@@ -23,6 +27,14 @@ def input_generators(seed: int, start: int, count: int) -> list[torch.Generator]
     """
     generators = []
     for index in range(start, start + count):
-        state = np.random.SeedSequence(seed, spawn_key=(index,)).generate_state(1, np.uint64)[0]
+        state = _seed_sequence(seed, index).generate_state(1, np.uint64)[0]
         generators.append(torch.Generator().manual_seed(int(state)))
     return generators
+
+
+def input_rngs(seed: int, start: int, count: int) -> list[np.random.Generator]:
+    """Return the NumPy generators of inputs ``start .. start + count − 1``.
+
+    Input ``i``'s is ``default_rng(SeedSequence(seed).spawn(N)[i])`` for any ``N > i``.
+    """
+    return [np.random.default_rng(_seed_sequence(seed, i)) for i in range(start, start + count)]

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from scipy.special import expit, ndtr
+from scipy.special import ndtr
 from torch import nn
 
 if TYPE_CHECKING:
@@ -140,21 +140,6 @@ def _positive(mean: float, std: float) -> float:
     if std == 0.0:
         return float(mean > 0.0)
     return float(ndtr(mean / std))
-
-
-def logistic_fisher(w: np.ndarray, b: float, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Input Fisher of the logistic model ``σ(y(wᵀx + b))``: ``F(x) = q(1−q) w wᵀ``.
-
-    Rank one, so its ℓ2 spectral norm is ``q(1−q)‖w‖₂²`` and its ℓ∞ variant
-    ``max_{‖u‖∞≤1} uᵀF u = q(1−q)‖w‖₁²`` (at ``u = sign(w)``).
-
-    Returns:
-        ``(λ_max [n], ℓ∞ variant [n])`` for the rows of ``x``.
-    """
-    w = np.asarray(w, dtype=np.float64)
-    q = expit(np.asarray(x, dtype=np.float64) @ w + b)
-    weight = q * (1 - q)
-    return weight * np.dot(w, w), weight * np.abs(w).sum() ** 2
 
 
 def linear_module(input_dim: int, w: np.ndarray | None = None, b: float = 0.0) -> nn.Linear:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from art_fim.curve import robust_accuracy_curve
-from art_fim.radius import norm_name
+from art_fim.norms import norm_name
 from leaderboard.zoo.plan import BUILD_ORDER
 from leaderboard.zoo.weights import ZOO_DIR
 

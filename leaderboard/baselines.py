@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from art_fim.radius import norm_name, parse_norm
+from art_fim.norms import norm_name, parse_norm
 
 
 def srp_whitebox_estimate(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from art_fim.curve import accuracy_curves
-from art_fim.radius import norm_name
+from art_fim.norms import norm_name
 from leaderboard.read_results import AutoAttackPoint, ResultFile, Skipped, read_autoattack_points
 
 #: Budgets of a drawn curve: from 0 to past the largest measured budget and RobustBench's.

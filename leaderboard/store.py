@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from art_fim.radius import norm_name, robust_fraction
+from art_fim.curve import robust_fraction
+from art_fim.norms import norm_name
 from art_fim.results import summarize
 
 if TYPE_CHECKING:

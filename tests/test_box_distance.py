@@ -17,18 +17,15 @@ import math
 import numpy as np
 import pytest
 import torch
+from box_helpers import box_first_order_radius, box_margin_step, box_radius
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog, minimize
 
 from art_fim import box_distance
-from art_fim.box_distance import (
-    box_first_order_radius,
-    box_margin_distance,
-    box_margin_step,
-    box_radius,
-)
-from art_fim.radius import dual_norm, first_order_radius
+from art_fim.box_distance import box_margin_distance
+from art_fim.margins import first_order_radius
+from art_fim.norms import dual_norm
 
 NORMS = [math.inf, 2.0, 1.0]
 NORM_IDS = [f"norm={n}" for n in ("inf", "2", "1")]

@@ -35,7 +35,7 @@ from art_fim.lipschitz import (
     local_norms,
     tightness,
 )
-from art_fim.precision import current_settings
+from art_fim.precision import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET = 64 * 2**20
@@ -130,9 +130,22 @@ def test_every_entry_point_keeps_its_peak_memory_within_the_budget():
 # Flags: training modes (mixed), requires_grad, and the numerical-precision settings come back.
 
 
-def _net() -> nn.Module:
+class _Freezing(nn.Sequential):
+    """A model whose own ``train()`` freezes its parameters in eval mode (as some fine-tuning code
+    does): ``eval()`` turns every ``requires_grad`` off, which ``training`` flags do not restore.
+    """
+
+    def train(self, mode: bool = True) -> _Freezing:
+        super().train(mode)
+        for parameter in self.parameters():
+            parameter.requires_grad_(mode)
+        return self
+
+
+def _net(freezing: bool = False) -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(
+    kind = _Freezing if freezing else nn.Sequential
+    return kind(
         nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.2), nn.Flatten(),
         nn.Linear(4 * 6 * 6, 5),
     )
@@ -191,12 +204,53 @@ CALLS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def _precision_state() -> tuple[Any, ...]:
+    """What a caller can observe of the precision settings: the legacy getters (or that they
+    raise, after a mix of legacy and per-backend settings) and every per-backend value.
+    """
+
+    def read(getter: Callable[[], Any]) -> Any:
+        try:
+            return getter()
+        except RuntimeError:
+            return "raises"
+
+    legacy = (
+        read(torch.get_float32_matmul_precision),
+        read(lambda: torch.backends.cudnn.allow_tf32),
+        read(lambda: torch.backends.cuda.matmul.allow_tf32),
+    )
+    return legacy, Settings.read().fp32_precision
+
+
 def _flags(model: nn.Module) -> tuple[Any, ...]:
     return (
         tuple(m.training for m in model.modules()),
         tuple(p.requires_grad for p in model.parameters()),
-        current_settings(),
+        _precision_state(),
     )
+
+
+def _set_backend(owner: str, value: str) -> None:
+    target: Any = torch.backends
+    for part in owner.split("."):
+        target = getattr(target, part)
+    target.fp32_precision = value
+
+
+# A caller's own precision choices, legacy and per-backend, in any order and mix (a mix can leave
+# torch.get_float32_matmul_precision() raising; whatever it is, it must come back as it was).
+CALLER_SETTINGS: list[Callable[[], None]] = [
+    *(lambda p=p: torch.set_float32_matmul_precision(p) for p in ("highest", "high", "medium")),
+    *(lambda on=on: setattr(torch.backends.cudnn, "allow_tf32", on) for on in (True, False)),
+    *(lambda on=on: setattr(torch.backends.cuda.matmul, "allow_tf32", on) for on in (True, False)),
+]
+if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+    CALLER_SETTINGS += [
+        lambda owner=owner, value=value: _set_backend(owner, value)
+        for owner in ("cuda.matmul", "cudnn.conv", "cudnn.rnn", "mkldnn.matmul")
+        for value in ("ieee", "tf32")
+    ]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -205,35 +259,35 @@ def _flags(model: nn.Module) -> tuple[Any, ...]:
     modes=st.lists(st.booleans(), min_size=7, max_size=7),
     frozen=st.lists(st.booleans(), min_size=6, max_size=6),
     wrapped=st.booleans(),
-    tf32=st.booleans(),
+    freezing=st.booleans(),
+    caller=st.lists(st.sampled_from(range(len(CALLER_SETTINGS))), max_size=4),
 )
-def test_every_entry_point_gives_back_the_module_flags(name, modes, frozen, wrapped, tf32):
-    """Random mixed train/eval modes, frozen parameters and caller precision settings survive each
-    call.
+def test_every_entry_point_gives_back_the_module_flags(
+    name, modes, frozen, wrapped, freezing, caller
+):
+    """Random mixed train/eval modes, frozen parameters, ``train()`` overrides that toggle
+    ``requires_grad``, and caller precision settings (``"medium"`` and legacy / per-backend mixes
+    included) survive each call.
 
     A bare module must be in eval mode at the top (the engine refuses it otherwise), its
     submodules may be in any mode; an ART classifier's module may be in any mode at all.
     """
-    model = _net()
+    model = _net(freezing)
     for module, training in zip(model.modules(), modes):
         module.training = training
     if not wrapped:
         model.training = False
     for parameter, off in zip(model.parameters(), frozen):
         parameter.requires_grad_(not off)
-    saved = current_settings()
-    # A caller's own choice (set as test_gpu_scale.py sets it: precision first, then the switches).
-    torch.set_float32_matmul_precision("high" if tf32 else "highest")
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = not tf32
+    saved = Settings.read()
     try:
+        for index in caller:
+            CALLER_SETTINGS[index]()
         before = _flags(model)
         CALLS[name](_classifier(model) if wrapped else model)
         assert _flags(model) == before
     finally:
-        torch.set_float32_matmul_precision(saved[2])
-        torch.backends.cuda.matmul.allow_tf32 = saved[1]
-        torch.backends.cudnn.allow_tf32 = saved[0]
+        saved.apply()
 
 
 def test_flags_come_back_when_the_estimator_raises():
@@ -254,3 +308,68 @@ def test_bare_module_in_training_mode_is_refused_by_every_entry_point():
         with pytest.raises(ValueError, match="training mode"):
             call(model)
         assert model.training, name
+
+
+# ---------------------------------------------------------------------------------------------
+# Random estimators: input i's draws depend on (seed, i) only, so values do not depend on how the
+# inputs (or the noisy copies) are cut into batches.
+
+
+def _mlp() -> nn.Module:
+    """A small float64 MLP: the forward pass rounds alike at every batch size to ~1e-16."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 4))
+    return model.double().eval()
+
+
+X_SMALL = np.random.default_rng(4).random((5, 3, 2, 2))
+
+RANDOM_ESTIMATORS: dict[str, Callable[[nn.Module, int, int], np.ndarray]] = {
+    "average_case mc": lambda m, b, nb: art_fim.average_case_robustness(
+        m, X_SMALL, 0.3, method="mc", num_samples=64, batch_size=b, noise_batch_size=nb,
+        verbose=False,
+    ),
+    "average_case mmse": lambda m, b, nb: art_fim.average_case_robustness(
+        m, X_SMALL, 0.3, method="mmse", num_samples=4, batch_size=b, noise_batch_size=nb,
+        verbose=False,
+    ),
+    "expected_noise_kl": lambda m, b, nb: art_fim.expected_noise_kl(
+        m, X_SMALL, 0.3, num_samples=16, batch_size=b, noise_batch_size=nb, verbose=False
+    ).mean,
+    "blackbox": lambda m, b, nb: art_fim.BlackBoxFisher(
+        m, max_queries=11, dtype="float64", batch_size=b, verbose=False
+    ).estimate(X_SMALL).values,
+    "blackbox via the metric": lambda m, b, nb: art_fim.fisher_spectral_norm(
+        m, X_SMALL, method="blackbox", batch_size=b, verbose=False,
+        blackbox_params={"max_queries": 11, "dtype": "float64"},
+    ),
+    "hutchinson": lambda m, b, nb: art_fim.fisher_trace(
+        m, X_SMALL, method="hutchinson", num_probes=10, batch_size=b, verbose=False
+    ),
+}
+
+
+@settings(max_examples=24, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(sorted(RANDOM_ESTIMATORS)),
+    batch_size=st.integers(1, 5),
+    noise_batch_size=st.integers(1, 40),
+)
+def test_random_estimators_do_not_depend_on_the_batch_size(name, batch_size, noise_batch_size):
+    """Monte Carlo, MMSE, the noise KL, the query-only sketch and Hutchinson give each input the
+    same values at any ``batch_size`` (and noisy copies per pass) as one input at a time.
+    """
+    model = _mlp()
+    reference = RANDOM_ESTIMATORS[name](model, 1, 1)
+    values = RANDOM_ESTIMATORS[name](model, batch_size, noise_batch_size)
+    np.testing.assert_allclose(values, reference, rtol=1e-9, atol=1e-12)
+
+
+def test_the_random_estimators_are_random():
+    """The check above can fail: another seed gives other values (the draws are really used)."""
+    model = _mlp()
+    kl = [
+        art_fim.expected_noise_kl(model, X_SMALL, 0.3, num_samples=16, seed=s, verbose=False).mean
+        for s in (0, 1)
+    ]
+    assert not np.allclose(kl[0], kl[1], rtol=1e-6)

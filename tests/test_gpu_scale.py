@@ -22,10 +22,11 @@ from art_fim import (
     fisher_statistics,
     predicted_robust_accuracy,
 )
+from art_fim.competitors import nearest_competitors
 from art_fim.jacobian import AutogradJacobian
-from art_fim.metric import prefers_matrix_free
+from art_fim.margins import margin_dual_norms, margins
+from art_fim.memory import prefers_matrix_free
 from art_fim.precision import current_settings, precision_context
-from art_fim.radius import margin_dual_norms, margins, nearest_competitors
 
 DEFAULTS = (True, False, "highest")  # PyTorch's: TF32 on for cuDNN convolutions only
 FLOAT32 = (False, False, "highest")

@@ -29,7 +29,9 @@ from art_fim import (
     robust_radius,
     top_eigenvector,
 )
-from art_fim.radius import boundary_point, check_labels, margin_dual_norms, margins, parse_norm
+from art_fim.checks import check_labels
+from art_fim.margins import boundary_point, margin_dual_norms, margins
+from art_fim.norms import parse_norm
 from cases import IMAGE_SHAPE, NUM_CLASSES, make_inputs, make_model
 
 

@@ -295,7 +295,7 @@ def test_accuracy_curve_from_the_radii_with_autoattack_points(tmp_path):
     its AutoAttack points are the reported accuracy at 8/255 and each further budget's file; a
     malformed budget file is named and skipped; the page embeds the curve as a PNG data URI.
     """
-    from art_fim.radius import robust_fraction
+    from art_fim.curve import robust_fraction
 
     results, curves_dir = tmp_path / "results", tmp_path / "autoattack_curve"
     _three_good_results(results)

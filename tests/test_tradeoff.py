@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.special import ndtr
+from scipy.special import expit, ndtr
 
 from art_fim import average_case_robustness, fisher_linf_bounds, fisher_spectral_norm
 from art_fim.tradeoff import (
@@ -13,9 +13,24 @@ from art_fim.tradeoff import (
     class_indices,
     effective_weights,
     linear_module,
-    logistic_fisher,
     train_linear_classifier,
 )
+
+
+def logistic_fisher(w: np.ndarray, b: float, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Input Fisher of the logistic model ``σ(y(wᵀx + b))``: ``F(x) = q(1−q) w wᵀ``.
+
+    Rank one, so its ℓ2 spectral norm is ``q(1−q)‖w‖₂²`` and its ℓ∞ variant
+    ``max_{‖u‖∞≤1} uᵀF u = q(1−q)‖w‖₁²`` (at ``u = sign(w)``).
+
+    Returns:
+        ``(λ_max [n], ℓ∞ variant [n])`` for the rows of ``x``.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    q = expit(np.asarray(x, dtype=np.float64) @ w + b)
+    weight = q * (1 - q)
+    return weight * np.dot(w, w), weight * np.abs(w).sum() ** 2
+
 
 # Sampled accuracies are compared with the closed forms within this many binomial standard
 # errors √(a(1−a)/n), plus 1e-4 for float32 rounding of margins that land exactly on zero.
