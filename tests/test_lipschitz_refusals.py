@@ -561,3 +561,18 @@ def test_booleans_are_not_numbers_or_labels(labels, eps, norm, match):
         return
     with pytest.raises(ValueError, match=match):
         certified_accuracy(classifier, x, labels, eps, norm=norm)
+
+
+def test_a_parametrized_layer_is_bounded_by_its_computed_weight():
+    """``torch.nn.utils.parametrize`` (the hook-free way to reparametrise): spectral
+    normalisation makes ``σ_max(W) = 1``, and the rule reads the computed weight.
+    """
+    torch.manual_seed(8)
+    layer = nn.utils.parametrizations.spectral_norm(nn.Linear(5, 4)).eval()
+    for _ in range(50):  # converge the power iteration in training mode, then freeze it
+        layer.train()(torch.randn(1, 5))
+    layer.eval()
+    model = nn.Sequential(layer).double().eval()
+    sigma = float(torch.linalg.matrix_norm(model[0].weight.detach(), ord=2))
+    assert lipschitz_bound(model, (5,)).value == pytest.approx(sigma, rel=1e-9)
+    assert sigma == pytest.approx(1.0, rel=1e-3)

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, fx, nn
 from torch.nn import functional as F
+from torch.nn.utils import parametrize
 
 from art_fim.lipschitz import operators as ops
 from art_fim.lipschitz.operators import Activation
@@ -166,6 +167,17 @@ class NodeContext:
 
 
 Rule = Callable[[NodeContext], NodeBound]
+
+
+def layer_type(module: nn.Module) -> type:
+    """The type a layer's rule is looked up by: its own, or the one a parametrization wraps.
+
+    ``torch.nn.utils.parametrize`` swaps a layer's class for a subclass whose only change is
+    that ``weight`` (or another tensor) is computed by the parametrization; the rules read the
+    computed tensor, so the original class's rule holds.
+    """
+    cls = type(module)
+    return cls.__bases__[0] if parametrize.is_parametrized(module) else cls
 
 
 def describe(ctx: NodeContext) -> str:
@@ -430,7 +442,7 @@ ACTIVATIONS: dict[Any, Activation] = {
 
 
 def _activation_of(ctx: NodeContext) -> Activation:
-    key: Any = type(ctx.module) if ctx.module is not None else ctx.node.target
+    key: Any = layer_type(ctx.module) if ctx.module is not None else ctx.node.target
     if key in PARAMETRISED:
         return PARAMETRISED[key](_parameters(ctx))
     return ACTIVATIONS[key]
@@ -487,7 +499,7 @@ def _folds_into_batchnorm(ctx: NodeContext) -> bool:
     if len(users) != 1 or users[0].op != "call_module" or users[0].args != (ctx.node,):
         return False
     module = ctx.modules.get(str(users[0].target))
-    return type(module) in BATCHNORMS and not isinstance(module, ctx.custom)
+    return layer_type(module) in BATCHNORMS and not isinstance(module, ctx.custom)
 
 
 def linear(ctx: NodeContext) -> NodeBound:

@@ -30,7 +30,13 @@ from torch import fx, nn
 from torch.nn import functional as F
 
 from art_fim.lipschitz import rules as r
-from art_fim.lipschitz.rules import NodeBound, NodeContext, UnsupportedLayerError, describe
+from art_fim.lipschitz.rules import (
+    NodeBound,
+    NodeContext,
+    UnsupportedLayerError,
+    describe,
+    layer_type,
+)
 from art_fim.lipschitz.signatures import (
     FALSE,
     FINITE,
@@ -294,7 +300,7 @@ def _refuse_argument(ctx: NodeContext, name: str, value: Any, must: str) -> None
 def _check_layer(ctx: NodeContext, op: LayerOp) -> None:
     """Every constructor argument known to the rule, and the ones that matter in range."""
     module = ctx.module
-    unknown = [p for p in _constructor(type(module)) if p not in op.constructor]
+    unknown = [p for p in _constructor(layer_type(module)) if p not in op.constructor]
     if unknown:
         raise UnsupportedLayerError(
             f"{describe(ctx)} takes constructor argument(s) {', '.join(unknown)} that its rule "
@@ -373,7 +379,7 @@ def op_for(ctx: NodeContext) -> tuple[Rule, Spec]:
             "int(), float() or bool() of values that depend on the input)."
         )
     if node.op == "call_module":
-        module_op = LAYERS.get(type(ctx.module))
+        module_op = LAYERS.get(layer_type(ctx.module))
         if module_op is None:
             raise UnsupportedLayerError(f"No ℓ2 Lipschitz rule for {describe(ctx)}. {_SUPPORTED}")
         _check_layer(ctx, module_op)
