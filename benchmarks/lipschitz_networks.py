@@ -274,10 +274,12 @@ def _max_pool(rng: random.Random, n: int, functional: bool) -> nn.Module:
         fn = (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d)[n - 1]
         return Functional(fn, size) if functional else cls(size)
     options = _pool_options(rng, n)
-    # Left out: a 3-d max pool with padding and dilation. PyTorch's max_pool3d backward with
-    # both aborts the interpreter (not an exception) on maps of depth 1, which the shapes here
-    # reach, so a search that drew one would not finish.
-    options["dilation"] = 1 if n == 3 and options["padding"] > 0 else rng.randint(1, 2)
+    # Left out: max pools with both padding and dilation. PyTorch's max-pool backward with both
+    # corrupts the heap and aborts the interpreter (not an exception) on small maps, e.g.
+    # max_pool3d on a map of depth 1, or MaxPool2d(3, 3, padding=1, dilation=2, ceil_mode=True)
+    # on a 1×9 map; a search that drew one would not finish. (The bound's rule counts windows
+    # by arithmetic and does not run that backward.)
+    options["dilation"] = 1 if options["padding"] > 0 else rng.randint(1, 2)
     cls = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)[n - 1]
     fn = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[n - 1]
     return Functional(fn, **options) if functional else cls(**options)
