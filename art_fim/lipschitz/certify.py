@@ -162,9 +162,11 @@ def certified_fisher_bound(
 
     Args:
         classifier: ART ``PyTorchClassifier`` or ``torch.nn.Module`` (eval mode) returning logits.
-        x: ``[N, *input_shape]`` inputs in the classifier's own scale.
-        bound: ``L`` (a :class:`LipschitzBound` or a float) of the classifier's outputs; computed
-            when ``None``.
+        x: ``[N, *input_shape]`` inputs in the classifier's own scale (half precision is read as
+            float32).
+        bound: ``L`` of the classifier's outputs: a :class:`LipschitzBound` computed for this
+            classifier and input shape, or a float (the caller's responsibility); computed when
+            ``None``.
         batch_size: inputs per forward pass.
         output_type: ``"auto"``, ``"logits"`` or ``"probabilities"``, as for
             :func:`art_fim.fisher_spectral_norm` (one output in ``[0, 1]`` needs a declaration).
@@ -176,7 +178,10 @@ def certified_fisher_bound(
 
     Raises:
         ValueError: the classifier returns probabilities (``K ≥ 2`` or one sigmoid output): the
-            bound needs the Lipschitz constant of the logits.
+            bound needs the Lipschitz constant of the logits; or ``bound`` was computed for
+            another network, preprocessing or input shape.
+        UnsupportedDefenceError: a predict-time defence (the bound does not cover it).
+        UnsupportedLayerError: hooks on the model, or a network the bound refuses.
     """
     x, raw, kind = _outputs(classifier, x, batch_size, output_type, memory_budget)
     if kind == "probabilities":
@@ -232,6 +237,11 @@ def certified_radius(
 
     Returns:
         ``[N]`` radii in the classifier's input scale.
+
+    Raises:
+        ValueError: ``bound`` was computed for another network, preprocessing or input shape.
+        UnsupportedDefenceError: a predict-time defence (the bound does not cover it).
+        UnsupportedLayerError: hooks on the model, or a network the bound refuses.
     """
     x, raw, kind = _outputs(classifier, x, batch_size, output_type, memory_budget)
     scores, factor = _decision_scores(raw, kind)
@@ -283,7 +293,10 @@ def certified_accuracy(
 
     Raises:
         ValueError: labels of the wrong shape, length, type or range; a negative or non-finite
-            ``eps``; a norm other than ℓ∞, ℓ2, ℓ1.
+            ``eps``; a norm other than ℓ∞, ℓ2, ℓ1; a boolean ``y``, ``eps`` or ``norm``; a
+            ``bound`` computed for another network, preprocessing or input shape.
+        UnsupportedDefenceError: a predict-time defence (the bound does not cover it).
+        UnsupportedLayerError: hooks on the model, or a network the bound refuses.
     """
     _check_not_boolean(norm=norm, eps=eps, y=y)
     threat = parse_norm(norm)

@@ -4,9 +4,14 @@ The network is traced with ``torch.fx`` (its own ``forward``, whatever the archi
 once on an example input of the stated shape in float64, and every node gets a bound by the
 rules of :mod:`art_fim.lipschitz.rules`: per-layer constants on the real weights and shapes,
 composed along the graph (products along paths, sums at residual joins, root-sum-squares at
-concatenations). The result bounds ``‖z(a) − z(b)‖₂ / ‖a − b‖₂`` for the logits ``z``: over
-all inputs, or, for networks with attention (which has no global constant) or a LayerNorm whose
-input variance the box keeps away from 0, over inputs in the stated box.
+concatenations). The walk proves or refuses: every node whose value depends on the input must be
+matched by a rule for its exact call (:mod:`art_fim.lipschitz.table`); hooks (which the trace
+never runs), in-place changes that a later node reads (the graph shows it the old value), and
+changes to parameters and buffers are refused by name.
+
+The result bounds ``‖z(a) − z(b)‖₂ / ‖a − b‖₂`` for the logits ``z``: over all inputs, or, for
+networks with attention (which has no global constant) or a LayerNorm whose input variance the
+box keeps away from 0, over inputs in the stated box.
 
 | Paper link: https://arxiv.org/abs/2410.23382 (Lipschitz constant from the architecture)
 """
@@ -459,7 +464,10 @@ def lipschitz_bound(
         A :class:`LipschitzBound` (``float(result)`` is the bound).
 
     Raises:
-        UnsupportedLayerError: a layer without a rule, or a forward that fx cannot trace.
+        UnsupportedLayerError: a node without a rule for its exact call (layer type,
+            constructor arguments, keywords, argument ranges), a Python value or a cast to an
+            integer taken from the input, an in-place change read afterwards, a hook, or a
+            forward that fx cannot trace; the message names the node and what to do.
         ValueError: a bare module in training mode, a missing ``input_shape``, or a bad box.
     """
     module, shape, box = _module_and_defaults(model, input_shape, input_box)
