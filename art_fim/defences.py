@@ -24,6 +24,11 @@ distribution. ART defences change that map in ways the two kinds of access see d
 
 Defences that do not apply at predict time (``apply_predict=False``) are ignored, as ART's
 own ``predict`` ignores them.
+
+The certificates of :mod:`art_fim.lipschitz` (``access="certified"``) bound the model with its
+standardisation and read margins from ``predict``: every other predict-time defence, pre- or
+postprocessing, would put a function between the two that the bound does not cover, so each is
+refused by name.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-#: How an estimator reaches the model: through input gradients or through ``predict`` queries.
-Access = Literal["whitebox", "blackbox"]
+#: How an estimator reaches the model: through input gradients or through ``predict`` queries;
+#: ``"certified"``: a Lipschitz bound of the model, with margins from ``predict``.
+Access = Literal["whitebox", "blackbox", "certified"]
 
 RANDOMISED = frozenset({
     "Cutout", "CutoutPyTorch", "CutoutTensorFlowV2", "GaussianAugmentation", "TotalVarMin",
@@ -72,11 +78,15 @@ def check_defences(classifier: Any, access: Access) -> None:
     Args:
         classifier: any classifier; ART estimators carry ``preprocessing_defences`` and
             ``postprocessing_defences``.
-        access: ``"whitebox"`` (gradients) or ``"blackbox"`` (``predict`` queries).
+        access: ``"whitebox"`` (gradients), ``"blackbox"`` (``predict`` queries) or
+            ``"certified"`` (a Lipschitz bound of the model, margins from ``predict``).
 
     Raises:
         UnsupportedDefenceError: a defence that this access cannot score.
     """
+    if access == "certified":
+        _check_certified(classifier)
+        return
     for defence in _active(getattr(classifier, "preprocessing_defences", None)):
         name = type(defence).__name__
         if name in RANDOMISED:
@@ -116,6 +126,20 @@ def check_defences(classifier: Any, access: Access) -> None:
         UserWarning,
         stacklevel=3,
     )
+
+
+def _check_certified(classifier: Any) -> None:
+    """Refuse every predict-time defence: the Lipschitz bound covers none of them."""
+    for kind in ("preprocessing", "postprocessing"):
+        defences = _active(getattr(classifier, f"{kind}_defences", None))
+        if defences:
+            names = ", ".join(type(d).__name__ for d in defences)
+            raise UnsupportedDefenceError(
+                f"The {kind} defences ({names}) change what predict returns, but the Lipschitz "
+                "bound is of the model without them: the margins and the bound would describe "
+                f"different functions, and the certificate would not hold. Certify a classifier "
+                f"without {kind}_defences (or with apply_predict=False)."
+            )
 
 
 def check_repeatable(first: Tensor, second: Tensor, eps: float, name: str) -> None:

@@ -20,6 +20,12 @@ from leaderboard.data import CIFAR10_MEAN, CIFAR10_STD
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def jacobian_norm(model: nn.Module, x: torch.Tensor) -> float:
+    """Exact ``‖J(x)‖₂`` of the flattened output at one input, float64 ``jacrev`` and SVD."""
+    jac = torch.func.jacrev(lambda t: model(t[None]).reshape(-1))(x.double())
+    return float(torch.linalg.matrix_norm(jac.detach().reshape(-1, x.numel()), ord=2))
+
+
 def randomise_norms(model: nn.Module, seed: int = 0) -> nn.Module:
     """Random running statistics and affine parameters for every BatchNorm and LayerNorm."""
     generator = torch.Generator().manual_seed(seed)

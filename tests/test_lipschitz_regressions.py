@@ -27,12 +27,7 @@ from art_fim.lipschitz import (
     certified_radius,
     lipschitz_bound,
 )
-
-
-def jacobian_norm(model: nn.Module, x: torch.Tensor) -> float:
-    """Exact ``‖J(x)‖₂`` of the flattened output, float64 ``jacrev`` and SVD."""
-    jac = torch.func.jacrev(lambda t: model(t[None]).reshape(-1))(x.double())
-    return float(torch.linalg.matrix_norm(jac.reshape(-1, x.numel()), ord=2))
+from lipschitz_cases import jacobian_norm
 
 
 def materialised_norm(layer: nn.Module, shape: tuple[int, ...]) -> float:

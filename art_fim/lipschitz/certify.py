@@ -27,13 +27,43 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from art_fim.adapters import Kind
 from art_fim.checks import OutputType, resolve_output_type
+from art_fim.defences import check_defences
 from art_fim.engine import BatchEngine
 from art_fim.exact import spectrum_from_gram
-from art_fim.lipschitz.graph import LipschitzBound, lipschitz_bound
+from art_fim.lipschitz.graph import LipschitzBound, check_hooks, lipschitz_bound
 from art_fim.radius import check_labels, parse_norm, robust_fraction
+
+
+def _network(classifier: Any) -> nn.Module | None:
+    """The ``torch.nn.Module`` behind a classifier, when there is one."""
+    if isinstance(classifier, nn.Module):
+        return classifier
+    model = getattr(classifier, "model", None)
+    return model if isinstance(model, nn.Module) else None
+
+
+def _widened(x: Any) -> Any:
+    """Half-precision inputs as float32: ART's ``predict`` feeds them to a float32 model as is."""
+    x = np.asarray(x)
+    if np.issubdtype(x.dtype, np.floating) and x.dtype.itemsize < 4:
+        return x.astype(np.float32)
+    return x
+
+
+def _output_kind(raw: np.ndarray, output_type: OutputType) -> Kind:
+    """Logits or probabilities, as :func:`~art_fim.checks.resolve_output_type` decides.
+
+    A declaration of logits is believed for outputs that are all exactly 0 or 1 (a logit vector
+    may be ``[1, 0, 0]``), which the detection would read as labels: the certificates need only
+    the margins, which such logits have.
+    """
+    if output_type == "logits" and raw.ndim == 2 and np.isin(raw, (0.0, 1.0)).all():
+        return "logits"
+    return resolve_output_type(raw, output_type)
 
 
 def _outputs(
@@ -46,8 +76,13 @@ def _outputs(
     """The validated inputs, their raw outputs ``[N, K]`` (float64) and the kind of outputs.
 
     ART's ``predict`` puts the model in eval mode and leaves it there; the engine gives the flags
-    back.
+    back. Predict-time defences and hooks are refused first: the bound covers neither.
     """
+    check_defences(classifier, "certified")
+    network = _network(classifier)
+    if network is not None:
+        check_hooks(network)
+    x = _widened(x)
     engine = BatchEngine(
         classifier, output_type, access="queries", memory_budget=memory_budget, verbose=False
     )
@@ -60,18 +95,28 @@ def _outputs(
             ]
         )
         x = run.x
-    return x, raw, resolve_output_type(raw, output_type)
+    return x, raw, _output_kind(raw, output_type)
 
 
 def _resolve_bound(classifier: Any, x: np.ndarray, bound: float | LipschitzBound | None) -> float:
     """``L`` as a float: the given bound, or :func:`lipschitz_bound` on inputs shaped like ``x``.
 
+    A :class:`LipschitzBound` must have been computed for this network, preprocessing and input
+    shape (:meth:`LipschitzBound.check_use`); a plain number is the caller's responsibility.
+
     Raises:
-        ValueError: a local bound and inputs outside the box it holds on.
+        ValueError: a bound computed for something else; a local bound and inputs outside the
+            box it holds on; a bound that is not a finite number ``≥ 0``.
     """
     if bound is None:
         shape = None if not isinstance(classifier, nn.Module) else tuple(x.shape[1:])
         bound = lipschitz_bound(classifier, shape)
+    elif isinstance(bound, LipschitzBound):
+        bound.check_use(classifier, tuple(x.shape[1:]))
+    elif isinstance(bound, (bool, np.bool_)) or not isinstance(bound, (int, float, np.number)):
+        raise ValueError(
+            f"bound must be a LipschitzBound or a number, got {type(bound).__name__} {bound!r}."
+        )
     if isinstance(bound, LipschitzBound) and bound.local and bound.input_box is not None:
         low, high = (np.asarray(b, dtype=np.float64) for b in bound.input_box)
         if (x < low - 1e-12).any() or (x > high + 1e-12).any():
@@ -117,9 +162,11 @@ def certified_fisher_bound(
 
     Args:
         classifier: ART ``PyTorchClassifier`` or ``torch.nn.Module`` (eval mode) returning logits.
-        x: ``[N, *input_shape]`` inputs in the classifier's own scale.
-        bound: ``L`` (a :class:`LipschitzBound` or a float) of the classifier's outputs; computed
-            when ``None``.
+        x: ``[N, *input_shape]`` inputs in the classifier's own scale (half precision is read as
+            float32).
+        bound: ``L`` of the classifier's outputs: a :class:`LipschitzBound` computed for this
+            classifier and input shape, or a float (the caller's responsibility); computed when
+            ``None``.
         batch_size: inputs per forward pass.
         output_type: ``"auto"``, ``"logits"`` or ``"probabilities"``, as for
             :func:`art_fim.fisher_spectral_norm` (one output in ``[0, 1]`` needs a declaration).
@@ -131,7 +178,10 @@ def certified_fisher_bound(
 
     Raises:
         ValueError: the classifier returns probabilities (``K ≥ 2`` or one sigmoid output): the
-            bound needs the Lipschitz constant of the logits.
+            bound needs the Lipschitz constant of the logits; or ``bound`` was computed for
+            another network, preprocessing or input shape.
+        UnsupportedDefenceError: a predict-time defence (the bound does not cover it).
+        UnsupportedLayerError: hooks on the model, or a network the bound refuses.
     """
     x, raw, kind = _outputs(classifier, x, batch_size, output_type, memory_budget)
     if kind == "probabilities":
@@ -140,11 +190,23 @@ def certified_fisher_bound(
             "bound of the logits: remove the final softmax (or sigmoid)."
         )
     lipschitz = _resolve_bound(classifier, x, bound)
-    if raw.shape[1] == 1:
-        sigma = 1.0 / (1.0 + np.exp(-raw[:, 0]))
-        return sigma * (1.0 - sigma) * lipschitz**2
-    p_max = torch.softmax(torch.from_numpy(raw), dim=-1).max(dim=-1).values.numpy()
-    return np.minimum(0.5, 2.0 * (1.0 - p_max)) * lipschitz**2
+    return fisher_factor(raw) * lipschitz**2
+
+
+def fisher_factor(raw: np.ndarray) -> np.ndarray:
+    """``min(½, 2(1 − p_max))`` per row of logits ``[N, K]``; ``σ(t)(1 − σ(t))`` for one logit.
+
+    In log space, float64: ``1 − p_max = Σ_{j≠t} p_j = exp(logsumexp_{j≠t} z_j − logsumexp z)``
+    stays positive where ``p_max`` rounds to 1 (a logit gap of 38 gives ``1 − p_max ≈ 3e-17``),
+    and ``σ(t)(1 − σ(t)) = exp(−softplus(t) − softplus(−t))``.
+    """
+    z = torch.as_tensor(np.asarray(raw, dtype=np.float64))
+    if z.shape[1] == 1:
+        t = z[:, 0]
+        return torch.exp(-F.softplus(t) - F.softplus(-t)).numpy()
+    top = F.one_hot(z.argmax(dim=1), z.shape[1]).bool()
+    rest = torch.logsumexp(z.masked_fill(top, -math.inf), dim=1) - torch.logsumexp(z, dim=1)
+    return torch.clamp(2.0 * torch.exp(rest), max=0.5).numpy()
 
 
 def certified_radius(
@@ -175,6 +237,11 @@ def certified_radius(
 
     Returns:
         ``[N]`` radii in the classifier's input scale.
+
+    Raises:
+        ValueError: ``bound`` was computed for another network, preprocessing or input shape.
+        UnsupportedDefenceError: a predict-time defence (the bound does not cover it).
+        UnsupportedLayerError: hooks on the model, or a network the bound refuses.
     """
     x, raw, kind = _outputs(classifier, x, batch_size, output_type, memory_budget)
     scores, factor = _decision_scores(raw, kind)
@@ -226,8 +293,12 @@ def certified_accuracy(
 
     Raises:
         ValueError: labels of the wrong shape, length, type or range; a negative or non-finite
-            ``eps``; a norm other than ℓ∞, ℓ2, ℓ1.
+            ``eps``; a norm other than ℓ∞, ℓ2, ℓ1; a boolean ``y``, ``eps`` or ``norm``; a
+            ``bound`` computed for another network, preprocessing or input shape.
+        UnsupportedDefenceError: a predict-time defence (the bound does not cover it).
+        UnsupportedLayerError: hooks on the model, or a network the bound refuses.
     """
+    _check_not_boolean(norm=norm, eps=eps, y=y)
     threat = parse_norm(norm)
     robust_fraction(np.zeros(1), eps)  # the check of eps that predicted_robust_accuracy makes
     x, raw, kind = _outputs(classifier, x, batch_size, output_type, memory_budget)
@@ -237,6 +308,20 @@ def certified_accuracy(
     radius = _radius(scores, factor, _resolve_bound(classifier, x, bound))
     correct = scores.argmax(axis=1) == labels
     return float(np.mean(correct & (radius > eps_2)))
+
+
+def _check_not_boolean(**values: Any) -> None:
+    """Refuse ``True``/``False`` where a number or labels are meant (``norm=True`` is not ℓ1)."""
+    for name, value in values.items():
+        array = np.asarray(value)
+        if isinstance(value, (bool, np.bool_)) or array.dtype == np.bool_:
+            raise ValueError(
+                f"{name} is boolean ({value!r}): pass "
+                + {"norm": "np.inf, 2 or 1 (or 'inf', 'L2', 'L1')",
+                   "eps": "a finite number ≥ 0",
+                   "y": "integer class indices [N] or one-hot labels [N, nb_classes]"}[name]
+                + "."
+            )
 
 
 def local_norms(

@@ -63,6 +63,7 @@ HARDSWISH = Activation(1.5, -1.5, -0.375)
 MONOTONE_1 = Activation(1.0)
 SIGMOID = Activation(0.25)
 HARDSIGMOID = Activation(0.1666667)  # 1/6, rounded up
+SELU = Activation(1.758100)  # scale · α = 1.0507010 · 1.6732632 = 1.7580993, rounded up
 # Intervals within this distance of ``argmin`` are given the global minimum (the measured
 # argmin is accurate to ~1e-5; the margin keeps the bound sound).
 _ARGMIN_MARGIN = 1e-3

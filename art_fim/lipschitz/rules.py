@@ -12,7 +12,10 @@ needed only by the local rules of LayerNorm and attention). Composition happens 
   ``k`` times: ``√k``; scaling by a constant tensor ``c``: ``max|c|`` (normalisation layers);
 * anything that depends on the input only through its shape, or not at all: 0.
 
-A node with no rule raises :class:`UnsupportedLayerError` naming it: nothing is skipped.
+Which node gets which rule, and for which exact call, is :mod:`art_fim.lipschitz.table`: a rule
+reads its node's arguments by name (:attr:`NodeContext.arguments`), bound to the parameter list it
+was derived for. A node with no rule raises :class:`UnsupportedLayerError` naming it: nothing is
+skipped.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, fx, nn
 from torch.nn import functional as F
+from torch.nn.utils import parametrize
 
 from art_fim.lipschitz import operators as ops
 from art_fim.lipschitz.operators import Activation
@@ -69,6 +73,9 @@ class NodeBound:
         fold: for a linear layer whose only user is a BatchNorm: ``scale ↦`` the operator norm
             of the layer followed by that per-channel scale (``lipschitz`` is then its input's).
         fold_shape: the input shape of that linear layer.
+        depends: whether the value may depend on the input's values (``False``: a constant, or a
+            function of the input's shape only). A node with an argument that depends on the
+            input is bounded by a rule, or refused.
     """
 
     lipschitz: float
@@ -77,6 +84,7 @@ class NodeBound:
     row_norm: float | None = None
     fold: Callable[[Tensor], float] | None = None
     fold_shape: tuple[int, ...] = ()
+    depends: bool = True
 
     @property
     def box(self) -> tuple[Tensor, Tensor] | None:
@@ -100,6 +108,9 @@ class NodeContext:
         boxes: whether interval bounds are tracked.
         records: per-layer constants, appended to by rules.
         cache: constants of parameter-free layers already computed in this walk, by signature.
+        arguments: the node's arguments by parameter name, defaults filled in (for a layer, its
+            ``forward``'s), as the rule's parameter list binds them.
+        custom: the layer types the caller declared constants for (``custom_layers``).
     """
 
     node: fx.Node
@@ -113,6 +124,8 @@ class NodeContext:
     boxes: bool
     records: list[LayerBound]
     cache: dict[tuple, float]
+    arguments: dict[str, Any]
+    custom: tuple[type, ...] = ()
 
     @property
     def input(self) -> fx.Node:
@@ -124,6 +137,10 @@ class NodeContext:
                 "global Lipschitz constant)."
             )
         return self.inputs[0]
+
+    def example(self, value: Any) -> Any:
+        """``value`` with every node in it replaced by its value at the example input."""
+        return fx.node.map_arg(value, lambda n: self.examples[n])
 
     @property
     def bound(self) -> NodeBound:
@@ -150,6 +167,17 @@ class NodeContext:
 
 
 Rule = Callable[[NodeContext], NodeBound]
+
+
+def layer_type(module: nn.Module) -> type:
+    """The type a layer's rule is looked up by: its own, or the one a parametrization wraps.
+
+    ``torch.nn.utils.parametrize`` swaps a layer's class for a subclass whose only change is
+    that ``weight`` (or another tensor) is computed by the parametrization; the rules read the
+    computed tensor, so the original class's rule holds.
+    """
+    cls = type(module)
+    return cls.__bases__[0] if parametrize.is_parametrized(module) else cls
 
 
 def describe(ctx: NodeContext) -> str:
@@ -191,7 +219,7 @@ def reshaping(ctx: NodeContext) -> NodeBound:
 
 def indexing(ctx: NodeContext) -> NodeBound:
     """``x[index]``: a selection (a contraction) for basic indices; tuple outputs pass through."""
-    source, index = ctx.input, ctx.node.args[1]
+    source, index = ctx.input, ctx.example(ctx.arguments["b"])
     if not isinstance(ctx.examples[source], Tensor):
         # An item of a multi-output layer, e.g. attention's (output, weights).
         if index == 0:
@@ -204,13 +232,20 @@ def indexing(ctx: NodeContext) -> NodeBound:
         )
     items = index if isinstance(index, tuple) else (index,)
     if not all(
-        item is None or item is Ellipsis or isinstance(item, (int, slice)) for item in items
+        item is None or item is Ellipsis or _is_int(item)
+        or (isinstance(item, slice) and all(
+            v is None or _is_int(v) for v in (item.start, item.stop, item.step)))
+        for item in items
     ):
         raise UnsupportedLayerError(
             f"{describe(ctx)} indexes with {index!r}; only basic indexing (integers, slices, None, "
             "...) has a rule: advanced indexing may repeat entries."
         )
     return reshaping(ctx)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def replicating(ctx: NodeContext) -> NodeBound:
@@ -224,7 +259,7 @@ def replicating(ctx: NodeContext) -> NodeBound:
 
 def padding(ctx: NodeContext) -> NodeBound:
     """``F.pad``: constant padding adds fixed entries (``L`` unchanged); others copy entries."""
-    mode = ctx.node.kwargs.get("mode", ctx.node.args[2] if len(ctx.node.args) > 2 else "constant")
+    mode = ctx.arguments["mode"]
     if mode != "constant":
         raise UnsupportedLayerError(
             f"{describe(ctx)} pads in mode {mode!r}; only constant padding has a rule."
@@ -234,8 +269,7 @@ def padding(ctx: NodeContext) -> NodeBound:
 
 def dropout_function(ctx: NodeContext) -> NodeBound:
     """``F.dropout(x, p, training)``: the identity when not training."""
-    training = ctx.node.kwargs.get("training", ctx.node.args[2] if len(ctx.node.args) > 2 else True)
-    if training:
+    if ctx.arguments["training"] is not False:
         raise UnsupportedLayerError(
             f"{describe(ctx)} runs in training mode; call model.eval() first."
         )
@@ -264,12 +298,25 @@ def _sum_lipschitz(ctx: NodeContext, operands: tuple[Any, ...], scales: tuple[fl
     )
 
 
+def _pair(arguments: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The two operands of a binary function (``input, other``), method or operator."""
+    for first, second in (("input", "other"), ("self", "other"), ("a", "b")):
+        if first in arguments:
+            return arguments[first], arguments[second]
+    raise KeyError(f"no operands in {sorted(arguments)}")
+
+
+def _operands(ctx: NodeContext) -> tuple[Any, Any, float]:
+    """The two operands of a sum or difference, and ``α`` (1 for the operators)."""
+    a, b = _pair(ctx.arguments)
+    return a, b, float(ctx.arguments.get("alpha", 1.0))
+
+
 def addition(ctx: NodeContext) -> NodeBound:
     """``a + b`` (also ``+=``, ``torch.add(a, b, alpha=α)``): ``L_a + |α| L_b``."""
-    args = ctx.node.args
-    alpha = float(ctx.node.kwargs.get("alpha", 1.0))
-    lipschitz = _sum_lipschitz(ctx, args[:2], (1.0, alpha))
-    (lo_a, hi_a), (lo_b, hi_b) = _operand_box(ctx, args[0]), _operand_box(ctx, args[1])
+    a, b, alpha = _operands(ctx)
+    lipschitz = _sum_lipschitz(ctx, (a, b), (1.0, alpha))
+    (lo_a, hi_a), (lo_b, hi_b) = _operand_box(ctx, a), _operand_box(ctx, b)
     if not ctx.boxes or lo_a is None or lo_b is None:
         return NodeBound(lipschitz)
     if alpha < 0:
@@ -279,8 +326,7 @@ def addition(ctx: NodeContext) -> NodeBound:
 
 def subtraction(ctx: NodeContext) -> NodeBound:
     """``a − b`` (``torch.sub(a, b, alpha=α)``): ``L_a + |α| L_b``."""
-    a, b = ctx.node.args[:2]
-    alpha = float(ctx.node.kwargs.get("alpha", 1.0))
+    a, b, alpha = _operands(ctx)
     lipschitz = _sum_lipschitz(ctx, (a, b), (1.0, alpha))
     (lo_a, hi_a), (lo_b, hi_b) = _operand_box(ctx, a), _operand_box(ctx, b)
     if not ctx.boxes or lo_a is None or lo_b is None:
@@ -310,9 +356,10 @@ def scaling(ctx: NodeContext) -> NodeBound:
 
     E.g. a normalisation ``(x − μ)/σ``.
     """
-    a, b = ctx.node.args[:2]
+    a, b, _ = _operands(ctx)
     divide = ctx.node.target in (
-        operator.truediv, torch.div, torch.true_divide, "div", "true_divide"
+        operator.truediv, operator.itruediv, torch.div, torch.true_divide, "div", "div_",
+        "true_divide",
     )
     source = ctx.input
     if a is b:
@@ -337,7 +384,7 @@ def scaling(ctx: NodeContext) -> NodeBound:
 
 def concatenation(ctx: NodeContext) -> NodeBound:
     """``cat([f_1(x), …])``: ``√(Σ L_i²)`` (DenseNet: ``L_s √(1 + L_h²)`` per layer)."""
-    pieces = [n for n in ctx.node.args[0] if isinstance(n, fx.Node)]
+    pieces = [n for n in ctx.arguments["tensors"] if isinstance(n, fx.Node)]
     lipschitz = math.sqrt(sum(ctx.bounds[n].lipschitz ** 2 for n in pieces))  # repeats count
     lowers = {n: _operand_box(ctx, n)[0] for n in pieces}
     uppers = {n: _operand_box(ctx, n)[1] for n in pieces}
@@ -347,38 +394,58 @@ def concatenation(ctx: NodeContext) -> NodeBound:
 
 
 # ----------------------------------------------------------------------------- activations
+def _parameters(ctx: NodeContext) -> Mapping[str, Any]:
+    """A layer's constructor arguments (its attributes) or a function's bound arguments."""
+    return vars(ctx.module) if ctx.module is not None else ctx.arguments
+
+
+def _leaky_relu(params: Mapping[str, Any]) -> Activation:
+    slope = float(params["negative_slope"])
+    return (
+        Activation(max(1.0, slope)) if slope >= 0 else Activation(max(1.0, -slope), 0.0, 0.0)
+    )
+
+
+def _elu(params: Mapping[str, Any]) -> Activation:
+    """``α(eˣ − 1)`` left of 0: slope ``α eˣ ≤ α`` (the table refuses ``α < 0``)."""
+    return Activation(max(1.0, float(params["alpha"])))
+
+
+def _gelu(params: Mapping[str, Any]) -> Activation:
+    return ops.GELU_TANH if params["approximate"] == "tanh" else ops.GELU
+
+
+#: Activations whose constant depends on their arguments, and how. The argument ranges each
+#: formula holds on are checked by the table (:mod:`art_fim.lipschitz.table`) before this runs:
+#: CELU's ``α(e^{x/α} − 1)`` has slope ``e^{x/α} ≤ 1`` left of 0 only for ``α > 0``.
+PARAMETRISED: dict[Any, Callable[[Mapping[str, Any]], Activation]] = {
+    nn.LeakyReLU: _leaky_relu, F.leaky_relu: _leaky_relu, F.leaky_relu_: _leaky_relu,
+    nn.ELU: _elu, F.elu: _elu, F.elu_: _elu,
+    nn.GELU: _gelu, F.gelu: _gelu,
+}
+
+#: ``sup|φ'|`` (and where φ turns) of the activations without arguments that change it.
+ACTIVATIONS: dict[Any, Activation] = {
+    nn.ReLU: ops.MONOTONE_1, nn.ReLU6: ops.MONOTONE_1, nn.Hardtanh: ops.MONOTONE_1,
+    nn.Tanh: ops.MONOTONE_1, nn.Softsign: ops.MONOTONE_1, nn.CELU: ops.MONOTONE_1,
+    nn.Softplus: ops.MONOTONE_1,
+    nn.Sigmoid: ops.SIGMOID, nn.Hardsigmoid: ops.HARDSIGMOID, nn.SiLU: ops.SILU, nn.Mish: ops.MISH,
+    nn.Hardswish: ops.HARDSWISH, nn.SELU: ops.SELU,
+    F.relu: ops.MONOTONE_1, torch.relu: ops.MONOTONE_1, F.relu_: ops.MONOTONE_1,
+    torch.relu_: ops.MONOTONE_1, F.relu6: ops.MONOTONE_1, F.hardtanh: ops.MONOTONE_1,
+    F.hardtanh_: ops.MONOTONE_1, torch.tanh: ops.MONOTONE_1, F.tanh: ops.MONOTONE_1,
+    F.softsign: ops.MONOTONE_1, F.celu: ops.MONOTONE_1, F.softplus: ops.MONOTONE_1,
+    torch.sigmoid: ops.SIGMOID, F.sigmoid: ops.SIGMOID, F.hardsigmoid: ops.HARDSIGMOID,
+    F.silu: ops.SILU, F.mish: ops.MISH, F.hardswish: ops.HARDSWISH, F.selu: ops.SELU,
+    "relu": ops.MONOTONE_1, "relu_": ops.MONOTONE_1, "tanh": ops.MONOTONE_1, "sigmoid": ops.SIGMOID,
+}
+
+
 def _activation_of(ctx: NodeContext) -> Activation:
-    m, node = ctx.module, ctx.node
-    kwargs = dict(node.kwargs)
-    if m is not None:
-        if isinstance(m, nn.GELU):
-            return ops.GELU_TANH if m.approximate == "tanh" else ops.GELU
-        if isinstance(m, nn.LeakyReLU):
-            kwargs["negative_slope"] = m.negative_slope
-        if isinstance(m, nn.ELU):
-            kwargs["alpha"] = m.alpha
-        key: Any = type(m)
-    else:
-        key = node.target
-        if key is F.gelu:
-            return ops.GELU_TANH if kwargs.get("approximate", "none") == "tanh" else ops.GELU
-        if key is F.leaky_relu and len(node.args) > 1:
-            kwargs["negative_slope"] = node.args[1]
-        if key is F.elu and len(node.args) > 1:
-            kwargs["alpha"] = node.args[1]
-    if key in (nn.LeakyReLU, F.leaky_relu):
-        slope = float(kwargs.get("negative_slope", 0.01))
-        return (
-            Activation(max(1.0, abs(slope)))
-            if slope >= 0
-            else Activation(max(1.0, -slope), 0.0, 0.0)
-        )
-    if key in (nn.ELU, F.elu):
-        alpha = float(kwargs.get("alpha", 1.0))
-        if alpha < 0:
-            raise UnsupportedLayerError(f"{describe(ctx)} has alpha={alpha} < 0; no rule.")
-        return Activation(max(1.0, alpha))
-    return _ACTIVATIONS[key]
+    key: Any = layer_type(ctx.module) if ctx.module is not None else ctx.node.target
+    if key in PARAMETRISED:
+        return PARAMETRISED[key](_parameters(ctx))
+    return ACTIVATIONS[key]
 
 
 def activation(ctx: NodeContext) -> NodeBound:
@@ -418,11 +485,21 @@ def _affine_box(
     return out_centre - out_radius, out_centre + out_radius
 
 
-def _folds_into_batchnorm(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
-    users = list(node.users)
-    if len(users) != 1 or users[0].op != "call_module" or users[0].args[:1] != (node,):
+#: The BatchNorm layers :func:`batchnorm` bounds (exact types: a subclass may compute otherwise).
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def _folds_into_batchnorm(ctx: NodeContext) -> bool:
+    """Whether the node's only reader is a BatchNorm that :func:`batchnorm` will bound.
+
+    Not a layer the caller declared a constant for (``custom_layers``): that constant replaces
+    the BatchNorm's, and the linear layer's own constant must stay.
+    """
+    users = list(ctx.node.users)
+    if len(users) != 1 or users[0].op != "call_module" or users[0].args != (ctx.node,):
         return False
-    return isinstance(modules.get(str(users[0].target)), nn.modules.batchnorm._BatchNorm)
+    module = ctx.modules.get(str(users[0].target))
+    return layer_type(module) in BATCHNORMS and not isinstance(module, ctx.custom)
 
 
 def linear(ctx: NodeContext) -> NodeBound:
@@ -430,7 +507,7 @@ def linear(ctx: NodeContext) -> NodeBound:
     m: nn.Linear = ctx.module  # type: ignore[assignment]
     weight = m.weight.detach().double()
     lower, upper = _affine_box(ctx, m, lambda r: F.linear(r, weight.abs()))
-    if ctx.value.ndim == 2 and _folds_into_batchnorm(ctx.node, ctx.modules):
+    if ctx.value.ndim == 2 and _folds_into_batchnorm(ctx):
         return NodeBound(ctx.bound.lipschitz, lower, upper, fold_shape=ctx.shape(ctx.input),
                          fold=lambda scale: ops.matrix_spectral_norm(weight * scale[:, None]))
     constant = ops.matrix_spectral_norm(weight)
@@ -444,7 +521,7 @@ def convolution(ctx: NodeContext) -> NodeBound:
     shape = ctx.shape(ctx.input)
     weight = m.weight.detach().double()
     lower, upper = _affine_box(ctx, m, lambda r: m._conv_forward(r, weight.abs(), None))
-    if _folds_into_batchnorm(ctx.node, ctx.modules):
+    if _folds_into_batchnorm(ctx):
         return NodeBound(ctx.bound.lipschitz, lower, upper, fold_shape=shape,
                          fold=lambda scale: ops.conv_operator_norm(m, shape, scale))
     constant = ops.conv_operator_norm(m, shape)
@@ -452,16 +529,25 @@ def convolution(ctx: NodeContext) -> NodeBound:
     return NodeBound(ctx.bound.lipschitz * constant, lower, upper)
 
 
+def _factors(ctx: NodeContext) -> tuple[Any, Any, Any]:
+    """``(left, right, bias)`` of ``F.linear(x, W, b)`` (``x Wᵀ + b``) or ``left @ right``."""
+    arguments = ctx.arguments
+    if "weight" in arguments:
+        return arguments["input"], arguments["weight"], arguments["bias"]
+    return (*_pair(arguments), None)
+
+
 def functional_linear(ctx: NodeContext) -> NodeBound:
     """``F.linear(x, W, b)`` and ``x @ C`` / ``C @ x`` with constant ``W``, ``C``: ``σ_max``."""
-    node, source = ctx.node, ctx.input
-    args = list(node.args) + [node.kwargs.get(k) for k in ("weight", "bias") if k in node.kwargs]
-    if len(args) < 2 or args[0] is args[1]:
+    node = ctx.node
+    left, right, bias = _factors(ctx)
+    if left is right:
         raise UnsupportedLayerError(
             f"{describe(ctx)} multiplies an input-dependent tensor by itself; a product of two "
             "input-dependent tensors has no global Lipschitz constant."
         )
-    other = args[1] if args[0] is source else args[0]
+    source = ctx.input  # refuses a product of two input-dependent tensors
+    other = right if left is source else left
     if not isinstance(other, fx.Node):
         raise UnsupportedLayerError(
             f"{describe(ctx)}: a product with a Python constant has no rule."
@@ -484,7 +570,6 @@ def functional_linear(ctx: NodeContext) -> NodeBound:
     centre, radius = (bound.lower + bound.upper) / 2, (bound.upper - bound.lower) / 2
     out_centre = ctx.call({source: centre})
     replace = {source: radius, other: matrix.abs()}
-    bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
     if isinstance(bias, fx.Node):
         replace[bias] = None
     out_radius = ctx.call(replace)
@@ -494,10 +579,7 @@ def functional_linear(ctx: NodeContext) -> NodeBound:
 def functional_convolution(ctx: NodeContext) -> NodeBound:
     """``F.conv1d/2d/3d(x, W, b, ...)``, constant ``W``: exact operator norm on the input shape."""
     node, source = ctx.node, ctx.input
-    weight = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
-    bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
-    if source is weight or source is bias:
-        raise UnsupportedLayerError(f"{describe(ctx)}: an input-dependent kernel has no rule.")
+    weight, bias = ctx.arguments["weight"], ctx.arguments["bias"]
     no_bias = {bias: None} if isinstance(bias, fx.Node) else {}
     shape = ctx.shape(source)
     constant = ops.linear_operator_norm(
@@ -560,13 +642,12 @@ def _configuration(ctx: NodeContext) -> tuple | None:
         state = tuple(sorted((k, repr(v)) for k, v in vars(module).items() if not k.startswith("_")
                              and k != "training"))
         return ("module", type(module), state, source_shape)
-    arguments: list[fx.Node] = []
-    fx.node.map_arg((node.args[1:], node.kwargs), arguments.append)
-    if arguments:
+    others = {k: v for k, v in ctx.arguments.items() if v is not ctx.input}
+    nodes: list[fx.Node] = []
+    fx.node.map_arg(tuple(others.values()), nodes.append)
+    if nodes:
         return None
-    return (
-        node.op, node.target, repr(node.args[1:]), repr(sorted(node.kwargs.items())), source_shape
-    )
+    return (node.op, node.target, repr(sorted(others.items())), source_shape)
 
 
 def linear_pooling(ctx: NodeContext) -> NodeBound:
@@ -578,7 +659,7 @@ def linear_pooling(ctx: NodeContext) -> NodeBound:
     source = ctx.input
     shape = ctx.shape(source)
     key = _configuration(ctx)
-    mode = getattr(ctx.module, "mode", ctx.node.kwargs.get("mode", "nearest"))
+    mode = _parameters(ctx).get("mode", "nearest")
     if mode == "bicubic" and ctx.boxes:
         raise UnsupportedLayerError(
             f"{describe(ctx)}: bicubic weights are negative; no interval rule."
@@ -640,9 +721,7 @@ def max_pooling(ctx: NodeContext) -> NodeBound:
     elif node.target in (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d):
         mults = [ops.adaptive_multiplicity(s, o) for s, o in zip(spatial, pooled_out)]
     else:
-        names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
-        values = dict(zip(names, node.args[1:]))
-        values.update({k: v for k, v in node.kwargs.items() if k in names})
+        values = ctx.arguments
         kernel = _as_tuple(values["kernel_size"], n)
         stride = _as_tuple(values.get("stride") or values["kernel_size"], n)
         pad, dil = _as_tuple(values.get("padding", 0), n), _as_tuple(values.get("dilation", 1), n)
@@ -689,17 +768,11 @@ def attention(ctx: NodeContext) -> NodeBound:
     LayerNorm's output norm or from the input box.
     """
     m: nn.MultiheadAttention = ctx.module  # type: ignore[assignment]
-    node = ctx.node
-    query, key, value = (
-        list(node.args) + [node.kwargs.get(k) for k in ("query", "key", "value")]
-    )[:3]
+    query, key, value = (ctx.arguments[k] for k in ("query", "key", "value"))
     if not (query is key is value):
         raise UnsupportedLayerError(
             f"{describe(ctx)}: only self-attention (query = key = value) has a rule."
         )
-    for name in ("key_padding_mask", "attn_mask"):
-        if node.kwargs.get(name) is not None:
-            raise UnsupportedLayerError(f"{describe(ctx)} is called with {name}; no rule.")
     if m.bias_k is not None or m.add_zero_attn:
         raise UnsupportedLayerError(
             f"{describe(ctx)} uses bias_k/bias_v or add_zero_attn; no rule."
@@ -728,102 +801,61 @@ def attention(ctx: NodeContext) -> NodeBound:
     return NodeBound(bound.lipschitz * constant, lower, upper)
 
 
-# ----------------------------------------------------------------------------- tables
-_ACTIVATIONS: dict[Any, Activation] = {
-    nn.ReLU: ops.MONOTONE_1, nn.ReLU6: ops.MONOTONE_1, nn.Hardtanh: ops.MONOTONE_1,
-    nn.Tanh: ops.MONOTONE_1,
-    nn.Softplus: ops.MONOTONE_1, nn.Softsign: ops.MONOTONE_1, nn.CELU: ops.MONOTONE_1,
-    nn.Sigmoid: ops.SIGMOID, nn.Hardsigmoid: ops.HARDSIGMOID, nn.SiLU: ops.SILU, nn.Mish: ops.MISH,
-    nn.Hardswish: ops.HARDSWISH, nn.SELU: Activation(1.758100),
-    F.relu: ops.MONOTONE_1, torch.relu: ops.MONOTONE_1, F.relu_: ops.MONOTONE_1,
-    F.relu6: ops.MONOTONE_1,
-    F.hardtanh: ops.MONOTONE_1, torch.tanh: ops.MONOTONE_1, F.tanh: ops.MONOTONE_1,
-    F.softplus: ops.MONOTONE_1,
-    torch.sigmoid: ops.SIGMOID, F.sigmoid: ops.SIGMOID, F.hardsigmoid: ops.HARDSIGMOID,
-    F.silu: ops.SILU,
-    F.mish: ops.MISH, F.hardswish: ops.HARDSWISH, F.selu: Activation(1.758100),
-    "relu": ops.MONOTONE_1, "relu_": ops.MONOTONE_1, "tanh": ops.MONOTONE_1, "sigmoid": ops.SIGMOID,
-}
-
-MODULE_RULES: dict[type[nn.Module], Rule] = {
-    nn.Linear: linear,
-    nn.Conv1d: convolution, nn.Conv2d: convolution, nn.Conv3d: convolution,
-    nn.BatchNorm1d: batchnorm, nn.BatchNorm2d: batchnorm, nn.BatchNorm3d: batchnorm,
-    nn.LayerNorm: layernorm,
-    nn.MultiheadAttention: attention,
-    nn.AvgPool1d: linear_pooling, nn.AvgPool2d: linear_pooling, nn.AvgPool3d: linear_pooling,
-    nn.AdaptiveAvgPool1d: linear_pooling, nn.AdaptiveAvgPool2d: linear_pooling,
-    nn.AdaptiveAvgPool3d: linear_pooling, nn.Upsample: linear_pooling,
-    nn.MaxPool1d: max_pooling, nn.MaxPool2d: max_pooling, nn.MaxPool3d: max_pooling,
-    nn.AdaptiveMaxPool1d: max_pooling, nn.AdaptiveMaxPool2d: max_pooling,
-    nn.AdaptiveMaxPool3d: max_pooling,
-    nn.Flatten: reshaping, nn.Unflatten: reshaping, nn.Identity: reshaping,
-    nn.Dropout: reshaping, nn.Dropout1d: reshaping, nn.Dropout2d: reshaping,
-    nn.Dropout3d: reshaping,
-    nn.AlphaDropout: reshaping,
-    nn.Softmax: softmax,
-    **{cls: activation for cls in _ACTIVATIONS if isinstance(cls, type)},
-    nn.LeakyReLU: activation, nn.ELU: activation, nn.GELU: activation,
-}
-
-FUNCTION_RULES: dict[Callable[..., Any], Rule] = {
-    operator.add: addition, operator.iadd: addition, torch.add: addition,
-    operator.sub: subtraction, operator.isub: subtraction, torch.sub: subtraction,
-    operator.neg: negation, torch.neg: negation,
-    operator.mul: scaling, operator.imul: scaling, torch.mul: scaling,
-    operator.truediv: scaling, operator.itruediv: scaling, torch.div: scaling,
-    torch.true_divide: scaling,
-    torch.cat: concatenation, torch.concat: concatenation, torch.stack: concatenation,
-    torch.flatten: reshaping, torch.reshape: reshaping, torch.permute: reshaping,
-    torch.transpose: reshaping,
-    torch.squeeze: reshaping, torch.unsqueeze: reshaping, operator.getitem: indexing,
-    F.pad: padding, F.dropout: dropout_function,
-    F.avg_pool1d: linear_pooling, F.avg_pool2d: linear_pooling, F.avg_pool3d: linear_pooling,
-    F.adaptive_avg_pool1d: linear_pooling, F.adaptive_avg_pool2d: linear_pooling,
-    F.adaptive_avg_pool3d: linear_pooling, torch.mean: linear_pooling,
-    F.interpolate: linear_pooling,
-    F.max_pool1d: max_pooling, F.max_pool2d: max_pooling, F.max_pool3d: max_pooling,
-    F.adaptive_max_pool1d: max_pooling, F.adaptive_max_pool2d: max_pooling,
-    F.adaptive_max_pool3d: max_pooling,
-    F.softmax: softmax, torch.softmax: softmax,
-    F.linear: functional_linear, operator.matmul: functional_linear,
-    torch.matmul: functional_linear,
-    F.conv1d: functional_convolution, F.conv2d: functional_convolution,
-    F.conv3d: functional_convolution,
-    **{fn: activation for fn in _ACTIVATIONS if callable(fn) and not isinstance(fn, type)},
-    F.leaky_relu: activation, F.elu: activation, F.gelu: activation,
-}
-
-METHOD_RULES: dict[str, Rule] = {
-    **{name: reshaping for name in ("view", "reshape", "flatten", "permute", "transpose",
-                                     "contiguous", "squeeze", "unsqueeze", "clone", "float",
-                                     "double", "to", "view_as", "reshape_as")},
-    "expand": replicating, "expand_as": replicating, "repeat": replicating,
-    "add": addition, "add_": addition, "__add__": addition, "__iadd__": addition,
-    "sub": subtraction, "sub_": subtraction,
-    "mul": scaling, "mul_": scaling, "div": scaling, "div_": scaling, "true_divide": scaling,
-    "neg": negation, "mean": linear_pooling, "softmax": softmax, "matmul": functional_linear,
-    **{name: activation for name in _ACTIVATIONS if isinstance(name, str)},
-}
 
 
-def rule_for(ctx: NodeContext) -> Rule:
-    """The rule for a node, or :class:`UnsupportedLayerError` naming it."""
-    node = ctx.node
-    rule: Rule | None = None
-    if node.op == "call_module":
-        rule = next((MODULE_RULES[c] for c in type(ctx.module).__mro__ if c in MODULE_RULES), None)
-    elif node.op == "call_function":
-        rule = FUNCTION_RULES.get(node.target)
-    elif node.op == "call_method":
-        rule = METHOD_RULES.get(str(node.target))
-    if rule is None:
+# ----------------------------------------------------------------------------- shapes and casts
+def shape_query(ctx: NodeContext) -> NodeBound:
+    """``x.shape``, ``x.size()``, ``x.dim()``, ``len(x)``: the input's shape, not its values."""
+    return NodeBound(0.0, depends=False)
+
+
+def shape_only(ctx: NodeContext) -> NodeBound:
+    """``zeros_like(x)``, ``ones_like(x)``, ``full_like(x, c)``: a constant of the input's shape."""
+    if not ctx.boxes:
+        return NodeBound(0.0, depends=False)
+    return NodeBound(0.0, ctx.value, ctx.value, depends=False)
+
+
+#: Casts that keep a real number as it is (up to rounding, which the bound ignores everywhere:
+#: it bounds the network's real-arithmetic function).
+FLOATING = (torch.float32, torch.float64)
+
+
+def _cast_target(ctx: NodeContext) -> list[Any]:
+    """Every dtype a ``.to()`` / ``.float()`` / ``.double()`` call asks for."""
+    method, arguments = str(ctx.node.target), ctx.arguments
+    if method == "float":
+        return [torch.float32]
+    if method == "double":
+        return [torch.float64]
+    wanted: list[Any] = []
+    for value in (*arguments["args"], arguments["kwargs"].get("dtype")):
+        if isinstance(value, fx.Node):  # .to(other): other's dtype
+            value = getattr(ctx.examples[value], "dtype", value)
+        if isinstance(value, torch.dtype):
+            wanted.append(value)
+        elif not (value is None or isinstance(value, (str, torch.device))):
+            wanted.append(value)
+    return wanted
+
+
+def cast(ctx: NodeContext) -> NodeBound:
+    """``.to(dtype, device)``, ``.float()``, ``.double()``: the identity on real numbers.
+
+    Only float32 and float64 targets: a cast to an integer or boolean type rounds (no Lipschitz
+    constant), and one to float16 or bfloat16 rounds far more coarsely than the inputs. The walk
+    keeps float64 through a cast (:mod:`art_fim.lipschitz.graph`), so the node's bound is its
+    input's.
+    """
+    unknown = set(ctx.arguments.get("kwargs", {})) - {
+        "dtype", "device", "non_blocking", "copy", "memory_format"
+    }
+    bad = [w for w in _cast_target(ctx) if w not in FLOATING]
+    if unknown or bad:
+        what = ", ".join(map(str, bad)) or ", ".join(sorted(unknown))
         raise UnsupportedLayerError(
-            f"No ℓ2 Lipschitz rule for {describe(ctx)}. Supported: Linear, Conv1d/2d/3d (also "
-            "F.linear, F.conv*d and matmul with constant weights), BatchNorm (eval), LayerNorm, "
-            "MultiheadAttention (self-attention), max/average/adaptive pooling, "
-            "elementwise activations, residual sums, concatenation, reshapes and scaling by "
-            "constants. For a custom elementwise layer with a known constant, pass "
-            "custom_layers={LayerType: constant}."
+            f"{describe(ctx)} casts an input-dependent tensor to {what}: only casts to float32 or "
+            "float64 have a rule (integer and boolean casts round, which no Lipschitz constant "
+            "bounds). Keep the computation in floating point."
         )
-    return rule
+    return ctx.bound
