@@ -17,7 +17,7 @@ is about ``√(2/m)``, whatever the input dimension ``d``. Directions:
 * ``"gaussian"``: independent ``v ∼ N(0, I_d)``.
 * ``"coordinate"``: ``v = √d e_i``, ``i = 1..d``: ``Ĝ = J Jᵀ`` exactly (up to the differences).
 
-The first-order robust radius (:mod:`art_fim.radius`) comes from the same queries: the
+The first-order robust radius (:mod:`art_fim.margins`) comes from the same queries: the
 ``ℓ2`` threat's dual norms ``‖∇(z_y − z_j)‖₂² = G_yy + G_jj − 2 G_yj`` from ``Ĝ`` (with a
 bootstrap standard error), the ``ℓ∞`` and ``ℓ1`` ones only from the rows of ``J`` itself,
 i.e. in coordinate mode.

@@ -49,7 +49,7 @@ from art_fim.adapters import (
     evaluation_mode,
     torch_module,
 )
-from art_fim.checks import OutputType, check_inputs
+from art_fim.checks import check_inputs
 from art_fim.memory import Footprint, default_memory_budget, exact_plan, fit, noisy_copy_bytes
 from art_fim.options import Options
 from art_fim.precision import precision_context
@@ -182,8 +182,6 @@ class BatchEngine:
         classifier: an ART classifier or an ``nn.Module`` in eval mode.
         options: the shared settings (:class:`~art_fim.options.Options`; default: the defaults).
         access: what the estimator needs of the classifier (:data:`Access`).
-        legacy: TEMPORARY SHIM: the settings one by one, with the output type in place of
-            ``options``, as ``art_fim/lipschitz/certify.py`` passes them.
 
     Raises:
         NotDifferentiableError: ``access="gradients"`` and the classifier passes none.
@@ -194,15 +192,11 @@ class BatchEngine:
     def __init__(
         self,
         classifier: Any,
-        options: Options | OutputType | None = None,
+        options: Options | None = None,
         *,
         access: Access = "gradients",
-        **legacy: Any,
     ) -> None:
-        if not isinstance(options, Options):
-            # TEMPORARY SHIM for art_fim/lipschitz/certify.py, which passes the output type and
-            # the other settings one by one; remove (with **legacy) once it passes Options.
-            options = Options(options or "auto", **legacy)
+        options = Options() if options is None else options
         if access not in ("gradients", "outputs", "queries"):
             raise ValueError(f"access must be 'gradients', 'outputs' or 'queries', got {access!r}")
         if isinstance(classifier, nn.Module) and classifier.training:
@@ -331,16 +325,6 @@ class BatchEngine:
                 bar.update(len(batch))
         return plan, concatenate(parts)
 
-    @contextlib.contextmanager
-    def run(self, x: np.ndarray, description: str) -> Iterator[_LegacyRun]:
-        """TEMPORARY SHIM for ``art_fim/lipschitz/certify.py``, which writes its own loops.
-
-        Remove once certify.py runs them through :meth:`compute` (and the exemption in
-        ``tests/test_structure.py`` with it).
-        """
-        with self._scoring(x, description) as (x, bar):
-            yield _LegacyRun(x, bar, self.options.seed)
-
     def outputs(self, x: np.ndarray | Tensor) -> Tensor:
         """Raw model outputs ``[B, K]`` without gradients, on :attr:`device` (float64 if queried).
 
@@ -424,19 +408,3 @@ class BatchEngine:
             ValueError: one input does not fit the budget even one class at a time.
         """
         return ExactPlan(*exact_plan(self.footprint(x, requested), self.budget, requested))
-
-
-class _LegacyRun:
-    """TEMPORARY SHIM: the validated inputs of a :meth:`BatchEngine.run`, cut by its caller."""
-
-    def __init__(self, x: np.ndarray, bar: Any, seed: int) -> None:
-        self.x = x
-        self._bar = bar
-        self._seed = seed
-
-    def batches(self, batch_size: int) -> Iterator[Batch]:
-        """Yield consecutive batches of ``batch_size`` inputs; the bar advances as each is done."""
-        for start in range(0, len(self.x), batch_size):
-            batch = Batch(self.x[start : start + batch_size], start, self._seed)
-            yield batch
-            self._bar.update(len(batch))

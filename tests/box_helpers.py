@@ -94,7 +94,7 @@ def box_first_order_radius(
 ) -> Tensor:
     """Return the box radius ``min_{j≠y} D_q(z_y − z_j, ∇z_y − ∇z_j)`` per sample, ``[B]``.
 
-    The box-aware counterpart of :func:`art_fim.radius.first_order_radius` (equal to it when
+    The box-aware counterpart of :func:`art_fim.margins.first_order_radius` (equal to it when
     ``low`` and ``high`` are ``None``, never smaller otherwise), and for a linear model the exact
     distance from ``x`` to a point of the box classified otherwise. The gradient differences
     are formed a few classes at a time.

@@ -94,10 +94,8 @@ def test_the_doctests_are_found():
     assert results.attempted >= 2 and results.failed == 0
 
 
-# Modules allowed to loop over the inputs themselves. The engine runs every estimator's loop.
-# TEMPORARY: lipschitz/certify.py still writes its two loops through the engine's run() shim;
-# delete its entry (and BatchEngine.run) once it runs them through BatchEngine.compute.
-LOOP_OWNERS = {"art_fim.engine", "art_fim.lipschitz.certify"}
+# The one module allowed to loop over the inputs itself: the engine runs every estimator's loop.
+LOOP_OWNERS = {"art_fim.engine"}
 
 
 def _loops_over_inputs(source: str) -> list[int]:
@@ -133,7 +131,7 @@ def test_the_loop_finder_finds_loops_over_inputs():
 
 def test_only_the_engine_loops_over_batches_of_inputs():
     """Every estimator hands its per-batch work to ``BatchEngine.compute``: no module writes its own
-    loop over the inputs (the engine's own loops aside, and the marked exemption).
+    loop over the inputs (the engine's own loops aside).
     """
     found = {
         name: lines

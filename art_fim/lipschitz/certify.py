@@ -30,12 +30,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from art_fim.adapters import Kind
-from art_fim.checks import OutputType, resolve_output_type
+from art_fim.checks import OutputType, check_labels, resolve_output_type
+from art_fim.curve import robust_fraction
 from art_fim.defences import check_defences
-from art_fim.engine import BatchEngine
+from art_fim.engine import Access, Batch, BatchEngine, BatchPlan, ExactPlan
 from art_fim.exact import spectrum_from_gram
 from art_fim.lipschitz.graph import LipschitzBound, check_hooks, lipschitz_bound
-from art_fim.radius import check_labels, parse_norm, robust_fraction
+from art_fim.norms import parse_norm
+from art_fim.options import Options
 
 
 def _network(classifier: Any) -> nn.Module | None:
@@ -66,6 +68,28 @@ def _output_kind(raw: np.ndarray, output_type: OutputType) -> Kind:
     return resolve_output_type(raw, output_type)
 
 
+@dataclass(frozen=True)
+class _RawOutputs:
+    """Per batch: the validated inputs and the classifier's raw answers to them (float64).
+
+    The queries go through ``predict``, as the margins a certificate is read from must be the
+    classifier's own (what a user of it sees).
+    """
+
+    requested: int
+    access: Access = "queries"
+    description: str = "outputs"
+
+    def plan(self, engine: BatchEngine, x: np.ndarray) -> BatchPlan:
+        """Inputs per ``predict`` call, within the memory budget."""
+        return BatchPlan(engine.batch_size(self.requested, engine.activation_bytes(x)))
+
+    def batch(self, engine: BatchEngine, batch: Batch, plan: BatchPlan) -> dict[str, np.ndarray]:
+        """The batch's inputs as validated, and its raw outputs."""
+        raw = engine.predict(batch.x, batch_size=plan.batch_size).astype(np.float64)
+        return {"x": batch.x, "raw": raw}
+
+
 def _outputs(
     classifier: Any,
     x: np.ndarray,
@@ -82,20 +106,10 @@ def _outputs(
     network = _network(classifier)
     if network is not None:
         check_hooks(network)
-    x = _widened(x)
-    engine = BatchEngine(
-        classifier, output_type, access="queries", memory_budget=memory_budget, verbose=False
-    )
-    with engine.run(x, "outputs") as run:
-        size = engine.batch_size(batch_size, engine.activation_bytes(run.x))
-        raw = np.concatenate(
-            [
-                engine.predict(batch.x, batch_size=size).astype(np.float64)
-                for batch in run.batches(size)
-            ]
-        )
-        x = run.x
-    return x, raw, _output_kind(raw, output_type)
+    options = Options(output_type, memory_budget=memory_budget, verbose=False)
+    engine = BatchEngine(classifier, options, access="queries")
+    _, columns = engine.compute(_RawOutputs(batch_size), _widened(x))
+    return columns["x"], columns["raw"], _output_kind(columns["raw"], output_type)
 
 
 def _resolve_bound(classifier: Any, x: np.ndarray, bound: float | LipschitzBound | None) -> float:
@@ -344,16 +358,32 @@ def local_norms(
     Returns:
         ``(jacobian_norms, fisher_norms)``, each ``[N]`` float64.
     """
-    engine = BatchEngine(classifier, "logits", memory_budget=memory_budget, verbose=False)
-    jacobian, fisher = [], []
-    with engine.run(x, "local norms") as run:
-        size, class_chunk = engine.exact_plan(run.x, batch_size)
-        for batch in run.batches(size):
-            jac = engine.adapter.jacobian(batch.x, class_chunk)
-            gram = jac.gram()
-            jacobian.append(torch.linalg.eigvalsh(gram)[:, -1].clamp_min(0.0).sqrt().cpu())
-            fisher.append(spectrum_from_gram(gram, jac.probs)[0][:, -1].clamp_min(0.0).cpu())
-    return torch.cat(jacobian).numpy(), torch.cat(fisher).numpy()
+    options = Options("logits", memory_budget=memory_budget, verbose=False)
+    engine = BatchEngine(classifier, options)
+    _, columns = engine.compute(_LocalNorms(batch_size), x)
+    return columns["jacobian"], columns["fisher"]
+
+
+@dataclass(frozen=True)
+class _LocalNorms:
+    """Per batch: ``‖J(x)‖₂`` and ``λ_max(F(x))`` from the ``K × K`` Gram matrix ``J Jᵀ``."""
+
+    requested: int
+    access: Access = "gradients"
+    description: str = "local norms"
+
+    def plan(self, engine: BatchEngine, x: np.ndarray) -> ExactPlan:
+        """Batch size and classes per backward pass for all ``K`` rows."""
+        return engine.exact_plan(x, self.requested)
+
+    def batch(self, engine: BatchEngine, batch: Batch, plan: ExactPlan) -> dict[str, torch.Tensor]:
+        """The batch's Jacobian norms and Fisher spectral norms."""
+        jac = engine.adapter.jacobian(batch.x, plan.class_chunk)
+        gram = jac.gram()
+        return {
+            "jacobian": torch.linalg.eigvalsh(gram)[:, -1].clamp_min(0.0).sqrt(),
+            "fisher": spectrum_from_gram(gram, jac.probs)[0][:, -1].clamp_min(0.0),
+        }
 
 
 def jacobian_spectral_norm(
