@@ -43,9 +43,12 @@ from typing import Any
 import numpy as np
 
 from leaderboard import html_page, plots, store
+from leaderboard.baselines import BASELINES
 from leaderboard.model_curves import ModelCurve, model_curve
 from leaderboard.read_results import ResultFile, Skipped, paper_link, read_results
+from leaderboard.record import ResultRecord
 from leaderboard.registry import MODEL_INFO_DIR
+from leaderboard.render_options import add_arguments
 from leaderboard.stats import Correlation, correlation_table
 
 logger = logging.getLogger(__name__)
@@ -58,21 +61,18 @@ SCORES: dict[str, tuple[str, str]] = {
     "trace_median": ("trace", "median"),
 }
 
-# Scores of the baselines (:mod:`leaderboard.baselines`), where a result has them: column ->
-# (baseline, CLEVER's threat-model-specific entry?). CLEVER is a distortion: larger = more robust.
+# Scores of the baselines (:data:`leaderboard.baselines.BASELINES`), where a result has them:
+# column -> (baseline, one entry per threat model?). CLEVER is a distortion: larger = more robust.
 BASELINE_SCORES: dict[str, tuple[str, bool]] = {
-    "blackbox_spectral_norm_median": ("blackbox", False),
-    "reference_spectral_norm_median": ("reference_whitebox", False),
-    "clever_median": ("clever", True),
+    b.column: (b.name, b.per_threat) for b in BASELINES
 }
+BASELINE_COST_COLUMNS = {b.column: b.cost_column for b in BASELINES}
 # Seconds per image of each metric, beside AutoAttack's (the model-info's attack_seconds / n).
 COSTS = {
     "fisher_seconds_per_image": (
         "input Fisher, exact (λ_max, trace, radii at both budgets: one pass)"
     ),
-    "blackbox_seconds_per_image": 'input Fisher, query-only estimate (method="blackbox")',
-    "reference_seconds_per_image": "first paper's reference white-box estimator",
-    "clever_seconds_per_image": "ART clever_u (at this threat model)",
+    **{b.cost_column: b.description for b in BASELINES},
 }
 
 COLUMNS = (
@@ -85,8 +85,8 @@ COLUMNS = (
 )
 
 
-def load_results(results: Path) -> list[dict[str, Any]]:
-    """The content of every usable result JSON under ``results``, sorted by path.
+def load_results(results: Path) -> list[ResultRecord]:
+    """Every usable result record under ``results``, sorted by path.
 
     See :func:`read_results`.
     """
@@ -96,31 +96,31 @@ def load_results(results: Path) -> list[dict[str, Any]]:
     return [r.record for r in read.results]
 
 
-def flatten(record: dict[str, Any]) -> dict[str, Any]:
-    """One CSV row from one result JSON."""
-    reported = record.get("reported") or {}
-    fisher = record.get("fisher") or {}
+def flatten(record: ResultRecord) -> dict[str, Any]:
+    """One CSV row from one result record."""
+    reported = record.reported
+    fisher = record.fisher or {}
     row = {
-        "dataset": record.get("dataset"),
-        "threat_model": record.get("threat_model"),
-        "model": record.get("model"),
-        "architecture": reported.get("architecture"),
+        "dataset": record.dataset,
+        "threat_model": record.threat_model,
+        "model": record.model,
+        "architecture": reported.architecture,
         "training": training_of(record),
-        "additional_data": reported.get("additional_data"),
-        "reported_clean_acc": reported.get("clean_acc"),
-        "autoattack_acc": reported.get("autoattack_acc"),
-        "clean_acc": record.get("clean_acc"),
-        "n_examples": record.get("n_examples"),
-        "seconds": (record.get("seconds") or {}).get("total"),
-        "status": record.get("status"),
+        "additional_data": reported.additional_data,
+        "reported_clean_acc": reported.clean_acc,
+        "autoattack_acc": reported.autoattack_acc,
+        "clean_acc": record.clean_acc,
+        "n_examples": record.n_examples,
+        "seconds": record.seconds.get("total"),
+        "status": record.status,
         # The last line of a traceback names the exception and its message.
-        "error": ((record.get("error") or "").strip().splitlines() or [""])[-1],
+        "error": ((record.error or "").strip().splitlines() or [""])[-1],
     }
     for column, (quantity, statistic) in SCORES.items():
         row[column] = (fisher.get(quantity) or {}).get(statistic)
     # The attack-free prediction at the model's own threat model and RobustBench budget: the
     # refined one where a result has it (the more accurate), else the first-order one.
-    prediction = (record.get("predicted_robust_acc") or {}).get(record.get("threat_model")) or {}
+    prediction = (record.predicted_robust_acc or {}).get(record.threat_model) or {}
     row["predicted_first_order"] = prediction.get("first_order")
     row["predicted_refined"] = prediction.get("refined")
     predicted = (
@@ -132,21 +132,21 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         abs(predicted - row["autoattack_acc"]) if _finite(predicted)
         and _finite(row["autoattack_acc"]) else None
     )
-    row["method"] = record.get("method")
-    row.update(_baseline_columns(record, reported))
+    row["method"] = record.method
+    row.update(_baseline_columns(record))
     return row
 
 
-def training_of(record: dict[str, Any]) -> str | None:
+def training_of(record: ResultRecord) -> str | None:
     """How a model of the project's zoo was trained (``"PGD ℓ∞ 8/255"``); ``None`` for others.
 
     RobustBench's model-info files do not say how a model was trained; the zoo's plan does.
     """
-    if (record.get("reported") or {}).get("venue") != "this project's zoo":
+    if record.reported.venue != "this project's zoo":
         return None
     from leaderboard.zoo.plan import ZOO
 
-    entry = ZOO.get(str(record.get("model")))
+    entry = ZOO.get(record.model)
     if entry is None:
         return None
     regime = entry.regime
@@ -160,22 +160,21 @@ def training_of(record: dict[str, Any]) -> str | None:
     }.get(regime.kind, regime.kind)
 
 
-def _baseline_columns(record: dict[str, Any], reported: dict[str, Any]) -> dict[str, Any]:
+def _baseline_columns(record: ResultRecord) -> dict[str, Any]:
     """The baselines' medians and every metric's seconds per image (``None`` where absent)."""
-    baselines = record.get("baselines") or {}
-    threat = str(record.get("threat_model"))
+    baselines = record.baselines or {}
+    threat = record.threat_model
     row: dict[str, Any] = {}
     for column, (name, per_threat) in BASELINE_SCORES.items():
         entry = baselines.get(name) or {}
         if per_threat:
             entry = entry.get(threat.lower()) or {}
         row[column] = entry.get("median")
-        # Each baseline's cost column in COSTS: "blackbox_seconds_per_image", ...
-        row[f"{column.split('_', 1)[0]}_seconds_per_image"] = entry.get("seconds_per_image")
-    fisher_seconds = (record.get("seconds") or {}).get("fisher")
-    n = record.get("n_examples")
+        row[BASELINE_COST_COLUMNS[column]] = entry.get("seconds_per_image")
+    fisher_seconds = record.seconds.get("fisher")
+    n = record.n_examples
     row["fisher_seconds_per_image"] = fisher_seconds / n if _finite(fisher_seconds) and n else None
-    attack, attacked = reported.get("attack_seconds"), reported.get("attack_n_examples")
+    attack, attacked = record.reported.attack_seconds, record.reported.attack_n_examples
     row["autoattack_seconds_per_image"] = (
         attack / attacked if _finite(attack) and attacked else None
     )
@@ -399,7 +398,7 @@ def model_curves(results: list[ResultFile], curve_dir: Path | None,
     """
     curves = {}
     for result in results:
-        if result.record["status"] == "ok" and result.per_image is not None:
+        if result.record.ok and result.per_image is not None:
             curve = model_curve(result, curve_dir, skipped)
             if curve is not None:
                 curves[f"{curve.dataset}/{curve.threat_model}/{curve.model}"] = curve
@@ -470,13 +469,12 @@ def render(results: Path, out: Path, seed: int = 0, autoattack_curves: Path | No
             f"nothing is scored under {results} (no usable <dataset>/<threat_model>/<model>.json "
             f"there{unusable}): {how}"
         )
-    failed = [r for r in records if r.get("status") != "ok"]
+    failed = [r for r in records if not r.ok]
     if len(failed) == len(records):
         first = failed[0]
         raise FileNotFoundError(
             f"nothing is scored under {results}: its {len(records)} result file(s) all record "
-            f"failures (e.g. {first.get('dataset')}/{first.get('threat_model')}/"
-            f"{first.get('model')}: "
+            f"failures (e.g. {first.key}: "
             f"{flatten(first)['error']}){unusable}. Fix what they say, then {how}"
         )
     store.check_uniform_settings(records, results)
@@ -504,8 +502,8 @@ def render(results: Path, out: Path, seed: int = 0, autoattack_curves: Path | No
         for r in rows
     }
     page = html_page.page(html_page.PageData(
-        rows=rows, records=records, correlations=correlations, errors=mean_abs_errors(rows),
-        skipped=skipped,
+        rows=rows, records=[r.to_json() for r in records], correlations=correlations,
+        errors=mean_abs_errors(rows), skipped=skipped,
         figures=svgs, curves=curves, curve_images=curve_images,
         links={k: v for k, v in links.items() if v},
         costs={g: cost_summary([r for r in members if r["status"] == "ok"])
@@ -517,25 +515,6 @@ def render(results: Path, out: Path, seed: int = 0, autoattack_curves: Path | No
              out / "index.html"]
     return {"rows": rows, "correlations": correlations, "curves": curves, "skipped": skipped,
             "files": files}
-
-
-def add_arguments(parser: argparse.ArgumentParser,
-                  default_results: str = "leaderboard/results") -> None:
-    """The ``render`` subcommand's options."""
-    parser.add_argument("--results", type=Path, default=Path(default_results),
-                        help=f"directory written by `run` (default: {default_results})")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output directory (default: --results)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--autoattack-curves", type=Path, default=None,
-                        help="folder of AutoAttack results at further budgets, "
-                        "<dataset>/<threat_model>/<model>_eps<label>.json (default: none; --source "
-                        "zoo: the zoo's autoattack_curve/)")
-    parser.add_argument(
-        "--allow-partial",
-        action="store_true",
-        help="exit 0 even when unreadable or inconsistent result files were skipped",
-    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
