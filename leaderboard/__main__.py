@@ -67,12 +67,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     with_aa = sum(e.reported.autoattack_acc is not None for e in entries)
     count = sum(present.values())
     print(
-        f"{len(entries)} {source.name} entries, {with_aa} with AutoAttack accuracy, "
+        f"{len(entries)} {source.title} entries, {with_aa} with AutoAttack accuracy, "
         f"{count} with weights under {args.model_dir} (* external evaluation)"
     )
     if not count:
         print(f"To score models, {source.how_to_get_weights(args.model_dir)}")
     return 0
+
+
+def _capitalised(sentence: str) -> str:
+    return sentence[:1].upper() + sentence[1:]
 
 
 def _source(args: argparse.Namespace) -> Source:
@@ -133,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(
             f"error: none of the {len(entries)} selected models has its weights under "
             f"{args.model_dir}/, so there is nothing to score.\n"
-            f"{source.how_to_get_weights(args.model_dir)}",
+            f"{_capitalised(source.how_to_get_weights(args.model_dir))}",
             file=sys.stderr,
         )
         return 2

@@ -234,13 +234,13 @@ class Fields:
         if not isinstance(value, dict):
             raise _wrong_type(value, where, self.expected)
         prefix = f"{where}." if where else ""
-        for key in self.required:
-            if key not in value:
-                raise Problem(f"{prefix}{key}", "is missing")
         _check_size(value, where, MAX_ITEMS)
         for key, item in value.items():
             Text()(key, f"{where} key" if where else "key")
             self.checks.get(key, self.extra)(item, f"{prefix}{key}")
+        for key in self.required:
+            if key not in value:
+                raise Problem(f"{prefix}{key}", "is missing")
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ class Source(ABC):
 
     Attributes:
         name: the ``--source`` value.
+        title: what messages call it (``"RobustBench zoo"``).
         summary: one line for ``--source``'s help.
         default_model_dir: where the weights are unless ``--model-dir`` says otherwise.
         default_results: where results go unless ``--results`` says otherwise.
@@ -47,6 +48,7 @@ class Source(ABC):
     """
 
     name: ClassVar[str]
+    title: ClassVar[str]
     summary: ClassVar[str]
     default_model_dir: ClassVar[str]
     default_results: ClassVar[Path]
@@ -86,7 +88,7 @@ class Source(ABC):
 
     @abstractmethod
     def how_to_get_weights(self, model_dir: str | Path) -> str:
-        """What a user without weights can do."""
+        """What a user without weights can do, as a sentence without its capital."""
 
     def how_to_score(self) -> str:
         """The command that scores this source's models, for a user without results."""
@@ -108,6 +110,7 @@ class RobustBenchSource(Source):
     """RobustBench's zoo, its reported accuracies shipped in ``leaderboard/model_info``."""
 
     name = "robustbench"
+    title = "RobustBench zoo"
     summary = "RobustBench's zoo (checkpoints under --model-dir in RobustBench's layout)"
     default_model_dir = "models"
     default_results = RESULTS_DIR
@@ -143,7 +146,7 @@ class RobustBenchSource(Source):
 
     def how_to_get_weights(self, model_dir: str | Path) -> str:
         """Put RobustBench's checkpoints in its layout; ``list`` shows which are there."""
-        return (f"Put RobustBench's checkpoints there as {self.where_weights_go(model_dir)} "
+        return (f"put RobustBench's checkpoints under {model_dir}/ as {WEIGHTS_LAYOUT} "
                 "(leaderboard/README.md, \"Weights\"); `python -m leaderboard list --model-dir "
                 f"{model_dir}` shows which models have them.")
 
@@ -161,6 +164,7 @@ class ZooSource(Source):
     """
 
     name = "zoo"
+    title = "project zoo"
     summary = ("the project's own CIFAR-10 zoo (leaderboard/zoo: weights and measured AutoAttack "
                "accuracy committed)")
     default_model_dir = str(ZOO_DIR)
@@ -207,7 +211,7 @@ class ZooSource(Source):
 
     def how_to_get_weights(self, model_dir: str | Path) -> str:
         """Train them with the zoo's build command."""
-        return (f"The zoo's weights are {self.where_weights_go(model_dir)}; `python -m "
+        return (f"the zoo's weights are {self.where_weights_go(model_dir)}; `python -m "
                 "leaderboard.zoo.build train` trains them.")
 
     def how_to_score(self) -> str:

@@ -149,8 +149,8 @@ def test_result_schema(interrupted_run: dict[str, Any]) -> None:
     """Each result follows the contract with `render` and says how its numbers were made."""
     for name, record in _records(interrupted_run["results"], E2E_MODELS).items():
         assert list(record) == [
-            "schema_version", "model", "dataset", "threat_model", "status", "error", "reported", "n_examples",
-            "clean_acc",
+            "schema_version", "model", "dataset", "threat_model", "status", "error", "reported",
+            "n_examples", "clean_acc",
             "fisher", "predicted_robust_acc", "seconds", "images_per_second", "method",
             "batch_size", "device",
             "precision", "competitors", "seed", "versions", "settings", "route", "images",
