@@ -111,7 +111,7 @@ class RobustBenchSource(Source):
 
     name = "robustbench"
     title = "RobustBench zoo"
-    summary = "RobustBench's zoo (checkpoints under --model-dir in RobustBench's layout)"
+    summary = "RobustBench's zoo, its checkpoints in RobustBench's layout"
     default_model_dir = "models"
     default_results = RESULTS_DIR
     default_n_examples = 1000
