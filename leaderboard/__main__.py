@@ -28,7 +28,7 @@ from leaderboard.baselines import BASELINES, Baselines
 from leaderboard.errors import UnknownModelError
 from leaderboard.registry import DATASETS, THREAT_MODELS
 from leaderboard.render_options import add_arguments as render_arguments
-from leaderboard.sources import SOURCES, Source, source_named
+from leaderboard.sources import DEFAULT_SOURCE, SOURCES, Source, source_named
 
 logger = logging.getLogger(__name__)
 #: The module docstring's examples, each a line that can be pasted into a shell.
@@ -183,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if closing:
         print(closing)
     if Path(args.results).is_dir():
-        flag = "" if source.name == "robustbench" else f" --source {source.name}"
+        flag = "" if source.name == DEFAULT_SOURCE else f" --source {source.name}"
         print(f"results in {args.results}; `python -m leaderboard render{flag} --results "
               f"{args.results}` tabulates them")
     return 1 if summary.failed else 0
@@ -232,7 +232,7 @@ _SOURCE_HELP = {
 
 def _add_source(parser: argparse.ArgumentParser, command: str) -> None:
     listed = "; ".join(f"{s.name}: {s.summary}" for s in SOURCES.values())
-    parser.add_argument("--source", choices=list(SOURCES), default="robustbench",
+    parser.add_argument("--source", choices=list(SOURCES), default=DEFAULT_SOURCE,
                         help=f"{_SOURCE_HELP[command]} ({listed})")
 
 

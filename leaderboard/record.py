@@ -292,9 +292,7 @@ class ResultRecord:
             InvalidRecord: naming ``file`` and the first field that fails its check (or saying
                 that the content is no JSON object, or written by a newer version).
         """
-        if not isinstance(content, dict):
-            raise InvalidRecord(file, "", f"it holds {json_type(content)}, not a JSON object")
-        content = {"schema_version": 1, **content}
+        content = {"schema_version": 1, **json_object(content, file)}
         version = content["schema_version"]
         if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
             raise InvalidRecord(file, "schema_version", f"is {version}: written by a newer version "
@@ -346,6 +344,17 @@ def parse_json(data: bytes, file: str) -> Any:
     return content
 
 
+def json_object(content: Any, file: str) -> dict[str, Any]:
+    """``content`` if it is a JSON object.
+
+    Raises:
+        InvalidRecord: it is not (naming what it holds).
+    """
+    if not isinstance(content, dict):
+        raise InvalidRecord(file, "", f"it holds {json_type(content)}, not a JSON object")
+    return content
+
+
 def read_json(path: Path, file: str | None = None) -> Any:
     """The JSON value in ``path``.
 
@@ -371,9 +380,7 @@ def read_checked(path: Path, check: Check, file: str | None = None) -> dict[str,
         InvalidRecord: the file cannot be read, is not a JSON object, or fails the check.
     """
     name = str(path) if file is None else file
-    content = read_json(path, name)
-    if not isinstance(content, dict):
-        raise InvalidRecord(name, "", f"it holds {json_type(content)}, not a JSON object")
+    content = json_object(read_json(path, name), name)
     try:
         check(content, "")
     except Problem as problem:

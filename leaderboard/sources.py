@@ -237,6 +237,8 @@ class ZooSource(Source):
 
 #: Every source by its ``--source`` name.
 SOURCES: dict[str, Source] = {s.name: s for s in (RobustBenchSource(), ZooSource())}
+#: The source of a command that names none.
+DEFAULT_SOURCE = RobustBenchSource.name
 
 
 def source_named(name: str) -> Source:
