@@ -198,8 +198,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     source = _source(args)
     if not Path(args.results).is_dir():
         raise FileNotFoundError(
-            f"the results folder {args.results} does not exist: {source.how_to_score()} "
-            f"(into --results {args.results})"
+            f"the results folder {args.results} does not exist, so nothing has been scored "
+            f"there. {_capitalised(source.how_to_score())}."
         )
     if args.autoattack_curves is None:
         args.autoattack_curves = source.autoattack_curves

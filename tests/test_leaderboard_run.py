@@ -387,6 +387,9 @@ def test_render_with_nothing_scored_says_how_to_score(tmp_path: Path,
     2).
     """
     out = tmp_path / "out"
+    assert main(["render", "--results", str(tmp_path / "absent"), "--out", str(out)]) == 2
+    assert f"the results folder {tmp_path / 'absent'} does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
     assert main(["render", "--results", str(tmp_path / "empty"), "--out", str(out)]) == 2
     assert "nothing is scored under" in capsys.readouterr().err
     failed = {"model": "Standard", "dataset": "cifar10", "threat_model": "Linf", "status": "failed",
