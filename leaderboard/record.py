@@ -308,10 +308,6 @@ class ResultRecord:
             record.seconds = {}
         return record
 
-    def without_timing(self) -> dict[str, Any]:
-        """The JSON without the keys that depend on the machine and the moment."""
-        return {k: v for k, v in self.to_json().items() if k not in self.TIMING_KEYS}
-
 
 def parse_record(data: bytes, file: str) -> ResultRecord:
     """A record from a result file's bytes.
