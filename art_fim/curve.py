@@ -1,6 +1,6 @@
 """Predicted robust accuracy at every budget: the accuracy-vs-ε curve from per-input radii.
 
-A per-input robust radius ``r(x)`` (first-order or refined, :mod:`art_fim.radius`) predicts
+A per-input robust radius ``r(x)`` (first-order or refined, :mod:`art_fim.margins`) predicts
 robust accuracy at every budget at once: ``acc(ε) = (1/N) #{x : r(x) > 0 and r(x) ≥ ε}``. The
 curve costs nothing beyond the radii, is non-increasing in ``ε`` and starts at clean accuracy
 (``acc(0)`` counts every correctly classified input). AutoAttack measures one point of it per run.

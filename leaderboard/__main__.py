@@ -3,34 +3,36 @@ r"""Command line: ``python -m leaderboard list|run|render``.
 Examples::
 
     python -m leaderboard list --dataset cifar10 --threat-model Linf --model-dir models
-    python -m leaderboard run --dataset cifar10 --threat-model Linf --models Standard,Wong2020Fast
-        \ --model-dir models --n-examples 1000 --results leaderboard/results
-    python -m leaderboard run ... --backend ray --num-gpus-per-task 1
+    python -m leaderboard list --source zoo
+    python -m leaderboard run --dataset cifar10 --threat-model Linf \
+        --models Standard,Wong2020Fast --model-dir models --n-examples 1000
+    python -m leaderboard run --models Wong2020Fast --backend ray --num-gpus-per-task 1
     python -m leaderboard render --results leaderboard/results
     python -m leaderboard run --source zoo && python -m leaderboard render --source zoo
+
+Only the standard library and the light :mod:`leaderboard.sources` are imported before the
+arguments are parsed, so that ``--help`` and argument errors answer at once; torch, RobustBench,
+art_fim and the plotting modules are loaded by the command that needs them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from leaderboard.baselines import Baselines
+from leaderboard.baselines import BASELINES, Baselines
+from leaderboard.errors import UnknownModelError
 from leaderboard.registry import DATASETS, THREAT_MODELS
-from leaderboard.render import add_arguments as render_arguments
-from leaderboard.scoring import SOURCES
+from leaderboard.render_options import add_arguments as render_arguments
+from leaderboard.sources import DEFAULT_SOURCE, SOURCES, Source, source_named
 
-DEFAULT_MODEL_DIR = "models"
-#: The package's own results folder, whatever the working directory (the zoo's ship in it).
-DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
-#: Where each source's results go unless --results says otherwise.
-DEFAULT_RESULTS_BY_SOURCE = {"robustbench": DEFAULT_RESULTS, "zoo": DEFAULT_RESULTS / "zoo"}
-#: Test images per model unless --n-examples says otherwise: the zoo's AutoAttack images.
-DEFAULT_N_EXAMPLES = {"robustbench": 1000, "zoo": 500}
-WEIGHTS_LAYOUT = "<dataset>/<threat_model>/<name>.pt (ensembles: <name>.pt_m0.pt, ...)"
+logger = logging.getLogger(__name__)
+#: The module docstring's examples, each a line that can be pasted into a shell.
+EXAMPLES = __doc__.split("Examples::", 1)[1].split("\n\n")[1] + "\n"
 
 
 class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
@@ -47,11 +49,10 @@ def _fmt(value: float | None) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """Print the zoo with reported accuracies and whether weights are present."""
-    from leaderboard.registry import list_entries, robustbench_weights_present
-
-    entries = list_entries(args.dataset, args.threat_model)
-    present = {e.key: robustbench_weights_present(e, args.model_dir) for e in entries}
+    """Print the source's models with their reported accuracies and whether weights are present."""
+    source = _source(args)
+    entries = source.entries(args.model_dir, args.dataset, args.threat_model)
+    present = {e.key: source.weights_present(e, args.model_dir) for e in entries}
     width = max((len(e.name) for e in entries), default=10)
     print(f"{'dataset':<9} {'threat':<11} {'model':<{width}} {'architecture':<26} {'clean':>6} "
           f"{'AA':>6} weights")
@@ -66,61 +67,77 @@ def cmd_list(args: argparse.Namespace) -> int:
     with_aa = sum(e.reported.autoattack_acc is not None for e in entries)
     count = sum(present.values())
     print(
-        f"{len(entries)} zoo entries, {with_aa} with AutoAttack accuracy, "
+        f"{len(entries)} {source.title} entries, {with_aa} with AutoAttack accuracy, "
         f"{count} with weights under {args.model_dir} (* external evaluation)"
     )
     if not count:
-        print(f"To score models, put RobustBench's checkpoints under {args.model_dir}/ as "
-              f"{WEIGHTS_LAYOUT} (leaderboard/README.md, \"Weights\").")
+        print(f"To score models, {source.how_to_get_weights(args.model_dir)}")
     return 0
 
 
-def _baselines(args: argparse.Namespace) -> Baselines | None:
-    """The baselines to compute: the zoo's by default, RobustBench's models only when asked."""
-    given = {key: getattr(args, key) for key in ("blackbox_n", "reference_n", "clever_n")}
-    given = {key: value for key, value in given.items() if value is not None}
-    if args.source != "zoo" and not given:
+def _capitalised(sentence: str) -> str:
+    return sentence[:1].upper() + sentence[1:]
+
+
+def _source(args: argparse.Namespace) -> Source:
+    """The ``--source`` of ``args``, with the options whose defaults depend on it filled in."""
+    source = source_named(args.source)
+    if getattr(args, "model_dir", "") is None:
+        args.model_dir = source.default_model_dir
+    if getattr(args, "results", "") is None:
+        args.results = source.default_results
+    if getattr(args, "n_examples", "") is None:
+        args.n_examples = source.default_n_examples
+    return source
+
+
+def _baselines(args: argparse.Namespace, source: Source) -> Baselines | None:
+    """The baselines to compute: the source's default, or those given an image count."""
+    given = {b.images: getattr(args, b.images) for b in BASELINES
+             if getattr(args, b.images) is not None}
+    if not source.computes_baselines and not given:
         return None
     return Baselines(**given)
 
 
-def _zoo_selection(args: argparse.Namespace, models: list[str] | None) -> tuple[list, list]:
-    """The project's zoo entries with model-info files, and those whose weights are present."""
-    from leaderboard.zoo.entries import zoo_entries, zoo_weights_present
+def _check_device(device: str) -> None:
+    """Refuse a device torch does not know, or a GPU where torch sees none, before any scoring.
 
-    entries = zoo_entries(args.model_dir, models)
-    if not entries:
-        raise FileNotFoundError(
-            f"no zoo model under {args.model_dir}/model_info has an AutoAttack result yet: "
-            "`python -m leaderboard.zoo.build all` trains and attacks them"
-        )
-    return entries, [e for e in entries if zoo_weights_present(e, args.model_dir)]
+    Raises:
+        ValueError: naming the device and what to use instead.
+    """
+    import torch
+
+    if device == "auto":
+        return
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a device: use auto, cpu or cuda[:i]"
+                         ) from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device} was asked for but torch sees no GPU (CUDA "
+                             f"build: {torch.version.cuda or 'none'}); use --device cpu or auto")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: torch sees {torch.cuda.device_count()} GPU(s)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Score models and print a summary; exit status 1 if any model failed."""
-    from leaderboard.registry import robustbench_weights_present, select_entries
+    source = _source(args)
+    _check_device(args.device)
     from leaderboard.run import run_models
     from leaderboard.scoring import ScoreConfig
 
-    _resolve_source_defaults(args)
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-    if args.source == "zoo":
-        entries, present = _zoo_selection(args, models)
-    else:
-        entries = select_entries(args.dataset, args.threat_model, models)
-        present = [e for e in entries if robustbench_weights_present(e, args.model_dir)]
+    entries = source.entries(args.model_dir, args.dataset, args.threat_model, models)
+    present = [e for e in entries if source.weights_present(e, args.model_dir)]
     if not present:
-        how = (
-            f"The zoo's weights are {args.model_dir}/models/<name>.pt; `python -m "
-            "leaderboard.zoo.build train` trains them." if args.source == "zoo" else
-            f"Put RobustBench's checkpoints there as {args.model_dir}/{WEIGHTS_LAYOUT} "
-            "(leaderboard/README.md, \"Weights\"); `python -m leaderboard list --model-dir "
-            f"{args.model_dir}` shows which models have them."
-        )
         print(
             f"error: none of the {len(entries)} selected models has its weights under "
-            f"{args.model_dir}/, so there is nothing to score.\n{how}",
+            f"{args.model_dir}/, so there is nothing to score.\n"
+            f"{_capitalised(source.how_to_get_weights(args.model_dir))}",
             file=sys.stderr,
         )
         return 2
@@ -132,11 +149,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif missing:
         print(
             f"{missing} of {len(entries)} models have no weights under {args.model_dir}/ (expected "
-            f"{args.model_dir}/{'models/<name>.pt' if args.source == 'zoo' else WEIGHTS_LAYOUT}); "
-            "they are recorded as failed. --skip-missing leaves them out."
+            f"{source.where_weights_go(args.model_dir)}); they are recorded as failed. "
+            "--skip-missing leaves them out."
         )
     config = ScoreConfig(
-        model_dir=args.model_dir,
+        model_dir=str(args.model_dir),
         data_dir=args.data_dir,
         n_examples=args.n_examples,
         batch_size=args.batch_size,
@@ -145,8 +162,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         trust_checkpoints=args.trust_checkpoints,
-        source=args.source,
-        baselines=_baselines(args),
+        source=source.name,
+        baselines=_baselines(args, source),
         precision=args.precision,
     )
     summary = run_models(
@@ -161,50 +178,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(summary.table())
-    if args.source == "zoo":
-        from leaderboard.zoo import ZOO
-        from leaderboard.zoo.entries import zoo_entries
-
-        scored = {key.rsplit("/", 1)[-1] for key in (*summary.done, *summary.skipped)}
-        attacked = {e.name for e in zoo_entries(args.model_dir, None)}
-        why = []
-        if len(attacked) < len(ZOO):
-            why.append(f"{len(ZOO) - len(attacked)} have no AutoAttack result yet")
-        if models and len(scored) < len(attacked):
-            why.append("--models chose the others out")
-        print(f"{len(scored)} of the zoo's {len(ZOO)} planned models scored"
-              + (f" ({'; '.join(why)})" if why else "")
-              + "; rank correlations need at least 3 models")
+    scored = {key.rsplit("/", 1)[-1] for key in (*summary.done, *summary.skipped)}
+    closing = source.closing_line(args.model_dir, models, scored)
+    if closing:
+        print(closing)
     if Path(args.results).is_dir():
-        source = " --source zoo" if args.source == "zoo" else ""
-        print(f"results in {args.results}; `python -m leaderboard render{source} --results "
+        flag = "" if source.name == DEFAULT_SOURCE else f" --source {source.name}"
+        print(f"results in {args.results}; `python -m leaderboard render{flag} --results "
               f"{args.results}` tabulates them")
     return 1 if summary.failed else 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    """CSV, Markdown, plots and correlations of the results (``leaderboard.render``)."""
+    """CSV, Markdown, plots and correlations of the results (``leaderboard.render``).
+
+    Raises:
+        FileNotFoundError: the results folder does not exist (naming it and how to fill it).
+    """
+    source = _source(args)
+    if not Path(args.results).is_dir():
+        raise FileNotFoundError(
+            f"the results folder {args.results} does not exist, so nothing has been scored "
+            f"there. {_capitalised(source.how_to_score())}."
+        )
+    if args.autoattack_curves is None:
+        args.autoattack_curves = source.autoattack_curves
     from leaderboard.render import run_from_args
 
-    if args.results is None:
-        args.results = Path(DEFAULT_RESULTS_BY_SOURCE[args.source])
-    if args.autoattack_curves is None and args.source == "zoo":
-        from leaderboard.zoo.weights import ZOO_DIR
-
-        args.autoattack_curves = Path(ZOO_DIR) / "autoattack_curve"
     return run_from_args(args)
-
-
-def _resolve_source_defaults(args: argparse.Namespace) -> None:
-    """Fill the options whose defaults depend on ``--source``."""
-    from leaderboard.zoo.weights import ZOO_DIR
-
-    if args.model_dir is None:
-        args.model_dir = str(ZOO_DIR) if args.source == "zoo" else DEFAULT_MODEL_DIR
-    if args.results is None:
-        args.results = DEFAULT_RESULTS_BY_SOURCE[args.source]
-    if args.n_examples is None:
-        args.n_examples = DEFAULT_N_EXAMPLES[args.source]
 
 
 def _positive_int(text: str) -> int:
@@ -221,90 +222,64 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m leaderboard``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m leaderboard",
-        description="Score RobustBench's models by their input Fisher information: list the zoo,\n"
-        "run the scoring, render the leaderboard. `python -m leaderboard <command> --help`\n"
-        "shows a command's options and their defaults.",
-        epilog="examples:" + __doc__.split("Examples::", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    sub = parser.add_subparsers(dest="command", required=True)
+_SOURCE_HELP = {
+    "list": "which zoo to list",
+    "run": "which zoo to score; its weights are under --model-dir (zoo: the zoo folder, "
+    "--dataset/--threat-model are ignored) and its results go to --results",
+    "render": "whose results to render: sets the default --results and --autoattack-curves",
+}
 
-    def source(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--source",
-            choices=SOURCES,
-            default="robustbench",
-            help="robustbench: RobustBench's zoo (weights under --model-dir); zoo: the project's "
-            "own CIFAR-10 zoo (leaderboard/zoo: weights and measured AutoAttack accuracy "
-            "committed; --model-dir is the zoo folder, --dataset/--threat-model are ignored)",
-        )
 
-    def selection(p: argparse.ArgumentParser, dataset: str, threat: str) -> None:
-        p.add_argument("--dataset", choices=[*DATASETS, "all"], default=dataset,
-                       help="dataset of the zoo")
-        p.add_argument("--threat-model", choices=[*THREAT_MODELS, "all"], default=threat,
-                       help="threat model of the zoo")
-        p.add_argument("--model-dir", default=DEFAULT_MODEL_DIR,
-                       help=f"RobustBench's layout: <model-dir>/{WEIGHTS_LAYOUT}")
+def _add_source(parser: argparse.ArgumentParser, command: str) -> None:
+    listed = "; ".join(f"{s.name}: {s.summary}" for s in SOURCES.values())
+    parser.add_argument("--source", choices=list(SOURCES), default=DEFAULT_SOURCE,
+                        help=f"{_SOURCE_HELP[command]} ({listed})")
 
-    p_list = sub.add_parser(
-        "list",
-        help="the RobustBench zoo with reported accuracies and local weights",
-        formatter_class=_HelpWithDefaults,
-    )
-    selection(p_list, "all", "all")
-    p_list.set_defaults(func=cmd_list)
 
-    p_run = sub.add_parser("run", help="score models (resumable; one JSON and one .npz per model)",
-                           formatter_class=_HelpWithDefaults)
-    selection(p_run, "cifar10", "Linf")
-    p_run.set_defaults(model_dir=None)
-    source(p_run)
+def _add_selection(parser: argparse.ArgumentParser, dataset: str, threat: str) -> None:
+    parser.add_argument("--dataset", choices=[*DATASETS, "all"], default=dataset,
+                        help="dataset of the zoo")
+    parser.add_argument("--threat-model", choices=[*THREAT_MODELS, "all"], default=threat,
+                        help="threat model of the zoo")
+    defaults = ", ".join(f"{s.name}: {s.default_model_dir}" for s in SOURCES.values())
+    parser.add_argument("--model-dir", default=None,
+                        help=f"where the weights are (default: {defaults})")
+
+
+def _add_run_options(p_run: argparse.ArgumentParser) -> None:
     p_run.add_argument(
-        "--models", help="comma-separated zoo names (default: every model of the selection)"
+        "--models", help="comma-separated model names, in any case (default: every model of the "
+        "selection)"
     )
     p_run.add_argument("--data-dir", help="torchvision-layout data root (default: the bundled "
                        "CIFAR-10 subset)")
+    defaults = ", ".join(f"{s.name}: {s.default_n_examples}" for s in SOURCES.values())
     p_run.add_argument("--n-examples", type=_positive_int, default=None,
-                       help="test images per model (default: 1000; zoo: 500, the images its "
-                       "AutoAttack ran on)")
+                       help=f"test images per model (default: {defaults}; the zoo's are the "
+                       "images its AutoAttack ran on)")
     p_run.add_argument("--batch-size", type=_positive_int, default=128,
                        help="largest batch (shrunk to fit memory)")
     p_run.add_argument("--method", choices=["auto", "exact", "lanczos"], default="auto",
                        help="Fisher route: exact (all K Jacobian rows), lanczos (matrix-free, "
                        "radii from the 20 nearest competitors), or auto (lanczos for K > 100 or "
                        "when exact does not fit)")
-    p_run.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
+    p_run.add_argument("--device", default="auto",
+                       help="auto, cpu or cuda[:i] (checked before any model is scored)")
     p_run.add_argument("--precision", choices=["float32", "tf32"], default="float32",
                        help="arithmetic of the products: full float32, or TF32 on GPUs that have "
                        "it (faster)")
     p_run.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    defaults = ", ".join(f"{s.name}: {s.default_results}" for s in SOURCES.values())
     p_run.add_argument("--results", default=None,
-                       help=f"where result files go (default: {DEFAULT_RESULTS}; zoo: "
-                       f"{DEFAULT_RESULTS_BY_SOURCE['zoo']})")
-    defaults = Baselines()
-    p_run.add_argument(
-        "--blackbox-n",
-        type=_non_negative_int,
-        default=None,
-        help=f"images for the query-only λ_max ({defaults.blackbox_queries} queries each; "
-        f"default: {defaults.blackbox_n} for the zoo, none for RobustBench; 0: none)",
-    )
-    p_run.add_argument("--reference-n", type=_non_negative_int, default=None,
-                       help=f"images for the first paper's reference white-box estimator (default: "
-                            f"{defaults.reference_n} for the zoo, none for RobustBench; 0: none)")
-    p_run.add_argument(
-        "--clever-n",
-        type=_non_negative_int,
-        default=None,
-        help=f"images for ART's clever_u per threat model (seconds per image on a CPU; "
-        f"default: {defaults.clever_n} for the zoo, none for RobustBench; 0: none)",
-    )
+                       help=f"where result files go (default: {defaults})")
+    counts = Baselines()
+    by_default = ", ".join(s.name for s in SOURCES.values() if s.computes_baselines)
+    for baseline in BASELINES:
+        p_run.add_argument(
+            baseline.option, dest=baseline.images, type=_non_negative_int, default=None,
+            help=f"images for the baseline {baseline.description} (default: "
+            f"{baseline.count(counts)} for {by_default}, none otherwise; 0: none)",
+        )
     p_run.add_argument("--overwrite", action="store_true",
                        help="rescore models already done (also those scored with other settings)")
     p_run.add_argument("--skip-missing", action="store_true",
@@ -322,15 +297,55 @@ def build_parser() -> argparse.ArgumentParser:
                        help="GPUs per Ray task (1 on a GPU cluster)")
     p_run.add_argument("--num-cpus-per-task", type=float, default=1.0, help="CPUs per Ray task")
     p_run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m leaderboard``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m leaderboard",
+        description="Score RobustBench's models by their input Fisher information: list the zoo,\n"
+        "run the scoring, render the leaderboard. `python -m leaderboard <command> --help`\n"
+        "shows a command's options and their defaults.",
+        epilog="examples:\n\n" + EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_list = sub.add_parser("list", formatter_class=_HelpWithDefaults,
+                            help="a zoo's models with reported accuracies and local weights")
+    _add_source(p_list, "list")
+    _add_selection(p_list, "all", "all")
+    p_list.set_defaults(func=cmd_list)
+
+    p_run = sub.add_parser("run", help="score models (resumable; one JSON and one .npz per model)",
+                           formatter_class=_HelpWithDefaults)
+    _add_source(p_run, "run")
+    _add_selection(p_run, "cifar10", "Linf")
+    _add_run_options(p_run)
     p_run.set_defaults(func=cmd_run)
 
     p_render = sub.add_parser("render", help="CSV, Markdown table, plots and correlations",
                               formatter_class=_HelpWithDefaults)
-    render_arguments(p_render, default_results=str(DEFAULT_RESULTS))
+    defaults = ", ".join(f"{s.name}: {s.default_results}" for s in SOURCES.values())
+    render_arguments(p_render, default_results=defaults)
     p_render.set_defaults(results=None)
-    source(p_render)
+    _add_source(p_render, "render")
     p_render.set_defaults(func=cmd_render)
     return parser
+
+
+@contextlib.contextmanager
+def _logging_beside_progress_bars() -> Iterator[None]:
+    """Log records and warnings written above the progress bars, never into their line."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    logging.captureWarnings(True)
+    try:
+        with logging_redirect_tqdm():
+            yield
+    finally:
+        logging.captureWarnings(False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -339,12 +354,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from leaderboard.robustbench_compat import MissingWeightsError, UnknownModelError
-
     try:
-        return int(args.func(args))
-    except (UnknownModelError, MissingWeightsError, FileNotFoundError, ValueError,
-            ImportError) as exc:
+        with _logging_beside_progress_bars():
+            return int(args.func(args))
+    # MissingWeightsError is a FileNotFoundError.
+    except (UnknownModelError, FileNotFoundError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

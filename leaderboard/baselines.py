@@ -21,6 +21,15 @@
 :func:`score_baselines` computes each on its own subset of the test images, with its wall time,
 so that the leaderboard can set each score's rank correlation with AutoAttack accuracy beside
 its cost.
+
+Adding a baseline is a change to this module only: its image count (and any setting of its own)
+as a field of :class:`Baselines`, a function that scores it (:data:`Compute`), and one
+:class:`Baseline` entry in :data:`BASELINES`. The command line's ``--<name>-n`` option, the
+record's ``baselines`` block (:mod:`leaderboard.record` checks any baseline's summary), the
+progress bar, and the rendered columns, cost table and plots are all drawn from that entry.
+
+The module imports torch and ART only where a baseline is computed, so that the command line
+can read :data:`BASELINES` and :class:`Baselines` for its help without loading them.
 """
 
 from __future__ import annotations
@@ -28,13 +37,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import Tensor, nn
 
-from art_fim.norms import norm_name, parse_norm
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
 
 
 def srp_whitebox_estimate(
@@ -55,6 +64,8 @@ def srp_whitebox_estimate(
     Returns:
         ``[N]`` float64 estimates.
     """
+    import torch
+
     estimates = []
     for sample in x:
         point = sample[None].detach().clone().requires_grad_(True)
@@ -135,7 +146,7 @@ def _summary(values: np.ndarray, seconds: float, exact: np.ndarray | None = None
 
 def clever_scores(
     model: nn.Module, x: np.ndarray, norm: Any, radius: float, nb_batches: int = 50,
-    batch_size: int = 10
+    batch_size: int = 10, after_each: Callable[[], Any] | None = None
 ) -> np.ndarray:
     """ART's untargeted CLEVER score of each input, the model wrapped as a ``PyTorchClassifier``.
 
@@ -146,23 +157,134 @@ def clever_scores(
         radius: radius of the sampled ball (the threat model's budget).
         nb_batches: batches of sampled gradients (the extreme-value fit takes one maximum each).
         batch_size: gradients per batch.
+        after_each: called after each image (a progress bar's step).
 
     Returns:
         ``[N]`` CLEVER scores (a distortion: larger = more robust).
     """
     from art.estimators.classification import PyTorchClassifier
     from art.metrics import clever_u
+    from torch import nn
 
     classifier = PyTorchClassifier(
         model=model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=10,
         clip_values=(0.0, 1.0), device_type="cpu",
     )
-    return np.array([
-        clever_u(classifier, sample, nb_batches=nb_batches, batch_size=batch_size, radius=radius,
-                 norm=norm,
-                 verbose=False)
-        for sample in x
-    ], dtype=np.float64)
+    scores = []
+    for sample in x:
+        scores.append(clever_u(classifier, sample, nb_batches=nb_batches, batch_size=batch_size,
+                               radius=radius, norm=norm, verbose=False))
+        if after_each is not None:
+            after_each()
+    return np.array(scores, dtype=np.float64)
+
+
+#: ``compute(model, x, budgets, baselines, exact_spectral_norm, seed, bar)``: one baseline's
+#: summary (:func:`_summary`), or for a per-threat-model baseline ``{norm: summary}``; it scores
+#: its own prefix of ``x`` and advances ``bar`` by one per image it scores.
+Compute = Callable[..., dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One baseline score: how it is asked for, computed, stored and shown.
+
+    Attributes:
+        name: its key in a record's ``baselines`` block.
+        images: the :class:`Baselines` field holding its image count (``--<images>`` with dashes
+            is its command-line option).
+        column: the rendered column of its median.
+        title: a short column header.
+        description: what it is, for tooltips, the cost table and the help.
+        per_threat: one summary per threat model (CLEVER samples each norm's ball) rather than one
+            for the model.
+        compute: the function that scores it.
+    """
+
+    name: str
+    images: str
+    column: str
+    title: str
+    description: str
+    per_threat: bool
+    compute: Compute
+
+    @property
+    def cost_column(self) -> str:
+        """The rendered column of its seconds per image (``"clever_seconds_per_image"``)."""
+        return f"{self.column.split('_', 1)[0]}_seconds_per_image"
+
+    @property
+    def option(self) -> str:
+        """Its command-line option (``"--clever-n"``)."""
+        return "--" + self.images.replace("_", "-")
+
+    def count(self, baselines: Baselines) -> int:
+        """How many images it scores under ``baselines`` (0: not computed)."""
+        return int(getattr(baselines, self.images))
+
+    def progress_total(self, baselines: Baselines, budgets: Mapping[str, float]) -> int:
+        """Images it scores, counted once per threat model where it is per threat model."""
+        return self.count(baselines) * (len(budgets) if self.per_threat else 1)
+
+
+def _blackbox(model: nn.Module, x: np.ndarray, budgets: Mapping[str, float],
+              baselines: Baselines, exact: np.ndarray, seed: int, bar: Any) -> dict[str, Any]:
+    from art_fim import fisher_spectral_norm
+
+    subset = x[: baselines.blackbox_n]
+    start = time.perf_counter()
+    values = fisher_spectral_norm(
+        model, subset, method="blackbox", verbose=False, seed=seed,
+        blackbox_params={"max_queries": baselines.blackbox_queries, "num_bootstrap": 0},
+    )
+    bar.update(len(subset))
+    return _summary(np.asarray(values, dtype=np.float64), time.perf_counter() - start, exact)
+
+
+def _reference(model: nn.Module, x: np.ndarray, budgets: Mapping[str, float],
+               baselines: Baselines, exact: np.ndarray, seed: int, bar: Any) -> dict[str, Any]:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    seconds, values = 0.0, []
+    # One image at a time as the reference does; the same draws as one call over the subset,
+    # since the generator is shared and each image draws its directions in turn.
+    for sample in torch.from_numpy(x[: baselines.reference_n]):
+        start = time.perf_counter()
+        values.append(srp_whitebox_estimate(model, sample[None], generator=generator))
+        seconds += time.perf_counter() - start
+        bar.update(1)
+    zero_parameter_gradients(model)
+    return _summary(torch.cat(values).numpy(), seconds, exact)
+
+
+def _clever(model: nn.Module, x: np.ndarray, budgets: Mapping[str, float],
+            baselines: Baselines, exact: np.ndarray, seed: int, bar: Any) -> dict[str, Any]:
+    from art_fim.norms import norm_name, parse_norm
+
+    out = {}
+    for threat, eps in budgets.items():
+        norm = parse_norm(threat)
+        # CLEVER samples at random with NumPy's global generator: seed it for repeatability.
+        np.random.seed(seed)
+        start = time.perf_counter()
+        values = clever_scores(model, x[: baselines.clever_n], norm, eps,
+                               baselines.clever_nb_batches, baselines.clever_batch_size,
+                               after_each=lambda: bar.update(1))
+        out[norm_name(norm)] = _summary(values, time.perf_counter() - start)
+    return out
+
+
+#: Every baseline, in the order they are computed and shown.
+BASELINES: tuple[Baseline, ...] = (
+    Baseline("blackbox", "blackbox_n", "blackbox_spectral_norm_median", "black-box λ_max",
+             'input Fisher, query-only estimate (method="blackbox")', False, _blackbox),
+    Baseline("reference_whitebox", "reference_n", "reference_spectral_norm_median",
+             "reference λ_max", "first paper's reference white-box estimator", False, _reference),
+    Baseline("clever", "clever_n", "clever_median", "CLEVER",
+             "ART clever_u (at this threat model)", True, _clever),
+)
 
 
 def score_baselines(
@@ -172,6 +294,7 @@ def score_baselines(
     baselines: Baselines,
     exact_spectral_norm: np.ndarray,
     seed: int = 0,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Every baseline of ``baselines`` on its prefix of ``x``, each with its wall time.
 
@@ -183,42 +306,23 @@ def score_baselines(
         exact_spectral_norm: the exact ``λ_max`` of the same images, for each estimator's ratio to
             it.
         seed: seed of the random directions and CLEVER's samples.
+        progress: show a progress bar over the baselines' images.
 
     Returns:
         ``{"blackbox": summary, "reference_whitebox": summary, "clever": {norm: summary}}``
-        with the computed ones only; a summary is ``{"n", "values", "median", "seconds",
-        "seconds_per_image"}``, plus ``"median_ratio_to_exact"`` for the ``λ_max`` estimators.
+        with the computed ones only (:data:`BASELINES`); a summary is ``{"n", "values",
+        "median", "seconds", "seconds_per_image"}``, plus ``"median_ratio_to_exact"`` for the
+        ``λ_max`` estimators.
     """
-    from art_fim import fisher_spectral_norm
+    from tqdm.auto import tqdm
 
+    chosen = [b for b in BASELINES if b.count(baselines)]
+    total = sum(b.progress_total(baselines, budgets) for b in chosen)
     out: dict[str, Any] = {}
-    if baselines.blackbox_n:
-        subset = x[: baselines.blackbox_n]
-        start = time.perf_counter()
-        values = fisher_spectral_norm(
-            model, subset, method="blackbox", verbose=False, seed=seed,
-            blackbox_params={"max_queries": baselines.blackbox_queries, "num_bootstrap": 0},
-        )
-        out["blackbox"] = _summary(np.asarray(values, dtype=np.float64),
-                                   time.perf_counter() - start, exact_spectral_norm)
-    if baselines.reference_n:
-        subset_t = torch.from_numpy(x[: baselines.reference_n])
-        start = time.perf_counter()
-        values_t = srp_whitebox_estimate(model, subset_t,
-                                         generator=torch.Generator().manual_seed(seed))
-        seconds = time.perf_counter() - start
-        zero_parameter_gradients(model)
-        out["reference_whitebox"] = _summary(values_t.numpy(), seconds, exact_spectral_norm)
-    if baselines.clever_n:
-        out["clever"] = {}
-        for threat, eps in budgets.items():
-            norm = parse_norm(threat)
-            # CLEVER samples at random with NumPy's global generator: seed it for repeatability.
-            np.random.seed(seed)
-            start = time.perf_counter()
-            values = clever_scores(
-                model, x[: baselines.clever_n], norm, eps, baselines.clever_nb_batches,
-                baselines.clever_batch_size
-            )
-            out["clever"][norm_name(norm)] = _summary(values, time.perf_counter() - start)
+    with tqdm(total=total, desc="baselines", unit="image", leave=False,
+              disable=not progress) as bar:
+        for baseline in chosen:
+            bar.set_postfix_str(baseline.name)
+            out[baseline.name] = baseline.compute(model, x, budgets, baselines,
+                                                  exact_spectral_norm, seed, bar)
     return out

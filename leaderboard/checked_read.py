@@ -7,7 +7,7 @@
    recursive parser), each file is read again on its own, through a folder that holds only it
    and the ``.npz`` files beside it, so that the one that raises is named and the others are kept.
 2. :func:`leaderboard.display_checks.displayable` (ranges, lengths, depth, hidden characters).
-3. Settings: a scored result whose settings (:data:`leaderboard.store.SETTING_KEYS`) differ from
+3. Settings: a scored result whose settings (:class:`leaderboard.record.Settings`) differ from
    those most of its dataset/threat model share is left out, and its reason names each setting
    that differs, with both values.
 """
@@ -24,7 +24,7 @@ from typing import Any
 
 from leaderboard.display_checks import displayable
 from leaderboard.read_results import ReadResults, ResultFile, Skipped, read_results
-from leaderboard.store import SETTING_KEYS, settings_difference, settings_of
+from leaderboard.record import InvalidRecord, ResultRecord
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +65,8 @@ def _read_each(results: Path) -> ReadResults:
     return out
 
 
-def _settings_key(record: dict[str, Any]) -> str:
-    settings = settings_of(record)
-    return json.dumps({k: settings.get(k) for k in SETTING_KEYS}, sort_keys=True, default=str)
+def _settings_key(record: ResultRecord) -> str:
+    return json.dumps(record.settings.to_json(), sort_keys=True, default=str)
 
 
 def _described(difference: dict[str, tuple[Any, Any]]) -> str:
@@ -93,16 +92,16 @@ def settings_outliers(results: list[ResultFile], root: Path) -> tuple[list[Resul
     """
     groups: dict[str, list[ResultFile]] = defaultdict(list)
     for result in results:
-        if result.record.get("status") == "ok":
-            groups[f"{result.record['dataset']}/{result.record['threat_model']}"].append(result)
+        if result.record.ok:
+            groups[f"{result.record.dataset}/{result.record.threat_model}"].append(result)
     outliers: dict[int, Skipped] = {}
     for group, members in groups.items():
         counts = Counter(_settings_key(m.record) for m in members)
         usual_key, usual_count = counts.most_common(1)[0]
-        usual = next(settings_of(m.record) for m in members if _settings_key(m.record) == usual_key)
+        usual = next(m.record.settings for m in members if _settings_key(m.record) == usual_key)
         for member in members:
             if _settings_key(member.record) != usual_key:
-                difference = settings_difference(settings_of(member.record), usual)
+                difference = member.record.settings.difference(usual)
                 outliers[id(member)] = Skipped(
                     member.path.relative_to(root).as_posix(),
                     f"scored with other settings than the {usual_count} other scored model(s) of "
@@ -115,8 +114,8 @@ def settings_outliers(results: list[ResultFile], root: Path) -> tuple[list[Resul
 def read_checked(results: Path) -> ReadResults:
     """The results under ``results`` that can be shown, and every file left out with its reason.
 
-    Each kept result's ``record`` is the cleaned one of
-    :func:`leaderboard.display_checks.displayable`.
+    Each kept result's ``record`` is the typed record of the cleaned content that
+    :func:`leaderboard.display_checks.displayable` returns.
     """
     try:
         read = read_results(results)
@@ -127,11 +126,17 @@ def read_checked(results: Path) -> ReadResults:
     out = ReadResults(skipped=list(read.skipped))
     shown = []
     for result in read.results:
-        record = displayable(result.record)
-        if isinstance(record, str):
-            out.skipped.append(Skipped(result.path.relative_to(results).as_posix(), record))
-        else:
-            shown.append(ResultFile(result.path, record, result.per_image))
+        name = result.path.relative_to(results).as_posix()
+        cleaned = displayable(result.record.to_json())
+        if isinstance(cleaned, str):
+            out.skipped.append(Skipped(name, cleaned))
+            continue
+        try:
+            record = ResultRecord.from_json(cleaned, name)
+        except InvalidRecord as exc:  # what display cleaned no longer reads as a record
+            out.skipped.append(Skipped(name, str(exc)))
+            continue
+        shown.append(ResultFile(result.path, record, result.per_image))
     out.results, outliers = settings_outliers(shown, results)
     out.skipped += outliers
     return out

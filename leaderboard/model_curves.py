@@ -75,7 +75,7 @@ def model_curve(result: ResultFile, curve_dir: Path | None,
         The curve, or ``None`` when the result stores no radii at its threat model.
     """
     record, arrays = result.record, result.per_image
-    threat = record["threat_model"]
+    threat = record.threat_model
     try:
         norm = norm_name(threat)
     except (ValueError, KeyError):
@@ -86,15 +86,14 @@ def model_curve(result: ResultFile, curve_dir: Path | None,
     refined = _usable((arrays or {}).get(f"radius_{norm}_refined"))
     if refined is not None and refined.shape != first.shape:
         refined = None
-    main_eps = ((record.get("predicted_robust_acc") or {}).get(threat) or {}).get("eps")
+    main_eps = ((record.predicted_robust_acc or {}).get(threat) or {}).get("eps")
     main_eps = (
         float(main_eps) if isinstance(main_eps, (int, float)) and math.isfinite(main_eps) else None
     )
-    points = read_autoattack_points(curve_dir, record["dataset"], threat, record["model"], skipped)
-    reported = record.get("reported") or {}
-    measured = reported.get("autoattack_acc")
+    points = read_autoattack_points(curve_dir, record.dataset, threat, record.model, skipped)
+    measured = record.reported.autoattack_acc
     if main_eps is not None and isinstance(measured, (int, float)) and math.isfinite(measured):
-        points.append(AutoAttackPoint(main_eps, float(measured), reported.get("attack_n_examples"),
+        points.append(AutoAttackPoint(main_eps, float(measured), record.reported.attack_n_examples,
                                       "reported AutoAttack accuracy"))
     points.sort(key=lambda p: p.eps)
     spans = [SPAN_OF_MAIN_BUDGET * main_eps] if main_eps else []
@@ -104,7 +103,7 @@ def model_curve(result: ResultFile, curve_dir: Path | None,
     curve = accuracy_curves({norm: first}, None if refined is None else {norm: refined},
                             eps=grid)[norm]
     return ModelCurve(
-        model=record["model"], dataset=record["dataset"], threat_model=threat, eps=curve.eps,
+        model=record.model, dataset=record.dataset, threat_model=threat, eps=curve.eps,
         first_order=100.0 * curve.first_order,
         refined=None if curve.refined is None else 100.0 * curve.refined,
         main_eps=main_eps, autoattack=tuple(points),

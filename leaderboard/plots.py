@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from leaderboard.baselines import BASELINES
 from leaderboard.labels import score_label
 from leaderboard.model_curves import ModelCurve
 from leaderboard.read_results import finite_number
@@ -36,9 +37,7 @@ if TYPE_CHECKING:
 
 #: Columns of :func:`leaderboard.render.flatten` plotted against AutoAttack accuracy, beside the
 #: Fisher scores, in the all-scores figure (those present).
-BASELINE_COLUMNS = (
-    "blackbox_spectral_norm_median", "reference_spectral_norm_median", "clever_median",
-)
+BASELINE_COLUMNS = tuple(b.column for b in BASELINES)
 FISHER_COLUMNS = (
     "spectral_norm_median", "spectral_norm_mean_log10", "spectral_norm_mean", "trace_median",
 )

@@ -73,7 +73,7 @@ def run_ray(
                     record = ray.get(ready[0])
                 except Exception as exc:  # a dead worker fails one model only
                     record = empty_record(entry, config)
-                    record["error"] = (
+                    record.error = (
                         f"{type(exc).__name__}: {exc}\n" + traceback.format_exc()[-2000:]
                     )
                     store.write_result(results_dir, entry, record, None)

@@ -10,51 +10,22 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from leaderboard import robustbench_compat as rb
+from leaderboard.errors import UnknownModelError
+from leaderboard.record import Reported
+
+# robustbench_compat (torch, robustbench) is imported where RobustBench's zoo is read, so that
+# the command line answers --help without loading them.
 
 logger = logging.getLogger(__name__)
 
 MODEL_INFO_DIR = Path(__file__).resolve().parent / "model_info"
 DATASETS = ("cifar10", "cifar100", "imagenet")
 THREAT_MODELS = ("Linf", "L2", "corruptions")
-
-
-@dataclass(frozen=True)
-class Reported:
-    """RobustBench's published figures for one model (percent floats).
-
-    Attributes:
-        clean_acc: reported clean accuracy.
-        autoattack_acc: reported robust accuracy: ``external`` if present, else ``autoattack_acc``.
-        aa_source: ``"external"``, ``"autoattack_acc"`` or ``None`` (no robust accuracy).
-        architecture: e.g. ``"WideResNet-28-10"``.
-        eps: perturbation budget as RobustBench writes it (``"8/255"``), ``None`` for corruptions.
-        additional_data: trained with extra data.
-        venue: publication venue (``""`` in the snapshot means unpublished).
-        unreliable: RobustBench flags the evaluation as unreliable.
-        attack_seconds: wall time of the AutoAttack run behind ``autoattack_acc``, where known
-            (the project's zoo records it; RobustBench does not).
-        attack_n_examples: images that AutoAttack run attacked, where known.
-    """
-
-    clean_acc: float | None = None
-    autoattack_acc: float | None = None
-    aa_source: str | None = None
-    architecture: str | None = None
-    eps: str | None = None
-    additional_data: bool | None = None
-    venue: str | None = None
-    unreliable: bool | None = None
-    attack_seconds: float | None = None
-    attack_n_examples: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``reported`` block of a result file."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -127,6 +98,8 @@ def _selection(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, ..
 
 def list_entries(dataset: str = "all", threat_model: str = "all") -> list[ZooEntry]:
     """Zoo entries for a dataset and threat model (``"all"`` for every one), in zoo order."""
+    from leaderboard import robustbench_compat as rb
+
     entries = []
     for ds in _selection(dataset, DATASETS, "dataset"):
         for tm in _selection(threat_model, THREAT_MODELS, "threat model"):
@@ -146,19 +119,41 @@ def select_entries(dataset: str, threat_model: str, models: list[str] | None) ->
     entries = list_entries(dataset, threat_model)
     if not models:
         return entries
-    by_name: dict[str, list[ZooEntry]] = {}
-    for entry in entries:
-        by_name.setdefault(entry.name, []).append(entry)
+    names = resolve_names(models, [e.name for e in entries],
+                          f"RobustBench's zoo for dataset={dataset}, threat model={threat_model}",
+                          "`python -m leaderboard list` shows the zoo.")
+    return [e for name in names for e in entries if e.name == name]
+
+
+def resolve_names(asked: Iterable[str], known: Iterable[str], where: str,
+                  hint: str = "") -> list[str]:
+    """The known names ``asked`` for, matched without regard to case, in the order asked.
+
+    An exact match wins over one that differs in case only (names that differ only in case are
+    then told apart by their case).
+
+    Args:
+        asked: the names given (``--models``).
+        known: the names there are.
+        where: what the names are looked up in, for the error (``"the project's zoo"``).
+        hint: a sentence that follows the error (where to see the names).
+
+    Raises:
+        UnknownModelError: a name matches none; the message offers up to three close names.
+    """
+    known = list(dict.fromkeys(known))
+    by_folded: dict[str, list[str]] = {}
+    for name in known:
+        by_folded.setdefault(name.casefold(), []).append(name)
     chosen = []
-    for name in models:
-        if name not in by_name:
-            close = difflib.get_close_matches(name, list(by_name), n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise rb.UnknownModelError(
-                f"{name!r} is not in RobustBench's zoo for dataset={dataset}, "
-                f"threat model={threat_model}.{hint} `python -m leaderboard list` shows the zoo."
-            )
-        chosen.extend(by_name[name])
+    for name in asked:
+        matches = [name] if name in known else by_folded.get(name.casefold(), [])
+        if len(matches) != 1:
+            close = difflib.get_close_matches(name.casefold(), list(by_folded), n=3, cutoff=0.5)
+            suggestions = [m for c in close for m in by_folded[c]] or matches
+            did_you_mean = f" Did you mean {', '.join(suggestions)}?" if suggestions else ""
+            raise UnknownModelError(f"{name!r} is not in {where}.{did_you_mean} {hint}".rstrip())
+        chosen.append(matches[0])
     return chosen
 
 
@@ -167,4 +162,6 @@ def robustbench_weights_present(entry: ZooEntry, model_dir: str | Path) -> bool:
 
     The project's own zoo has :func:`leaderboard.zoo.entries.zoo_weights_present`.
     """
+    from leaderboard import robustbench_compat as rb
+
     return rb.weights_present(entry.name, entry.dataset, entry.threat_model, model_dir)

@@ -59,9 +59,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from leaderboard import board_markdown, html_page, labels, plots
+from leaderboard.baselines import BASELINES
 from leaderboard.checked_read import read_checked
 from leaderboard.model_curves import ModelCurve, model_curve
 from leaderboard.read_results import ResultFile, Skipped, finite_number, paper_link
+from leaderboard.record import ResultRecord
 from leaderboard.registry import MODEL_INFO_DIR
 from leaderboard.render_options import N_RESAMPLES, add_arguments
 from leaderboard.stats import Correlation, correlation_table
@@ -76,21 +78,18 @@ SCORES: dict[str, tuple[str, str]] = {
     "trace_median": ("trace", "median"),
 }
 
-# Scores of the baselines (:mod:`leaderboard.baselines`), where a result has them: column ->
-# (baseline, CLEVER's threat-model-specific entry?). CLEVER is a distortion: larger = more robust.
+# Scores of the baselines (:data:`leaderboard.baselines.BASELINES`), where a result has them:
+# column -> (baseline, one entry per threat model?). CLEVER is a distortion: larger = more robust.
 BASELINE_SCORES: dict[str, tuple[str, bool]] = {
-    "blackbox_spectral_norm_median": ("blackbox", False),
-    "reference_spectral_norm_median": ("reference_whitebox", False),
-    "clever_median": ("clever", True),
+    b.column: (b.name, b.per_threat) for b in BASELINES
 }
+BASELINE_COST_COLUMNS = {b.column: b.cost_column for b in BASELINES}
 # Seconds per image of each metric, beside AutoAttack's (the model-info's attack_seconds / n).
 COSTS = {
     "fisher_seconds_per_image": (
         "input Fisher, exact (λ_max, trace, radii at both budgets: one pass)"
     ),
-    "blackbox_seconds_per_image": 'input Fisher, query-only estimate (method="blackbox")',
-    "reference_seconds_per_image": "first paper's reference white-box estimator",
-    "clever_seconds_per_image": "ART clever_u (at this threat model)",
+    **{b.cost_column: b.description for b in BASELINES},
 }
 
 COLUMNS = (
@@ -106,31 +105,31 @@ COLUMNS = (
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def flatten(record: dict[str, Any]) -> dict[str, Any]:
-    """One CSV row from one result JSON."""
-    reported = record.get("reported") or {}
-    fisher = record.get("fisher") or {}
+def flatten(record: ResultRecord) -> dict[str, Any]:
+    """One CSV row from one result record."""
+    reported = record.reported
+    fisher = record.fisher or {}
     row = {
-        "dataset": record.get("dataset"),
-        "threat_model": record.get("threat_model"),
-        "model": record.get("model"),
-        "architecture": reported.get("architecture"),
+        "dataset": record.dataset,
+        "threat_model": record.threat_model,
+        "model": record.model,
+        "architecture": reported.architecture,
         "training": training_of(record),
-        "additional_data": reported.get("additional_data"),
-        "reported_clean_acc": reported.get("clean_acc"),
-        "autoattack_acc": reported.get("autoattack_acc"),
-        "clean_acc": record.get("clean_acc"),
-        "n_examples": record.get("n_examples"),
-        "seconds": (record.get("seconds") or {}).get("total"),
-        "status": record.get("status"),
+        "additional_data": reported.additional_data,
+        "reported_clean_acc": reported.clean_acc,
+        "autoattack_acc": reported.autoattack_acc,
+        "clean_acc": record.clean_acc,
+        "n_examples": record.n_examples,
+        "seconds": record.seconds.get("total"),
+        "status": record.status,
         # The last line of a traceback names the exception and its message.
-        "error": ((record.get("error") or "").strip().splitlines() or [""])[-1],
+        "error": ((record.error or "").strip().splitlines() or [""])[-1],
     }
     for column, (quantity, statistic) in SCORES.items():
         row[column] = (fisher.get(quantity) or {}).get(statistic)
     # The attack-free prediction at the model's own threat model and RobustBench budget: the
     # refined one where a result has it (the more accurate), else the first-order one.
-    prediction = (record.get("predicted_robust_acc") or {}).get(record.get("threat_model")) or {}
+    prediction = (record.predicted_robust_acc or {}).get(record.threat_model) or {}
     row["predicted_first_order"] = prediction.get("first_order")
     row["predicted_refined"] = prediction.get("refined")
     predicted = (
@@ -142,41 +141,42 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         abs(predicted - row["autoattack_acc"]) if _finite(predicted)
         and _finite(row["autoattack_acc"]) else None
     )
-    row["method"] = record.get("method")
-    row.update(_baseline_columns(record, reported))
-    row.update(_sample_sizes(record, reported))
+    row["method"] = record.method
+    row.update(_baseline_columns(record))
+    row.update(_sample_sizes(record))
     return row
 
 
-def _sample_sizes(record: dict[str, Any], reported: dict[str, Any]) -> dict[str, Any]:
+def _sample_sizes(record: ResultRecord) -> dict[str, Any]:
     """The budget, and the images the reported AutoAttack and clean accuracies were measured on.
 
     A model-info file that says (the zoo's ``attack_n_examples``) is believed; otherwise a reported
     accuracy is RobustBench's, measured on its full test set for the dataset.
     """
-    threat = str(record.get("threat_model"))
-    main = (record.get("predicted_robust_acc") or {}).get(threat) or {}
-    attacked = reported.get("attack_n_examples")
+    reported = record.reported
+    threat = record.threat_model
+    main = (record.predicted_robust_acc or {}).get(threat) or {}
+    attacked = reported.attack_n_examples
     if not (isinstance(attacked, int) and attacked > 0):
-        attacked = labels.ROBUSTBENCH_TEST_IMAGES.get(str(record.get("dataset")))
+        attacked = labels.ROBUSTBENCH_TEST_IMAGES.get(record.dataset)
     return {
-        "budget": labels.budget_text(reported.get("eps"), threat)
+        "budget": labels.budget_text(reported.eps, threat)
         or labels.budget_text(main.get("eps"), threat),
-        "autoattack_n": attacked if _finite(reported.get("autoattack_acc")) else None,
-        "reported_clean_n": attacked if _finite(reported.get("clean_acc")) else None,
+        "autoattack_n": attacked if _finite(reported.autoattack_acc) else None,
+        "reported_clean_n": attacked if _finite(reported.clean_acc) else None,
     }
 
 
-def training_of(record: dict[str, Any]) -> str | None:
+def training_of(record: ResultRecord) -> str | None:
     """How a model of the project's zoo was trained (``"PGD ℓ∞ 8/255"``); ``None`` for others.
 
     RobustBench's model-info files do not say how a model was trained; the zoo's plan does.
     """
-    if (record.get("reported") or {}).get("venue") != "this project's zoo":
+    if record.reported.venue != "this project's zoo":
         return None
     from leaderboard.zoo.plan import ZOO
 
-    entry = ZOO.get(str(record.get("model")))
+    entry = ZOO.get(record.model)
     if entry is None:
         return None
     regime = entry.regime
@@ -190,22 +190,21 @@ def training_of(record: dict[str, Any]) -> str | None:
     }.get(regime.kind, regime.kind)
 
 
-def _baseline_columns(record: dict[str, Any], reported: dict[str, Any]) -> dict[str, Any]:
+def _baseline_columns(record: ResultRecord) -> dict[str, Any]:
     """The baselines' medians and every metric's seconds per image (``None`` where absent)."""
-    baselines = record.get("baselines") or {}
-    threat = str(record.get("threat_model"))
+    baselines = record.baselines or {}
+    threat = record.threat_model
     row: dict[str, Any] = {}
     for column, (name, per_threat) in BASELINE_SCORES.items():
         entry = baselines.get(name) or {}
         if per_threat:
             entry = entry.get(threat.lower()) or {}
         row[column] = entry.get("median")
-        # Each baseline's cost column in COSTS: "blackbox_seconds_per_image", ...
-        row[f"{column.split('_', 1)[0]}_seconds_per_image"] = entry.get("seconds_per_image")
-    fisher_seconds = (record.get("seconds") or {}).get("fisher")
-    n = record.get("n_examples")
+        row[BASELINE_COST_COLUMNS[column]] = entry.get("seconds_per_image")
+    fisher_seconds = record.seconds.get("fisher")
+    n = record.n_examples
     row["fisher_seconds_per_image"] = fisher_seconds / n if _finite(fisher_seconds) and n else None
-    attack, attacked = reported.get("attack_seconds"), reported.get("attack_n_examples")
+    attack, attacked = record.reported.attack_seconds, record.reported.attack_n_examples
     row["autoattack_seconds_per_image"] = (
         attack / attacked if _finite(attack) and attacked else None
     )
@@ -312,7 +311,7 @@ def model_curves(results: list[ResultFile], curve_dir: Path | None,
     """
     curves = {}
     for result in results:
-        if result.record["status"] == "ok" and result.per_image is not None:
+        if result.record.ok and result.per_image is not None:
             try:
                 curve = model_curve(result, curve_dir, skipped)
             except Exception as exc:  # a curve a file cannot give is skipped, never the page
@@ -447,7 +446,7 @@ def render(results: Path, out: Path, seed: int = 0, autoattack_curves: Path | No
         bar.close()
 
 
-def _nothing_scored(results: Path, records: list[dict[str, Any]], skipped: list[Skipped]) -> str:
+def _nothing_scored(results: Path, records: list[ResultRecord], skipped: list[Skipped]) -> str:
     how = (
         "`python -m leaderboard run --model-dir DIR` scores the models whose weights are under DIR "
         "(`python -m leaderboard list --model-dir DIR` shows which those are)."
@@ -460,9 +459,8 @@ def _nothing_scored(results: Path, records: list[dict[str, Any]], skipped: list[
                 f"<dataset>/<threat_model>/<model>.json there{unusable}): {how}")
     first = records[0]
     return (f"nothing is scored under {results}: its {len(records)} result file(s) all record "
-            f"failures (e.g. {first.get('dataset')}/{first.get('threat_model')}/"
-            f"{first.get('model')}: {flatten(first)['error']}){unusable}. Fix what they say, then "
-            f"{how}")
+            f"failures (e.g. {first.key}: {flatten(first)['error']}){unusable}. Fix what they say, "
+            f"then {how}")
 
 
 def _render(results: Path, out: Path, seed: int, autoattack_curves: Path | None,
@@ -471,7 +469,7 @@ def _render(results: Path, out: Path, seed: int, autoattack_curves: Path | None,
     read = read_checked(results)
     skipped = list(read.skipped)
     records = [r.record for r in read.results]
-    if not any(r.get("status") == "ok" for r in records):
+    if not any(r.ok for r in records):
         raise FileNotFoundError(_nothing_scored(results, records, skipped))
     rows = [flatten(r) for r in records]
     bar.update()
@@ -507,7 +505,8 @@ def _render(results: Path, out: Path, seed: int, autoattack_curves: Path | None,
             for r in rows
         }
         page = html_page.page(html_page.PageData(
-            rows=rows, records=records, correlations=correlations, errors=errors,
+            rows=rows, records=[r.to_json() for r in records], correlations=correlations,
+            errors=errors,
             skipped=skipped, figures=svgs, curves=curves, curve_images=curve_images,
             links={k: v for k, v in links.items() if v}, costs=costs, cost_note=COST_NOTE,
             n_resamples=n_resamples, titles=titles, csv=table, stamp=stamp(),

@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from leaderboard.errors import UnknownModelError
+
 logger = logging.getLogger(__name__)
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
@@ -58,13 +60,6 @@ class UnreadableCheckpointError(pickle.UnpicklingError):
 
     For example an HTML page from a failed download, or a truncated file.
     """
-
-
-class UnknownModelError(KeyError):
-    """A model name that is not in RobustBench's zoo for the dataset and threat model."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0])
 
 
 def import_robustbench() -> ModuleType:

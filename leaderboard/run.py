@@ -23,6 +23,7 @@ from leaderboard import data as lb_data
 from leaderboard import store
 from leaderboard.registry import ZooEntry
 from leaderboard.scoring import ScoreConfig, load_images, score_and_write, shared_result
+from leaderboard.sources import source_named
 from leaderboard.store import RunSummary
 
 logger = logging.getLogger(__name__)
@@ -45,9 +46,9 @@ def pending_entries(
     todo, mismatched = [], []
     for entry in entries:
         previous = None if overwrite else store.read_result(store.result_path(results_dir, entry))
-        if previous is not None and previous.get("status") == "ok":
-            differ = {} if config is None else store.settings_difference(
-                store.settings_of(previous), config.settings(entry.dataset)
+        if previous is not None and previous.ok:
+            differ = {} if config is None else previous.settings.difference(
+                config.settings(entry.dataset)
             )
             if differ:
                 mismatched.append((entry.key, differ))
@@ -99,9 +100,10 @@ def run_models(
     elif backend == "ray":
         from leaderboard.ray_backend import run_ray
 
-        # The project's zoo: one task per model; its other threat model is refiled from that result.
+        # One task per model where one pass serves every threat model (the project's zoo); its
+        # other threat models are refiled from that result.
         first = todo
-        if config.source == "zoo":
+        if source_named(config.source).one_pass_per_model:
             by_model = {(e.dataset, e.name): e for e in reversed(todo)}  # each model's first entry
             first = [e for e in todo if by_model[(e.dataset, e.name)] is e]
         run_ray(first, config, results_dir, summary, ray_address, num_gpus_per_task,

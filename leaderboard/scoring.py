@@ -1,29 +1,22 @@
-"""Score one zoo model: Fisher statistics, clean accuracy and wall time, with provenance.
+"""Score one model: Fisher statistics, clean accuracy and wall time, with provenance.
 
-The result dict is the leaderboard's contract with ``render`` (one JSON file per model):
-``model``, ``dataset``, ``threat_model``, ``status``, ``error``, ``reported``, ``n_examples``,
-``clean_acc``, ``fisher`` (``spectral_norm`` and ``trace`` summaries from
-:func:`art_fim.summarize`), ``predicted_robust_acc`` (attack-free robust accuracy in percent
-at the dataset's RobustBench budgets, per threat model: ``{"Linf": {"eps", "first_order",
-"refined"}, ...}``),
-``seconds`` (``load``, ``warmup``, ``fisher``, ``total``), ``images_per_second``, ``method``,
-``batch_size``, ``device``, ``precision``, ``competitors``, ``seed``, ``versions``,
-and its provenance: ``settings`` (what decides the
-numbers, compared on a rerun), ``route`` (method and batch size actually used per quantity),
-``images`` (source, indices and pixel hashes), ``checkpoints`` (file and SHA-256 of each),
-``checkpoint_load`` and ``per_image`` (the ``.npz`` of per-image values, see
-:mod:`leaderboard.store`). With baselines configured (the project's zoo), also ``baselines``
-(:func:`leaderboard.baselines.score_baselines`: each baseline's per-image values, median and
-wall time); a zoo model's result at its second threat model is the first one's, filed again
-(``shared_from`` names the threat model it was scored under), since one pass serves both.
+:func:`score_model` fills one :class:`~leaderboard.record.ResultRecord` (the result file's
+layout is described there, once) and the per-image arrays stored beside it
+(:mod:`leaderboard.store`). The model comes from the run's source (:mod:`leaderboard.sources`);
+with baselines configured (the project's zoo by default) the record also holds
+:func:`leaderboard.baselines.score_baselines`. A zoo model's result at its second threat model is
+the first one's, filed again (:func:`shared_result`), since one pass serves both.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import platform
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -37,20 +30,12 @@ from art_fim.results import FisherStatistics
 from leaderboard import data as lb_data
 from leaderboard import store
 from leaderboard.baselines import Baselines, score_baselines
+from leaderboard.record import ResultRecord, Settings
 from leaderboard.registry import ZooEntry
-from leaderboard.robustbench_compat import (
-    MissingWeightsError,
-    import_robustbench,
-    load_robustbench_model,
-)
+from leaderboard.robustbench_compat import MissingWeightsError
+from leaderboard.sources import source_named
 
 logger = logging.getLogger(__name__)
-
-#: Keys that depend on the machine and the moment, not on the model, data and seed.
-TIMING_KEYS = ("seconds", "images_per_second", "device")
-
-
-SOURCES = ("robustbench", "zoo")
 
 ROBUSTBENCH_EPS: dict[str, dict[str, float]] = {
     "cifar10": {"Linf": 8 / 255, "L2": 0.5},
@@ -75,8 +60,9 @@ class ScoreConfig:
         progress: show per-image progress bars.
         trust_checkpoints: unpickle checkpoints in full (``weights_only=False``), which runs
             any code they contain; off by default.
-        source: ``"robustbench"`` (RobustBench's zoo and checkpoints) or ``"zoo"`` (the
-            project's zoo: :mod:`leaderboard.zoo.entries`, state dicts read weights-only).
+        source: the name of the models' :class:`~leaderboard.sources.Source`:
+            ``"robustbench"`` (RobustBench's zoo and checkpoints) or ``"zoo"`` (the project's
+            zoo, state dicts read weights-only).
         baselines: the baseline scores to compute beside the Fisher statistics, or ``None``.
         precision: ``"float32"`` (default) or ``"tf32"`` (:mod:`art_fim.precision`).
         refine: also compute the refined radii (the predicted accuracy the tables use).
@@ -97,31 +83,41 @@ class ScoreConfig:
     refine: bool = True
 
     def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        source_named(self.source)
         check_precision(self.precision)
 
-    def settings(self, dataset: str) -> dict[str, Any]:
-        """The settings that decide a result's numbers (see :data:`leaderboard.store.SETTING_KEYS`).
-
-        The batch size and the device are left out: with the exact route they change nothing,
-        and the iterative routes already adapt the batch to the memory of the machine.
-        """
-        settings: dict[str, Any] = {
-            "n_examples": self.n_examples,
-            "seed": self.seed,
-            "method": self.method,
-            "images": lb_data.source_name(dataset, self.data_dir),
-            "precision": self.precision,
-            "refine": self.refine,
-        }
-        if self.baselines is not None:
-            settings["baselines"] = self.baselines.settings()
-        return settings
+    def settings(self, dataset: str) -> Settings:
+        """The settings that decide a result's numbers (:class:`~leaderboard.record.Settings`)."""
+        return Settings(
+            n_examples=self.n_examples,
+            seed=self.seed,
+            method=self.method,
+            images=lb_data.source_name(dataset, self.data_dir),
+            precision=self.precision,
+            refine=self.refine,
+            baselines=None if self.baselines is None else self.baselines.settings(),
+        )
 
 
 #: Images of the warm-up pass before each model's timed pass.
 WARMUP_IMAGES = 2
+
+
+@contextlib.contextmanager
+def deterministic_cudnn(device: torch.device) -> Iterator[None]:
+    """Deterministic cuDNN kernels without autotuning on a GPU; the caller's flags come back after.
+
+    ``torch.backends.cudnn.benchmark`` and ``deterministic`` are process-wide: a library call that
+    set them and left them would change every later convolution of the caller's program.
+    """
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.benchmark, cudnn.deterministic)
+    if device.type == "cuda":
+        cudnn.benchmark, cudnn.deterministic = False, True
+    try:
+        yield
+    finally:
+        cudnn.benchmark, cudnn.deterministic = saved
 
 
 def synchronize(device: torch.device) -> None:
@@ -174,51 +170,36 @@ def load_images(entry: ZooEntry, config: ScoreConfig) -> lb_data.ImageSet:
                              entry.threat_model)
 
 
-def empty_record(entry: ZooEntry, config: ScoreConfig) -> dict[str, Any]:
-    """A result with every key, marked failed until scoring completes."""
-    record = {
-        "model": entry.name,
-        "dataset": entry.dataset,
-        "threat_model": entry.threat_model,
-        "status": "failed",
-        "error": None,
-        "reported": entry.reported.to_json(),
-        "n_examples": config.n_examples,
-        "clean_acc": None,
-        "fisher": None,
-        "predicted_robust_acc": None,
-        "seconds": {"load": None, "warmup": None, "fisher": None, "total": None},
-        "images_per_second": None,
-        "method": config.method,
-        "batch_size": config.batch_size,
-        "device": config.device,
-        "precision": config.precision,
-        "competitors": None,
-        "seed": config.seed,
-        "versions": versions(),
-        "settings": config.settings(entry.dataset),
-        "route": None,
-        "images": None,
-        "checkpoints": None,
-        "checkpoint_load": "trusted (weights_only=False)" if config.trust_checkpoints
+def empty_record(entry: ZooEntry, config: ScoreConfig) -> ResultRecord:
+    """A result with what is known before scoring, marked failed until scoring completes."""
+    return ResultRecord(
+        model=entry.name,
+        dataset=entry.dataset,
+        threat_model=entry.threat_model,
+        reported=entry.reported,
+        n_examples=config.n_examples,
+        method=config.method,
+        batch_size=config.batch_size,
+        device=config.device,
+        precision=config.precision,
+        seed=config.seed,
+        versions=versions(),
+        settings=config.settings(entry.dataset),
+        checkpoint_load="trusted (weights_only=False)" if config.trust_checkpoints
         else "weights_only",
-        "per_image": None,
-    }
-    if config.baselines is not None:
-        record["baselines"] = None
-    return record
+    )
 
 
 @dataclass
 class Scored:
-    """A scored model: its result dict and its per-image arrays (``None`` if it failed).
+    """A scored model: its result record and its per-image arrays (``None`` if it failed).
 
     Attributes:
-        record: the result dict (see the module docstring).
+        record: the result record.
         per_image: the arrays of :data:`leaderboard.store.PER_IMAGE_ARRAYS`.
     """
 
-    record: dict[str, Any]
+    record: ResultRecord
     per_image: dict[str, np.ndarray] | None = None
 
 
@@ -232,101 +213,94 @@ def score_model(entry: ZooEntry, config: ScoreConfig,
         images: the test images already loaded for this dataset, or ``None`` to load them.
 
     Returns:
-        The :class:`Scored` model: its result dict and per-image arrays.
+        The :class:`Scored` model: its result record and per-image arrays.
     """
-    from art_fim import fisher_statistics
-
     record = empty_record(entry, config)
     scored = Scored(record)
     start = time.perf_counter()
     try:
         device = resolve_device(config.device)
-        record["device"] = device_name(device)
-        torch.manual_seed(config.seed)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cudnn.deterministic = True
-        images = images if images is not None else load_images(entry, config)
-        x = images.x
-        record["images"] = images.provenance()
-        model, record["checkpoints"] = load_entry_model(entry, config)
-        model = model.float().to(device).eval()
-        loaded_at = time.perf_counter()
-        record["seconds"]["load"] = loaded_at - start
-        # The metric in float32 throughout: no autocast, whatever the model's own defaults.
-        # One Jacobian per batch gives λ_max, the trace, the robust radii and the predictions.
-        budgets = ROBUSTBENCH_EPS.get(entry.dataset, {})
-
-        def statistics(inputs: np.ndarray, labels: np.ndarray, progress: bool) -> FisherStatistics:
-            with torch.autocast(device_type=device.type, enabled=False):
-                return fisher_statistics(
-                    model, inputs, labels, norms=tuple(budgets), refine=config.refine,
-                    method=config.method,
-                    batch_size=config.batch_size, seed=config.seed, verbose=progress,
-                    precision=config.precision,
-                )
-
-        # A warm-up on a few images first, so that the timed pass is not charged for CUDA's
-        # initialisation, the first kernels' loading and the allocator's first requests.
-        statistics(x[:WARMUP_IMAGES], images.y[:WARMUP_IMAGES], progress=False)
-        synchronize(device)
-        warmed_at = time.perf_counter()
-        record["seconds"]["warmup"] = warmed_at - loaded_at
-        stats = statistics(x, images.y, progress=config.progress)
-        synchronize(device)
-        fisher_done = time.perf_counter()
-        spectral, trace = stats.spectral_norm, stats.trace
-        scored.per_image = per_image_arrays(images, stats)
-        record.update(store.summarize_per_image(scored.per_image, budgets))
-        record["route"] = {
-            quantity: {"method": estimate.method, "batch_size": estimate.batch_size}
-            for quantity, estimate in (("spectral_norm", spectral), ("trace", trace))
-        }
-        # With method="auto" the trace may take another route (Hutchinson) than λ_max (Lanczos).
-        record["method"] = (
-            spectral.method if trace.method == spectral.method
-            else f"{spectral.method} (trace: {trace.method})"
-        )
-        record["seconds"]["fisher"] = fisher_done - warmed_at
-        record["images_per_second"] = len(x) / max(fisher_done - warmed_at, 1e-12)
-        record["precision"] = stats.precision
-        record["competitors"] = stats.competitors
-        if config.baselines is not None:
-            record["baselines"] = score_baselines(
-                model.cpu(), x, budgets, config.baselines, np.asarray(spectral.values),
-                seed=config.seed
-            )
-            record["seconds"]["baselines"] = time.perf_counter() - fisher_done
-        record["status"] = "ok"
+        record.device = device_name(device)
+        with deterministic_cudnn(device):
+            _score_into(scored, entry, config, device, images, start)
+        record.status = "ok"
     except Exception as exc:  # a failing model is recorded and the run goes on
         tail = traceback.format_exc().strip().splitlines()[-20:]
-        record["error"] = f"{type(exc).__name__}: {exc}\n" + "\n".join(tail)
+        record.error = f"{type(exc).__name__}: {exc}\n" + "\n".join(tail)
         scored.per_image = None
         # Missing weights are counted once by the caller, not warned about model by model.
         log = logger.info if isinstance(exc, MissingWeightsError) else logger.warning
         log("%s failed: %s: %s", entry.key, type(exc).__name__, exc)
     finally:
-        record["seconds"]["total"] = time.perf_counter() - start
+        record.seconds["total"] = time.perf_counter() - start
     return scored
 
 
-def load_entry_model(entry: ZooEntry, config: ScoreConfig) -> tuple[torch.nn.Module,
-                                                                    list[dict[str, Any]]]:
-    """The entry's model and its checkpoints' ``{"file", "sha256", "bytes"}``.
+def _score_into(scored: Scored, entry: ZooEntry, config: ScoreConfig, device: torch.device,
+                images: lb_data.ImageSet | None, start: float) -> None:
+    """Fill ``scored`` with the model's statistics; raises whatever goes wrong."""
+    from art_fim import fisher_statistics
 
-    Both come from the config's source.
-    """
-    if config.source == "zoo":
-        from leaderboard.zoo.entries import load_zoo_entry
+    record = scored.record
+    torch.manual_seed(config.seed)
+    images = images if images is not None else load_images(entry, config)
+    x = images.x
+    record.images = images.provenance()
+    model, record.checkpoints = source_named(config.source).load(entry, config.model_dir,
+                                                                 config.trust_checkpoints)
+    model = model.float().to(device).eval()
+    loaded_at = time.perf_counter()
+    record.seconds["load"] = loaded_at - start
+    # The metric in float32 throughout: no autocast, whatever the model's own defaults.
+    # One Jacobian per batch gives λ_max, the trace, the robust radii and the predictions.
+    budgets = ROBUSTBENCH_EPS.get(entry.dataset, {})
 
-        return load_zoo_entry(entry, config.model_dir)
-    import_robustbench()
-    loaded = load_robustbench_model(
-        entry.name, entry.dataset, entry.threat_model, Path(config.model_dir),
-        trust_checkpoints=config.trust_checkpoints,
+    def statistics(inputs: np.ndarray, labels: np.ndarray, progress: bool) -> FisherStatistics:
+        with torch.autocast(device_type=device.type, enabled=False):
+            return fisher_statistics(
+                model, inputs, labels, norms=tuple(budgets), refine=config.refine,
+                method=config.method,
+                batch_size=config.batch_size, seed=config.seed, verbose=progress,
+                precision=config.precision,
+            )
+
+    # A warm-up on a few images first, so that the timed pass is not charged for CUDA's
+    # initialisation, the first kernels' loading and the allocator's first requests.
+    statistics(x[:WARMUP_IMAGES], images.y[:WARMUP_IMAGES], progress=False)
+    synchronize(device)
+    warmed_at = time.perf_counter()
+    record.seconds["warmup"] = warmed_at - loaded_at
+    stats = statistics(x, images.y, progress=config.progress)
+    synchronize(device)
+    fisher_done = time.perf_counter()
+    spectral, trace = stats.spectral_norm, stats.trace
+    scored.per_image = per_image_arrays(images, stats)
+    _set_summaries(record, store.summarize_per_image(scored.per_image, budgets))
+    record.route = {
+        quantity: {"method": estimate.method, "batch_size": estimate.batch_size}
+        for quantity, estimate in (("spectral_norm", spectral), ("trace", trace))
+    }
+    # With method="auto" the trace may take another route (Hutchinson) than λ_max (Lanczos).
+    record.method = (
+        spectral.method if trace.method == spectral.method
+        else f"{spectral.method} (trace: {trace.method})"
     )
-    return loaded.model, [{"file": c.file, "sha256": c.sha256, "bytes": c.size}
-                          for c in loaded.checkpoints]
+    record.seconds["fisher"] = fisher_done - warmed_at
+    record.images_per_second = len(x) / max(fisher_done - warmed_at, 1e-12)
+    record.precision = stats.precision
+    record.competitors = stats.competitors
+    if config.baselines is not None:
+        record.baselines = score_baselines(
+            model.cpu(), x, budgets, config.baselines, np.asarray(spectral.values),
+            seed=config.seed, progress=config.progress,
+        )
+        record.seconds["baselines"] = time.perf_counter() - fisher_done
+
+
+def _set_summaries(record: ResultRecord, summaries: dict[str, Any]) -> None:
+    """Copy :func:`leaderboard.store.summarize_per_image`'s fields into the record."""
+    for name, value in summaries.items():
+        setattr(record, name, value)
 
 
 def shared_result(entry: ZooEntry, config: ScoreConfig, results_dir: str | Path) -> Scored | None:
@@ -337,23 +311,23 @@ def shared_result(entry: ZooEntry, config: ScoreConfig, results_dir: str | Path)
     first one's result (with its own reported accuracies) instead of scoring again, also when
     a rerun resumes between the two. RobustBench's models differ per threat model: ``None``.
     """
-    if config.source != "zoo":
+    if not source_named(config.source).one_pass_per_model:
         return None
+    settings = config.settings(entry.dataset)
     for path in sorted((Path(results_dir) / entry.dataset).glob(f"*/{entry.name}.json")):
         record = store.read_result(path)
         if (
             path.parent.name == entry.threat_model
             or record is None
-            or record.get("status") != "ok"
-            or store.settings_difference(store.settings_of(record), config.settings(entry.dataset))
+            or not record.ok
+            or record.settings.difference(settings)
         ):
             continue
         per_image = store.read_per_image(path.with_suffix(".npz"),
-                                         (record.get("per_image") or {}).get("sha256"))
-        record["shared_from"] = record["threat_model"]
-        record["threat_model"] = entry.threat_model
-        record["reported"] = entry.reported.to_json()
-        return Scored(record, per_image)
+                                         (record.per_image or {}).get("sha256"))
+        shared = dataclasses.replace(record, shared_from=record.threat_model,
+                                     threat_model=entry.threat_model, reported=entry.reported)
+        return Scored(shared, per_image)
     return None
 
 
@@ -381,7 +355,7 @@ def per_image_arrays(images: lb_data.ImageSet, stats: FisherStatistics) -> dict[
 def score_and_write(
     entry: ZooEntry, config: ScoreConfig, results_dir: str | Path,
     images: lb_data.ImageSet | None = None
-) -> dict[str, Any]:
+) -> ResultRecord:
     """Score one model, store its result files and return the record.
 
     The files are written by :func:`leaderboard.store.write_result`.

@@ -8,16 +8,20 @@ written to a temporary file in the same folder and moved into place with ``os.re
 so readers see the old file or the complete new one; the ``.npz`` is written before the
 JSON that names it (with its SHA-256), so a run killed between the two leaves no result.
 
-A result also records the settings that determine its numbers (:func:`settings_of`). A
-rerun whose settings differ from a stored result raises :class:`SettingsMismatchError`
-instead of mixing settings in one folder.
+A result also records the settings that determine its numbers
+(:class:`~leaderboard.record.Settings`). A rerun whose settings differ from a stored result raises
+:class:`SettingsMismatchError` instead of mixing settings in one folder. Every file is written
+with the permissions the umask gives a new file (``0644`` under the usual ``022``), so that
+results can be shared, not with a temporary file's ``0600``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
+import logging
 import os
 import tempfile
 import zipfile
@@ -31,9 +35,12 @@ import numpy as np
 from art_fim.curve import robust_fraction
 from art_fim.norms import norm_name
 from art_fim.results import summarize
+from leaderboard.record import SCHEMA_VERSION, InvalidRecord, ResultRecord, read_record
 
 if TYPE_CHECKING:
     from leaderboard.registry import ZooEntry
+
+logger = logging.getLogger(__name__)
 
 #: The per-image arrays of every model's ``.npz``, all of length ``n_examples``; beside them,
 #: ``radius_<norm>`` (``radius_linf``, ``radius_l2``): the first-order robust radius per image
@@ -46,10 +53,6 @@ PER_IMAGE_ARRAYS = (
 #: Files written with an old name are read under the current one (:func:`current_array_names`);
 #: they are never rewritten.
 RENAMED_ARRAYS = {"lambda_max": "spectral_norm", "lambda_max_stderr": "spectral_norm_stderr"}
-
-#: The settings a stored result must share with a rerun to be kept (see :func:`settings_of`).
-SETTING_KEYS = ("n_examples", "seed", "method", "images", "baselines", "precision", "refine")
-
 
 class SettingsMismatchError(ValueError):
     """Stored results were scored with other settings than this run's."""
@@ -71,15 +74,12 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: ResultRecord) -> None:
         """Count one freshly written result."""
-        key = f"{record['dataset']}/{record['threat_model']}/{record['model']}"
-        if record["status"] == "ok":
-            self.done.append(key)
+        if record.ok:
+            self.done.append(record.key)
         else:
-            self.failed[key] = (
-                (record.get("error") or "").splitlines()[0] if record.get("error") else "?"
-            )
+            self.failed[record.key] = record.error.splitlines()[0] if record.error else "?"
 
     def table(self) -> str:
         """A plain-text summary for the end of ``run``: missing weights are counted, not listed."""
@@ -103,19 +103,33 @@ def result_path(results_dir: str | Path, entry: ZooEntry) -> Path:
     return Path(results_dir) / entry.dataset / entry.threat_model / f"{entry.name}.json"
 
 
-def read_result(path: Path) -> dict[str, Any] | None:
-    """A result file's content, or ``None`` if it is absent or unreadable."""
+def read_result(path: Path) -> ResultRecord | None:
+    """A stored result, or ``None`` if it is absent or not a valid record (then it is rescored)."""
+    if not path.is_file():
+        return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return read_record(path)
+    except InvalidRecord as exc:
+        logger.warning("%s; scoring the model again", exc)
         return None
 
 
+def _new_file_mode() -> int:
+    """The permissions ``open`` gives a new file under the current umask (``0o644`` for ``022``)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    The file gets the permissions of a newly created file (the temporary file's own are ``0600``).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _new_file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -231,9 +245,9 @@ def _percent_predicted_robust(radius: np.ndarray, eps: float) -> float | None:
 
 
 def write_result(
-    results_dir: str | Path, entry: ZooEntry, record: dict[str, Any],
+    results_dir: str | Path, entry: ZooEntry, record: ResultRecord,
     per_image: Mapping[str, np.ndarray] | None
-) -> dict[str, Any]:
+) -> ResultRecord:
     """Store one model's result: the ``.npz`` first (when scored), then the JSON naming it.
 
     A failed result removes the model's earlier ``.npz``, so no file outlives its JSON.
@@ -246,21 +260,11 @@ def write_result(
     if per_image is None:
         npz.unlink(missing_ok=True)
     else:
-        record["per_image"] = {"file": npz.name, "sha256": write_per_image(npz, per_image)}
-    write_atomic(path, record)
+        record.per_image = {"file": npz.name, "sha256": write_per_image(npz, per_image)}
+    # Written by this code, so in its layout, also when it refiles a record read from an older one.
+    record.schema_version = SCHEMA_VERSION
+    write_atomic(path, record.to_json())
     return record
-
-
-def settings_of(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings a stored result was scored with (``{}`` for results that do not say)."""
-    return dict(record.get("settings") or {})
-
-
-def settings_difference(stored: Mapping[str, Any],
-                        current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """``key -> (stored, current)`` for every setting in :data:`SETTING_KEYS` that differs."""
-    return {key: (stored.get(key), current.get(key)) for key in SETTING_KEYS
-            if stored.get(key) != current.get(key)}
 
 
 def mismatch_message(
@@ -281,7 +285,7 @@ def mismatch_message(
     )
 
 
-def check_uniform_settings(records: list[dict[str, Any]], results_dir: str | Path) -> None:
+def check_uniform_settings(records: list[ResultRecord], results_dir: str | Path) -> None:
     """Refuse a set of results whose scored models differ in settings within a dataset/threat model.
 
     Raises:
@@ -289,10 +293,10 @@ def check_uniform_settings(records: list[dict[str, Any]], results_dir: str | Pat
     """
     groups: dict[str, dict[str, list[str]]] = {}
     for record in records:
-        if record.get("status") == "ok":
-            group = groups.setdefault(f"{record.get('dataset')}/{record.get('threat_model')}", {})
-            key = json.dumps({k: settings_of(record).get(k) for k in SETTING_KEYS}, sort_keys=True)
-            group.setdefault(key, []).append(str(record.get("model")))
+        if record.ok:
+            group = groups.setdefault(f"{record.dataset}/{record.threat_model}", {})
+            key = json.dumps(dataclasses.asdict(record.settings), sort_keys=True)
+            group.setdefault(key, []).append(record.model)
     for group, variants in sorted(groups.items()):
         if len(variants) > 1:
             shown = "; ".join(

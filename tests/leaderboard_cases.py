@@ -69,7 +69,7 @@ def save_random_checkpoint(
 
 
 def without_timing(record: dict) -> dict:
-    """A result record without the keys that depend on the machine and the moment."""
-    from leaderboard.scoring import TIMING_KEYS
+    """A result record's JSON without the keys that depend on the machine and the moment."""
+    from leaderboard.record import ResultRecord
 
-    return {k: v for k, v in record.items() if k not in TIMING_KEYS}
+    return {k: v for k, v in record.items() if k not in ResultRecord.TIMING_KEYS}

@@ -21,7 +21,8 @@ def test_list_prints_all_206_entries_165_with_autoattack(
     """`list` (offline) prints one row per zoo entry and the count line 206 / 165."""
     assert main(["list", "--model-dir", "no-such-dir"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-2].startswith("206 zoo entries, 165 with AutoAttack accuracy, 0 with weights")
+    assert lines[-2].startswith(
+        "206 RobustBench zoo entries, 165 with AutoAttack accuracy, 0 with weights")
     assert lines[-1].startswith("To score models, put RobustBench's checkpoints under no-such-dir/")
     assert len(lines) == 1 + 206 + 2  # header, rows, count, where weights go
 
@@ -81,4 +82,5 @@ def test_list_marks_present_weights(tmp_path, capsys: pytest.CaptureFixture[str]
     lines = capsys.readouterr().out.strip().splitlines()
     rows = {line.split()[2]: line.split()[-1] for line in lines[1:-1]}
     assert rows["Standard"] == "yes" and list(rows.values()).count("yes") == 1
-    assert lines[-1].startswith("76 zoo entries, 76 with AutoAttack accuracy, 1 with weights")
+    assert lines[-1].startswith(
+        "76 RobustBench zoo entries, 76 with AutoAttack accuracy, 1 with weights")

@@ -149,8 +149,8 @@ def test_result_schema(interrupted_run: dict[str, Any]) -> None:
     """Each result follows the contract with `render` and says how its numbers were made."""
     for name, record in _records(interrupted_run["results"], E2E_MODELS).items():
         assert list(record) == [
-            "model", "dataset", "threat_model", "status", "error", "reported", "n_examples",
-            "clean_acc",
+            "schema_version", "model", "dataset", "threat_model", "status", "error", "reported",
+            "n_examples", "clean_acc",
             "fisher", "predicted_robust_acc", "seconds", "images_per_second", "method",
             "batch_size", "device",
             "precision", "competitors", "seed", "versions", "settings", "route", "images",
@@ -389,6 +389,9 @@ def test_render_with_nothing_scored_says_how_to_score(tmp_path: Path,
     2).
     """
     out = tmp_path / "out"
+    assert main(["render", "--results", str(tmp_path / "absent"), "--out", str(out)]) == 2
+    assert f"the results folder {tmp_path / 'absent'} does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
     assert main(["render", "--results", str(tmp_path / "empty"), "--out", str(out)]) == 2
     assert "nothing is scored under" in capsys.readouterr().err
     failed = {"model": "Standard", "dataset": "cifar10", "threat_model": "Linf", "status": "failed",

@@ -373,7 +373,7 @@ def test_npz_with_the_old_array_names_is_read_under_the_current_names(tmp_path):
     assert store.summarize_per_image(arrays)["fisher"]["spectral_norm"]["median"] == 2.5
     read = read_results(root)
     assert read.skipped == []
-    per_image = {r.record["model"]: r.per_image for r in read.results}["Good0"]
+    per_image = {r.record.model: r.per_image for r in read.results}["Good0"]
     assert sorted(per_image) == sorted(store.PER_IMAGE_ARRAYS)
     rows = render(root, tmp_path / "rendered", n_resamples=20)["rows"]
     assert {r["model"] for r in rows} == {"Good0", "Good1", "Good2"}
@@ -391,13 +391,13 @@ def test_committed_zoo_results_are_read_and_render_with_nothing_skipped(tmp_path
     read = read_results(committed)
     assert read.skipped == [] and read.results
     for result in read.results:
-        if result.record["status"] != "ok":
+        if not result.record.ok:
             continue
         assert set(store.PER_IMAGE_ARRAYS) <= set(result.per_image)
         assert not set(store.RENAMED_ARRAYS) & set(result.per_image)
-        budgets = {threat: p["eps"] for threat, p in result.record["predicted_robust_acc"].items()}
+        budgets = {threat: p["eps"] for threat, p in result.record.predicted_robust_acc.items()}
         summary = store.summarize_per_image(result.per_image, budgets)
-        assert summary["fisher"] == result.record["fisher"], result.path
+        assert summary["fisher"] == result.record.fisher, result.path
     rendered = render(committed, tmp_path / "rendered", n_resamples=20,
                       autoattack_curves=ZOO_DIR / "autoattack_curve")
     assert rendered["skipped"] == []

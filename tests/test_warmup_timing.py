@@ -48,11 +48,11 @@ def test_warm_up_is_recorded_apart_from_the_timed_pass(tmp_path, monkeypatch: py
     monkeypatch.setattr(scoring.time, "perf_counter", clock)
     record = score_model(entry, config).record
 
-    assert record["status"] == "ok", record["error"]
+    assert record.status == "ok", record.error
     assert calls == [WARMUP_IMAGES, N_EXAMPLES]  # a short warm-up, then every image once
-    seconds = record["seconds"]
+    seconds = record.seconds
     assert seconds["warmup"] == START_UP_SECONDS
     assert seconds["fisher"] == TIMED_SECONDS
-    assert record["images_per_second"] == N_EXAMPLES / TIMED_SECONDS
+    assert record.images_per_second == N_EXAMPLES / TIMED_SECONDS
     assert seconds["total"] == START_UP_SECONDS + TIMED_SECONDS + seconds["load"]
-    assert np.isfinite(record["fisher"]["spectral_norm"]["median"])
+    assert np.isfinite(record.fisher["spectral_norm"]["median"])

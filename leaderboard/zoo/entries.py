@@ -19,7 +19,8 @@ from typing import Any
 
 from torch import nn
 
-from leaderboard.registry import Reported, ZooEntry
+from leaderboard.record import Reported
+from leaderboard.registry import ZooEntry, resolve_names
 from leaderboard.zoo.plan import BUILD_ORDER, ZOO
 from leaderboard.zoo.weights import ZOO_DIR, load_model, weights_path
 
@@ -51,10 +52,11 @@ def zoo_entries(zoo_dir: str | Path = ZOO_DIR, models: list[str] | None = None) 
 
     Args:
         zoo_dir: folder holding ``models/`` and ``model_info/``.
-        models: names to keep (default: all that have model-info files).
+        models: names to keep (default: all that have model-info files), matched without regard
+            to case.
 
     Raises:
-        ValueError: a name in ``models`` is not a zoo model.
+        UnknownModelError: a name in ``models`` is not a zoo model (with close names offered).
         FileNotFoundError: ``zoo_dir`` has no ``model_info/cifar10`` folder.
     """
     root = Path(zoo_dir) / "model_info" / DATASET
@@ -63,10 +65,11 @@ def zoo_entries(zoo_dir: str | Path = ZOO_DIR, models: list[str] | None = None) 
             f"{root} does not exist: the zoo's AutoAttack results are written there by "
             "`python -m leaderboard.zoo.build attack` (or pass the zoo folder with --model-dir)"
         )
-    for name in models or ():
-        if name not in ZOO:
-            raise ValueError(f"{name!r} is not a zoo model; choose from {', '.join(ZOO)}")
-    names = [n for n in BUILD_ORDER if models is None or n in models]
+    chosen = None if models is None else set(
+        resolve_names(models, ZOO, "the project's zoo",
+                      "`python -m leaderboard list --source zoo` shows its models.")
+    )
+    names = [n for n in BUILD_ORDER if chosen is None or n in chosen]
     entries = []
     for name in names:
         for threat in ZOO_THREAT_MODELS:
