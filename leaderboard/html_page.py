@@ -277,12 +277,19 @@ def _leaf_text(leaf: Any) -> str:
     return "null" if leaf is None else str(leaf)
 
 
+def _recorded(value: Any) -> bool:
+    """Whether a provenance field holds anything (a typed record fills absent blocks with nulls)."""
+    if isinstance(value, dict):
+        return any(_recorded(v) for v in value.values())
+    return value is not None and value != []
+
+
 def provenance_html(record: dict[str, Any]) -> str:
     """The provenance of one result, one row per field.
 
     The fields are the settings, versions, device, hashes and timings.
     """
-    shown = {key: record[key] for key in PROVENANCE_KEYS if key in record}
+    shown = {key: record[key] for key in PROVENANCE_KEYS if _recorded(record.get(key))}
     if not shown:
         if record.get("status", "ok") != "ok":
             return "<p>The run recorded no provenance with this failure.</p>"
