@@ -117,7 +117,7 @@ def _prepare(classifier: Any, x: np.ndarray, y: Any) -> tuple[TorchAdapter, np.n
 
 def _batches(adapter: TorchAdapter, x: np.ndarray, y: np.ndarray,
              batch_size: int) -> list[tuple[Tensor, Tensor]]:
-    return [(adapter._as_tensor(x[i:i + batch_size]),
+    return [(torch.as_tensor(x[i:i + batch_size], device=adapter.device).to(adapter.dtype),
              torch.as_tensor(y[i:i + batch_size], device=adapter.device))
             for i in range(0, len(x), batch_size)]
 
