@@ -138,3 +138,25 @@ def test_a_model_in_training_mode_is_refused() -> None:
     x, y = draw(0)
     with pytest.raises(ValueError, match="training mode"):
         logit_margin(model.train(), x, y)
+
+
+def test_the_committed_peer_scores_cover_every_zoo_result_and_reproduce() -> None:
+    import json
+
+    from leaderboard.zoo.weights import load_model
+
+    results = ROOT / "benchmarks" / "results" / "peers" / "cifar10"
+    zoo = ROOT / "leaderboard" / "results" / "zoo" / "cifar10"
+    fisher_files = sorted(zoo.glob("*/*.json"))
+    assert len(fisher_files) == 36
+    for path in fisher_files:
+        record = json.loads((results / path.parent.name / path.name).read_text())
+        fisher = json.loads(path.read_text())
+        assert record["images"]["pixels_sha256"] == fisher["images"]["pixels_sha256"]
+        assert set(record["peers"]) == {"great_score", "logit_margin", "gradient_norm"}
+    # One model recomputed: the committed numbers are this code's.
+    record = json.loads((results / "L2" / "vgg_standard.json").read_text())["peers"]
+    x, y = bundled_cifar10(500)
+    scores = peer_scores(load_model("vgg_standard"), x, y, threat_model="L2")
+    for name, peer in scores.items():
+        assert peer.score == pytest.approx(record[name]["score"], rel=1e-5), name
