@@ -183,6 +183,7 @@ def softmax_view(classifier: Any, input_shape: tuple[int, ...], nb_classes: int)
 
     adapter = _adapter(classifier)
     clip = adapter.clip_values if adapter.clip_values is not None else (0.0, 1.0)
+    # ART requires a loss; only predict is ever called on the view, so none is evaluated.
     return PyTorchClassifier(
         model=_SoftmaxOutput(adapter), loss=nn.NLLLoss(), input_shape=tuple(input_shape),
         nb_classes=nb_classes, clip_values=clip,
