@@ -46,7 +46,7 @@ import torch
 from tqdm.auto import tqdm
 
 from art_fim.curve import robust_accuracy_curve
-from art_fim.radius import norm_name
+from art_fim.norms import norm_name
 from leaderboard.data import image_set
 from leaderboard.store import write_bytes_atomic
 from leaderboard.zoo.plan import BUILD_ORDER

@@ -56,8 +56,9 @@ import torch
 from torch import Tensor, nn
 
 from art_fim.adapters import TorchAdapter, adapter_for
-from art_fim.checks import check_inputs
-from art_fim.radius import check_labels, dual_norm, margins, norm_name, parse_norm
+from art_fim.checks import check_inputs, check_labels
+from art_fim.margins import margins
+from art_fim.norms import dual_norm, norm_name, parse_norm
 
 GREAT_SCORE_PAPER = "https://arxiv.org/abs/2304.09875"
 MARGIN_CONSISTENCY_PAPER = "https://arxiv.org/abs/2406.18451"
