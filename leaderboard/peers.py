@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from art_fim.adapters import TorchAdapter, adapter_for
+from art_fim.adapters import TorchAdapter, adapter_for, evaluation_mode
 from art_fim.checks import check_inputs, check_labels
 from art_fim.margins import margins
 from art_fim.norms import dual_norm, norm_name, parse_norm
@@ -214,7 +214,7 @@ def great_score(classifier: Any, x: np.ndarray, y: Any, *, batch_size: int = 128
     from art.evaluations.great_score import GreatScorePyTorch
 
     adapter, x, labels = _prepare(classifier, x, y)
-    with adapter.evaluating():
+    with evaluation_mode(adapter.module):
         num_classes = int(adapter.outputs(x[:1]).shape[-1])
         view = softmax_view(classifier, x.shape[1:], num_classes)
         recording = _Recording(view, batch_size)  # GreatScorePyTorch passes no batch size
@@ -259,7 +259,7 @@ def logit_margin(classifier: Any, x: np.ndarray, y: Any, *, batch_size: int = 12
         The :class:`PeerScore` (larger = more robust).
     """
     adapter, x, labels = _prepare(classifier, x, y)
-    with adapter.evaluating():
+    with evaluation_mode(adapter.module):
         batches = _batches(adapter, x, labels, batch_size)
         start = time.perf_counter()
         with torch.no_grad():
@@ -295,7 +295,7 @@ def gradient_norm(classifier: Any, x: np.ndarray, y: Any, *, threat_model: Any,
     """
     norm = parse_norm(threat_model)
     adapter, x, labels = _prepare(classifier, x, y)
-    with adapter.evaluating():
+    with evaluation_mode(adapter.module):
         batches = _batches(adapter, x, labels, batch_size)
         start = time.perf_counter()
         norms = []
