@@ -304,7 +304,11 @@ class StatisticsEstimator:
                     "method='exact' (and raise memory_budget if it does not fit) or leave "
                     "eigenvector False."
                 )
-            fits = plan_competitors(fisher, self.competitors)
+            # Room for the rows the subset proof may add (PROOF_EXTRA · competitors more per
+            # input) where it fits; else for the competitors alone, the proof's rows beyond.
+            fits = plan_competitors(
+                fisher, (1 + PROOF_EXTRA) * self.competitors
+            ) or plan_competitors(fisher, self.competitors)
             if fits is None and self.norms:
                 logger.warning(
                     "the Jacobian rows of one input's label and competitors exceed the memory "
