@@ -42,10 +42,19 @@ class AccuracyCurve:
         return self.first_order if self.refined is None else self.refined
 
 
-def robust_fraction(radius: np.ndarray, eps: float) -> float:
+def robust_fraction(radius: np.ndarray, eps: float, proven: np.ndarray | None = None) -> float:
     """Return the fraction of inputs predicted robust at ``eps``.
 
-    An input is predicted robust when it is correct (``r > 0``) with ``r ≥ eps``.
+    An input is predicted robust when it is correct (``r > 0``) with ``r ≥ eps`` and, for
+    ``eps > 0``, its radius is proven to be the minimum over all classes: a radius taken over a
+    subset of classes and not proven (:mod:`art_fim.competitor_proof`) is only an upper
+    estimate, so such an input counts as not robust (at ``eps = 0`` it counts when correct,
+    which the logits of every class show).
+
+    Args:
+        radius: per-input radii ``[N]``.
+        eps: the budget.
+        proven: ``[N]`` whether each radius is proven (``None``: all are, every class seen).
 
     Raises:
         ValueError: a negative or non-finite ``eps``.
@@ -55,7 +64,29 @@ def robust_fraction(radius: np.ndarray, eps: float) -> float:
     ):
         raise ValueError(f"eps must be a finite number ≥ 0, got {eps!r}")
     radius = np.asarray(radius)
-    return float(((radius > 0) & (radius >= eps)).mean())
+    robust = (radius > 0) & (radius >= eps)
+    if proven is not None and eps > 0:
+        robust &= np.asarray(proven, dtype=bool)
+    return float(robust.mean())
+
+
+def refuse_missing(radius: np.ndarray, norm: str) -> None:
+    """Refuse radii that were not computed (NaN), which no robust fraction may count.
+
+    Raises:
+        ValueError: some radius is NaN (the rows of one input's label and competitors did not
+            fit ``memory_budget``); counting such an input as non-robust would understate
+            robust accuracy.
+    """
+    radius = np.asarray(radius, dtype=np.float64)
+    missing = int(np.isnan(radius).sum())
+    if missing:
+        raise ValueError(
+            f"{missing} of {radius.size} radii for norm {norm} are NaN (not computed: the "
+            "Jacobian rows exceeded memory_budget); counting them as non-robust would "
+            "understate robust accuracy. Raise memory_budget, lower competitors, or pass "
+            "method='exact'."
+        )
 
 
 
@@ -75,26 +106,27 @@ def default_grid(*radii: np.ndarray, points: int = DEFAULT_POINTS) -> np.ndarray
     return np.linspace(0.0, math.nextafter(top, math.inf), points)
 
 
-def robust_accuracy_curve(radius: np.ndarray, eps: Any) -> np.ndarray:
+def robust_accuracy_curve(
+    radius: np.ndarray, eps: Any, proven: np.ndarray | None = None, norm: str = "?"
+) -> np.ndarray:
     """Return the fraction predicted robust at each budget.
 
-    That is ``[robust_fraction(radius, e) for e in eps]``.
+    That is ``[robust_fraction(radius, e, proven) for e in eps]``: an unproven radius (from
+    a subset of classes) counts as not robust above ``ε = 0``.
 
     Args:
         radius: per-input radii ``[N]`` (0 where the prediction is wrong; NaN is refused).
         eps: budgets ``[M]`` (finite, ``≥ 0``).
+        proven: ``[N]`` whether each radius is proven (``None``: all are).
+        norm: the norm's name, for the error message.
 
     Raises:
         ValueError: NaN radii (not computed; they would count as non-robust) or a bad budget.
     """
+    refuse_missing(radius, norm)
     radius = np.asarray(radius, dtype=np.float64)
-    if np.isnan(radius).any():
-        raise ValueError(
-            f"{int(np.isnan(radius).sum())} of {radius.size} radii are NaN (not computed); a curve "
-            "from them would count those inputs as non-robust."
-        )
     budgets = np.atleast_1d(np.asarray(eps, dtype=np.float64))
-    return np.array([robust_fraction(radius, float(e)) for e in budgets])
+    return np.array([robust_fraction(radius, float(e), proven) for e in budgets])
 
 
 def accuracy_curves(
@@ -125,10 +157,15 @@ def accuracy_curves(
         if budgets is None:
             budgets = default_grid(first, *([] if refined is None else [refined]))
         budgets = np.sort(np.atleast_1d(np.asarray(budgets, dtype=np.float64)))
+        proven = getattr(radius[name], "proven", None)
+        refined_proven = getattr(refined_radius.get(name), "proven", None)
         curves[name] = AccuracyCurve(
             norm=name,
             eps=budgets,
-            first_order=robust_accuracy_curve(first, budgets),
-            refined=None if refined is None else robust_accuracy_curve(refined, budgets),
+            first_order=robust_accuracy_curve(first, budgets, proven, name),
+            refined=(
+                None if refined is None
+                else robust_accuracy_curve(refined, budgets, refined_proven, name)
+            ),
         )
     return curves

@@ -42,6 +42,7 @@ from art_fim.competitors import nearest_competitors
 from art_fim.engine import Batch, BatchEngine
 from art_fim.exact import spectral_statistics
 from art_fim.finite_differences import box_bounds
+from art_fim.margin_norm_bound import DEFAULT_FAILURE, DEFAULT_PROBES
 from art_fim.memory import plan_competitors, plan_fisher
 from art_fim.metric import BatchEstimate, Method, SolverOptions, estimate_batch
 from art_fim.norms import norm_name, parse_norm
@@ -49,6 +50,7 @@ from art_fim.options import Options
 from art_fim.precision import Precision
 from art_fim.radii import first_order_radii, refined_radii
 from art_fim.results import FisherEstimate, FisherStatistics
+from art_fim.subset_proof import PROOF_EXTRA, ProofOptions, probe_chunk, prove_subset
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,8 @@ def fisher_statistics(
     refine_competitors: int = DEFAULT_REFINE_COMPETITORS,
     box: bool = True,
     *,
+    proof_probes: int = DEFAULT_PROBES,
+    proof_failure: float = DEFAULT_FAILURE,
     num_iter: int = 50,
     tol: float = 1e-6,
     num_probes: int = 100,
@@ -95,6 +99,15 @@ def fisher_statistics(
     K − 1``); ``"auto"`` takes the cheaper of the two (:func:`~art_fim.memory.prefers_matrix_free`:
     Lanczos for ``K > 2 · num_iter``, i.e. ImageNet) or the one that fits the memory budget. The
     result's ``competitors`` records how many competitors the radii saw.
+
+    Radii from a subset of classes are never optimistic unannounced: per input, the omitted
+    classes are proven unable to set the radius (first-order and refined, in the box or not)
+    from upper bounds on every margin's gradient norm (``proof_probes`` random JVPs,
+    :mod:`art_fim.margin_norm_bound`; they hold with probability ``≥ 1 − proof_failure`` per
+    input), adding up to ``2 · competitors`` more classes where the first test fails
+    (:mod:`art_fim.competitor_proof`, :mod:`art_fim.subset_proof`). Each radius's ``proven``
+    flags record the outcome (summary: :attr:`~art_fim.results.FisherStatistics.proven_fraction`);
+    an unproven radius keeps the subset value as an upper estimate and counts as not robust.
 
     | Paper link: https://arxiv.org/abs/2606.04767
 
@@ -118,6 +131,9 @@ def fisher_statistics(
         box: Take each linearised margin's distance inside the classifier's ``clip_values``
             (exact for linear models; :func:`art_fim.box_search.box_radius_from_margins`);
             ``False``: the unconstrained ``g / ‖∇g‖_{q*}``. No effect without ``clip_values``.
+        proof_probes: Random JVPs per input that bound the omitted classes' margin gradients
+            (matrix-free route only).
+        proof_failure: Probability per input that those bounds fail (``δ``).
         num_iter: Maximum Lanczos iterations (matrix-free route).
         tol: Relative tolerance of Lanczos.
         num_probes: Hutchinson probes per input (matrix-free route's trace).
@@ -135,7 +151,7 @@ def fisher_statistics(
     query = QueryOptions.from_params(blackbox_params)
     return statistics(
         classifier, x, y, norms, eigenvector, refine, method, competitors, refine_competitors,
-        box, options, solver, query,
+        box, options, solver, query, ProofOptions(proof_probes, proof_failure),
     )
 
 
@@ -153,6 +169,7 @@ def statistics(
     options: Options,
     solver: SolverOptions,
     query: QueryOptions,
+    proof: ProofOptions = ProofOptions(),
 ) -> FisherStatistics:
     """:func:`fisher_statistics` with its settings already gathered (see there)."""
     norms = tuple(dict.fromkeys(parse_norm(norm) for norm in norms))
@@ -163,6 +180,7 @@ def statistics(
         )
     check_positive_int("competitors", competitors)
     check_positive_int("refine_competitors", refine_competitors)
+    proof.check()
     if method == "blackbox":
         if eigenvector or refine:  # asked for explicitly: refine=None means "where possible"
             raise ValueError(
@@ -175,6 +193,7 @@ def statistics(
     estimator = StatisticsEstimator(
         y, norms, eigenvector, refine is not False, method, int(competitors),
         int(refine_competitors), bool(box), solver, options.batch_size,
+        ProofOptions(int(proof.probes), float(proof.failure)),
     )
     plan, columns = BatchEngine(classifier, options).compute(estimator, x)
     return estimator.result(plan, columns, options.precision)
@@ -193,6 +212,8 @@ class StatisticsPlan:
         refine: whether the refinement runs.
         bounds: the flattened input box, or ``None``.
         input_shape: the shape of one input.
+        probe_chunk: probes per vectorised JVP of the subset proof
+            (:func:`~art_fim.subset_proof.probe_chunk`).
     """
 
     route: str
@@ -203,6 +224,7 @@ class StatisticsPlan:
     refine: bool
     bounds: tuple[Tensor, Tensor] | None
     input_shape: tuple[int, ...]
+    probe_chunk: int = 1
 
     @property
     def label(self) -> str:
@@ -222,6 +244,7 @@ class StatisticsPart(NamedTuple):
     num_classes: np.ndarray
     radius: dict[str, Tensor]
     refined: dict[str, Tensor]
+    proven: dict[str, Tensor]
 
 
 class StatisticsEstimator:
@@ -242,6 +265,7 @@ class StatisticsEstimator:
         box: bool,
         solver: SolverOptions,
         requested: int,
+        proof: ProofOptions = ProofOptions(),
     ) -> None:
         self.y = y
         self.norms = norms
@@ -253,6 +277,7 @@ class StatisticsEstimator:
         self.box = box
         self.solver = solver
         self.requested = requested
+        self.proof = proof
         self.labels: np.ndarray | None = None
 
     def plan(self, engine: BatchEngine, x: np.ndarray) -> StatisticsPlan:
@@ -279,7 +304,11 @@ class StatisticsEstimator:
                     "method='exact' (and raise memory_budget if it does not fit) or leave "
                     "eigenvector False."
                 )
-            fits = plan_competitors(fisher, self.competitors)
+            # Room for the rows the subset proof may add (PROOF_EXTRA · competitors more per
+            # input) where it fits; else for the competitors alone, the proof's rows beyond.
+            fits = plan_competitors(
+                fisher, (1 + PROOF_EXTRA) * self.competitors
+            ) or plan_competitors(fisher, self.competitors)
             if fits is None and self.norms:
                 logger.warning(
                     "the Jacobian rows of one input's label and competitors exceed the memory "
@@ -287,13 +316,13 @@ class StatisticsEstimator:
                     "are not computed (NaN); raise memory_budget or lower competitors to compute "
                     "them."
                 )
-                radius_norms, refine = (), False
+                radius_norms = ()  # NaN, first-order and refined alike
             size, class_chunk = fits or (size, None)
         classes = fisher.footprint.classes
         kept = classes - 1 if fisher.method == "exact" else min(self.competitors, classes - 1)
         return StatisticsPlan(
             fisher.method, size, class_chunk, kept, radius_norms, refine, bounds_t,
-            tuple(x.shape[1:]),
+            tuple(x.shape[1:]), probe_chunk(fisher, size),
         )
 
     def batch(self, engine: BatchEngine, batch: Batch, plan: StatisticsPlan) -> StatisticsPart:
@@ -310,7 +339,7 @@ class StatisticsEstimator:
         predictions = jac.logits.argmax(1)
         num_classes = np.full(b, jac.num_classes)
         if plan.route == "exact":
-            rows, logits, classes = jac.rows(), jac.logits, None
+            rows, classes = jac.rows(), None
             lam, trace_values, vector = spectral_statistics(rows, jac.probs, self.eigenvector)
             spectral = _exact(lam, num_classes)
             trace = _exact(trace_values, num_classes)
@@ -319,22 +348,37 @@ class StatisticsEstimator:
             spectral = estimate_batch(jac, plan.route, "spectral_norm", self.solver, generators)
             trace = estimate_batch(jac, "hutchinson", "trace", self.solver, generators)
             classes = nearest_competitors(jac.logits, target, self.competitors)
-            rows, logits, vector = jac.class_rows(classes), jac.logits.gather(1, classes), None
-        radius, boundaries = first_order_radii(
-            rows, logits, target, plan.radius_norms, batch.x, plan.bounds, plan.refine, classes,
-            self.box,
-        )
-        nan = torch.full((b,), math.nan, dtype=torch.float64)
-        skipped = [norm for norm in self.norms if norm not in plan.radius_norms]
-        radius.update({norm_name(norm): nan for norm in skipped})
+            rows, vector = jac.class_rows(classes), None
+        every_logit = jac.logits
+
+        def radii_of(rows: Tensor, classes: Tensor | None) -> tuple[dict[str, Tensor], Any]:
+            logits = every_logit if classes is None else every_logit.gather(1, classes)
+            return first_order_radii(
+                rows, logits, target, plan.radius_norms, batch.x, plan.bounds, plan.refine,
+                classes, self.box,
+            )
+
+        (radius, boundaries), proven = radii_of(rows, classes), {}
+        if classes is not None and plan.radius_norms and classes.shape[1] < jac.num_classes:
+            # A subset of the classes: prove that it sets the radii, or flag them.
+            rows, (radius, boundaries), proven = prove_subset(
+                jac, target, classes, rows, (radius, boundaries), plan.radius_norms, radii_of,
+                self.proof, PROOF_EXTRA * self.competitors,
+                self.refine_competitors if plan.refine else 0, batch.generators,
+                plan.probe_chunk,
+            )
         del jac  # the refinement's Jacobians need the memory of this one's graph
         refined = refined_radii(
             adapter, boundaries, plan.class_chunk, self.refine_competitors, rows
         )
         del rows
+        nan = torch.full((b,), math.nan, dtype=torch.float64)
+        for norm in self.norms:  # not computed within the memory budget: NaN, refined too
+            if norm not in plan.radius_norms:
+                radius[norm_name(norm)] = refined[norm_name(norm)] = nan
         return StatisticsPart(
             spectral, trace, vector, target, predictions, predictions == target, num_classes,
-            radius, refined,
+            radius, refined, proven,
         )
 
     def result(
@@ -345,10 +389,13 @@ class StatisticsEstimator:
         batch_size = min(plan.batch_size, n)  # the batches actually formed
         ones = np.ones(n, dtype=bool)
 
-        def radius(values: np.ndarray, method: str, passes: int) -> FisherEstimate:
+        def radius(values: np.ndarray, method: str, passes: int, key: str) -> FisherEstimate:
+            # Subset radii carry per-input proof flags; not computed (NaN) or all classes: none.
+            proven = columns.proven.get(key)
             return FisherEstimate(
                 values, np.zeros(n), passes * columns.num_classes, ones, method,
                 batch_size=batch_size, precision=precision,
+                proven=None if proven is None else proven.astype(bool),
             )
 
         route = plan.route
@@ -357,11 +404,14 @@ class StatisticsEstimator:
             columns.trace, "exact" if route == "exact" else "hutchinson", batch_size, precision
         )
         method = "exact" if route == "exact" else f"competitors={self.competitors}"
-        radii = {norm_name(n): radius(columns.radius[norm_name(n)], method, 1) for n in self.norms}
+        radii = {
+            name: radius(columns.radius[name], method, 1, name)
+            for name in map(norm_name, self.norms)
+        }
         refined = (
             {
-                norm_name(n): radius(columns.refined[norm_name(n)], f"{method}+refined", 2)
-                for n in self.norms
+                name: radius(columns.refined[name], f"{method}+refined", 2, f"{name}_refined")
+                for name in map(norm_name, self.norms)
             }
             if plan.refine
             else {}
@@ -383,6 +433,7 @@ class StatisticsEstimator:
             competitors=plan.kept,
             refine_competitors=self.refine_competitors if plan.refine else 0,
             precision=precision,
+            proof_failure=None if route == "exact" else self.proof.failure,
         )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from art_fim.curve import accuracy_curves, robust_fraction
+from art_fim.curve import accuracy_curves, refuse_missing, robust_fraction
 from art_fim.norms import norm_name
 
 
@@ -28,6 +28,10 @@ class FisherEstimate:
         batch_size: the largest batch actually used (after memory planning), where known.
         precision: the arithmetic the products ran in, ``"float32"`` or ``"tf32"``
             (:mod:`art_fim.precision`), where known.
+        proven: for a robust radius taken over a subset of classes, whether each input's value
+            is proven to be the minimum over all classes (:mod:`art_fim.competitor_proof`;
+            with probability ``≥ 1 − δ`` per input); an unproven value is an upper estimate
+            and counts as not robust. ``None``: every class was seen.
     """
 
     values: np.ndarray
@@ -39,6 +43,7 @@ class FisherEstimate:
     dof: np.ndarray | None = field(default=None)
     batch_size: int | None = field(default=None)
     precision: str | None = field(default=None)
+    proven: np.ndarray | None = field(default=None)
 
     def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """Return a ``level`` confidence interval per input, ``(low, high)``.
@@ -85,6 +90,9 @@ class FisherStatistics:
         refine_competitors: how many of those (the nearest by first-order radius) were
             re-measured at the boundary point by the refinement (0 without refinement).
         precision: the arithmetic the products ran in (``"float32"`` or ``"tf32"``).
+        proof_failure: where the radii came from a subset of classes, the probability ``δ``
+            per input that the proof's bounds fail (:mod:`art_fim.margin_norm_bound`);
+            ``None`` where every class was seen.
     """
 
     spectral_norm: FisherEstimate
@@ -98,6 +106,7 @@ class FisherStatistics:
     competitors: int | None = None
     refine_competitors: int = 0
     precision: str | None = None
+    proof_failure: float | None = None
 
     def accuracy_curves(self, eps: Any = None) -> dict[str, Any]:
         """Predicted robust accuracy at every budget, first-order and refined, per norm.
@@ -112,6 +121,21 @@ class FisherStatistics:
         return accuracy_curves(self.radius, self.refined_radius, eps)
 
     @property
+    def proven_fraction(self) -> dict[str, float]:
+        """The fraction of inputs whose radius is proven to be the minimum over all classes.
+
+        Keyed by norm name for the first-order radius (``"linf"``) and with ``"_refined"``
+        for the refined one; ``1.0`` where every class was seen. An unproven radius is an upper
+        estimate and counts as not robust in :meth:`predicted_robust_accuracy`.
+        """
+        out = {}
+        for suffix, table in (("", self.radius), ("_refined", self.refined_radius)):
+            for name, estimate in table.items():
+                proven = estimate.proven
+                out[name + suffix] = 1.0 if proven is None else float(np.mean(proven))
+        return out
+
+    @property
     def accuracy(self) -> float:
         """Fraction of inputs classified correctly."""
         return float(self.correct.mean())
@@ -121,7 +145,9 @@ class FisherStatistics:
     ) -> float:
         """Return the fraction of inputs correctly classified with radius ``≥ eps``.
 
-        This is the predicted robust accuracy at ``eps``.
+        This is the predicted robust accuracy at ``eps``. An input whose radius is not proven
+        to be the minimum over all classes (radii from a subset of classes,
+        :attr:`proven_fraction`) counts as not robust.
 
         Args:
             eps: perturbation budget in the classifier's input scale (e.g. ``8/255``).
@@ -141,15 +167,8 @@ class FisherStatistics:
                 f"no {what} for norm {name} was computed (have: {', '.join(table) or 'none'}); "
                 "pass it in norms= (and refine=True for the refined radius)."
             )
-        values = table[name].values
-        if np.isnan(values).any():
-            raise ValueError(
-                f"{int(np.isnan(values).sum())} of {values.size} radii for norm {name} are NaN "
-                "(not computed: the Jacobian rows exceeded memory_budget); counting them as "
-                "non-robust would understate robust accuracy. Raise memory_budget, or pass "
-                "method='exact'."
-            )
-        return robust_fraction(values, eps)
+        refuse_missing(table[name].values, name)
+        return robust_fraction(table[name].values, eps, table[name].proven)
 
 
 def summarize(

@@ -9,6 +9,7 @@ margins curve towards the boundary, and meaningless for gradient-masked models (
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,13 +17,15 @@ import numpy as np
 
 from art_fim.blackbox import BlackBoxFisher, QueryOptions
 from art_fim.checks import OutputType
-from art_fim.curve import robust_fraction
+from art_fim.curve import refuse_missing, robust_fraction
 from art_fim.joint_statistics import DEFAULT_COMPETITORS, DEFAULT_REFINE_COMPETITORS, statistics
+from art_fim.margin_norm_bound import DEFAULT_FAILURE, DEFAULT_PROBES
 from art_fim.metric import Method, SolverOptions
 from art_fim.norms import norm_name
 from art_fim.options import Options
 from art_fim.precision import Precision
 from art_fim.results import FisherEstimate
+from art_fim.subset_proof import ProofOptions
 
 
 def robust_radius(
@@ -38,6 +41,8 @@ def robust_radius(
     competitors: int = DEFAULT_COMPETITORS,
     refine_competitors: int = DEFAULT_REFINE_COMPETITORS,
     box: bool = True,
+    proof_probes: int = DEFAULT_PROBES,
+    proof_failure: float = DEFAULT_FAILURE,
     num_iter: int = 50,
     tol: float = 1e-6,
     num_probes: int = 100,
@@ -78,6 +83,9 @@ def robust_radius(
         competitors: Competitors per input the matrix-free route's radii consider.
         refine_competitors: Competitors per input whose gradients the refinement re-measures.
         box: Take the distances inside the classifier's ``clip_values``.
+        proof_probes: Random JVPs per input that bound the omitted classes' margin gradients
+            (matrix-free route only; :func:`~art_fim.fisher_statistics`).
+        proof_failure: Probability per input that those bounds fail (``δ``).
         num_iter: Maximum Lanczos iterations (matrix-free route).
         tol: Relative tolerance of Lanczos.
         num_probes: Hutchinson probes per input (matrix-free route).
@@ -88,15 +96,30 @@ def robust_radius(
         precision: ``"float32"`` (default) or ``"tf32"``.
 
     Returns:
-        Radius per input in the classifier's input scale, shape ``[N]``.
+        Radius per input in the classifier's input scale, shape ``[N]``. On the matrix-free
+        route a radius not proven to be the minimum over all classes is an upper estimate,
+        announced by a ``UserWarning``; :func:`~art_fim.fisher_statistics` gives the per-input
+        flags.
+
+    Raises:
+        ValueError: radii not computed within ``memory_budget`` (as
+            :meth:`~art_fim.FisherStatistics.predicted_robust_accuracy` refuses them).
     """
-    options = Options(output_type, precision, memory_budget, seed, verbose, batch_size)
-    solver = SolverOptions(num_iter, tol, num_probes)
-    query = QueryOptions.from_params(blackbox_params)
-    return radius_estimate(
-        classifier, x, y, norm, method, refine, competitors, refine_competitors, box, options,
-        solver, query,
-    ).values
+    estimate = radius_estimate(
+        classifier, x, y, norm, method, refine, competitors, refine_competitors, box,
+        Options(output_type, precision, memory_budget, seed, verbose, batch_size),
+        SolverOptions(num_iter, tol, num_probes), QueryOptions.from_params(blackbox_params),
+        ProofOptions(proof_probes, proof_failure),
+    )
+    if estimate.proven is not None and not estimate.proven.all():
+        warnings.warn(
+            f"{int((~estimate.proven).sum())} of {estimate.proven.size} {norm_name(norm)} radii "
+            f"are upper estimates: taken over the label and its nearest competitors, they are not "
+            "proven to be the minimum over all classes (predicted_robust_accuracy counts them "
+            "as not robust). Raise competitors, or pass method='exact'.",
+            stacklevel=2,
+        )
+    return estimate.values
 
 
 def predicted_robust_accuracy(
@@ -113,6 +136,8 @@ def predicted_robust_accuracy(
     competitors: int = DEFAULT_COMPETITORS,
     refine_competitors: int = DEFAULT_REFINE_COMPETITORS,
     box: bool = True,
+    proof_probes: int = DEFAULT_PROBES,
+    proof_failure: float = DEFAULT_FAILURE,
     num_iter: int = 50,
     tol: float = 1e-6,
     num_probes: int = 100,
@@ -126,7 +151,9 @@ def predicted_robust_accuracy(
 
     Uses the refined radius by default (within a point of AutoAttack on the project's zoo);
     see :func:`robust_radius` for the radius and its caveats (optimistic on curved or
-    gradient-masked models). For the whole accuracy-vs-ε curve from one pass, use
+    gradient-masked models). On the matrix-free route an input whose radius is not proven to
+    be the minimum over all classes counts as not robust (:func:`~art_fim.fisher_statistics`).
+    For the whole accuracy-vs-ε curve from one pass, use
     :meth:`~art_fim.FisherStatistics.accuracy_curves` on :func:`~art_fim.fisher_statistics`.
 
     Args:
@@ -142,6 +169,9 @@ def predicted_robust_accuracy(
         competitors: Competitors per input the matrix-free route's radii consider.
         refine_competitors: Competitors per input whose gradients the refinement re-measures.
         box: Take the distances inside the classifier's ``clip_values``.
+        proof_probes: Random JVPs per input that bound the omitted classes' margin gradients
+            (matrix-free route only; :func:`~art_fim.fisher_statistics`).
+        proof_failure: Probability per input that those bounds fail (``δ``).
         num_iter: Maximum Lanczos iterations (matrix-free route).
         tol: Relative tolerance of Lanczos.
         num_probes: Hutchinson probes per input (matrix-free route).
@@ -153,15 +183,19 @@ def predicted_robust_accuracy(
 
     Returns:
         A fraction in ``[0, 1]``.
+
+    Raises:
+        ValueError: a bad ``eps``, or radii not computed within ``memory_budget`` (which would
+            count as non-robust).
     """
     robust_fraction(np.zeros(1), eps)  # check eps before any work
-    radius = robust_radius(
-        classifier, x, y, norm, method, batch_size, verbose, refine, competitors=competitors,
-        refine_competitors=refine_competitors, box=box, num_iter=num_iter, tol=tol,
-        num_probes=num_probes, seed=seed, output_type=output_type, memory_budget=memory_budget,
-        blackbox_params=blackbox_params, precision=precision,
+    estimate = radius_estimate(
+        classifier, x, y, norm, method, refine, competitors, refine_competitors, box,
+        Options(output_type, precision, memory_budget, seed, verbose, batch_size),
+        SolverOptions(num_iter, tol, num_probes), QueryOptions.from_params(blackbox_params),
+        ProofOptions(proof_probes, proof_failure),
     )
-    return robust_fraction(radius, eps)
+    return robust_fraction(estimate.values, eps, estimate.proven)
 
 
 def radius_estimate(
@@ -177,8 +211,14 @@ def radius_estimate(
     options: Options,
     solver: SolverOptions,
     query: QueryOptions,
+    proof: ProofOptions = ProofOptions(),
 ) -> FisherEstimate:
-    """The radius of one norm, refined where asked for and possible."""
+    """The radius of one norm, refined where asked for and possible.
+
+    Raises:
+        ValueError: no labels, ``refine=True`` on the query-only route, or radii not computed
+            within ``memory_budget`` (NaN; no robust fraction may count them).
+    """
     if y is None:
         raise ValueError("y is required: pass the labels (indices or one-hot) of x.")
     name = norm_name(norm)
@@ -189,10 +229,14 @@ def radius_estimate(
                 "lacks; pass refine=False."
             )
         # The query-only radius sees every competitor and is never refined.
-        fisher = BlackBoxFisher.from_options(classifier, options, query)
-        return fisher.estimate(x, f"radius_{name}", y)
-    stats = statistics(
-        classifier, x, y, (norm,), False, refine is not False, method, competitors,
-        refine_competitors, box, options, solver, query,
-    )
-    return (stats.refined_radius if refine is not False else stats.radius)[name]
+        estimate = BlackBoxFisher.from_options(classifier, options, query).estimate(
+            x, f"radius_{name}", y
+        )
+    else:
+        stats = statistics(
+            classifier, x, y, (norm,), False, refine is not False, method, competitors,
+            refine_competitors, box, options, solver, query, proof,
+        )
+        estimate = (stats.refined_radius if refine is not False else stats.radius)[name]
+    refuse_missing(estimate.values, name)
+    return estimate
