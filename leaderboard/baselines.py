@@ -17,6 +17,12 @@
 * ART's ``clever_u`` (Weng et al., https://arxiv.org/abs/1801.10578): an extreme-value
   estimate of the local Lipschitz constant of the margins in a ball of radius ``radius``,
   turned into a lower bound on the minimal adversarial distortion (larger = more robust).
+* The attack-free scores a user would reach for instead ("peers", :mod:`leaderboard.peers`):
+  ART's GREAT Score on a softmax view of the model (Li, Chen, Ho,
+  https://arxiv.org/abs/2304.09875; ART's mean over the images), the signed logit margin (the
+  proxy of margin consistency, Ngnawé et al., https://arxiv.org/abs/2406.18451; median) and the
+  loss's input-gradient norm in the threat's dual norm (median; per threat model). They score
+  every image of the Fisher pass by default.
 
 :func:`score_baselines` computes each on its own subset of the test images, with its wall time,
 so that the leaderboard can set each score's rank correlation with AutoAttack accuracy beside
@@ -95,6 +101,10 @@ def zero_parameter_gradients(module: torch.nn.Module) -> None:
         parameter.grad = None
 
 
+#: The peers' default image count: more than any test set, so every scored image.
+ALL_IMAGES = 100_000
+
+
 @dataclass(frozen=True)
 class Baselines:
     """How many images each baseline scores, and its settings (``0`` images: not computed).
@@ -110,6 +120,12 @@ class Baselines:
             on a CPU even for the zoo's small models).
         clever_nb_batches: ``nb_batches`` of ``clever_u``.
         clever_batch_size: ``batch_size`` of ``clever_u``.
+        great_score_n: images for ART's GREAT Score (:func:`leaderboard.peers.great_score`).
+        logit_margin_n: images for the signed logit margin.
+        gradient_norm_n: images for the loss's input-gradient norm (per threat model).
+
+    The peers' default, :data:`ALL_IMAGES`, takes every scored image (a prefix longer than the
+    set is the whole set).
     """
 
     blackbox_n: int = 10
@@ -118,6 +134,9 @@ class Baselines:
     clever_n: int = 10
     clever_nb_batches: int = 50
     clever_batch_size: int = 10
+    great_score_n: int = ALL_IMAGES
+    logit_margin_n: int = ALL_IMAGES
+    gradient_norm_n: int = ALL_IMAGES
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -131,11 +150,16 @@ class Baselines:
 
 
 def _summary(values: np.ndarray, seconds: float, exact: np.ndarray | None = None) -> dict[str, Any]:
-    """Per-image values, their median, wall time, and the median ratio to the exact ``λ_max``."""
+    """Per-image values, their median, wall time, and the median ratio to the exact ``λ_max``.
+
+    The median is the model's score (``"score"``) unless the caller sets another aggregate.
+    """
+    median = float(np.median(values))
     summary: dict[str, Any] = {
         "n": len(values),
         "values": [float(v) for v in values],
-        "median": float(np.median(values)),
+        "median": median,
+        "score": median,
         "seconds": seconds,
         "seconds_per_image": seconds / len(values),
     }
@@ -179,10 +203,35 @@ def clever_scores(
     return np.array(scores, dtype=np.float64)
 
 
-#: ``compute(model, x, budgets, baselines, exact_spectral_norm, seed, bar)``: one baseline's
-#: summary (:func:`_summary`), or for a per-threat-model baseline ``{norm: summary}``; it scores
-#: its own prefix of ``x`` and advances ``bar`` by one per image it scores.
-Compute = Callable[..., dict[str, Any]]
+@dataclass(frozen=True)
+class BaselineInputs:
+    """What every baseline is computed from.
+
+    Attributes:
+        model: eval-mode module on the CPU taking ``[0, 1]`` pixels.
+        x: the scored images, float32 ``[N, 3, H, W]``.
+        y: their labels ``[N]``.
+        budgets: ``{threat_model: eps}`` (RobustBench's).
+        baselines: image counts and settings.
+        exact_spectral_norm: the exact ``λ_max`` of the same images.
+        seed: seed of every random draw.
+        bar: the progress bar (advanced by one per image scored).
+    """
+
+    model: nn.Module
+    x: np.ndarray
+    y: np.ndarray
+    budgets: Mapping[str, float]
+    baselines: Baselines
+    exact_spectral_norm: np.ndarray
+    seed: int
+    bar: Any
+
+
+#: ``compute(inputs)``: one baseline's summary (:func:`_summary`), or for a per-threat-model
+#: baseline ``{norm: summary}``; it scores its own prefix of ``inputs.x`` and advances
+#: ``inputs.bar`` by one per image it scores.
+Compute = Callable[[BaselineInputs], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -223,56 +272,96 @@ class Baseline:
         """How many images it scores under ``baselines`` (0: not computed)."""
         return int(getattr(baselines, self.images))
 
-    def progress_total(self, baselines: Baselines, budgets: Mapping[str, float]) -> int:
-        """Images it scores, counted once per threat model where it is per threat model."""
-        return self.count(baselines) * (len(budgets) if self.per_threat else 1)
+    def progress_total(self, baselines: Baselines, budgets: Mapping[str, float],
+                       available: int) -> int:
+        """Images it scores out of ``available``, once per threat model where it is per threat."""
+        return min(self.count(baselines), available) * (len(budgets) if self.per_threat else 1)
 
 
-def _blackbox(model: nn.Module, x: np.ndarray, budgets: Mapping[str, float],
-              baselines: Baselines, exact: np.ndarray, seed: int, bar: Any) -> dict[str, Any]:
+def _blackbox(inputs: BaselineInputs) -> dict[str, Any]:
     from art_fim import fisher_spectral_norm
 
-    subset = x[: baselines.blackbox_n]
+    subset = inputs.x[: inputs.baselines.blackbox_n]
     start = time.perf_counter()
     values = fisher_spectral_norm(
-        model, subset, method="blackbox", verbose=False, seed=seed,
-        blackbox_params={"max_queries": baselines.blackbox_queries, "num_bootstrap": 0},
+        inputs.model, subset, method="blackbox", verbose=False, seed=inputs.seed,
+        blackbox_params={"max_queries": inputs.baselines.blackbox_queries, "num_bootstrap": 0},
     )
-    bar.update(len(subset))
-    return _summary(np.asarray(values, dtype=np.float64), time.perf_counter() - start, exact)
+    inputs.bar.update(len(subset))
+    return _summary(np.asarray(values, dtype=np.float64), time.perf_counter() - start,
+                    inputs.exact_spectral_norm)
 
 
-def _reference(model: nn.Module, x: np.ndarray, budgets: Mapping[str, float],
-               baselines: Baselines, exact: np.ndarray, seed: int, bar: Any) -> dict[str, Any]:
+def _reference(inputs: BaselineInputs) -> dict[str, Any]:
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(inputs.seed)
     seconds, values = 0.0, []
     # One image at a time as the reference does; the same draws as one call over the subset,
     # since the generator is shared and each image draws its directions in turn.
-    for sample in torch.from_numpy(x[: baselines.reference_n]):
+    for sample in torch.from_numpy(inputs.x[: inputs.baselines.reference_n]):
         start = time.perf_counter()
-        values.append(srp_whitebox_estimate(model, sample[None], generator=generator))
+        values.append(srp_whitebox_estimate(inputs.model, sample[None], generator=generator))
         seconds += time.perf_counter() - start
-        bar.update(1)
-    zero_parameter_gradients(model)
-    return _summary(torch.cat(values).numpy(), seconds, exact)
+        inputs.bar.update(1)
+    zero_parameter_gradients(inputs.model)
+    return _summary(torch.cat(values).numpy(), seconds, inputs.exact_spectral_norm)
 
 
-def _clever(model: nn.Module, x: np.ndarray, budgets: Mapping[str, float],
-            baselines: Baselines, exact: np.ndarray, seed: int, bar: Any) -> dict[str, Any]:
+def _clever(inputs: BaselineInputs) -> dict[str, Any]:
     from art_fim.norms import norm_name, parse_norm
 
     out = {}
-    for threat, eps in budgets.items():
+    for threat, eps in inputs.budgets.items():
         norm = parse_norm(threat)
         # CLEVER samples at random with NumPy's global generator: seed it for repeatability.
-        np.random.seed(seed)
+        np.random.seed(inputs.seed)
         start = time.perf_counter()
-        values = clever_scores(model, x[: baselines.clever_n], norm, eps,
-                               baselines.clever_nb_batches, baselines.clever_batch_size,
-                               after_each=lambda: bar.update(1))
+        values = clever_scores(inputs.model, inputs.x[: inputs.baselines.clever_n], norm, eps,
+                               inputs.baselines.clever_nb_batches,
+                               inputs.baselines.clever_batch_size,
+                               after_each=lambda: inputs.bar.update(1))
         out[norm_name(norm)] = _summary(values, time.perf_counter() - start)
+    return out
+
+
+def _peer_summary(peer: Any) -> dict[str, Any]:
+    """A peer score (:class:`leaderboard.peers.PeerScore`) as a baseline summary.
+
+    ``score`` is the peer's own aggregate (ART's mean for GREAT Score, the median for the others),
+    with its direction and provenance.
+    """
+    return {**_summary(peer.values, peer.seconds), **peer.to_json()}
+
+
+def _great_score(inputs: BaselineInputs) -> dict[str, Any]:
+    from leaderboard.peers import great_score
+
+    n = inputs.baselines.great_score_n
+    peer = great_score(inputs.model, inputs.x[:n], inputs.y[:n])
+    inputs.bar.update(len(peer.values))
+    return _peer_summary(peer)
+
+
+def _logit_margin(inputs: BaselineInputs) -> dict[str, Any]:
+    from leaderboard.peers import logit_margin
+
+    n = inputs.baselines.logit_margin_n
+    peer = logit_margin(inputs.model, inputs.x[:n], inputs.y[:n])
+    inputs.bar.update(len(peer.values))
+    return _peer_summary(peer)
+
+
+def _gradient_norm(inputs: BaselineInputs) -> dict[str, Any]:
+    from art_fim.norms import norm_name
+    from leaderboard.peers import gradient_norm
+
+    n = inputs.baselines.gradient_norm_n
+    out = {}
+    for threat in inputs.budgets:
+        peer = gradient_norm(inputs.model, inputs.x[:n], inputs.y[:n], threat_model=threat)
+        inputs.bar.update(len(peer.values))
+        out[norm_name(threat)] = _peer_summary(peer)
     return out
 
 
@@ -284,12 +373,19 @@ BASELINES: tuple[Baseline, ...] = (
              "reference λ_max", "first paper's reference white-box estimator", False, _reference),
     Baseline("clever", "clever_n", "clever_median", "CLEVER",
              "ART clever_u (at this threat model)", True, _clever),
+    Baseline("great_score", "great_score_n", "great_score", "GREAT Score",
+             "ART GreatScorePyTorch on softmax outputs (mean)", False, _great_score),
+    Baseline("logit_margin", "logit_margin_n", "logit_margin_median", "logit margin",
+             "signed logit margin z_y − max_{k≠y} z_k (median)", False, _logit_margin),
+    Baseline("gradient_norm", "gradient_norm_n", "gradient_norm_median", "gradient norm",
+             "input-gradient norm of the loss, threat's dual norm (median)", True, _gradient_norm),
 )
 
 
 def score_baselines(
     model: nn.Module,
     x: np.ndarray,
+    y: np.ndarray,
     budgets: Mapping[str, float],
     baselines: Baselines,
     exact_spectral_norm: np.ndarray,
@@ -301,6 +397,7 @@ def score_baselines(
     Args:
         model: eval-mode module on the CPU taking ``[0, 1]`` pixels.
         x: the scored images, float32 ``[N, 3, H, W]``.
+        y: their labels ``[N]`` (the peers score the true class).
         budgets: ``{threat_model: eps}`` (RobustBench's), for CLEVER's norm and radius.
         baselines: image counts and settings.
         exact_spectral_norm: the exact ``λ_max`` of the same images, for each estimator's ratio to
@@ -309,20 +406,23 @@ def score_baselines(
         progress: show a progress bar over the baselines' images.
 
     Returns:
-        ``{"blackbox": summary, "reference_whitebox": summary, "clever": {norm: summary}}``
-        with the computed ones only (:data:`BASELINES`); a summary is ``{"n", "values",
-        "median", "seconds", "seconds_per_image"}``, plus ``"median_ratio_to_exact"`` for the
-        ``λ_max`` estimators.
+        ``{"blackbox": summary, "reference_whitebox": summary, "clever": {norm: summary},
+        "great_score": summary, "logit_margin": summary, "gradient_norm": {norm: summary}}`` with
+        the computed ones only (:data:`BASELINES`); a summary is ``{"n", "values", "median",
+        "score", "seconds", "seconds_per_image"}``, plus ``"median_ratio_to_exact"`` for the
+        ``λ_max`` estimators and ``"higher_is_robust"`` and ``"provenance"`` for the peers.
     """
     from tqdm.auto import tqdm
 
     chosen = [b for b in BASELINES if b.count(baselines)]
-    total = sum(b.progress_total(baselines, budgets) for b in chosen)
+    total = sum(b.progress_total(baselines, budgets, len(x)) for b in chosen)
     out: dict[str, Any] = {}
     with tqdm(total=total, desc="baselines", unit="image", leave=False,
               disable=not progress) as bar:
+        inputs = BaselineInputs(model, x, np.asarray(y), budgets, baselines,
+                                exact_spectral_norm, seed, bar)
         for baseline in chosen:
             bar.set_postfix_str(baseline.name)
-            out[baseline.name] = baseline.compute(model, x, budgets, baselines,
-                                                  exact_spectral_norm, seed, bar)
+            out[baseline.name] = baseline.compute(inputs)
+            bar.refresh()  # a fast baseline's last images would otherwise not be drawn
     return out

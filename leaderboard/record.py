@@ -174,12 +174,14 @@ def _baseline_entry(value: Any, where: str) -> None:
 BASELINE_SUMMARY = Fields({
     "n": _COUNT, "median": Optional(Number()), "seconds": _SECONDS,
     "seconds_per_image": _SECONDS, "values": Optional(ListOf(Optional(Number()))),
-    "median_ratio_to_exact": Optional(Number()),
+    "median_ratio_to_exact": Optional(Number()), "score": Optional(Number()),
+    "higher_is_robust": Optional(Flag()), "provenance": Optional(AnyJson(2)),
 })
 #: A Fisher summary (:func:`art_fim.summarize`): ``n``, ``mean``, ``median``, quantiles, ...
 FISHER_SUMMARY = MapOf(Optional(Number()), 64)
 #: The attack-free prediction at one threat model's budget.
-PREDICTION = Fields({"eps": Optional(Number(0)), "first_order": _PERCENT, "refined": _PERCENT})
+PREDICTION = Fields({"eps": Optional(Number(0)), "first_order": _PERCENT, "refined": _PERCENT,
+                     "proven_first_order": _PERCENT, "proven_refined": _PERCENT})
 
 
 @dataclass
@@ -197,7 +199,9 @@ class ResultRecord:
         clean_acc: clean accuracy on them, in percent.
         fisher: ``{"spectral_norm": summary, "trace": summary}`` (:func:`art_fim.summarize`).
         predicted_robust_acc: attack-free robust accuracy in percent at the dataset's RobustBench
-            budgets, per threat model: ``{"Linf": {"eps", "first_order", "refined"}, ...}``.
+            budgets, per threat model: ``{"Linf": {"eps", "first_order", "refined",
+            "proven_first_order", "proven_refined"}, ...}`` (``proven_*``: percent of inputs whose
+            radius is proven to be the minimum over all classes; the others count as not robust).
         seconds: wall times ``load``, ``warmup``, ``fisher``, ``total`` (and ``baselines``).
         images_per_second: images per second of the timed Fisher pass.
         method: the route taken (``"exact"``, or λ_max's and the trace's when they differ).
@@ -205,6 +209,9 @@ class ResultRecord:
         device: the device, as :func:`leaderboard.scoring.device_name` writes it.
         precision: arithmetic of the products (``"float32"``, ``"tf32"``).
         competitors: classes each robust radius was computed against.
+        proof_failure: where the radii came from a subset of classes, the probability per input
+            that the proof that the omitted classes cannot set the minimum fails
+            (:mod:`art_fim.competitor_proof`); ``None`` where every class was seen.
         seed: seed of every random draw.
         versions: Python's and the packages' versions.
         settings: what decides the numbers (compared on a rerun).
@@ -241,6 +248,7 @@ class ResultRecord:
     device: str | None = checked(_SHORT)
     precision: str | None = checked(_SHORT)
     competitors: int | None = checked(_COUNT)
+    proof_failure: float | None = checked(Optional(Number(0, 1)))
     seed: int | None = checked(Optional(Number(integer=True)))
     versions: dict[str, str] | None = checked(Optional(MapOf(_SHORT, 64)))
     settings: Settings = checked(Optional(Fields(field_checks(Settings))),

@@ -199,7 +199,9 @@ def _baseline_columns(record: ResultRecord) -> dict[str, Any]:
         entry = baselines.get(name) or {}
         if per_threat:
             entry = entry.get(threat.lower()) or {}
-        row[column] = entry.get("median")
+        # The baseline's own aggregate (ART's mean for GREAT Score); results scored before it was
+        # recorded hold the median only.
+        row[column] = entry.get("score", entry.get("median"))
         row[BASELINE_COST_COLUMNS[column]] = entry.get("seconds_per_image")
     fisher_seconds = record.seconds.get("fisher")
     n = record.n_examples

@@ -289,9 +289,10 @@ def _score_into(scored: Scored, entry: ZooEntry, config: ScoreConfig, device: to
     record.images_per_second = len(x) / max(fisher_done - warmed_at, 1e-12)
     record.precision = stats.precision
     record.competitors = stats.competitors
+    record.proof_failure = stats.proof_failure
     if config.baselines is not None:
         record.baselines = score_baselines(
-            model.cpu(), x, budgets, config.baselines, np.asarray(spectral.values),
+            model.cpu(), x, images.y, budgets, config.baselines, np.asarray(spectral.values),
             seed=config.seed, progress=config.progress,
         )
         record.seconds["baselines"] = time.perf_counter() - fisher_done
@@ -345,10 +346,13 @@ def per_image_arrays(images: lb_data.ImageSet, stats: FisherStatistics) -> dict[
         "trace": np.asarray(stats.trace.values, dtype=np.float64),
         "trace_stderr": np.asarray(stats.trace.stderr, dtype=np.float64),
     }
-    for name, radius in stats.radius.items():
-        arrays[f"radius_{name}"] = np.asarray(radius.values, dtype=np.float64)
-    for name, radius in stats.refined_radius.items():
-        arrays[f"radius_{name}_refined"] = np.asarray(radius.values, dtype=np.float64)
+    for suffix, table in (("", stats.radius), ("_refined", stats.refined_radius)):
+        for name, radius in table.items():
+            arrays[f"radius_{name}{suffix}"] = np.asarray(radius.values, dtype=np.float64)
+            # Whether each radius is proven to be the minimum over all classes (every one is
+            # where every class was seen): an unproven one counts as not robust.
+            proven = np.ones(len(radius.values), bool) if radius.proven is None else radius.proven
+            arrays[f"proven_{name}{suffix}"] = np.asarray(proven, dtype=bool)
     return arrays
 
 

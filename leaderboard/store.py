@@ -44,7 +44,11 @@ logger = logging.getLogger(__name__)
 
 #: The per-image arrays of every model's ``.npz``, all of length ``n_examples``; beside them,
 #: ``radius_<norm>`` (``radius_linf``, ``radius_l2``): the first-order robust radius per image
-#: for each threat model the dataset is scored at (0 where the prediction is wrong).
+#: for each threat model the dataset is scored at (0 where the prediction is wrong), with
+#: ``radius_<norm>_refined`` where refined, and ``proven_<norm>`` / ``proven_<norm>_refined``:
+#: whether each radius is proven to be the minimum over all classes (every one is where every
+#: class was seen; a file written before the flags were stored has none, read as all proven, which
+#: holds for the ten-class zoo).
 PER_IMAGE_ARRAYS = (
     "index", "label", "prediction", "spectral_norm", "spectral_norm_stderr", "trace", "trace_stderr"
 )
@@ -209,24 +213,31 @@ def summarize_per_image(arrays: Mapping[str, np.ndarray],
             ``radius_<norm>_refined``).
         budgets: ``{threat_model: eps}``; the predicted robust accuracy is given for each whose
             radius array is present (``None`` where a radius is NaN: not computed), from the
-            first-order radius and, when stored, the refined one.
+            first-order radius and, when stored, the refined one; an input whose radius is not
+            proven to be the minimum over all classes counts as not robust
+            (:func:`art_fim.curve.robust_fraction`).
 
     Returns:
         ``{"n_examples", "clean_acc" (percent), "fisher": {"spectral_norm", "trace"},
-        "predicted_robust_acc": {threat: {"eps", "first_order"[, "refined"]}}}``, the summaries as
-        in
-        :func:`art_fim.summarize`.
+        "predicted_robust_acc": {threat: {"eps", "first_order"[, "refined"], "proven_first_order"
+        [, "proven_refined"]}}}`` (the ``proven_*`` entries: percent of inputs whose radius is
+        proven, where the flags are stored), the summaries as in :func:`art_fim.summarize`.
     """
     label, prediction = arrays["label"], arrays["prediction"]
     predicted: dict[str, dict[str, float | None]] = {}
     for threat, eps in (budgets or {}).items():
-        radius = arrays.get(f"radius_{norm_name(threat)}")
-        if radius is None:
+        name = norm_name(threat)
+        if f"radius_{name}" not in arrays:
             continue
-        predicted[threat] = {"eps": eps, "first_order": _percent_predicted_robust(radius, eps)}
-        refined = arrays.get(f"radius_{norm_name(threat)}_refined")
-        if refined is not None:
-            predicted[threat]["refined"] = _percent_predicted_robust(refined, eps)
+        predicted[threat] = {"eps": eps}
+        for suffix, key in (("", "first_order"), ("_refined", "refined")):
+            radius = arrays.get(f"radius_{name}{suffix}")
+            if radius is None:
+                continue
+            proven = arrays.get(f"proven_{name}{suffix}")
+            predicted[threat][key] = _percent_predicted_robust(radius, eps, proven)
+            if proven is not None:
+                predicted[threat][f"proven_{key}"] = 100.0 * float(np.mean(proven))
     return {
         "n_examples": int(len(label)),
         "clean_acc": 100.0 * int((prediction == label).sum()) / len(label),
@@ -236,12 +247,13 @@ def summarize_per_image(arrays: Mapping[str, np.ndarray],
     }
 
 
-def _percent_predicted_robust(radius: np.ndarray, eps: float) -> float | None:
-    """Percent of inputs predicted robust at ``eps``.
+def _percent_predicted_robust(radius: np.ndarray, eps: float,
+                              proven: np.ndarray | None = None) -> float | None:
+    """Percent of inputs predicted robust at ``eps`` (an unproven radius counts as not robust).
 
     ``None`` when a radius is NaN (not computed).
     """
-    return None if np.isnan(radius).any() else 100.0 * robust_fraction(radius, eps)
+    return None if np.isnan(radius).any() else 100.0 * robust_fraction(radius, eps, proven)
 
 
 def write_result(

@@ -173,7 +173,11 @@ def test_baselines_show_progress(capsys: pytest.CaptureFixture[str]) -> None:
     x = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
     counts = Baselines(blackbox_n=1, blackbox_queries=20, reference_n=2, clever_n=1,
                        clever_nb_batches=2, clever_batch_size=2)
-    out = score_baselines(model, x, {"Linf": 8 / 255, "L2": 0.5}, counts, np.ones(2), progress=True)
-    assert set(out) == {"blackbox", "reference_whitebox", "clever"}
+    out = score_baselines(model, x, np.zeros(len(x), int), {"Linf": 8 / 255, "L2": 0.5}, counts,
+                          np.ones(2), progress=True)
+    assert set(out) == {"blackbox", "reference_whitebox", "clever", "great_score", "logit_margin",
+                        "gradient_norm"}
+    assert set(out["gradient_norm"]) == {"linf", "l2"}
     err = capsys.readouterr().err
-    assert "baselines" in err and "5/5" in err  # 1 black-box + 2 reference + 1 CLEVER × 2 norms
+    # 1 black-box + 2 reference + 1 CLEVER × 2 norms + 2 GREAT + 2 margins + 2 gradients × 2 norms
+    assert "baselines" in err and "13/13" in err

@@ -153,7 +153,8 @@ def test_result_schema(interrupted_run: dict[str, Any]) -> None:
             "n_examples", "clean_acc",
             "fisher", "predicted_robust_acc", "seconds", "images_per_second", "method",
             "batch_size", "device",
-            "precision", "competitors", "seed", "versions", "settings", "route", "images",
+            "precision", "competitors", "proof_failure", "seed", "versions", "settings", "route",
+            "images",
             "checkpoints",
             "checkpoint_load", "per_image",
         ]
@@ -175,6 +176,9 @@ def test_result_schema(interrupted_run: dict[str, Any]) -> None:
         for prediction in record["predicted_robust_acc"].values():
             # The refined radius is never above the first-order one, so neither is its accuracy.
             assert 0.0 <= prediction["refined"] <= prediction["first_order"] <= record["clean_acc"]
+            # Ten classes: the exact route sees every class, so every radius is proven.
+            assert prediction["proven_first_order"] == prediction["proven_refined"] == 100.0
+        assert record["proof_failure"] is None
         # λ_max ≤ trace per input, so also for the means.
         assert record["fisher"]["spectral_norm"]["mean"] <= record["fisher"]["trace"]["mean"] * (
             1 + 1e-9
@@ -226,8 +230,10 @@ def test_npz_reaggregates_to_the_json_exactly(interrupted_run: dict[str, Any]) -
     for name, record in _records(interrupted_run["results"], E2E_MODELS).items():
         npz = interrupted_run["results"] / "cifar10" / "Linf" / record["per_image"]["file"]
         arrays = store.read_per_image(npz, record["per_image"]["sha256"])
-        assert sorted(arrays) == sorted([*store.PER_IMAGE_ARRAYS, "radius_linf", "radius_l2",
-                                         "radius_linf_refined", "radius_l2_refined"])
+        assert sorted(arrays) == sorted([
+            *store.PER_IMAGE_ARRAYS, "radius_linf", "radius_l2", "radius_linf_refined",
+            "radius_l2_refined", "proven_linf", "proven_l2", "proven_linf_refined",
+            "proven_l2_refined"])
         assert all(len(a) == N_EXAMPLES for a in arrays.values())
         np.testing.assert_array_equal(arrays["index"], bundled_order(N_EXAMPLES))
         np.testing.assert_array_equal(arrays["label"], labels)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from render_cases import write_result as _write_result
 from scipy import stats
 
@@ -480,3 +482,36 @@ def test_a_models_curve_is_legible():
     sizes = [t.get_fontsize() for t in figure.figure.findobj(Text) if t.get_text()]
     plots.close([figure])
     assert width >= 600 and min(sizes) >= 11
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), eps=st.floats(0.0, 2.0), refined=st.booleans())
+def test_stored_unproven_radii_are_never_counted_robust(seed: int, eps: float,
+                                                        refined: bool) -> None:
+    """A stored radius not proven to be the minimum over all classes counts as not robust.
+
+    The stored summary equals ``art_fim``'s own count with the flags, never exceeds the count
+    over proven inputs alone, and reports the proven percentage.
+    """
+    from art_fim.curve import robust_fraction
+    from leaderboard import store
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 40))
+    radius = np.where(rng.random(n) < 0.2, 0.0, rng.exponential(1.0, n))
+    proven = rng.random(n) < rng.random()
+    arrays = {"index": np.arange(n), "label": np.zeros(n, np.int64),
+              "prediction": np.zeros(n, np.int64), "spectral_norm": np.ones(n),
+              "trace": np.ones(n), "radius_l2": radius, "proven_l2": proven}
+    if refined:
+        arrays |= {"radius_l2_refined": radius * 0.9, "proven_l2_refined": proven}
+    predicted = store.summarize_per_image(arrays, {"L2": eps})["predicted_robust_acc"]["L2"]
+    robust_and_proven = 100.0 * float(np.mean((radius > 0) & (radius >= eps) & proven))
+    expected = 100.0 * robust_fraction(radius, eps, proven)
+    assert predicted["first_order"] == expected
+    assert predicted["proven_first_order"] == 100.0 * float(np.mean(proven))
+    if eps > 0:
+        assert predicted["first_order"] == robust_and_proven
+    if refined:
+        assert predicted["refined"] <= predicted["first_order"]
+        assert predicted["proven_refined"] == predicted["proven_first_order"]
