@@ -19,7 +19,7 @@ MEASURED = sandwich.measured_models(ZOO_DIR)
 @pytest.mark.slow
 @pytest.mark.skipif(not MEASURED, reason="no AutoAttack-measured zoo model is committed yet")
 def test_certified_accuracy_is_at_most_autoattack():
-    rows = sandwich.zoo_rows(ZOO_DIR)
+    rows = sandwich.zoo_rows(ZOO_DIR, predicted=False)  # the Fisher pass is not what is checked
     assert len(rows) == len(MEASURED)
     for row in rows:
         assert 0.0 <= row["certified"] <= row["autoattack"], row
