@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from leaderboard.baselines import BASELINES, Baselines
+from leaderboard.baselines import ALL_IMAGES, BASELINES, Baselines
 from leaderboard.errors import UnknownModelError
 from leaderboard.registry import DATASETS, THREAT_MODELS
 from leaderboard.render_options import add_arguments as render_arguments
@@ -275,10 +275,12 @@ def _add_run_options(p_run: argparse.ArgumentParser) -> None:
     counts = Baselines()
     by_default = ", ".join(s.name for s in SOURCES.values() if s.computes_baselines)
     for baseline in BASELINES:
+        count = baseline.count(counts)
+        default = "every scored image" if count == ALL_IMAGES else count
         p_run.add_argument(
             baseline.option, dest=baseline.images, type=_non_negative_int, default=None,
             help=f"images for the baseline {baseline.description} (default: "
-            f"{baseline.count(counts)} for {by_default}, none otherwise; 0: none)",
+            f"{default} for {by_default}, none otherwise; 0: none)",
         )
     p_run.add_argument("--overwrite", action="store_true",
                        help="rescore models already done (also those scored with other settings)")
