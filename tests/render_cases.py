@@ -44,14 +44,15 @@ def peer_summary(score: float, seconds_per_image: float, higher_is_robust: bool,
 #: Five ℓ∞ models: (name, AutoAttack %, median λ_max, predicted %, GREAT Score, logit margin,
 #: gradient norm). λ_max and the prediction rank them exactly as AutoAttack does (|ρ| = 1), the
 #: logit margin and the gradient norm (its mirror image) swap one pair (|ρ| = 0.9) and are the
-#: five points of ``tests/test_calibration.py``'s hand-computed leave-one-out, GREAT Score hardly
-#: tracks it (ρ = −0.1).
+#: five points of ``tests/test_calibration.py``'s hand-computed leave-one-out (shifted by −3 for
+#: the margin, which is negative where a model is mostly wrong: the isotonic fit's linear
+#: interpolation is the same under a shift), GREAT Score hardly tracks it (ρ = −0.1).
 PEER_MODELS = (
-    ("P0", 10.0, 50.0, 12.0, 0.5, 1.0, 5.0),
-    ("P1", 30.0, 9.0, 27.0, 0.9, 2.0, 4.0),
-    ("P2", 20.0, 20.0, 21.0, 0.2, 3.0, 3.0),
-    ("P3", 40.0, 2.0, 44.0, 0.3, 4.0, 2.0),
-    ("P4", 50.0, 0.5, 49.0, 0.4, 5.0, 1.0),
+    ("P0", 10.0, 50.0, 12.0, 0.5, -2.0, 5.0),
+    ("P1", 30.0, 9.0, 27.0, 0.9, -1.0, 4.0),
+    ("P2", 20.0, 20.0, 21.0, 0.2, 0.0, 3.0),
+    ("P3", 40.0, 2.0, 44.0, 0.3, 1.0, 2.0),
+    ("P4", 50.0, 0.5, 49.0, 0.4, 2.0, 1.0),
 )
 
 

@@ -185,3 +185,29 @@ def test_proven_percentage_is_shown_only_where_some_model_is_below_100(tmp_path,
         csv_rows = {r["model"]: r for r in csv.DictReader(handle)}
     assert float(csv_rows["P3"]["proven_first_order"]) == 97.5
     assert float(csv_rows["P0"]["proven_first_order"]) == 100.0
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), [
+    ("predicted_robust_acc.Linf.proven_first_order", 150.0,
+     "field 'predicted_robust_acc.Linf.proven_first_order' is 150.0, outside [0, 100]"),
+    ("baselines.great_score.score", -0.5, "field 'baselines.great_score.score' is -0.5, outside"),
+    ("baselines.logit_margin.score", 1e309, "field 'baselines.logit_margin.score' is inf"),
+])
+def test_a_proven_percentage_or_peer_score_out_of_range_is_skipped_by_name(tmp_path, field, value,
+                                                                           reason):
+    """A negative logit margin is a margin (the fixture has them); a proven share above 100%, a
+    negative GREAT Score or an infinite margin is not, and its file is named and left out.
+    """
+    write_peer_results(tmp_path / "results")
+    path = tmp_path / "results" / "cifar10" / "Linf" / "P2.json"
+    record = json.loads(path.read_text())
+    *parents, last = field.split(".")
+    target = record
+    for key in parents:
+        target = target[key]
+    target[last] = value
+    path.write_text(json.dumps(record).replace("Infinity", "1e309"))
+    rendered = render(tmp_path / "results", tmp_path / "out", n_resamples=20)
+    assert [s.file for s in rendered["skipped"]] == ["cifar10/Linf/P2.json"]
+    assert reason in rendered["skipped"][0].reason
+    assert {r["model"] for r in rendered["rows"]} == {"P0", "P1", "P3", "P4"}
