@@ -211,3 +211,24 @@ def test_a_proven_percentage_or_peer_score_out_of_range_is_skipped_by_name(tmp_p
     assert [s.file for s in rendered["skipped"]] == ["cifar10/Linf/P2.json"]
     assert reason in rendered["skipped"][0].reason
     assert {r["model"] for r in rendered["rows"]} == {"P0", "P1", "P3", "P4"}
+
+
+def test_each_peers_declared_direction_is_the_one_its_score_reports():
+    """The calibration's direction comes from :data:`leaderboard.labels.SCORES`; it must be the
+    one each peer reports for itself (computed here on a small linear model).
+    """
+    import torch
+    from torch import nn
+
+    from leaderboard.baselines import BASELINES
+    from leaderboard.labels import SCORES
+    from leaderboard.peers import PEERS, peer_scores
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).eval()
+    x = np.random.default_rng(0).random((6, 3, 2, 2), dtype=np.float32)
+    scores = peer_scores(model, x, np.arange(6) % 3, threat_model="Linf")
+    columns = {b.name: b.column for b in BASELINES}
+    assert set(PEERS) <= set(columns)
+    for name, peer in scores.items():
+        assert SCORES[columns[name]].higher_is_robust is peer.higher_is_robust, name
