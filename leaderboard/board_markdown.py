@@ -14,9 +14,11 @@ from collections import defaultdict
 from typing import Any
 
 from leaderboard import labels
+from leaderboard.json_checks import finite_number
 from leaderboard.labels import CORRELATIONS, score_label
 from leaderboard.read_results import Skipped
 from leaderboard.stats import Correlation, accuracy_interval
+from leaderboard.tracking import Tracking
 
 #: ASCII punctuation that Markdown (CommonMark, GitHub's) or inline HTML gives a meaning to
 #: anywhere in a line; each may be backslash-escaped. An underscore between two letters or
@@ -38,6 +40,18 @@ INTRO = (
     "from its model-info file), with its Wilson 95% interval over the images it was measured on. "
     "Coefficients with paired-bootstrap 95% intervals."
 )
+
+#: What the "which score tracks AutoAttack" tables' errors are.
+TRACKING_NOTE = (
+    "Every score, sorted by |Spearman| with AutoAttack accuracy (with its paired-bootstrap 95% "
+    "interval). Errors are mean absolute differences from AutoAttack accuracy in points. "
+    "Calibrated: a monotone (isotonic) map from the score to accuracy, fitted on the other "
+    "models and evaluated on the held-out one, in the direction the score declares; learned "
+    "direction: each fit takes its direction from its own training models. Uncalibrated: the "
+    "predicted accuracy as it is, fitted on nothing. Cost: the median over the models of the "
+    "score's seconds per image over AutoAttack's."
+)
+
 
 
 def md_text(value: Any) -> str:
@@ -73,14 +87,17 @@ def percent_with_interval(value: Any, n: int | None) -> str:
 
 def _model_table(scored: list[dict[str, Any]]) -> list[str]:
     # Results rescored with the refined radii show both predictions; |Δ| is of the refined one.
-    refined = any(math.isfinite(r["predicted_refined"]) for r in scored
-                  if isinstance(r["predicted_refined"], (int, float)))
+    refined = any(finite_number(r["predicted_refined"]) for r in scored)
+    # The proven percentage only where it says something: the ten-class zoo's is 100% throughout.
+    proven = labels.some_unproven(scored)
     predicted_head = "predicted (refined) | predicted (first-order)" if refined else "predicted"
     lines = [
         f"| model | architecture | AutoAttack (95% interval) | {predicted_head} | \\|Δ\\| "
-        "| clean (reported) | clean (here, n) | median λ_max | mean log10 λ_max | median tr F "
+        + ("| proven " if proven else "")
+        + "| clean (reported) | clean (here, n) | median λ_max | mean log10 λ_max | median tr F "
         "| method | s | status |",
-        "|---|---|---:|" + "---:|" * (2 + refined) + "---:|---:|---:|---:|---:|---|---:|---|",
+        "|---|---|---:|" + "---:|" * (2 + refined + proven)
+        + "---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for r in scored:
         clean_here = (f"{percent(r['clean_acc'])} ({r['n_examples']})"
@@ -90,7 +107,9 @@ def _model_table(scored: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {md_text(r['model'])} | {number(r['architecture'])} | "
             f"{percent_with_interval(r['autoattack_acc'], r.get('autoattack_n'))} | {predicted} "
-            f"| {percent(r['predicted_abs_error'])} | {percent(r['reported_clean_acc'])} | "
+            f"| {percent(r['predicted_abs_error'])} | "
+            + (f"{percent(labels.proven_of(r))} | " if proven else "")
+            + f"{percent(r['reported_clean_acc'])} | "
             f"{clean_here} | {number(r['spectral_norm_median'])} "
             f"| {number(r['spectral_norm_mean_log10'], 3)} | {number(r['trace_median'])} "
             f"| {number(r['method'])} | {number(r['seconds'], 3)} | {md_text(r['status'])} |"
@@ -142,6 +161,29 @@ def cost_table(summary: list[tuple[str, float, float, int]], note: str) -> list[
     return lines
 
 
+def _points(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def tracking_table(tracked: list[Tracking]) -> list[str]:
+    """Markdown lines of one group's "which score tracks AutoAttack" table (rows as sorted)."""
+    if not tracked:
+        return []
+    lines = ["", "### Which attack-free score tracks AutoAttack", "", TRACKING_NOTE, "",
+             "| score | larger = | Spearman (95% interval) | calibrated error | learned direction "
+             "| uncalibrated error | × AutoAttack's cost | models |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for row in tracked:
+        fit = row.calibrated
+        models = len(fit.errors) if fit else (row.spearman.n if row.spearman else "")
+        lines.append(
+            f"| {score_label(row.score)} | {'more' if row.higher_is_robust else 'less'} robust "
+            f"| {row.spearman if row.spearman else ''} | {_points(fit.mae if fit else None)} "
+            f"| {_points(row.learned_mae)} | {_points(row.uncalibrated_mae)} "
+            f"| {number(row.cost.ratio, 2) if row.cost else ''} | {models} |")
+    return lines
+
+
 def _correlations(table: dict[str, dict[str, Correlation]]) -> list[str]:
     n = next(iter(next(iter(table.values())).values())).n
     if n < 3:
@@ -150,7 +192,7 @@ def _correlations(table: dict[str, dict[str, Correlation]]) -> list[str]:
                 f"with AutoAttack accuracy; {n} so far."]
     kinds = list(next(iter(table.values())))
     lines = ["", f"Correlations over {n} models:", "",
-             "| score | " + " | ".join(CORRELATIONS.get(k, k) for k in kinds) + " |",
+             "| score | " + " | ".join(md_text(CORRELATIONS.get(k, k)) for k in kinds) + " |",
              "|---|" + "---|" * len(kinds)]
     lines += [f"| {score_label(score)} | " + " | ".join(str(row[k]) for k in kinds) + " |"
               for score, row in table.items()]
@@ -162,7 +204,8 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
              titles: dict[str, str] | None = None,
              errors: dict[str, tuple[float, int]] | None = None,
              costs: dict[str, tuple[list[tuple[str, float, float, int]], str]] | None = None,
-             baseline_columns: list[str] | tuple[str, ...] = ()) -> str:
+             baseline_columns: list[str] | tuple[str, ...] = (),
+             tracked: dict[str, list[Tracking]] | None = None) -> str:
     """The leaderboard as Markdown.
 
     Args:
@@ -173,12 +216,13 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
         errors: ``group -> (mean |predicted − AutoAttack|, models)``.
         costs: ``group -> (cost summary, what its numbers are)``.
         baseline_columns: the baseline score columns to tabulate where present.
+        tracked: ``group -> which score tracks AutoAttack`` (:mod:`leaderboard.tracking`).
 
     Returns:
-        Per group a ranked table of the scored models, the failures, baselines, costs and
-        correlations; then the files skipped.
+        Per group a ranked table of the scored models, the failures, which score tracks
+        AutoAttack, baselines, costs and correlations; then the files skipped.
     """
-    titles, errors, costs = titles or {}, errors or {}, costs or {}
+    titles, errors, costs, tracked = titles or {}, errors or {}, costs or {}, tracked or {}
     lines = ["# Input-Fisher leaderboard", "", INTRO]
     by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -192,10 +236,13 @@ def markdown(rows: list[dict[str, Any]], correlations: dict[str, dict[str, dict[
         if sizes:
             lines += [f"{sizes[0].upper()}{sizes[1:]}.", ""]
         lines += _model_table(scored)
+        if labels.some_unproven(scored):
+            lines += ["", f"{labels.PROVEN_NOTE[0].upper()}{labels.PROVEN_NOTE[1:]}."]
         if group in errors:
             mean, count = errors[group]
             lines += ["", f"Mean |predicted − AutoAttack| over {count} models: {mean:.2f} points."]
         lines += _failures([r for r in members if r["status"] != "ok"])
+        lines += tracking_table(tracked.get(group, []))
         lines += _baselines(scored, list(baseline_columns))
         if group in costs:
             lines += cost_table(*costs[group])

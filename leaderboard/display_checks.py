@@ -20,6 +20,7 @@ record into one that is safe to show, or says why the file must be skipped:
 from __future__ import annotations
 
 import math
+import sys
 import unicodedata
 from fnmatch import fnmatchcase
 from typing import Any
@@ -39,6 +40,8 @@ _SECONDS = (0.0, 1e9, False)
 # its log10 −inf, so infinities there are absent values rather than errors.
 _NON_NEGATIVE_SCORE = (0.0, math.inf, True)
 _LOG10_SCORE = (-400.0, 400.0, True)
+# The signed logit margin is negative where the prediction is wrong: any finite number.
+_SIGNED_SCORE = (-sys.float_info.max, sys.float_info.max, False)
 
 #: ``dotted field pattern -> (lowest, highest, infinities allowed)``; the first match applies.
 #: Numbers at places not listed are not shown as numbers, and are not checked.
@@ -51,6 +54,8 @@ RANGES: tuple[tuple[str, tuple[float, float, bool]], ...] = (
     ("n_examples", _COUNT),
     ("predicted_robust_acc.*.first_order", _PERCENT),
     ("predicted_robust_acc.*.refined", _PERCENT),
+    ("predicted_robust_acc.*.proven_first_order", _PERCENT),
+    ("predicted_robust_acc.*.proven_refined", _PERCENT),
     ("predicted_robust_acc.*.eps", (0.0, 1e6, False)),
     ("fisher.*.mean_log10", _LOG10_SCORE),
     ("fisher.*.*", _NON_NEGATIVE_SCORE),
@@ -59,7 +64,10 @@ RANGES: tuple[tuple[str, tuple[float, float, bool]], ...] = (
     ("baselines.clever.*.median", _NON_NEGATIVE_SCORE),
     ("baselines.clever.*.seconds_per_image", _SECONDS),
     ("baselines.clever.*.seconds", _SECONDS),
+    ("baselines.logit_margin.median", _SIGNED_SCORE),
+    ("baselines.logit_margin.score", _SIGNED_SCORE),
     ("baselines.*.median", _NON_NEGATIVE_SCORE),
+    ("baselines.*.score", _NON_NEGATIVE_SCORE),
     ("baselines.*.seconds_per_image", _SECONDS),
     ("baselines.*.seconds", _SECONDS),
 )

@@ -12,8 +12,13 @@ away; then per dataset, threat model and budget a table of the scored models, mo
 carry their sample size and Wilson 95% interval, and in which each model's "details" button
 (beside its name) opens, under its row, the model's curve and the provenance of its numbers;
 the few columns a RobustBench reader looks for are shown, the others one tick away, and every
-column is explained in words on the page (touch screens show no tooltips). Then the models that
-failed, the correlation tables, the plots, the files that were skipped and what the numbers mean.
+column is explained in words on the page (touch screens show no tooltips). Under it, which
+attack-free score tracks AutoAttack (:mod:`leaderboard.tracking`): every score sorted by
+``|ρ_Spearman|`` with its interval, its calibrated error, the prediction's uncalibrated error and
+each score's cost beside AutoAttack's. Where some model's radii are not all proven minimal over
+all classes, the table shows the proven percentage and a model's details show it per threat
+model. Then the models that failed, the correlation tables, the plots, the files that were
+skipped and what the numbers mean.
 
 Every value read from a result file is escaped and every name sits in a ``<bdi>``, so that
 right-to-left text in one name cannot reorder what is around it; every id is unique, including
@@ -35,6 +40,7 @@ from leaderboard.model_curves import ModelCurve
 from leaderboard.page_assets import CSS, SCRIPT
 from leaderboard.read_results import AutoAttackPoint, Skipped, finite_number
 from leaderboard.stats import Correlation, accuracy_interval
+from leaderboard.tracking import Tracking
 
 #: Keys of a result JSON shown as the provenance of its numbers, in this order.
 PROVENANCE_KEYS = ("settings", "method", "route", "device", "seed", "batch_size", "versions",
@@ -56,7 +62,8 @@ FIGURE_CAPTIONS = {
 #: Score columns of a model table, in order; the first is shown by default, the others with
 #: "all columns". A score added to :data:`leaderboard.labels.SCORES` and here gets its column.
 TABLE_SCORES = ("spectral_norm_median", "trace_median", "blackbox_spectral_norm_median",
-                "reference_spectral_norm_median", "clever_median")
+                "reference_spectral_norm_median", "clever_median", "great_score",
+                "logit_margin_median", "gradient_norm_median")
 SHOWN_SCORES = ("spectral_norm_median",)
 
 
@@ -88,6 +95,7 @@ class PageData:
         titles: ``group -> heading`` naming dataset, threat model and budget.
         csv: the CSV text, offered as a download.
         stamp: when and from which commit the page was rendered (``None``: not said).
+        tracked: ``group -> which score tracks AutoAttack``, most closely first.
     """
 
     rows: list[dict[str, Any]]
@@ -105,6 +113,7 @@ class PageData:
     titles: dict[str, str] = field(default_factory=dict)
     csv: str = ""
     stamp: Any = None
+    tracked: dict[str, list[Tracking]] = field(default_factory=dict)
 
 
 class Ids:
@@ -211,6 +220,8 @@ def columns_for(rows: list[dict[str, Any]]) -> list[Column]:
         Column("|predicted − AutoAttack|", lambda r: r.get("predicted_abs_error"),
                "how far the prediction is from AutoAttack's accuracy, in points", digits=None,
                first="ascending", key="predicted_abs_error"),
+        Column("proven %", labels.proven_of, labels.PROVEN_NOTE.split(": ", 1)[1], digits=None,
+               key="proven"),
         *(_score_column(key) for key in TABLE_SCORES),
         Column("Fisher s/image", lambda r: r.get("fisher_seconds_per_image"),
                "wall time per image of the exact Fisher pass", first="ascending", extra=True,
@@ -220,9 +231,10 @@ def columns_for(rows: list[dict[str, Any]]) -> list[Column]:
                first="ascending", extra=True, key="autoattack_seconds_per_image"),
     ]
     always = {"rank", "model", "AutoAttack %"}
+    # The proven percentage only where some model's is below 100% (the ten-class zoo's never is).
+    shown = {"predicted_first_order": refined, "proven": labels.some_unproven(rows)}
     return [c for c in candidates if c.header in always
-            or (c.key != "predicted_first_order" or refined)
-            and any(c.value(r) not in (None, "") for r in rows)]
+            or shown.get(c.key, True) and any(c.value(r) not in (None, "") for r in rows)]
 
 
 def _number(value: Any, digits: int | None) -> str:
@@ -326,6 +338,30 @@ def _curve_html(curve: ModelCurve | None, image: str | None) -> str:
             f"AutoAttack.</figcaption></figure>{measured}")
 
 
+def proven_html(record: dict[str, Any]) -> str:
+    """Per threat model, the percent of a model's radii proven minimal over all classes.
+
+    Empty unless one of them is below 100% (then each threat model's is listed).
+    """
+    entries = [(threat, prediction) for threat, prediction in
+               (record.get("predicted_robust_acc") or {}).items() if isinstance(prediction, dict)]
+    values = [p.get(k) for _, p in entries for k in ("proven_first_order", "proven_refined")]
+    if not any(finite_number(v) and v < 100.0 for v in values):
+        return ""
+    items = []
+    for threat, prediction in entries:
+        kinds = [f"{kind} {prediction[f'proven_{key}']:.1f}%" for key, kind in
+                 (("first_order", "first-order"), ("refined", "refined"))
+                 if finite_number(prediction.get(f"proven_{key}"))]
+        if kinds:
+            budget = labels.budget_text(prediction.get("eps"), threat)
+            items.append(f"<li>{escape(labels.THREATS.get(threat, threat))}"
+                         f"{f' (ε = {escape(budget)})' if budget else ''}: "
+                         f"{escape(', '.join(kinds))}</li>")
+    return (f'<div class="proven"><p>Radii proven minimal over all classes (the other images '
+            f"count as not robust):</p><ul>{''.join(items)}</ul></div>")
+
+
 def _ranked(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Scored models by AutoAttack accuracy, best first, each with its ``_rank``."""
     members = sorted(members, key=lambda r: (not finite_number(r["autoattack_acc"]),
@@ -377,11 +413,66 @@ def _model_rows(scored: list[dict[str, Any]], columns: list[Column], group: str,
             f'data-search="{escape(search)}">{cells}</tr>'
             f'<tr class="detail" id="{detail_id}" hidden><td colspan="{len(columns)}"><div '
             'class="detail-body">'
-            f"<div>{_curve_html(data.curves.get(key), data.curve_images.get(key))}</div>"
+            f"<div>{_curve_html(data.curves.get(key), data.curve_images.get(key))}"
+            f"{proven_html(records.get(key, {}))}</div>"
             f"<div><details><summary>Provenance: settings, versions, hashes, timings</summary>"
             f"{provenance_html(records.get(key, {}))}</details></div></div></td></tr>"
         )
     return "".join(body)
+
+
+def _spearman_cell(correlation: Correlation | None) -> str:
+    if correlation is None or not finite_number(correlation.value):
+        return '<td class="num">undefined</td>'
+    interval = (f'<span class="ci">{correlation.low:+.2f} to {correlation.high:+.2f}</span>'
+                if finite_number(correlation.low) and finite_number(correlation.high) else "")
+    return f'<td class="num">{correlation.value:+.2f}{interval}</td>'
+
+
+def _calibrated_cell(row: Tracking) -> str:
+    if row.calibrated is None:
+        return '<td class="num"></td>'
+    mae = row.calibrated.mae
+    # The learned direction only where it changes the error.
+    learned = (f'<span class="ci">learned: {row.learned_mae:.2f}</span>'
+               if row.learned_mae is not None and abs(row.learned_mae - mae) >= 0.005 else "")
+    return f'<td class="num">{mae:.2f}{learned}</td>'
+
+
+def tracking_html(tracked: list[Tracking], title: str, table_id: str) -> str:
+    """One group's "which attack-free score tracks AutoAttack" table, rows as sorted."""
+    if not tracked:
+        return ""
+    uncalibrated = any(t.uncalibrated_mae is not None for t in tracked)
+    cost = any(t.cost is not None for t in tracked)
+    models = max((len(t.calibrated.errors) for t in tracked if t.calibrated), default=0)
+    head = ("<th>score</th><th>Spearman ρ</th><th>calibrated error</th>"
+            + ("<th>uncalibrated error</th>" if uncalibrated else "")
+            + ("<th>× AutoAttack's cost</th>" if cost else ""))
+    lines = "".join(
+        f'<tr data-score="{escape(t.score)}"><td>{escape(labels.score_label(t.score))}<span '
+        f'class="sub">larger: {"more" if t.higher_is_robust else "less"} robust</span></td>'
+        f"{_spearman_cell(t.spearman)}{_calibrated_cell(t)}"
+        + (f'<td class="num">{"" if t.uncalibrated_mae is None else f"{t.uncalibrated_mae:.2f}"}'
+           "</td>" if uncalibrated else "")
+        + (f'<td class="num">{"" if t.cost is None else f"{t.cost.ratio:.2g}"}</td>'
+           if cost else "")
+        + "</tr>" for t in tracked
+    )
+    return (
+        "<h3>Which attack-free score tracks AutoAttack</h3>"
+        f'<p class="note">Every score over the {models} models with AutoAttack accuracy, sorted by '
+        "|Spearman ρ| with it (under each, its paired-bootstrap 95% interval). Errors are mean "
+        "absolute differences from AutoAttack accuracy in points. Calibrated: a monotone "
+        "(isotonic) map from the score to accuracy, fitted on the other models and evaluated on "
+        "the held-out one, in the direction the score declares (learned: where letting each fit "
+        "take its direction from its own training models changes the error). Uncalibrated: the "
+        "predicted accuracy as it is, fitted on nothing. Cost: the median over the models of "
+        "the score's seconds per image over AutoAttack's.</p>"
+        f'<div class="scroll" role="region" aria-label="{escape(title)}: which score tracks '
+        f'AutoAttack" tabindex="0"><table class="plain tracking" id="{table_id}"><thead><tr>'
+        f"{head}</tr></thead><tbody>{lines}</tbody></table></div>"
+    )
 
 
 def group_section(group: str, rows: list[dict[str, Any]], data: PageData, ids: Ids) -> str:
@@ -398,6 +489,9 @@ def group_section(group: str, rows: list[dict[str, Any]], data: PageData, ids: I
         mean, count = data.errors[group]
         parts.append(f"<p>Mean |predicted − AutoAttack| over {count} models: <b>{mean:.2f}</b> "
                      "points.</p>")
+    if labels.some_unproven(scored):
+        note = labels.PROVEN_NOTE
+        parts.append(f'<p class="note proven-note">{escape(note[0].upper() + note[1:])}.</p>')
     extras = any(c.extra for c in columns)
     parts.append(
         '<div class="controls"><label>Filter by name, architecture or training: '
@@ -411,6 +505,7 @@ def group_section(group: str, rows: list[dict[str, Any]], data: PageData, ids: I
         f"{''.join(_header(c) for c in columns)}</tr></thead>"
         f"<tbody>{_model_rows(scored, columns, group, data, ids)}</tbody></table></div>"
         f"{_legend(columns)}"
+        f"{tracking_html(data.tracked.get(group, []), title, ids('tracking', group))}"
     )
     if failed:
         items = "".join(

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from leaderboard.json_checks import finite_number
+
 
 @dataclass(frozen=True)
 class Score:
@@ -53,6 +55,19 @@ SCORES: dict[str, Score] = {
     "clever_median": Score(
         "CLEVER", "ART's clever_u at this threat model, median over its images (a distortion: "
         "larger is more robust)", higher_is_robust=True),
+    "great_score": Score(
+        "GREAT Score",
+        "ART's GreatScorePyTorch on the softmax outputs: mean over the images of the top-1 minus "
+        "top-2 probability where the prediction is right, 0 where it is not (larger: more robust)",
+        higher_is_robust=True, log_scale=False),
+    "logit_margin_median": Score(
+        "logit margin",
+        "median over the images of the signed logit margin z_y − max_{k≠y} z_k, negative where "
+        "the prediction is wrong (larger: more robust)", higher_is_robust=True, log_scale=False),
+    "gradient_norm_median": Score(
+        "gradient norm",
+        "median over the images of the loss's input-gradient norm in the threat's dual norm "
+        "(ℓ1 for ℓ∞, ℓ2 for ℓ2; larger: less robust)"),
 }
 
 #: Each correlation the leaderboard reports, as its tables head it.
@@ -112,3 +127,24 @@ def sample_sizes(rows: list[dict[str, Any]]) -> str:
         parts.append("the Fisher scores and predictions use "
                      f"{' or '.join(f'{n:,}' for n in images)} images")
     return "; ".join(parts)
+
+
+#: What the proven percentage is, where some model has one below 100%.
+PROVEN_NOTE = (
+    "proven: the percent of the images whose robust radius is proven to be the minimum over all "
+    "classes (radii taken over a subset of classes may be larger than the true one); the "
+    "prediction counts every other image as not robust, so it is never above what all classes "
+    "would give"
+)
+
+
+def proven_of(row: dict[str, Any]) -> Any:
+    """The proven percentage of the radii behind a row's prediction (refined where it is used)."""
+    if finite_number(row.get("predicted_refined")) and row.get("proven_refined") is not None:
+        return row["proven_refined"]
+    return row.get("proven_first_order")
+
+
+def some_unproven(rows: list[dict[str, Any]]) -> bool:
+    """Whether some scored model's prediction rests on radii not all proven (below 100%)."""
+    return any(finite_number(proven_of(r)) and proven_of(r) < 100.0 for r in rows)

@@ -9,6 +9,8 @@ Layout, as a reader sees it:
 * the page is never wider than the window: each wide table scrolls sideways in its own box
   (``.scroll``), whose header row sticks to the box's top and whose model column sticks to its
   left, so a phone shows the names while the numbers scroll;
+* the "which score tracks AutoAttack" table keeps its score column in view the same way; the
+  plain tables (that one, costs, correlations) break their words only between them;
 * a model's name breaks only when it is longer than its column (12 rem), not at every
   character as the rest of the page may;
 * a model's details open in the row under it, in a block that sticks to the visible part of the
@@ -98,6 +100,12 @@ table.prov th { position: static; background: none; font-weight: 600; white-spac
 table.prov td { white-space: normal; }
 table.prov code { word-break: break-all; }
 table.plain td { white-space: normal; }
+table.plain th, table.plain td { overflow-wrap: normal; }
+table.tracking thead th { white-space: normal; vertical-align: bottom; min-width: 5.5rem; }
+table.tracking td.num { white-space: nowrap; }
+table.tracking tr > :first-child { position: sticky; left: 0; z-index: 1; background: #fff; }
+table.tracking td:first-child { min-width: 8rem; }
+table.tracking thead tr > :first-child { z-index: 3; background: #f2f4f8; }
 figure.plot {
   display: inline-block;
   margin: 1rem 1rem 1rem 0;

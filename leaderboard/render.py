@@ -18,7 +18,11 @@ of its dataset/threat model (the settings that differ are named). It writes
   (attack-free) robust accuracy, refined and first-order where both are stored, with the absolute
   difference of the better one (refined where stored) from the reported one, the mean of that
   difference over the models, then the correlation table; every value from a file is escaped;
-* ``correlations.json``: every coefficient with its bootstrap interval;
+* ``correlations.json``: every coefficient with its bootstrap interval, and beside each score's
+  coefficients the leave-one-model-out isotonic error of the score calibrated to AutoAttack
+  accuracy (``isotonic_loo_vs_autoattack``), the predicted accuracy's uncalibrated error
+  (``uncalibrated_abs_error_vs_autoattack``) and its cost beside AutoAttack's
+  (``cost_vs_autoattack``; :mod:`leaderboard.tracking`);
 * ``fisher_vs_autoattack.png``, ``predicted_vs_autoattack.png`` (with the identity line),
   ``clean_vs_autoattack.png`` (one panel per dataset/threat model) and
   ``accuracy_vs_eps_<dataset>_<threat_model>.png`` (each model's predicted accuracy-vs-ε curve from
@@ -58,7 +62,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from leaderboard import board_markdown, html_page, labels, plots
+from leaderboard import board_markdown, html_page, labels, plots, tracking
 from leaderboard.baselines import BASELINES
 from leaderboard.checked_read import read_checked
 from leaderboard.model_curves import ModelCurve, model_curve
@@ -84,6 +88,11 @@ BASELINE_SCORES: dict[str, tuple[str, bool]] = {
     b.column: (b.name, b.per_threat) for b in BASELINES
 }
 BASELINE_COST_COLUMNS = {b.column: b.cost_column for b in BASELINES}
+#: Each score's seconds-per-image column: the Fisher scores and the prediction share one pass.
+SCORE_COST_COLUMNS = {
+    **{score: "fisher_seconds_per_image" for score in (*SCORES, "predicted_robust_acc")},
+    **BASELINE_COST_COLUMNS,
+}
 # Seconds per image of each metric, beside AutoAttack's (the model-info's attack_seconds / n).
 COSTS = {
     "fisher_seconds_per_image": (
@@ -97,7 +106,8 @@ COLUMNS = (
     "reported_clean_acc",
     "autoattack_acc", "clean_acc", "n_examples", *SCORES, "predicted_robust_acc",
     "predicted_refined",
-    "predicted_first_order", "predicted_abs_error", *BASELINE_SCORES,
+    "predicted_first_order", "predicted_abs_error", "proven_refined", "proven_first_order",
+    *BASELINE_SCORES,
     "method", "seconds", *COSTS, "autoattack_seconds_per_image", "status", "error",
     "budget", "autoattack_n", "reported_clean_n",
 )
@@ -137,6 +147,10 @@ def flatten(record: ResultRecord) -> dict[str, Any]:
         else row["predicted_first_order"]
     )
     row["predicted_robust_acc"] = predicted
+    # Percent of the inputs whose radius is proven the minimum over all classes (the others count
+    # as not robust); absent from results written before it was recorded.
+    row["proven_first_order"] = prediction.get("proven_first_order")
+    row["proven_refined"] = prediction.get("proven_refined")
     row["predicted_abs_error"] = (
         abs(predicted - row["autoattack_acc"]) if _finite(predicted)
         and _finite(row["autoattack_acc"]) else None
@@ -239,15 +253,20 @@ def _finite(value: Any) -> bool:
     return finite_number(value)
 
 
-def group_correlations(rows: list[dict[str, Any]], seed: int = 0,
-                       n_resamples: int = 2000) -> dict[str, dict[str, dict[str, Correlation]]]:
-    """Correlations per ``dataset/threat_model`` and score, over models with AutoAttack accuracy."""
+def attacked_groups(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """``dataset/threat_model -> its scored rows with a reported AutoAttack accuracy``."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         if row["status"] == "ok" and _finite(row["autoattack_acc"]):
             groups[f"{row['dataset']}/{row['threat_model']}"].append(row)
+    return dict(sorted(groups.items()))
+
+
+def group_correlations(rows: list[dict[str, Any]], seed: int = 0,
+                       n_resamples: int = 2000) -> dict[str, dict[str, dict[str, Correlation]]]:
+    """Correlations per ``dataset/threat_model`` and score, over models with AutoAttack accuracy."""
     out: dict[str, dict[str, dict[str, Correlation]]] = {}
-    for group, members in sorted(groups.items()):
+    for group, members in attacked_groups(rows).items():
         robust = np.array([m["autoattack_acc"] for m in members], dtype=float)
         # The clean accuracy RobustBench reports (full test set) where known, else ours.
         clean = np.array(
@@ -266,6 +285,38 @@ def group_correlations(rows: list[dict[str, Any]], seed: int = 0,
     return out
 
 
+def group_tracking(rows: list[dict[str, Any]],
+                   correlations: dict[str, dict[str, dict[str, Correlation]]]
+                   ) -> dict[str, list[tracking.Tracking]]:
+    """Per ``dataset/threat_model``: which score tracks AutoAttack (:mod:`leaderboard.tracking`).
+
+    Every correlated score with its Spearman coefficient, calibrated and (for the prediction)
+    uncalibrated error and cost, most closely tracking first; groups of fewer than 3 models with
+    AutoAttack accuracy have none.
+    """
+    errors = mean_abs_errors(rows)
+    return {group: tracking.tracking_table(members, correlations.get(group, {}),
+                                           SCORE_COST_COLUMNS, errors.get(group))
+            for group, members in attacked_groups(rows).items() if len(members) >= 3}
+
+
+def correlations_json(correlations: dict[str, dict[str, dict[str, Correlation]]],
+                      tracked: dict[str, list[tracking.Tracking]]) -> dict[str, Any]:
+    """The content of ``correlations.json``: ``group -> score -> kind -> coefficient``.
+
+    Beside each score's coefficients: its calibration, uncalibrated error and cost
+    (:meth:`leaderboard.tracking.Tracking.to_json`).
+    """
+    out: dict[str, Any] = {
+        group: {score: {k: c.as_dict() for k, c in kinds.items()} for score, kinds in table.items()}
+        for group, table in correlations.items()
+    }
+    for group, rows in tracked.items():
+        for row in rows:
+            out[group][row.score].update(row.to_json())
+    return out
+
+
 def cost_summary(rows: list[dict[str, Any]]) -> list[tuple[str, float, float, int]]:
     """``(metric, median seconds per image, median ratio to AutoAttack's, models)`` rows.
 
@@ -278,11 +329,9 @@ def cost_summary(rows: list[dict[str, Any]]) -> list[tuple[str, float, float, in
         return []
     summary = [("standard AutoAttack", float(np.median(attack)), 1.0, len(attack))]
     for column, what in COSTS.items():
-        pairs = [(r[column], r["autoattack_seconds_per_image"]) for r in rows
-                 if _finite(r[column]) and _finite(r["autoattack_seconds_per_image"])]
-        if pairs:
-            summary.append((what, float(np.median([p[0] for p in pairs])),
-                            float(np.median([p[0] / p[1] for p in pairs])), len(pairs)))
+        cost = tracking.cost_of(rows, column)
+        if cost is not None:
+            summary.append((what, cost.seconds, cost.ratio, cost.n))
     return summary
 
 
@@ -436,7 +485,8 @@ def render(results: Path, out: Path, seed: int = 0, autoattack_curves: Path | No
 
     Returns:
         ``{"rows": [...], "correlations": {...}, "curves": {...}, "skipped": [Skipped, ...],
-        "files": [...], "titles": {...}}``; ``skipped`` lists every file left out, with its reason.
+        "files": [...], "titles": {...}, "tracked": {...}}``; ``skipped`` lists every file left
+        out, with its reason; ``tracked`` is :func:`group_tracking`'s.
 
     Raises:
         FileNotFoundError: no usable result under ``results`` says ``"status": "ok"``.
@@ -477,6 +527,7 @@ def _render(results: Path, out: Path, seed: int, autoattack_curves: Path | None,
     bar.update()
     bar.set_postfix_str(f"correlations ({n_resamples:,} bootstrap resamples)")
     correlations = group_correlations(rows, seed=seed, n_resamples=n_resamples)
+    tracked = group_tracking(rows, correlations)
     bar.update()
     curves = model_curves(read.results, autoattack_curves, skipped)
     titles = group_titles(rows)
@@ -495,11 +546,10 @@ def _render(results: Path, out: Path, seed: int, autoattack_curves: Path | None,
         (staging / "leaderboard.md").write_text(board_markdown.markdown(
             rows, correlations, skipped, titles=titles, errors=errors,
             costs={g: (c, COST_NOTE) for g, c in costs.items() if c},
-            baseline_columns=list(BASELINE_SCORES)), encoding="utf-8")
-        serialisable = {g: {s: {k: c.as_dict() for k, c in t.items()} for s, t in table_.items()}
-                        for g, table_ in correlations.items()}
+            baseline_columns=list(BASELINE_SCORES), tracked=tracked), encoding="utf-8")
         (staging / "correlations.json").write_text(
-            json.dumps(serialisable, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+            json.dumps(correlations_json(correlations, tracked), indent=2, allow_nan=True) + "\n",
+            encoding="utf-8")
         links = {
             f"{r['dataset']}/{r['threat_model']}/{r['model']}": paper_link(
                 MODEL_INFO_DIR, r["dataset"], r["threat_model"], r["model"]
@@ -511,14 +561,14 @@ def _render(results: Path, out: Path, seed: int, autoattack_curves: Path | None,
             errors=errors,
             skipped=skipped, figures=svgs, curves=curves, curve_images=curve_images,
             links={k: v for k, v in links.items() if v}, costs=costs, cost_note=COST_NOTE,
-            n_resamples=n_resamples, titles=titles, csv=table, stamp=stamp(),
+            n_resamples=n_resamples, titles=titles, csv=table, stamp=stamp(), tracked=tracked,
         ))
         (staging / "index.html").write_text(page, encoding="utf-8")
         bar.update()
     names = ["leaderboard.csv", "leaderboard.md", "correlations.json",
              *(p.name for p in pngs), "index.html"]
     return {"rows": rows, "correlations": correlations, "curves": curves, "skipped": skipped,
-            "files": [out / name for name in names], "titles": titles}
+            "files": [out / name for name in names], "titles": titles, "tracked": tracked}
 
 
 def summary_lines(rendered: dict[str, Any], main_score: str = "spectral_norm_median") -> list[str]:
