@@ -160,3 +160,30 @@ def test_the_committed_peer_scores_cover_every_zoo_result_and_reproduce() -> Non
     scores = peer_scores(load_model("vgg_standard"), x, y, threat_model="L2")
     for name, peer in scores.items():
         assert peer.score == pytest.approx(record[name]["score"], rel=1e-5), name
+
+
+def test_the_zoo_results_carry_the_peers_the_benchmark_computed() -> None:
+    """Every committed zoo result holds all three peers, with cost and provenance, and their scores
+    equal the ones ``benchmarks/peers_vs_autoattack.py`` computed on the same images.
+
+    The two come from separate runs (the leaderboard's baselines and the benchmark), so this also
+    checks that the leaderboard passes the peers the same model, images and labels.
+    """
+    import json
+
+    from art_fim.norms import norm_name
+
+    results = ROOT / "benchmarks" / "results" / "peers" / "cifar10"
+    zoo = ROOT / "leaderboard" / "results" / "zoo" / "cifar10"
+    fisher_files = sorted(zoo.glob("*/*.json"))
+    assert len(fisher_files) == 36
+    for path in fisher_files:
+        baselines = json.loads(path.read_text())["baselines"]
+        expected = json.loads((results / path.parent.name / path.name).read_text())["peers"]
+        threat = norm_name(path.parent.name)
+        for name in ("great_score", "logit_margin", "gradient_norm"):
+            entry = baselines[name][threat] if name == "gradient_norm" else baselines[name]
+            assert entry["n"] == 500 and entry["seconds_per_image"] > 0, (path, name)
+            assert entry["higher_is_robust"] == expected[name]["higher_is_robust"]
+            assert entry["provenance"]["aggregate"] == expected[name]["provenance"]["aggregate"]
+            assert entry["score"] == pytest.approx(expected[name]["score"], rel=1e-6), (path, name)
