@@ -105,7 +105,9 @@ def fisher_statistics(
     from upper bounds on every margin's gradient norm (``proof_probes`` random JVPs,
     :mod:`art_fim.margin_norm_bound`; they hold with probability ``≥ 1 − proof_failure`` per
     input), adding up to ``2 · competitors`` more classes where the first test fails
-    (:mod:`art_fim.competitor_proof`, :mod:`art_fim.subset_proof`). Each radius's ``proven``
+    (:mod:`art_fim.competitor_proof`, :mod:`art_fim.subset_proof`; as many as fit
+    ``memory_budget``, and no proof, every radius unproven, where its float64 basis does not
+    fit: :func:`~art_fim.memory.plan_subset`). Each radius's ``proven``
     flags record the outcome (summary: :attr:`~art_fim.results.FisherStatistics.proven_fraction`);
     an unproven radius keeps the subset value as an upper estimate and counts as not robust.
 
