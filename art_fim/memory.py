@@ -13,7 +13,11 @@ input by :meth:`art_fim.adapters.ClassifierAdapter.activation_bytes`):
   copy for re-orthogonalisation, and work vectors) ``+ 8 A`` (the graph, one forward-mode
   pass with its tangents, one backward pass);
 * Hutchinson: ``4 d · 8 + 8 A + m K · 8`` (probes, one forward-mode pass, and the ``m``
-  products ``J v`` kept for the variance).
+  products ``J v`` kept for the variance);
+* the matrix-free route's radii from the rows of ``kept`` classes, proven with up to ``total``
+  (:mod:`art_fim.subset_proof`): the larger of ``A + 2 c A + c d s + 2.25 total d s`` (the
+  rows, their sorted copy and float64 differences) and ``A + kept d s + 24 kept d + 8 A +
+  24 d`` (the proof's float64 basis and one probe), :func:`subset_bytes`.
 
 The multiples of ``A`` are measured, not derived: a cotangent's backward pass holds the
 gradients of the widest layers and a convolution's unfolded input columns, 0.7–1.4 ``A`` on
