@@ -43,14 +43,14 @@ from art_fim.engine import Batch, BatchEngine
 from art_fim.exact import spectral_statistics
 from art_fim.finite_differences import box_bounds
 from art_fim.margin_norm_bound import DEFAULT_FAILURE, DEFAULT_PROBES
-from art_fim.memory import plan_competitors, plan_fisher
+from art_fim.memory import plan_fisher, plan_subset
 from art_fim.metric import BatchEstimate, Method, SolverOptions, estimate_batch
 from art_fim.norms import norm_name, parse_norm
 from art_fim.options import Options
 from art_fim.precision import Precision
 from art_fim.radii import first_order_radii, refined_radii
 from art_fim.results import FisherEstimate, FisherStatistics
-from art_fim.subset_proof import PROOF_EXTRA, ProofOptions, probe_chunk, prove_subset
+from art_fim.subset_proof import PROOF_EXTRA, ProofOptions, prove_subset
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,9 @@ def fisher_statistics(
     from upper bounds on every margin's gradient norm (``proof_probes`` random JVPs,
     :mod:`art_fim.margin_norm_bound`; they hold with probability ``≥ 1 − proof_failure`` per
     input), adding up to ``2 · competitors`` more classes where the first test fails
-    (:mod:`art_fim.competitor_proof`, :mod:`art_fim.subset_proof`). Each radius's ``proven``
+    (:mod:`art_fim.competitor_proof`, :mod:`art_fim.subset_proof`; as many as fit
+    ``memory_budget``, and no proof, every radius unproven, where its float64 basis does not
+    fit: :func:`~art_fim.memory.plan_subset`). Each radius's ``proven``
     flags record the outcome (summary: :attr:`~art_fim.results.FisherStatistics.proven_fraction`);
     an unproven radius keeps the subset value as an upper estimate and counts as not robust.
 
@@ -212,8 +214,9 @@ class StatisticsPlan:
         refine: whether the refinement runs.
         bounds: the flattened input box, or ``None``.
         input_shape: the shape of one input.
-        probe_chunk: probes per vectorised JVP of the subset proof
-            (:func:`~art_fim.subset_proof.probe_chunk`).
+        probe_chunk: probes per vectorised JVP of the subset proof.
+        proof_limit: the most classes the subset proof may add per input.
+        prove: whether the subset proof runs (else subset radii are all unproven).
     """
 
     route: str
@@ -225,6 +228,8 @@ class StatisticsPlan:
     bounds: tuple[Tensor, Tensor] | None
     input_shape: tuple[int, ...]
     probe_chunk: int = 1
+    proof_limit: int = 0
+    prove: bool = False
 
     @property
     def label(self) -> str:
@@ -283,7 +288,7 @@ class StatisticsEstimator:
     def plan(self, engine: BatchEngine, x: np.ndarray) -> StatisticsPlan:
         """The route and the batch, and on the matrix-free route the competitor rows'.
 
-        From :func:`~art_fim.memory.plan_fisher` and :func:`~art_fim.memory.plan_competitors`.
+        From :func:`~art_fim.memory.plan_fisher` and :func:`~art_fim.memory.plan_subset`.
 
         Raises:
             ValueError: ``eigenvector=True`` off the exact route, or bad labels.
@@ -297,6 +302,7 @@ class StatisticsEstimator:
         )
         size, class_chunk = fisher.batch_size, fisher.class_chunk
         radius_norms, refine = self.norms, self.refine
+        probes, limit, prove = 1, 0, False
         if fisher.method != "exact":
             if self.eigenvector:
                 raise ValueError(
@@ -304,25 +310,39 @@ class StatisticsEstimator:
                     "method='exact' (and raise memory_budget if it does not fit) or leave "
                     "eigenvector False."
                 )
-            # Room for the rows the subset proof may add (PROOF_EXTRA · competitors more per
-            # input) where it fits; else for the competitors alone, the proof's rows beyond.
-            fits = plan_competitors(
-                fisher, (1 + PROOF_EXTRA) * self.competitors
-            ) or plan_competitors(fisher, self.competitors)
-            if fits is None and self.norms:
-                logger.warning(
-                    "the Jacobian rows of one input's label and competitors exceed the memory "
-                    "budget: λ_max and the trace take the matrix-free routes and the robust radii "
-                    "are not computed (NaN); raise memory_budget or lower competitors to compute "
-                    "them."
-                )
+            # The rows and the proof's, with as many added classes as fit the budget.
+            extra = PROOF_EXTRA * self.competitors
+            fits = plan_subset(fisher, self.competitors, extra)
+            if fits is None:
+                if self.norms:
+                    logger.warning(
+                        "the Jacobian rows of one input's label and competitors exceed the memory "
+                        "budget: λ_max and the trace take the matrix-free routes and the robust "
+                        "radii are not computed (NaN); raise memory_budget or lower competitors "
+                        "to compute them."
+                    )
                 radius_norms = ()  # NaN, first-order and refined alike
-            size, class_chunk = fits or (size, None)
+            else:
+                omitted = max(0, fisher.footprint.classes - 1 - self.competitors)
+                if self.norms and omitted and not fits.proof:
+                    logger.warning(
+                        "the subset proof's float64 basis exceeds the memory budget: the radii "
+                        "from the nearest %d competitors are not proven and count as not robust; "
+                        "raise memory_budget to prove them.", self.competitors,
+                    )
+                elif self.norms and fits.added < min(extra, omitted):
+                    logger.warning(
+                        "the memory budget leaves room for %d of the %d classes the subset proof "
+                        "may add per input: radii it cannot prove with them count as not robust; "
+                        "raise memory_budget to prove more.", fits.added, min(extra, omitted),
+                    )
+                size, class_chunk = fits.batch_size, fits.class_chunk
+                probes, limit, prove = fits.probe_chunk, fits.added, fits.proof
         classes = fisher.footprint.classes
         kept = classes - 1 if fisher.method == "exact" else min(self.competitors, classes - 1)
         return StatisticsPlan(
             fisher.method, size, class_chunk, kept, radius_norms, refine, bounds_t,
-            tuple(x.shape[1:]), probe_chunk(fisher, size),
+            tuple(x.shape[1:]), probes, limit, prove,
         )
 
     def batch(self, engine: BatchEngine, batch: Batch, plan: StatisticsPlan) -> StatisticsPart:
@@ -347,7 +367,9 @@ class StatisticsEstimator:
             generators = batch.generators  # one stream per input, for Lanczos then Hutchinson
             spectral = estimate_batch(jac, plan.route, "spectral_norm", self.solver, generators)
             trace = estimate_batch(jac, "hutchinson", "trace", self.solver, generators)
-            classes = nearest_competitors(jac.logits, target, self.competitors)
+            # The label's row alone where no radius is computed within the budget.
+            count = self.competitors if plan.radius_norms else 0
+            classes = nearest_competitors(jac.logits, target, count)
             rows, vector = jac.class_rows(classes), None
         every_logit = jac.logits
 
@@ -359,11 +381,17 @@ class StatisticsEstimator:
             )
 
         (radius, boundaries), proven = radii_of(rows, classes), {}
-        if classes is not None and plan.radius_norms and classes.shape[1] < jac.num_classes:
+        subset = classes is not None and plan.radius_norms and classes.shape[1] < jac.num_classes
+        if subset and not plan.prove:  # the proof does not fit the budget: none is proven
+            proven = {
+                f"{norm_name(norm)}{kind}": torch.zeros(b, dtype=torch.bool)
+                for norm in plan.radius_norms for kind in ("", "_refined")
+            }
+        elif subset:
             # A subset of the classes: prove that it sets the radii, or flag them.
             rows, (radius, boundaries), proven = prove_subset(
                 jac, target, classes, rows, (radius, boundaries), plan.radius_norms, radii_of,
-                self.proof, PROOF_EXTRA * self.competitors,
+                self.proof, plan.proof_limit,
                 self.refine_competitors if plan.refine else 0, batch.generators,
                 plan.probe_chunk,
             )

@@ -195,7 +195,8 @@ def margin_norm_bounds(
             continue
         # ‖P∇g_j‖ in ℓ1 or ℓ∞ needs the projection itself: Q times its coefficients.
         dim, batch = basis.shape[1], basis.shape[0]
-        step = max(1, _CHUNK_ELEMENTS // max(1, batch * dim))
+        # As many projections at once as the basis has columns: as much memory as the basis.
+        step = max(1, min(_CHUNK_ELEMENTS // max(1, batch * dim), basis.shape[2]))
         projected = torch.cat([
             dual_norm(torch.einsum("bdr,rbk->bkd", basis, known[:, :, j : j + step]), norm)
             for j in range(0, known.shape[2], step)

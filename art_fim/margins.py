@@ -51,8 +51,8 @@ def margins(logits: Tensor, labels: Tensor) -> Tensor:
 def margin_dual_norms(rows: Tensor, labels: Tensor, norm: float) -> Tensor:
     """Return ``‖∇z_y − ∇z_k‖_{q*}`` for every class ``k``, float64 ``[B, K]`` (zero at ``k = y``).
 
-    The differences are formed in float64 (exact for float32 rows), a few classes at a time so
-    that they never take more than :data:`_CHUNK_ELEMENTS` numbers.
+    The differences are formed in float64 (exact for float32 rows), a sixteenth of the classes
+    at a time and never more than :data:`_CHUNK_ELEMENTS` numbers.
 
     Args:
         rows: the logit Jacobian ``[B, K, d]``.
@@ -61,7 +61,9 @@ def margin_dual_norms(rows: Tensor, labels: Tensor, norm: float) -> Tensor:
     """
     batch, classes, dim = rows.shape
     own = rows[torch.arange(batch, device=rows.device), labels].double()[:, None, :]
-    chunk = max(1, _CHUNK_ELEMENTS // max(1, batch * dim))
+    # A sixteenth of the classes at once: the differences and their absolute values then take
+    # a quarter of float32 rows' memory (the float64 block art_fim.memory plans for).
+    chunk = max(1, min(_CHUNK_ELEMENTS // max(1, batch * dim), -(-classes // 16)))
     parts = [
         dual_norm(own - rows[:, start : start + chunk].double(), norm)
         for start in range(0, classes, chunk)

@@ -13,7 +13,11 @@ input by :meth:`art_fim.adapters.ClassifierAdapter.activation_bytes`):
   copy for re-orthogonalisation, and work vectors) ``+ 8 A`` (the graph, one forward-mode
   pass with its tangents, one backward pass);
 * Hutchinson: ``4 d · 8 + 8 A + m K · 8`` (probes, one forward-mode pass, and the ``m``
-  products ``J v`` kept for the variance).
+  products ``J v`` kept for the variance);
+* the matrix-free route's radii from the rows of ``kept`` classes, proven with up to ``total``
+  (:mod:`art_fim.subset_proof`): the larger of ``A + 2 c A + c d s + 2.25 total d s`` (the
+  rows, their sorted copy and float64 differences) and ``A + kept d s + 24 kept d + 8 A +
+  24 d`` (the proof's float64 basis and one probe), :func:`subset_bytes`.
 
 The multiples of ``A`` are measured, not derived: a cotangent's backward pass holds the
 gradients of the widest layers and a convolution's unfolded input columns, 0.7–1.4 ``A`` on
@@ -227,17 +231,99 @@ def plan_fisher(
     return FisherPlan(method, batch_size, class_chunk, footprint, budget)
 
 
-def plan_competitors(plan: FisherPlan, competitors: int) -> tuple[int, int] | None:
-    """Batch size and classes per backward pass for the matrix-free route's competitor rows.
+@dataclass(frozen=True)
+class SubsetPlan:
+    """How the matrix-free route computes its radii and their proof (:func:`plan_subset`).
 
-    Both the Krylov route's batch (already in ``plan``) and the rows of the label and its
-    ``m`` competitors must fit the budget; ``None`` when even one class at a time does not.
+    Attributes:
+        batch_size: inputs per batch.
+        class_chunk: classes per batched backward pass of the rows (``None``: all at once).
+        proof: whether the subset proof fits the budget (else every subset radius is unproven).
+        added: the most classes the proof may add per input.
+        probe_chunk: probes per vectorised JVP of the proof.
     """
-    footprint = plan.footprint
-    classes = min(competitors + 1, footprint.classes)
-    rows = Footprint(classes, footprint.dim, footprint.itemsize, footprint.activations)
-    fits = plan_exact(rows, plan.budget, plan.batch_size)
-    return None if fits is None else (min(plan.batch_size, fits[0]), fits[1])
+
+    batch_size: int
+    class_chunk: int | None
+    proof: bool
+    added: int
+    probe_chunk: int
+
+
+def probe_bytes(footprint: Footprint) -> int:
+    """Peak bytes of one probe of the subset proof, per input: ``8 A + 24 d``.
+
+    A forward-mode pass (up to ``8 A``, as Lanczos's) and the float64 probe, its projection
+    and its copy in the model's dtype.
+    """
+    return 8 * footprint.activations + 24 * footprint.dim
+
+
+def subset_bytes(
+    footprint: Footprint, kept: int, total: int, class_chunk: int, proof: bool = True
+) -> int:
+    """Peak bytes per input of the radii from ``kept`` classes' rows, proven with up to ``total``.
+
+    The larger of two phases (``R = d s``, one row's bytes; ``c`` classes per backward pass):
+
+    * the rows: ``A + 2 c A + c R`` (a batched backward pass, as on the exact route)
+      ``+ 2 total R`` (the rows and their sorted copy when classes are added) ``+ total R / 4``
+      (the float64 margin-gradient differences of :func:`art_fim.margins.margin_dual_norms`);
+    * with ``proof``, its bounds (:mod:`art_fim.margin_norm_bound`): ``A + kept R`` (the graph
+      and the rows) ``+ 24 kept d`` (the float64 copy of the rows, its QR factorisation and
+      the orthonormal basis; then the basis, its projections and their absolute values) and
+      one probe (:func:`probe_bytes`).
+    """
+    row = footprint.dim * footprint.itemsize
+    graph = footprint.activations
+    chunk = min(class_chunk, total)
+    rows = graph + 2 * chunk * graph + chunk * row + 2 * total * row + total * row // 4
+    if not proof:
+        return rows
+    bounds = graph + kept * row + 24 * kept * footprint.dim + probe_bytes(footprint)
+    return max(bounds, rows)
+
+
+def plan_subset(plan: FisherPlan, competitors: int, extra: int) -> SubsetPlan | None:
+    """Batch, classes per backward pass, the proof's added classes and probes within the budget.
+
+    The proof may add up to ``extra`` classes per input to the label and its ``competitors``
+    (:mod:`art_fim.subset_proof`). Where they do not all fit, fewer are allowed; where the
+    proof's bounds do not fit for one input even so, the radii are planned without it (both
+    leave the radii they would have proven unproven, counted as not robust). ``None`` when the
+    rows of one input's label and competitors alone do not fit, one class per backward pass.
+    The batch is at most the Krylov route's (``plan``).
+
+    Args:
+        plan: the matrix-free route's plan.
+        competitors: ``m``, competitors per input.
+        extra: the most classes the proof may add per input.
+    """
+    footprint, budget = plan.footprint, plan.budget
+    kept = min(competitors + 1, footprint.classes)
+    total = min(kept + extra, footprint.classes)
+    while total > kept and subset_bytes(footprint, kept, total, 1) > budget:
+        total -= 1  # fewer added classes until one input fits, one class per backward pass
+    # No proof where every class is kept, or where its bounds do not fit.
+    proof = kept < footprint.classes and subset_bytes(footprint, kept, total, 1) <= budget
+    if not proof:
+        total = kept
+        if subset_bytes(footprint, kept, kept, 1, proof=False) > budget:
+            return None
+
+    def peak(class_chunk: int) -> int:
+        return subset_bytes(footprint, kept, total, class_chunk, proof)
+
+    batch = min(plan.batch_size, budget // peak(kept))
+    class_chunk: int | None = None
+    if batch < 1:  # one input, as many classes per backward pass as fit
+        batch = 1
+        class_chunk = max(c for c in range(1, kept + 1) if peak(c) <= budget)
+    # Beside the probes: the graph, the rows, their float64 basis and its products with J.
+    held = footprint.activations + kept * footprint.dim * (footprint.itemsize + 8)
+    held += 16 * kept * footprint.classes
+    probes = max(1, (budget // batch - held) // probe_bytes(footprint))
+    return SubsetPlan(batch, class_chunk, proof, total - kept, int(probes))
 
 
 def noisy_copy_bytes(activations: int, input_bytes: int) -> int:

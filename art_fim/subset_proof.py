@@ -35,7 +35,6 @@ from art_fim.margin_norm_bound import (
     stacked_jvp,
 )
 from art_fim.margins import margin_dual_norms, margin_ratios, margins
-from art_fim.memory import FisherPlan
 from art_fim.norms import norm_name
 
 logger = logging.getLogger(__name__)
@@ -65,16 +64,6 @@ class ProofOptions(NamedTuple):
         check_positive_int("proof_probes", self.probes)
         if not (isinstance(self.failure, (int, float)) and 0 < self.failure < 1):
             raise ValueError(f"proof_failure must be a probability in (0, 1), got {self.failure!r}")
-
-
-def probe_chunk(plan: FisherPlan, batch_size: int) -> int:
-    """Probes per vectorised JVP of the proof: forward-mode passes whose graphs fit the budget.
-
-    One forward-mode pass holds up to about ``8 A`` per input (:mod:`art_fim.memory`), beside
-    the batch's own graph (``A`` per input), which stays alive meanwhile.
-    """
-    graph = max(1, plan.footprint.activations)
-    return max(1, (plan.budget // batch_size - graph) // (8 * graph))
 
 
 # The radii over a set of classes, as the batch computed them: (radii per norm name, anything
@@ -118,7 +107,7 @@ def prove_subset(
         limit: the most classes to add per input.
         refine_rank: ``k`` of the refined radius's test (0: no refined radius).
         generators: the inputs' random streams.
-        chunk: probes per vectorised JVP (:func:`probe_chunk`).
+        chunk: probes per vectorised JVP (:func:`art_fim.memory.plan_subset`).
 
     Returns:
         The rows of the classes finally kept, the radii over them (as ``radii_of``), and per
@@ -158,10 +147,15 @@ def prove_subset(
             break
         added += extra.shape[1]
         classes, order = merge_classes(classes, extra)
-        # At most as many classes per batched backward pass as the plan made room for.
-        joined = torch.cat([rows, *(jac.class_rows(extra[:, i : i + width])
-                                    for i in range(0, extra.shape[1], width))], dim=1)
+        # At most as many classes per batched backward pass as the plan made room for, and
+        # never more than two copies of the rows (art_fim.memory.subset_bytes).
+        parts = [rows, *(jac.class_rows(extra[:, i : i + width])
+                         for i in range(0, extra.shape[1], width))]
+        del rows
+        joined = torch.cat(parts, dim=1)
+        del parts
         rows = joined.gather(1, order[:, :, None].expand(-1, -1, joined.shape[2]))
+        del joined
         found = radii_of(rows, classes)
         status = open_classes(classes, rows, found[0])
     proven = {}

@@ -89,14 +89,21 @@ def peak(source, budget):
     return status("VmHWM:") - base
 
 
-model = conv_net()
-x = np.random.default_rng(0).random((16, 3, 32, 32)).astype(np.float32)
+exec(sys.argv[3])  # the model and the inputs
 y = model(torch.from_numpy(x)).argmax(1).numpy()
 print(json.dumps({name: peak(source, budget_value) for name, source in calls.items()}))
 """
+# The model and inputs of the entry points' measurement: K = 100, 16 CIFAR-size inputs.
+CONV_SETUP = """
+model = conv_net()
+x = np.random.default_rng(0).random((16, 3, 32, 32)).astype(np.float32)
+"""
 
 
-def _measure(calls: dict[str, str], budget: int) -> dict[str, int]:
+def _measure(calls: dict[str, str], budget: int, setup: str = CONV_SETUP) -> dict[str, int]:
+    """Peak resident bytes of each call in ``calls`` (source, ``model``, ``x``, ``y`` and
+    ``budget`` in scope; ``setup`` defines ``model`` and ``x``), in a fresh interpreter.
+    """
     env = dict(
         os.environ,
         MALLOC_MMAP_THRESHOLD_="65536",
@@ -104,7 +111,7 @@ def _measure(calls: dict[str, str], budget: int) -> dict[str, int]:
         PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
     )
     out = subprocess.run(
-        [sys.executable, "-c", _MEASURE, json.dumps(calls), str(budget)],
+        [sys.executable, "-c", _MEASURE, json.dumps(calls), str(budget), setup],
         cwd=ROOT, env=env, capture_output=True, text=True, check=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
