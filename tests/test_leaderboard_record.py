@@ -1,10 +1,10 @@
 """The result record: one typed layout, read back exactly, and a reader that trusts nothing.
 
-The committed zoo results (written before records carried a schema version) must read as
-version 1 and write back to the same JSON; every hostile file (wrong types, accuracies outside
-[0, 100], negative or infinite timings, megabyte strings, deep nesting) must raise
-:class:`InvalidRecord` naming the file and the field; and no JSON value at all may make the reader
-raise anything else.
+The committed zoo results must read and write back to the same JSON, and a record of the
+unversioned layout before them (version 1) must still read; every hostile file (wrong types,
+accuracies outside [0, 100], negative or infinite timings, megabyte strings, deep nesting) must
+raise :class:`InvalidRecord` naming the file and the field; and no JSON value at all may make the
+reader raise anything else.
 """
 
 from __future__ import annotations
@@ -42,17 +42,36 @@ def _committed() -> list[Path]:
     return sorted(COMMITTED.glob("*/*/*.json"))
 
 
-def test_committed_records_read_as_version_1_and_write_back_unchanged() -> None:
-    """Every committed record (no schema version) reads, and its JSON is the file's content."""
+def test_committed_records_read_and_write_back_unchanged() -> None:
+    """Every committed record reads, and its JSON is the file's content, in the file's order."""
     paths = _committed()
     assert len(paths) == 36
     for path in paths:
         record = read_record(path)
+        assert record.schema_version == SCHEMA_VERSION and record.ok
+        written = record.to_json()
+        assert written == json.loads(path.read_text()), path
+        assert list(written) == list(json.loads(path.read_text())), path  # same key order
+
+
+#: Keys a version-1 record (no ``schema_version``) was written without, and what they read as.
+ADDED_SINCE_VERSION_1 = {"proof_failure": None}
+
+
+def test_a_version_1_record_reads_with_the_later_fields_absent() -> None:
+    """A record of the unversioned layout (a committed one without the keys added since) reads as
+    version 1 and writes back as its content plus those keys' values for "not recorded".
+    """
+    for path in _committed():
+        content = json.loads(path.read_text())
+        del content["schema_version"]
+        for key in ADDED_SINCE_VERSION_1:
+            del content[key]
+        record = ResultRecord.from_json(content, path.name)
         assert record.schema_version == 1 and record.ok
         written = record.to_json()
         assert written.pop("schema_version") == 1
-        assert written == json.loads(path.read_text()), path
-        assert list(written) == list(json.loads(path.read_text())), path  # same key order
+        assert written == {**content, **ADDED_SINCE_VERSION_1}, path
 
 
 def test_a_new_record_carries_the_schema_version_first() -> None:
@@ -206,9 +225,10 @@ def test_every_source_implements_the_interface_and_config_checks_the_name() -> N
 def test_baselines_are_declared_once() -> None:
     """Each baseline's image count is a Baselines field, and its columns are distinct."""
     counts = Baselines()
-    assert [b.name for b in BASELINES] == ["blackbox", "reference_whitebox", "clever"]
+    assert [b.name for b in BASELINES] == ["blackbox", "reference_whitebox", "clever",
+                                           "great_score", "logit_margin", "gradient_norm"]
     assert all(b.count(counts) == getattr(counts, b.images) for b in BASELINES)
-    assert len({b.column for b in BASELINES} | {b.cost_column for b in BASELINES}) == 6
+    assert len({b.column for b in BASELINES} | {b.cost_column for b in BASELINES}) == 12
 
 
 @pytest.mark.parametrize("fails", [False, True], ids=["returns", "raises"])
