@@ -166,16 +166,27 @@ def _tip(row: dict[str, Any], *values: tuple[str, Any]) -> str:
     return f"{row['model']} ({row.get('architecture') or '?'}): {shown}"
 
 
+def _log_axis(ax: Axes, axis: str = "x") -> None:
+    r"""A log axis whose ticks read ``0.1``, ``1``, ``10``.
+
+    matplotlib's log ticks are math text (``$\mathdefault{10^{1}}$``), which :func:`style` turns
+    off so that a ``$`` in a model's name is a dollar sign: plain numbers instead.
+    """
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    getattr(ax, f"set_{axis}scale")("log")
+    scale = getattr(ax, f"{axis}axis")
+    scale.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    scale.set_minor_formatter(NullFormatter())
+
+
 def _log_axis_if_spread(ax: Axes, values: Sequence[float], axis: str = "x") -> None:
     """A log axis when positive values spread over a decade or more.
 
     Under a decade a log axis has no labelled tick.
     """
-    from matplotlib.ticker import NullFormatter
-
     if values and min(values) > 0 and max(values) / min(values) >= 10:
-        getattr(ax, f"set_{axis}scale")("log")
-        getattr(ax, f"{axis}axis").set_minor_formatter(NullFormatter())
+        _log_axis(ax, axis)
 
 
 def scatter_figures(rows: list[dict[str, Any]], correlations: dict[str, Any],
@@ -215,7 +226,7 @@ def scatter_figures(rows: list[dict[str, Any]], correlations: dict[str, Any],
                       [_tip(r, ("AutoAttack %", r["autoattack_acc"]),
                             (score_label(score), r[score])) for r in members],
                       label=label, color=f"C{k}")
-    ax.set_xscale("log")
+    _log_axis(ax)
     ax.set_xlabel(f"{score_label(score)} of the input Fisher (log scale)")
     ax.set_ylabel("AutoAttack accuracy (%)")
     ax.set_title("Input-Fisher spectral norm vs AutoAttack accuracy")

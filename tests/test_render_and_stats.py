@@ -515,3 +515,32 @@ def test_stored_unproven_radii_are_never_counted_robust(seed: int, eps: float,
     if refined:
         assert predicted["refined"] <= predicted["first_order"]
         assert predicted["proven_refined"] == predicted["proven_first_order"]
+
+
+def test_log_axes_read_as_plain_numbers(tmp_path: Path) -> None:
+    r"""Every log axis of the scatter figures labels its ticks ``0.1``, ``1``, ``10``, not the
+    math-text source (``$\mathdefault{10^{1}}$``) that the page's ``$``-is-a-dollar setting
+    would show as it is.
+    """
+    from matplotlib.text import Text
+
+    from leaderboard import plots
+
+    root = tmp_path / "results"
+    for i, lam in enumerate([0.05, 0.5, 5.0, 50.0]):
+        _write_result(root, f"Model{i}", autoattack=40.0 - 10 * i, lam=lam,
+                      predicted=39.0 - 10 * i)
+    rendered = render(root, tmp_path / "out", n_resamples=20)
+    with plots.style():
+        figures = plots.scatter_figures(rendered["rows"], rendered["correlations"])
+        texts = []
+        for figure in figures:
+            figure.figure.canvas.draw()
+            texts += [t.get_text() for t in figure.figure.findobj(Text) if t.get_text()]
+            log_axes = [ax for ax in figure.figure.axes if ax.get_xscale() == "log"]
+            for ax in log_axes:
+                shown = {t.get_text() for t in ax.get_xticklabels() if t.get_visible()}
+                assert shown & {"0.1", "1", "10"}, (figure.name, shown)
+    plots.close(figures)
+    assert any(f.name == "fisher_vs_autoattack" for f in figures)
+    assert not [t for t in texts if "mathdefault" in t or t.startswith("$")]
