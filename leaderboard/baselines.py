@@ -334,22 +334,18 @@ def _peer_summary(peer: Any) -> dict[str, Any]:
     return {**_summary(peer.values, peer.seconds), **peer.to_json()}
 
 
-def _great_score(inputs: BaselineInputs) -> dict[str, Any]:
-    from leaderboard.peers import great_score
+def _model_peer(name: str, images: str) -> Compute:
+    """The baseline of a per-model peer (:mod:`leaderboard.peers`'s ``name``) on ``images``."""
 
-    n = inputs.baselines.great_score_n
-    peer = great_score(inputs.model, inputs.x[:n], inputs.y[:n])
-    inputs.bar.update(len(peer.values))
-    return _peer_summary(peer)
+    def compute(inputs: BaselineInputs) -> dict[str, Any]:
+        from leaderboard import peers
 
+        n = getattr(inputs.baselines, images)
+        peer = getattr(peers, name)(inputs.model, inputs.x[:n], inputs.y[:n])
+        inputs.bar.update(len(peer.values))
+        return _peer_summary(peer)
 
-def _logit_margin(inputs: BaselineInputs) -> dict[str, Any]:
-    from leaderboard.peers import logit_margin
-
-    n = inputs.baselines.logit_margin_n
-    peer = logit_margin(inputs.model, inputs.x[:n], inputs.y[:n])
-    inputs.bar.update(len(peer.values))
-    return _peer_summary(peer)
+    return compute
 
 
 def _gradient_norm(inputs: BaselineInputs) -> dict[str, Any]:
@@ -374,9 +370,11 @@ BASELINES: tuple[Baseline, ...] = (
     Baseline("clever", "clever_n", "clever_median", "CLEVER",
              "ART clever_u (at this threat model)", True, _clever),
     Baseline("great_score", "great_score_n", "great_score", "GREAT Score",
-             "ART GreatScorePyTorch on softmax outputs (mean)", False, _great_score),
+             "ART GreatScorePyTorch on softmax outputs (mean)", False,
+             _model_peer("great_score", "great_score_n")),
     Baseline("logit_margin", "logit_margin_n", "logit_margin_median", "logit margin",
-             "signed logit margin z_y − max_{k≠y} z_k (median)", False, _logit_margin),
+             "signed logit margin z_y − max_{k≠y} z_k (median)", False,
+             _model_peer("logit_margin", "logit_margin_n")),
     Baseline("gradient_norm", "gradient_norm_n", "gradient_norm_median", "gradient norm",
              "input-gradient norm of the loss, threat's dual norm (median)", True, _gradient_norm),
 )
